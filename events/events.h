@@ -1,0 +1,233 @@
+/*
+ * events.h -- the lowest layer of Skald: errors, the event envelope, and Avro payloads.
+ *
+ * Everything above (store/, commands/, ...) speaks in these types. Nothing here does I/O
+ * except the schema registry, which reads the .avsc files and keeps its id table in the
+ * data directory.
+ *
+ * Calling sequence
+ *   ev_registry_open(schemas_dir, data_dir, &reg, &err)   once, at startup
+ *   ev_registry_latest(reg, "OrderPlaced", &id)            which schema encodes new events
+ *   ev_payload_from_json(reg, "OrderPlaced", json, &buf, &id, &err)   JSON -> Avro binary
+ *   ev_payload_to_json(reg, id, data, size, &json, &err)   Avro binary (any version) -> JSON
+ *   ev_registry_destroy(reg)
+ *
+ * Error rules
+ *   Every function that can fail returns 0 or a negative code: a negated errno for system
+ *   failures, or one of the SK_E* codes below. Results go out through parameters marked
+ *   out, written only on success. Where a person needs detail (which field, which file),
+ *   the function takes an sk_error and fills it on failure; sk_error may be NULL.
+ *
+ * Thread safety
+ *   An ev_registry is immutable after ev_registry_open returns: any number of threads may
+ *   encode and decode through one registry at the same time.
+ */
+#ifndef SKALD_EVENTS_H
+#define SKALD_EVENTS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------------------------------
+ * Errors. Skald's own codes sit below -1000, apart from negated errno values.
+ * One list yields the enum, the name and the message.
+ */
+#define SK_ERRNO_MAP(X)                                                                    \
+    X(CORRUPT, -1001, "stored data is corrupt")                                            \
+    X(CONFLICT, -1002, "expected version does not match the stream's version")             \
+    X(REJECTED, -1003, "rejected by a business rule")                                      \
+    X(BADINPUT, -1004, "input does not match its schema")                                  \
+    X(SCHEMA, -1005, "schema is invalid or incompatible")                                  \
+    X(NOTFOUND, -1006, "not found")                                                        \
+    X(FAILED, -1007, "log is in the failed state; it must be reopened through recovery")   \
+    X(READONLY, -1008, "log is open read-only")                                            \
+    X(BUSY, -1009, "queue is full; retry later")                                           \
+    X(CLOSED, -1010, "log is closing")                                                     \
+    X(TOOBIG, -1011, "value exceeds its size limit")
+
+enum {
+#define SK_ERRNO_ENUM(name, value, msg) SK_E##name = (value),
+    SK_ERRNO_MAP(SK_ERRNO_ENUM)
+#undef SK_ERRNO_ENUM
+};
+
+/* A short, stable name ("SK_ECORRUPT", "EIO") and a sentence. Both static; never NULL. */
+const char *sk_err_name(int err);
+const char *sk_strerror(int err);
+
+/* Detail for a person: which field or file, and what is wrong with it. */
+typedef struct sk_error {
+    int code;          /* the same code the function returned */
+    char field[256];   /* JSON path of the field at fault ("lines[2].quantity"), or "" */
+    char message[512]; /* a sentence naming the file, schema or field and what to do */
+} sk_error;
+
+/* Fills err (if not NULL) and returns code, so a caller can write
+ * `return sk_error_set(err, SK_EBADINPUT, "sku", "missing required field");`. */
+int sk_error_set(sk_error *err, int code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void sk_error_clear(sk_error *err);
+
+/* ---------------------------------------------------------------------------------------
+ * Small value types.
+ */
+
+/* A byte string that is not NUL-terminated: a borrowed view. */
+typedef struct ev_str {
+    const char *ptr;
+    uint32_t len;
+} ev_str;
+
+ev_str ev_str_of(const char *cstr); /* view of a C string (NULL gives the empty view) */
+int ev_str_eq(ev_str a, const char *cstr);
+
+typedef struct ev_uuid {
+    uint8_t bytes[16];
+} ev_uuid;
+
+#define EV_UUID_TEXT_SIZE 37 /* 36 characters and the NUL */
+void ev_uuid_generate(ev_uuid *out);
+void ev_uuid_format(const ev_uuid *id, char out[EV_UUID_TEXT_SIZE]);
+int ev_uuid_parse(const char *text, ev_uuid *out); /* 0, or SK_EBADINPUT */
+int ev_uuid_is_nil(const ev_uuid *id);
+
+/* A growable byte buffer owned by whoever holds it; free with ev_buf_free. */
+typedef struct ev_buf {
+    uint8_t *data;
+    size_t size;
+    size_t cap;
+} ev_buf;
+
+int ev_buf_reserve(ev_buf *buf, size_t extra); /* 0 or -ENOMEM */
+int ev_buf_append(ev_buf *buf, const void *data, size_t size);
+void ev_buf_free(ev_buf *buf);
+
+/* ---------------------------------------------------------------------------------------
+ * The event envelope. Every event in the log carries all of these fields.
+ */
+
+/* Limits, enforced where events enter the log; the log format relies on them. */
+#define EV_STREAM_ID_MAX 200       /* bytes */
+#define EV_TYPE_MAX 128            /* bytes */
+#define EV_METADATA_MAX 16         /* entries */
+#define EV_METADATA_KEY_MAX 64     /* bytes */
+#define EV_METADATA_VALUE_MAX 1024 /* bytes */
+#define EV_PAYLOAD_MAX (1u << 20)  /* bytes of Avro binary */
+
+typedef struct ev_metadata_entry {
+    ev_str key;
+    ev_str value;
+} ev_metadata_entry;
+
+/* Reserved metadata keys. */
+#define EV_META_TRACEPARENT "traceparent"
+#define EV_META_PRINCIPAL "principal"
+
+/*
+ * One event. All strings and the payload are borrowed views: who fills the struct says
+ * how long they live (for events read from the log: until the reader's next call).
+ */
+typedef struct ev_event {
+    ev_uuid event_id;
+    ev_str stream_id;      /* the aggregate, e.g. "order-7f3c..." */
+    ev_str type;           /* e.g. "OrderPlaced"; names the Avro record schema */
+    uint64_t version;      /* 1-based position within its stream */
+    uint64_t position;     /* 0-based offset in the node's global log */
+    int64_t occurred_at;   /* microseconds since the Unix epoch */
+    ev_uuid command_id;    /* causation */
+    ev_uuid correlation_id; /* the business process (e.g. the saga); nil if none */
+    uint32_t schema_id;    /* the writer schema of payload */
+    uint32_t metadata_count;
+    ev_metadata_entry metadata[EV_METADATA_MAX];
+    const uint8_t *payload; /* Avro binary of the event's record schema */
+    uint32_t payload_size;
+} ev_event;
+
+/* Checks the limits above and that stream_id and type are non-empty. 0 or SK_EBADINPUT
+ * (err names the field: "stream_id", "type", "metadata.<key>", "payload"). */
+int ev_event_check(const ev_event *ev, sk_error *err);
+
+/* Microseconds since the epoch, from CLOCK_REALTIME. */
+int64_t ev_now_us(void);
+
+/* The envelope as a JSON object (event_id, stream_id, type, version, position,
+ * occurred_at as RFC 3339 text and occurred_at_us, command_id, correlation_id, schema_id,
+ * metadata). The payload is not included; see ev_payload_to_json. Caller owns the result. */
+json_t *ev_envelope_to_json(const ev_event *ev);
+
+/* ---------------------------------------------------------------------------------------
+ * Schema registry.
+ *
+ * Each event type has one record schema in `<schemas_dir>/<Type>.avsc`. The registry gives
+ * every distinct schema version a stable 32-bit id, kept in `<data_dir>/schemas/`: once an
+ * id is given it never changes (a restart, a new schema file or a different file order
+ * leaves it alone), and every old version stays loadable by its id so that events written
+ * with it can still be read. A changed .avsc becomes a new version of its type only if it
+ * is compatible both ways with the newest version (new fields have defaults; no field
+ * without a default is removed; no type changes except Avro's promotions); otherwise the
+ * registry refuses to open, naming the schema and the field.
+ */
+typedef struct ev_registry ev_registry;
+
+/* Opens the registry. data_dir NULL keeps ids in memory only (tests). On SK_ESCHEMA err
+ * names the .avsc file and the field. Ownership: *out belongs to the caller (destroy it). */
+int ev_registry_open(const char *schemas_dir, const char *data_dir, ev_registry **out,
+                     sk_error *err);
+/* Opens read-only: checks everything ev_registry_open checks but writes nothing (for
+ * `skaldctl schemas check` and for reading a log without touching its data directory). */
+int ev_registry_open_readonly(const char *schemas_dir, const char *data_dir,
+                              ev_registry **out, sk_error *err);
+void ev_registry_destroy(ev_registry *reg); /* accepts NULL */
+
+typedef struct ev_schema_info {
+    uint32_t id;
+    const char *type;        /* "OrderPlaced" */
+    const char *schema_json; /* the schema text as registered (canonical JSON) */
+    int latest;              /* 1 if new events of this type are written with it */
+} ev_schema_info;
+
+/* Number of schema versions, and each in id order. Strings live as long as the registry. */
+size_t ev_registry_count(const ev_registry *reg);
+int ev_registry_at(const ev_registry *reg, size_t index, ev_schema_info *out);
+int ev_registry_find(const ev_registry *reg, uint32_t id, ev_schema_info *out); /* NOTFOUND */
+/* The id new events of this type are written with. SK_ENOTFOUND for an unknown type. */
+int ev_registry_latest(const ev_registry *reg, const char *type, uint32_t *id_out);
+
+/* ---------------------------------------------------------------------------------------
+ * Payloads.
+ */
+
+/* Upper bound on the length of any string field unless the field declares "maxLength". */
+#define EV_STRING_MAX 65536
+
+/*
+ * JSON -> Avro binary of the type's newest schema, appended to out. On SK_EBADINPUT,
+ * err->field is the path of the first field at fault ("lines[0].quantity") and the message
+ * says what is wrong: missing, wrong type, not in the schema, integer out of range, string
+ * too long, invalid UTF-8. SK_ENOTFOUND for an unknown type. Nothing is appended on error.
+ */
+int ev_payload_from_json(const ev_registry *reg, const char *type, const json_t *value,
+                         ev_buf *out, uint32_t *schema_id_out, sk_error *err);
+
+/* The same from JSON text (which may be invalid JSON or invalid UTF-8; both are reported
+ * with the field at fault where one can be named). */
+int ev_payload_from_json_text(const ev_registry *reg, const char *type, const char *text,
+                              size_t size, ev_buf *out, uint32_t *schema_id_out,
+                              sk_error *err);
+
+/*
+ * Avro binary written with schema `schema_id` -> JSON in the shape of the type's newest
+ * schema (fields the writer lacked get the reader's defaults; Avro's promotions apply).
+ * The binary is untrusted: it is bounds-checked before avro-c sees it, and bad data gives
+ * SK_ECORRUPT, never a crash or a large allocation. Caller owns *out.
+ */
+int ev_payload_to_json(const ev_registry *reg, uint32_t schema_id, const uint8_t *data,
+                       size_t size, json_t **out, sk_error *err);
+
+/* The same, but decoded in the writer's own shape (no resolution). */
+int ev_payload_to_json_as_written(const ev_registry *reg, uint32_t schema_id,
+                                  const uint8_t *data, size_t size, json_t **out,
+                                  sk_error *err);
+
+#endif /* SKALD_EVENTS_H */

@@ -1,0 +1,269 @@
+/*
+ * store.h -- Skald's durable, segmented, append-only event log.
+ *
+ * The log is the source of truth. It is a directory of segments named by the position of
+ * their first record; docs/log-format.md gives the byte layout, the recovery rules and the
+ * fault semantics.
+ *
+ * Calling sequence
+ *   store_config cfg; store_config_init(&cfg, dir);  adjust cfg.fsync_mode etc.
+ *   store_log_open(&cfg, &log, &err)        recovers the directory (creates it if needed)
+ *   store_log_append_async(log, ...)        from any thread; completion runs on the
+ *                                           appender thread once the batch is durable
+ *   store_log_append(log, ...)              the same, waiting for the completion
+ *   store_reader_open / store_reader_open_stream / store_reader_next / store_reader_close
+ *   store_log_close(log)                    completes queued appends, flushes, checkpoints
+ *
+ * Error rules
+ *   0 or a negative code (negated errno, or SK_E* from events.h). Results go out through
+ *   parameters marked out, written only on success.
+ *   - SK_ECONFLICT: a conditional append found another stream version (result carries it).
+ *   - SK_EBUSY: the append queue is full; nothing was queued; retry later (HTTP 503).
+ *   - SK_EFAILED: durability became uncertain (fdatasync or write failed, a short write
+ *     could not be undone). The log refuses appends until store_log_recover succeeds;
+ *     appends waiting in the failed batch complete with SK_EFAILED, never with success.
+ *   - -ENOSPC: the batch was rejected and the file cut back to where it was; nothing of it
+ *     is acknowledged; the log stays writable.
+ *   - SK_ECORRUPT: damage that is not a torn tail. err names the segment and byte offset.
+ *     A read-write open refuses the log until `skaldctl log repair --truncate-at P`.
+ *
+ * Threads
+ *   store_log_append_async, store_log_append, the readers and the accessors may be called
+ *   from any thread. A store_reader belongs to one thread at a time. Completions run on
+ *   the log's appender thread (or, with cfg.manual_commit, inside store_log_commit) and
+ *   must not block or call store_log_append on the same log.
+ */
+#ifndef SKALD_STORE_H
+#define SKALD_STORE_H
+
+#include "events/events.h"
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---------------------------------------------------------------------------------------
+ * The I/O seam. Every file operation of store/ goes through one of these, so tests can
+ * inject short writes, EIO, ENOSPC, torn writes and crashes. Every function returns a
+ * non-negative result or a negated errno. store_io_posix() is the real thing.
+ */
+typedef int (*store_io_dirent_cb)(void *cb_ctx, const char *name);
+
+typedef struct store_io {
+    void *ctx;
+    int (*open)(void *ctx, const char *path, int flags, int mode); /* returns an fd */
+    int (*close)(void *ctx, int fd);
+    ssize_t (*pread)(void *ctx, int fd, void *buf, size_t size, uint64_t offset);
+    ssize_t (*pwrite)(void *ctx, int fd, const void *buf, size_t size, uint64_t offset);
+    int (*fdatasync)(void *ctx, int fd);
+    int (*ftruncate)(void *ctx, int fd, uint64_t size);
+    int (*file_size)(void *ctx, int fd, uint64_t *size_out);
+    int (*rename)(void *ctx, const char *from, const char *to);
+    int (*unlink)(void *ctx, const char *path);
+    int (*mkdir)(void *ctx, const char *path, int mode); /* -EEXIST if it exists */
+    int (*sync_dir)(void *ctx, const char *path);        /* fsync of a directory */
+    /* Calls cb for each entry except "." and ".."; a non-zero return from cb stops. */
+    int (*list_dir)(void *ctx, const char *path, store_io_dirent_cb cb, void *cb_ctx);
+} store_io;
+
+const store_io *store_io_posix(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Configuration.
+ */
+typedef enum store_fsync_mode {
+    STORE_FSYNC_ALWAYS = 0, /* acknowledge only after fdatasync (default) */
+    STORE_FSYNC_INTERVAL,   /* acknowledge after write; fdatasync every fsync_interval_ms */
+    STORE_FSYNC_NEVER,      /* acknowledge after write; the kernel decides */
+} store_fsync_mode;
+
+/* "always" | "interval" | "never" -> mode; 0 or SK_EBADINPUT. */
+int store_fsync_mode_parse(const char *text, store_fsync_mode *out);
+const char *store_fsync_mode_name(store_fsync_mode mode);
+
+typedef struct store_config {
+    const char *dir;               /* the log directory (borrowed during open only) */
+    store_fsync_mode fsync_mode;   /* default STORE_FSYNC_ALWAYS */
+    uint32_t fsync_interval_ms;    /* for STORE_FSYNC_INTERVAL; default 10 */
+    uint64_t segment_bytes_max;    /* roll to a new segment past this; default 64 MiB */
+    uint32_t index_interval_bytes; /* one sparse index entry per this many bytes; 4096 */
+    uint32_t batch_bytes_max;      /* most bytes one group commit writes; default 4 MiB */
+    uint32_t queue_appends_max;    /* appends waiting for the appender; default 65536 */
+    int read_only;                 /* open for reading; never writes, tolerates damage */
+    int manual_commit;             /* no appender thread: the caller runs store_log_commit */
+    const store_io *io;            /* NULL means store_io_posix() */
+} store_config;
+
+void store_config_init(store_config *cfg, const char *dir);
+
+/* ---------------------------------------------------------------------------------------
+ * Opening and closing.
+ */
+typedef struct store_log store_log;
+
+/*
+ * Opens (creating if needed) and recovers the log in cfg->dir: truncates a torn tail to the
+ * last whole append, rebuilds missing or stale indexes, loads the checkpoint so that only
+ * what was written after it is scanned. On SK_ECORRUPT err names the segment and offset.
+ * Ownership: *out belongs to the caller; close it with store_log_close.
+ */
+int store_log_open(const store_config *cfg, store_log **out, sk_error *err);
+
+/* Completes every queued append, flushes, writes the checkpoint, frees. Accepts NULL.
+ * Returns 0 or the first error met while flushing (the log is freed either way). */
+int store_log_close(store_log *log);
+
+/*
+ * After SK_EFAILED: waits for in-flight work, drops every byte not known to be durable,
+ * and runs recovery again. On success the log accepts appends again.
+ */
+int store_log_recover(store_log *log, sk_error *err);
+
+/* ---------------------------------------------------------------------------------------
+ * Appending.
+ *
+ * One append writes 1..STORE_APPEND_EVENTS_MAX events to one stream atomically: after a
+ * crash either all of them are in the log or none is. Events get consecutive positions and
+ * stream versions. expected_version makes the append conditional, atomically with respect
+ * to every other append to the same stream.
+ */
+#define STORE_APPEND_EVENTS_MAX 1024
+#define STORE_EXPECT_ANY UINT64_MAX /* no check */
+#define STORE_EXPECT_NO_STREAM 0    /* the stream must not exist yet (version 0) */
+
+typedef struct store_append_result {
+    int status;              /* 0, SK_ECONFLICT, SK_EFAILED, -ENOSPC, -EIO, SK_ECLOSED */
+    uint64_t first_position; /* of the first event (on success) */
+    uint64_t first_version;  /* of the first event (on success) */
+    uint32_t count;          /* events appended (on success) */
+    uint64_t stream_version; /* the stream's version after the append, or on conflict the
+                                version it has */
+} store_append_result;
+
+/* Runs once per accepted append, on the appender thread, after the events are durable
+ * (as cfg.fsync_mode defines it) or the append failed. res is valid during the call. */
+typedef void (*store_append_cb)(void *cb_ctx, const store_append_result *res);
+
+/*
+ * Queues an append. Only the fields an event brings are read from events[i]: event_id
+ * (generated if nil), type, occurred_at (now if 0), command_id, correlation_id,
+ * schema_id, metadata, payload; stream_id, version and position are set by the log.
+ * Everything is copied before return.
+ * Returns 0 and cb will run exactly once; or an error and cb never runs: SK_EBUSY (queue
+ * full), SK_EFAILED, SK_EREADONLY, SK_ECLOSED, SK_EBADINPUT (limits; err says which).
+ */
+int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_version,
+                           const ev_event *events, size_t count, store_append_cb cb,
+                           void *cb_ctx, sk_error *err);
+
+/* store_log_append_async and wait. The append's status is the return value; *out (may be
+ * NULL) gets the whole result also on SK_ECONFLICT. */
+int store_log_append(store_log *log, ev_str stream_id, uint64_t expected_version,
+                     const ev_event *events, size_t count, store_append_result *out,
+                     sk_error *err);
+
+/* With cfg.manual_commit only: runs one group commit over everything queued, running the
+ * completions before it returns. Returns the number of appends completed, or an error. */
+int store_log_commit(store_log *log);
+
+/* ---------------------------------------------------------------------------------------
+ * State.
+ */
+typedef enum store_state {
+    STORE_STATE_OK = 0,
+    STORE_STATE_FAILED,    /* refuses appends until store_log_recover */
+    STORE_STATE_READ_ONLY, /* opened read-only */
+    STORE_STATE_CLOSING,
+} store_state;
+
+typedef struct store_log_stats {
+    store_state state;
+    uint64_t first_position; /* of the oldest record kept */
+    uint64_t next_position;  /* the head: position the next event gets; records committed */
+    uint64_t bytes;          /* all segment bytes */
+    uint32_t segments;
+    uint64_t streams;
+    uint64_t batches;        /* group commits since open */
+    uint64_t batch_events;   /* events written by those commits */
+    uint64_t fsyncs;
+    uint64_t queue_depth;    /* appends waiting now */
+    uint64_t corrupt_position; /* read-only open of a damaged log: first bad position */
+    int corrupt;               /* 1 if the read-only open met mid-log damage */
+} store_log_stats;
+
+void store_log_get_stats(store_log *log, store_log_stats *out);
+/* The position the next appended event gets (= number of readable events). */
+uint64_t store_log_head(store_log *log);
+/* A stream's version (0 if it has no events). */
+uint64_t store_log_stream_version(store_log *log, ev_str stream_id);
+
+/* Observers for metrics: called on the appender thread after each group commit. */
+typedef struct store_batch_stats {
+    uint32_t appends;
+    uint32_t events;
+    uint64_t bytes;
+    uint64_t write_ns;
+    uint64_t fsync_ns; /* 0 if no fdatasync ran */
+} store_batch_stats;
+typedef void (*store_batch_cb)(void *cb_ctx, const store_batch_stats *stats);
+void store_log_set_batch_observer(store_log *log, store_batch_cb cb, void *cb_ctx);
+
+/* ---------------------------------------------------------------------------------------
+ * Reading. A reader sees events committed before each store_reader_next call.
+ */
+typedef struct store_reader store_reader;
+
+/* All events from from_position on, in position order. */
+int store_reader_open(store_log *log, uint64_t from_position, store_reader **out);
+/* One stream's events from from_version (1-based) on, in version order; cost is the
+ * number of that stream's events read, not the size of the log. */
+int store_reader_open_stream(store_log *log, ev_str stream_id, uint64_t from_version,
+                             store_reader **out);
+/*
+ * 1 and *out filled: the strings and payload in *out are valid until the next call on
+ * this reader. 0 at the end. SK_ECORRUPT (the CRC or framing failed; err names the segment
+ * and offset) or a negated errno.
+ */
+int store_reader_next(store_reader *reader, ev_event *out, sk_error *err);
+void store_reader_close(store_reader *reader); /* accepts NULL */
+
+/* ---------------------------------------------------------------------------------------
+ * Offline tools (skaldctl). They work on a directory, not an open log.
+ */
+typedef struct store_segment_info {
+    char name[32];           /* "00000000000000000000.log" */
+    uint64_t first_position;
+    uint64_t next_position;  /* one past its last record */
+    uint64_t bytes;
+} store_segment_info;
+
+/* Lists the segments of an open log: calls cb for each, oldest first. */
+int store_log_segments(store_log *log, int (*cb)(void *cb_ctx, const store_segment_info *),
+                       void *cb_ctx);
+
+typedef struct store_verify_report {
+    uint64_t segments;
+    uint64_t records;
+    uint64_t bytes;
+    uint64_t faults;
+} store_verify_report;
+
+/* Called once per fault found: the segment file, the byte offset, and what is wrong. */
+typedef void (*store_fault_cb)(void *cb_ctx, const char *segment, uint64_t offset,
+                               const char *what);
+
+/* Checks every record's framing and CRC, that positions are contiguous across segments,
+ * and every index against the segment. Reads only. Returns 0 if no fault, SK_ECORRUPT if
+ * any (each reported through cb), or an error that stopped it. */
+int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb, void *cb_ctx,
+                     store_verify_report *out);
+
+/* Removes every record at position >= truncate_at (whole segments after it, the tail of
+ * the one containing it), rebuilds indexes and the checkpoint, syncs. The log must not be
+ * open. On success the log opens for writing again. */
+int store_log_repair(const char *dir, const store_io *io, uint64_t truncate_at,
+                     sk_error *err);
+
+/* CRC32C (Castagnoli), hardware-accelerated where the CPU has it. */
+uint32_t store_crc32c(uint32_t crc, const void *data, size_t size);
+
+#endif /* SKALD_STORE_H */
