@@ -90,7 +90,12 @@ typedef struct store_config {
     uint32_t queue_appends_max;    /* appends waiting for the appender; default 65536 */
     int read_only;                 /* open for reading; never writes, tolerates damage */
     int manual_commit;             /* no appender thread: the caller runs store_log_commit */
-    const store_io *io;            /* NULL means store_io_posix() */
+    /* Re-read every sealed segment at open and check each record. Off by default: with
+     * a current checkpoint and index files, open reads only the active segment, so its
+     * cost does not grow with the log (sealed segments are checked by readers, which
+     * report damage as SK_ECORRUPT, and by store_log_verify). */
+    int verify_on_open;
+    const store_io *io; /* NULL means store_io_posix() */
 } store_config;
 
 void store_config_init(store_config *cfg, const char *dir);
@@ -127,8 +132,8 @@ int store_log_recover(store_log *log, sk_error *err);
  * to every other append to the same stream.
  */
 #define STORE_APPEND_EVENTS_MAX 1024
-#define STORE_EXPECT_ANY UINT64_MAX /* no check */
-#define STORE_EXPECT_NO_STREAM 0    /* the stream must not exist yet (version 0) */
+#define STORE_EXPECT_ANY        UINT64_MAX /* no check */
+#define STORE_EXPECT_NO_STREAM  0          /* the stream must not exist yet (version 0) */
 
 typedef struct store_append_result {
     int status;              /* 0, SK_ECONFLICT, SK_EFAILED, -ENOSPC, -EIO, SK_ECLOSED */
@@ -152,14 +157,13 @@ typedef void (*store_append_cb)(void *cb_ctx, const store_append_result *res);
  * full), SK_EFAILED, SK_EREADONLY, SK_ECLOSED, SK_EBADINPUT (limits; err says which).
  */
 int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_version,
-                           const ev_event *events, size_t count, store_append_cb cb,
-                           void *cb_ctx, sk_error *err);
+                           const ev_event *events, size_t count, store_append_cb cb, void *cb_ctx,
+                           sk_error *err);
 
 /* store_log_append_async and wait. The append's status is the return value; *out (may be
  * NULL) gets the whole result also on SK_ECONFLICT. */
 int store_log_append(store_log *log, ev_str stream_id, uint64_t expected_version,
-                     const ev_event *events, size_t count, store_append_result *out,
-                     sk_error *err);
+                     const ev_event *events, size_t count, store_append_result *out, sk_error *err);
 
 /* With cfg.manual_commit only: runs one group commit over everything queued, running the
  * completions before it returns. Returns the number of appends completed, or an error. */
@@ -182,10 +186,10 @@ typedef struct store_log_stats {
     uint64_t bytes;          /* all segment bytes */
     uint32_t segments;
     uint64_t streams;
-    uint64_t batches;        /* group commits since open */
-    uint64_t batch_events;   /* events written by those commits */
+    uint64_t batches;      /* group commits since open */
+    uint64_t batch_events; /* events written by those commits */
     uint64_t fsyncs;
-    uint64_t queue_depth;    /* appends waiting now */
+    uint64_t queue_depth;      /* appends waiting now */
     uint64_t corrupt_position; /* read-only open of a damaged log: first bad position */
     int corrupt;               /* 1 if the read-only open met mid-log damage */
 } store_log_stats;
@@ -230,9 +234,9 @@ void store_reader_close(store_reader *reader); /* accepts NULL */
  * Offline tools (skaldctl). They work on a directory, not an open log.
  */
 typedef struct store_segment_info {
-    char name[32];           /* "00000000000000000000.log" */
+    char name[32]; /* "00000000000000000000.log" */
     uint64_t first_position;
-    uint64_t next_position;  /* one past its last record */
+    uint64_t next_position; /* one past its last record */
     uint64_t bytes;
 } store_segment_info;
 
@@ -260,8 +264,7 @@ int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb, voi
 /* Removes every record at position >= truncate_at (whole segments after it, the tail of
  * the one containing it), rebuilds indexes and the checkpoint, syncs. The log must not be
  * open. On success the log opens for writing again. */
-int store_log_repair(const char *dir, const store_io *io, uint64_t truncate_at,
-                     sk_error *err);
+int store_log_repair(const char *dir, const store_io *io, uint64_t truncate_at, sk_error *err);
 
 /* CRC32C (Castagnoli), hardware-accelerated where the CPU has it. */
 uint32_t store_crc32c(uint32_t crc, const void *data, size_t size);

@@ -1,0 +1,349 @@
+/*
+ * reader.c -- reading the log: by position, and one stream by version.
+ *
+ * A position reader finds the segment by binary search over first positions, jumps to
+ * the nearest sparse index entry at or before the position, and then reads forward in
+ * large chunks, checking every record's CRC. It never reads past the head, so it only
+ * sees committed records.
+ *
+ * A stream reader never scans the log: for each sealed segment it binary-searches the
+ * segment's stream index (hash, version) and for the active segment it uses the stream's
+ * tail entries, so reading a stream costs O(its events + segments * log(events per
+ * segment)). It plans up to PLAN_MAX record locations under log->mu, then reads them
+ * without the lock. Each record read is checked against the stream id (a hash collision
+ * is skipped) and the expected version.
+ *
+ * A reader must be closed before store_log_recover or store_log_close.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_CHUNK (256u << 10)
+#define PLAN_MAX   128
+
+typedef struct plan_entry {
+    store_segment *seg;
+    uint64_t offset;
+    uint64_t version;
+} plan_entry;
+
+struct store_reader {
+    store_log *log;
+    bool by_stream;
+    uint8_t *buf;
+    size_t cap;
+    uint64_t buf_offset; /* file offset of buf[0] in seg */
+    size_t buf_len;
+    store_segment *buf_seg;
+    /* Position mode. */
+    uint64_t next_position;
+    store_segment *seg;
+    uint64_t offset;
+    /* Stream mode. */
+    char *stream;
+    uint32_t stream_len;
+    uint64_t hash;
+    uint64_t next_version;
+    uint32_t seg_index; /* sealed segments before it hold none of the next versions */
+    plan_entry plan[PLAN_MAX];
+    uint32_t plan_count, plan_next;
+};
+
+static int reader_alloc(store_log *log, store_reader **out)
+{
+    store_reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->log = log;
+    r->cap = READ_CHUNK;
+    r->buf = malloc(r->cap);
+    if (!r->buf) {
+        free(r);
+        return -ENOMEM;
+    }
+    *out = r;
+    return 0;
+}
+
+int store_reader_open(store_log *log, uint64_t from_position, store_reader **out)
+{
+    store_reader *r;
+    int rc = reader_alloc(log, &r);
+    if (rc)
+        return rc;
+    r->next_position = from_position;
+    *out = r;
+    return 0;
+}
+
+int store_reader_open_stream(store_log *log, ev_str stream_id, uint64_t from_version,
+                             store_reader **out)
+{
+    if (stream_id.len == 0 || stream_id.len > EV_STREAM_ID_MAX)
+        return SK_EBADINPUT;
+    store_reader *r;
+    int rc = reader_alloc(log, &r);
+    if (rc)
+        return rc;
+    r->by_stream = true;
+    r->stream = malloc(stream_id.len + 1u);
+    if (!r->stream) {
+        store_reader_close(r);
+        return -ENOMEM;
+    }
+    memcpy(r->stream, stream_id.ptr, stream_id.len);
+    r->stream[stream_id.len] = '\0';
+    r->stream_len = stream_id.len;
+    r->hash = store_stream_hash(stream_id);
+    r->next_version = from_version ? from_version : 1;
+    *out = r;
+    return 0;
+}
+
+void store_reader_close(store_reader *r)
+{
+    if (!r)
+        return;
+    free(r->buf);
+    free(r->stream);
+    free(r);
+}
+
+static int corrupt(store_reader *r, store_segment *seg, uint64_t offset, const char *what,
+                   sk_error *err)
+{
+    char name[64];
+    store_segment_name(seg->first_position, ".log", name, sizeof name);
+    return sk_error_set(err, SK_ECORRUPT, "",
+                        "log segment %s/%s is damaged at byte offset %llu: %s; run `skaldctl "
+                        "log verify` for every fault",
+                        r->log->dir, name, (unsigned long long)offset, what);
+}
+
+/* Decodes the record at offset of seg into rec, reading through the chunk buffer. */
+static int read_record(store_reader *r, store_segment *seg, uint64_t offset, uint64_t limit,
+                       store_record *rec, sk_error *err)
+{
+    size_t need = STORE_FRAME_HEADER_SIZE;
+    for (int tries = 0; tries < 3; tries++) {
+        bool have = r->buf_seg == seg && offset >= r->buf_offset &&
+                    offset + need <= r->buf_offset + r->buf_len;
+        if (!have) {
+            size_t want = need > READ_CHUNK ? need : (r->by_stream ? 4096 : READ_CHUNK);
+            if (want > limit - offset)
+                want = (size_t)(limit - offset);
+            if (want < need)
+                return corrupt(r, seg, offset, "record runs past the committed end", err);
+            if (want > r->cap) {
+                uint8_t *n = realloc(r->buf, want);
+                if (!n)
+                    return -ENOMEM;
+                r->buf = n;
+                r->cap = want;
+            }
+            ssize_t got = store_io_read_full(r->log->io, seg->fd, r->buf, want, offset);
+            if (got < 0)
+                return sk_error_set(err, (int)got, "", "cannot read the log: %s",
+                                    sk_strerror((int)got));
+            r->buf_seg = seg;
+            r->buf_offset = offset;
+            r->buf_len = (size_t)got;
+        }
+        const char *what = "unknown";
+        size_t avail = r->buf_offset + r->buf_len - offset;
+        int rc = store_record_decode(r->buf + (offset - r->buf_offset), avail, rec, &need, &what);
+        if (rc == 0)
+            return 0;
+        if (rc != -EAGAIN)
+            return corrupt(r, seg, offset, what, err);
+        if (offset + need > limit)
+            return corrupt(r, seg, offset, "record runs past the committed end", err);
+    }
+    return corrupt(r, seg, offset, "record could not be read whole", err);
+}
+
+/* Positions the reader at next_position: segment, then index entry, then skip forward. */
+static int seek_position(store_reader *r, sk_error *err)
+{
+    store_log *log = r->log;
+    uint64_t entry_pos;
+    pthread_mutex_lock(&log->mu);
+    store_segment *seg = store_log_segment_for(log, r->next_position);
+    uint64_t off = seg ? store_index_lookup(seg, r->next_position, &entry_pos) : 0;
+    pthread_mutex_unlock(&log->mu);
+    if (!seg)
+        return sk_error_set(err, SK_ENOTFOUND, "from_position",
+                            "position %llu is before the first record kept",
+                            (unsigned long long)r->next_position);
+    store_record rec;
+    while (entry_pos < r->next_position) {
+        int rc = read_record(r, seg, off, atomic_load(&seg->size), &rec, err);
+        if (rc)
+            return rc;
+        off += rec.frame_size;
+        entry_pos++;
+    }
+    r->seg = seg;
+    r->offset = off;
+    return 0;
+}
+
+static int next_by_position(store_reader *r, ev_event *out, sk_error *err)
+{
+    if (r->next_position >= store_log_head(r->log))
+        return 0;
+    if (!r->seg || r->next_position >= atomic_load(&r->seg->next_position)) {
+        int rc = seek_position(r, err);
+        if (rc)
+            return rc;
+    }
+    store_record rec;
+    int rc = read_record(r, r->seg, r->offset, atomic_load(&r->seg->size), &rec, err);
+    if (rc)
+        return rc;
+    if (rec.ev.position != r->next_position)
+        return corrupt(r, r->seg, r->offset, "record holds an unexpected position", err);
+    r->offset += rec.frame_size;
+    r->next_position++;
+    *out = rec.ev;
+    return 1;
+}
+
+/* Makes a sealed segment's stream index available: from its file, or by scanning. */
+static int ensure_sidx(store_log *log, store_segment *seg)
+{
+    if (seg->sidx_loaded)
+        return 0;
+    if (store_sidx_load(log->io, log->dir, seg) == 0)
+        return 0;
+    store_scan scan;
+    int rc = store_scan_init(&scan, log->io, seg->fd, seg->size, 0);
+    if (rc)
+        return rc;
+    free(seg->sidx);
+    seg->sidx = NULL;
+    seg->sidx_count = seg->sidx_cap = 0;
+    store_record rec;
+    const char *what;
+    while ((rc = store_scan_next(&scan, &rec, &what)) == 1) {
+        rc = store_sidx_push(seg, store_stream_hash(rec.ev.stream_id), rec.ev.version,
+                             rec.ev.position, scan.offset - rec.frame_size);
+        if (rc)
+            break;
+    }
+    store_scan_close(&scan);
+    if (rc < 0)
+        return rc;
+    store_sidx_sort(seg);
+    seg->sidx_loaded = true;
+    if (log->cfg.read_only)
+        return 0;
+    return store_index_write(log->io, log->dir, seg);
+}
+
+/* First sidx entry with (hash, version) >= (r->hash, r->next_version). */
+static uint32_t sidx_lower_bound(const store_segment *seg, uint64_t hash, uint64_t version)
+{
+    uint32_t lo = 0, hi = seg->sidx_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        const store_sidx_entry *e = &seg->sidx[mid];
+        if (e->hash < hash || (e->hash == hash && e->version < version))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void plan_sealed(store_reader *r, store_segment *seg, uint64_t *version)
+{
+    for (uint32_t i = sidx_lower_bound(seg, r->hash, *version);
+         i < seg->sidx_count && seg->sidx[i].hash == r->hash && r->plan_count < PLAN_MAX; i++) {
+        r->plan[r->plan_count++] = (plan_entry){seg, seg->sidx[i].offset, seg->sidx[i].version};
+        if (seg->sidx[i].version >= *version)
+            *version = seg->sidx[i].version + 1;
+    }
+}
+
+static void plan_active(store_reader *r, store_segment *seg, const store_stream *s,
+                        uint64_t version)
+{
+    uint32_t lo = 0, hi = s->tail_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->tail[mid].version < version)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (uint32_t i = lo; i < s->tail_count && r->plan_count < PLAN_MAX; i++)
+        r->plan[r->plan_count++] = (plan_entry){seg, s->tail[i].offset, s->tail[i].version};
+}
+
+static int plan_stream(store_reader *r)
+{
+    store_log *log = r->log;
+    int rc = 0;
+    r->plan_count = r->plan_next = 0;
+    pthread_mutex_lock(&log->mu);
+    ev_str name = {r->stream, r->stream_len};
+    const store_stream *s = store_streams_find(&log->streams, name, r->hash);
+    if (!s || s->version < r->next_version || log->segment_count == 0)
+        goto out;
+    uint64_t version = r->next_version;
+    uint32_t last = log->segment_count - 1;
+    for (; r->seg_index < last && r->plan_count < PLAN_MAX; r->seg_index++) {
+        store_segment *seg = log->segments[r->seg_index];
+        rc = ensure_sidx(log, seg);
+        if (rc)
+            goto out;
+        uint32_t before = r->plan_count;
+        plan_sealed(r, seg, &version);
+        if (r->plan_count == PLAN_MAX && r->plan_count > before)
+            break; /* this segment may hold more: look at it again next time */
+    }
+    if (r->seg_index >= last && r->plan_count < PLAN_MAX)
+        plan_active(r, log->segments[last], s, version);
+out:
+    pthread_mutex_unlock(&log->mu);
+    return rc;
+}
+
+static int next_by_stream(store_reader *r, ev_event *out, sk_error *err)
+{
+    for (int rounds = 0; rounds < 1000000; rounds++) {
+        if (r->plan_next == r->plan_count) {
+            int rc = plan_stream(r);
+            if (rc)
+                return sk_error_set(err, rc, "", "cannot read the stream index: %s",
+                                    sk_strerror(rc));
+            if (r->plan_count == 0)
+                return 0;
+        }
+        plan_entry *p = &r->plan[r->plan_next++];
+        if (p->version < r->next_version)
+            continue;
+        store_record rec;
+        int rc = read_record(r, p->seg, p->offset, atomic_load(&p->seg->size), &rec, err);
+        if (rc)
+            return rc;
+        if (rec.ev.stream_id.len != r->stream_len ||
+            memcmp(rec.ev.stream_id.ptr, r->stream, r->stream_len) != 0)
+            continue; /* another stream with the same hash */
+        if (rec.ev.version != r->next_version)
+            return corrupt(r, p->seg, p->offset, "stream index points at the wrong version", err);
+        r->next_version++;
+        *out = rec.ev;
+        return 1;
+    }
+    return 0;
+}
+
+int store_reader_next(store_reader *r, ev_event *out, sk_error *err)
+{
+    return r->by_stream ? next_by_stream(r, out, err) : next_by_position(r, out, err);
+}

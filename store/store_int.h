@@ -1,0 +1,328 @@
+/*
+ * store_int.h -- declarations shared inside store/ only. Nothing outside store/ includes
+ * this file except tests and fuzzers that exercise one piece directly.
+ */
+#ifndef SKALD_STORE_INT_H
+#define SKALD_STORE_INT_H
+
+#include "store/store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/* SK_ASSERT stays on in release builds: cheap, one condition, no side effects. */
+#define SK_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            store_assert_fail(#cond, __FILE__, __LINE__);                                          \
+    } while (0)
+_Noreturn void store_assert_fail(const char *cond, const char *file, int line);
+
+/* ---------------------------------------------------------------------------------------
+ * Record framing (record.c). See docs/log-format.md for the byte layout.
+ */
+#define STORE_FORMAT_VERSION    1
+#define STORE_FRAME_HEADER_SIZE 8  /* u32 length, u32 crc */
+#define STORE_BODY_FIXED_SIZE   92 /* body bytes before the variable-length part */
+#define STORE_RECORD_MAX        (2u << 20)
+
+#define STORE_FLAG_APPEND_END 0x01u /* last record of an atomic append */
+#define STORE_FLAG_COMPRESSED 0x40u /* reserved: not written by format version 1 */
+#define STORE_FLAG_ENCRYPTED  0x80u /* reserved: not written by format version 1 */
+#define STORE_FLAGS_KNOWN     (STORE_FLAG_APPEND_END)
+
+_Static_assert(STORE_BODY_FIXED_SIZE == 1 + 1 + 2 + 4 + 8 + 8 + 8 + 16 + 16 + 16 + 4 + 2 + 2 + 4,
+               "fixed body layout");
+_Static_assert(STORE_FRAME_HEADER_SIZE + STORE_BODY_FIXED_SIZE + EV_STREAM_ID_MAX + EV_TYPE_MAX +
+                       EV_METADATA_MAX * (4 + EV_METADATA_KEY_MAX + EV_METADATA_VALUE_MAX) +
+                       EV_PAYLOAD_MAX <=
+                   STORE_RECORD_MAX,
+               "the largest valid event fits in one record");
+
+/* Byte offsets inside the body, for the fields the appender patches in place. */
+#define STORE_BODY_OFF_FLAGS       1
+#define STORE_BODY_OFF_BATCH_DELTA 4
+#define STORE_BODY_OFF_POSITION    8
+#define STORE_BODY_OFF_VERSION     16
+
+/* Size of the whole frame (header + body) that encoding ev would produce. */
+size_t store_record_size(const ev_event *ev);
+/* Encodes ev as a frame into out (exactly store_record_size(ev) bytes). Position, version,
+ * flags and batch delta are written as given in ev / flags / 0; the CRC is left zero:
+ * store_record_seal fills it after the appender patches the final fields. */
+void store_record_encode(const ev_event *ev, uint8_t flags, uint8_t *out);
+/* Writes position, version, batch delta, flags into an encoded frame, then its CRC. */
+void store_record_seal(uint8_t *frame, uint64_t position, uint64_t version, uint32_t batch_delta,
+                       uint8_t flags);
+
+typedef struct store_record {
+    ev_event ev; /* views into the frame */
+    uint8_t flags;
+    uint32_t batch_delta; /* position - first position of the batch it was written in */
+    uint32_t frame_size;  /* header + body */
+} store_record;
+
+/*
+ * Decodes the frame at buf (avail bytes available). Returns 0 and fills *out (views into
+ * buf); -EAGAIN if the frame is longer than avail (need_out = bytes needed, if it is
+ * plausible); SK_ECORRUPT if the length is impossible, the CRC fails, or the body is
+ * malformed (what_out says which, a static string).
+ */
+int store_record_decode(const uint8_t *buf, size_t avail, store_record *out, size_t *need_out,
+                        const char **what_out);
+
+/* ---------------------------------------------------------------------------------------
+ * Little-endian helpers.
+ */
+static inline void store_put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void store_put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void store_put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t store_get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t store_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint64_t store_get_u64(const uint8_t *p)
+{
+    return (uint64_t)store_get_u32(p) | ((uint64_t)store_get_u32(p + 4) << 32);
+}
+
+/* FNV-1a 64 of a stream id. Part of the on-disk format (stream index files). */
+uint64_t store_stream_hash(ev_str stream_id);
+
+/* ---------------------------------------------------------------------------------------
+ * I/O helpers over the seam (io.c).
+ */
+/* Writes all of buf at offset, retrying short writes. 0 or a negated errno; *written_out
+ * gets how many bytes reached the file before an error. */
+int store_io_write_all(const store_io *io, int fd, const void *buf, size_t size, uint64_t offset,
+                       size_t *written_out);
+/* Reads exactly size bytes at offset (short only at end of file: returns bytes read). */
+ssize_t store_io_read_full(const store_io *io, int fd, void *buf, size_t size, uint64_t offset);
+/* Replaces path atomically with data: temp file, fdatasync, rename, sync of dir. */
+int store_io_write_file_atomic(const store_io *io, const char *dir, const char *name,
+                               const void *data, size_t size);
+/* Reads a whole file (at most max_size) into a malloc'd buffer the caller frees. */
+int store_io_read_file(const store_io *io, const char *path, size_t max_size, uint8_t **out,
+                       size_t *size_out);
+
+/* ---------------------------------------------------------------------------------------
+ * Segments and their indexes (segment.c, index.c).
+ */
+typedef struct store_index_entry {
+    uint32_t rel_position; /* position - segment first position */
+    uint32_t offset;       /* byte offset of that record in the segment */
+} store_index_entry;
+
+typedef struct store_sidx_entry {
+    uint64_t hash;    /* store_stream_hash of the stream id */
+    uint64_t version; /* the event's stream version */
+    uint32_t rel_position;
+    uint32_t offset;
+} store_sidx_entry;
+_Static_assert(sizeof(store_sidx_entry) == 24, "stream index entry is 24 bytes on disk");
+_Static_assert(sizeof(store_index_entry) == 8, "position index entry is 8 bytes on disk");
+
+typedef struct store_segment {
+    uint64_t first_position;
+    _Atomic uint64_t next_position; /* one past the last committed record */
+    _Atomic uint64_t size;          /* committed bytes */
+    uint64_t durable_size;          /* bytes known to be on disk (appender thread) */
+    int fd;
+    bool sealed;
+    /* Sparse position index; guarded by log->mu. */
+    store_index_entry *index;
+    uint32_t index_count, index_cap;
+    uint64_t index_next_offset; /* next entry once a record starts at or past this offset */
+    /* Stream index: for the active segment built in position order (appender thread,
+     * guarded by log->mu), sorted by (hash, version) when sealed; for a sealed segment
+     * loaded lazily from disk (sidx_loaded). Guarded by log->mu. */
+    store_sidx_entry *sidx;
+    uint32_t sidx_count, sidx_cap;
+    bool sidx_loaded;
+} store_segment;
+
+void store_segment_name(uint64_t first_position, const char *suffix, char *out, size_t size);
+/* 1 if name is "<20 digits>.log", filling *first_out. */
+int store_segment_parse_name(const char *name, uint64_t *first_out);
+
+int store_index_push(store_segment *seg, uint64_t position, uint64_t offset,
+                     uint32_t interval_bytes);
+int store_sidx_push(store_segment *seg, uint64_t hash, uint64_t version, uint64_t position,
+                    uint64_t offset);
+void store_sidx_sort(store_segment *seg);
+/* Writes <first>.index and <first>.sidx for a sealed segment (atomically, synced). */
+int store_index_write(const store_io *io, const char *dir, const store_segment *seg);
+/* Loads the position index; 0, or SK_ECORRUPT / -ENOENT if it is missing, damaged or does
+ * not describe the segment as it is (stale): the caller rebuilds it by scanning. */
+int store_index_load(const store_io *io, const char *dir, store_segment *seg);
+int store_sidx_load(const store_io *io, const char *dir, store_segment *seg);
+/* Offset of the index entry at or before position (0 if none). */
+uint64_t store_index_lookup(const store_segment *seg, uint64_t position,
+                            uint64_t *entry_position_out);
+void store_segment_free_indexes(store_segment *seg);
+
+/* ---------------------------------------------------------------------------------------
+ * Segment scanning (scan.c): walks the records of one segment file.
+ */
+typedef struct store_scan {
+    const store_io *io;
+    int fd;
+    uint64_t file_size;
+    uint64_t offset; /* of the next record */
+    uint8_t *buf;
+    size_t buf_cap;
+    uint64_t buf_offset; /* file offset of buf[0] */
+    size_t buf_len;
+} store_scan;
+
+int store_scan_init(store_scan *scan, const store_io *io, int fd, uint64_t file_size,
+                    uint64_t offset);
+/* 1 and *rec at scan->offset (then advances), 0 at a clean end of file, SK_ECORRUPT at a
+ * bad or incomplete frame (scan->offset stays at it; *what_out says why). */
+int store_scan_next(store_scan *scan, store_record *rec, const char **what_out);
+/* From the bad frame at scan->offset, looks for a later valid frame; 1 and *rec if one is
+ * found (scan->offset moves to it), 0 if none. */
+int store_scan_resync(store_scan *scan, store_record *rec);
+void store_scan_close(store_scan *scan);
+
+/* ---------------------------------------------------------------------------------------
+ * The stream table (streams.c): every stream's committed version, and where the events
+ * of the active segment are. Guarded by log->mu; written by the appender thread only.
+ */
+typedef struct store_tail_entry {
+    uint64_t version;
+    uint64_t position;
+    uint64_t offset; /* in the active segment */
+} store_tail_entry;
+
+typedef struct store_stream {
+    char *name;
+    uint32_t len;
+    uint64_t hash;
+    uint64_t version;       /* committed */
+    uint64_t last_position; /* of its last committed event */
+    /* Appender thread only: the version including appends assembled in the current
+     * batch, valid while pending_epoch equals the batch epoch. */
+    uint64_t pending_version;
+    uint64_t pending_epoch;
+    store_tail_entry *tail; /* its events in the active segment, in version order */
+    uint32_t tail_count, tail_cap;
+    struct store_stream *next_dirty; /* in log->dirty_streams while tail_count > 0 */
+    bool dirty;
+} store_stream;
+
+typedef struct store_streams {
+    store_stream **slots; /* open addressing */
+    size_t cap;           /* power of two */
+    size_t count;
+    store_stream *dirty; /* streams with tail entries */
+} store_streams;
+
+int store_streams_init(store_streams *t);
+void store_streams_free(store_streams *t);
+store_stream *store_streams_find(const store_streams *t, ev_str name, uint64_t hash);
+/* Finds or inserts (version 0). NULL on out of memory. */
+store_stream *store_streams_get(store_streams *t, ev_str name, uint64_t hash);
+int store_stream_tail_push(store_streams *t, store_stream *s, uint64_t version, uint64_t position,
+                           uint64_t offset);
+void store_streams_clear_tails(store_streams *t);
+/* Stream-table checkpoint (checkpoint.c). */
+int store_checkpoint_write(const store_io *io, const char *dir, uint64_t position,
+                           const store_streams *t);
+/* Loads the checkpoint into t (which must be empty). 0 and *position_out, or -ENOENT /
+ * SK_ECORRUPT (the caller then scans from position 0). */
+int store_checkpoint_load(const store_io *io, const char *dir, store_streams *t,
+                          uint64_t *position_out);
+
+/* ---------------------------------------------------------------------------------------
+ * The log.
+ */
+typedef struct store_append_req {
+    struct store_append_req *next;
+    store_append_cb cb;
+    void *cb_ctx;
+    uint64_t expected_version;
+    uint64_t hash;
+    uint32_t count;
+    uint32_t stream_len;
+    size_t frames_size;
+    store_append_result result;
+    char *stream_id; /* points into data */
+    uint8_t *frames; /* points into data: count encoded frames */
+    uint8_t data[];
+} store_append_req;
+
+struct store_log {
+    store_config cfg;
+    char *dir;
+    const store_io *io;
+
+    /* Guards segments, the indexes of the active segment and the stream table. */
+    pthread_mutex_t mu;
+    store_segment **segments;
+    uint32_t segment_count, segment_cap;
+    store_streams streams;
+    _Atomic uint64_t head; /* next position; all positions below it are readable */
+    uint64_t corrupt_position;
+    bool corrupt;
+
+    /* The append queue; guarded by q_mu. */
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_cond;    /* signals the appender: work, or stop */
+    pthread_cond_t idle_cond; /* signals waiters: the appender finished a batch */
+    store_append_req *q_head, *q_tail;
+    uint64_t q_count;
+    bool stopping;
+    bool committing;   /* a batch is being written (manual mode) */
+    _Atomic int state; /* store_state */
+
+    pthread_t appender;
+    bool appender_running;
+
+    /* Appender thread only. */
+    uint64_t batch_epoch;
+    uint8_t *batch_buf;
+    size_t batch_cap;
+    uint64_t last_fsync_ns;
+    bool unsynced; /* bytes written but not yet fdatasync'd (interval/never) */
+
+    store_batch_cb batch_cb;
+    void *batch_cb_ctx;
+
+    _Atomic uint64_t stat_batches, stat_batch_events, stat_fsyncs;
+};
+
+uint64_t store_now_ns(void);
+void store_log_set_failed(store_log *log, const char *why, int err);
+/* Open-time recovery into an initialised, empty log (recover.c). */
+int store_log_load(store_log *log, sk_error *err);
+/* Frees segments and the stream table (not the queue or the struct). */
+void store_log_unload(store_log *log);
+/* Seals the active segment and starts a new one at the head (appender thread). */
+int store_log_roll(store_log *log);
+/* The appender (appender.c). */
+int store_appender_start(store_log *log);
+void store_appender_stop(store_log *log);
+int store_appender_commit(store_log *log);
+void store_appender_fail_queue(store_log *log, int status);
+/* Segment lookup under log->mu: the segment holding position (or NULL). */
+store_segment *store_log_segment_for(store_log *log, uint64_t position);
+
+#endif /* SKALD_STORE_INT_H */

@@ -1,0 +1,143 @@
+/*
+ * streams.c -- the stream table: every stream's committed version, and where the events
+ * of a stream sit in the active segment.
+ *
+ * Conditional appends compare against the version kept here, so the table must hold every
+ * stream the log has ever seen; it is an open-addressing hash table of pointers to
+ * individually allocated entries (entries never move, so the appender may keep a pointer
+ * to one across a batch). Sealed segments answer stream reads from their .sidx files; the
+ * active segment's share lives in each entry's tail array, cleared when the segment is
+ * sealed. Guarded by log->mu; written only by the appender thread (and by recovery before
+ * the appender starts).
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+int store_streams_init(store_streams *t)
+{
+    memset(t, 0, sizeof *t);
+    t->cap = 1024;
+    t->slots = calloc(t->cap, sizeof *t->slots);
+    return t->slots ? 0 : -ENOMEM;
+}
+
+void store_streams_free(store_streams *t)
+{
+    if (!t->slots)
+        return;
+    for (size_t i = 0; i < t->cap; i++) {
+        store_stream *s = t->slots[i];
+        if (s) {
+            free(s->tail);
+            free(s->name);
+            free(s);
+        }
+    }
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+static size_t slot_of(const store_streams *t, ev_str name, uint64_t hash)
+{
+    size_t mask = t->cap - 1;
+    size_t i = (size_t)hash & mask;
+    for (;;) {
+        const store_stream *s = t->slots[i];
+        if (!s ||
+            (s->hash == hash && s->len == name.len && memcmp(s->name, name.ptr, name.len) == 0))
+            return i;
+        i = (i + 1) & mask;
+    }
+}
+
+store_stream *store_streams_find(const store_streams *t, ev_str name, uint64_t hash)
+{
+    return t->slots[slot_of(t, name, hash)];
+}
+
+static int rehash(store_streams *t)
+{
+    size_t ncap = t->cap * 2;
+    store_stream **n = calloc(ncap, sizeof *n);
+    if (!n)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->cap; i++) {
+        store_stream *s = t->slots[i];
+        if (!s)
+            continue;
+        size_t j = (size_t)s->hash & (ncap - 1);
+        while (n[j])
+            j = (j + 1) & (ncap - 1);
+        n[j] = s;
+    }
+    free(t->slots);
+    t->slots = n;
+    t->cap = ncap;
+    return 0;
+}
+
+store_stream *store_streams_get(store_streams *t, ev_str name, uint64_t hash)
+{
+    size_t i = slot_of(t, name, hash);
+    if (t->slots[i])
+        return t->slots[i];
+    /* Keep the load factor under 1/2 so probes stay short. */
+    if ((t->count + 1) * 2 > t->cap) {
+        if (rehash(t) != 0)
+            return NULL;
+        i = slot_of(t, name, hash);
+    }
+    store_stream *s = calloc(1, sizeof *s);
+    char *copy = malloc(name.len + 1u);
+    if (!s || !copy) {
+        free(s);
+        free(copy);
+        return NULL;
+    }
+    memcpy(copy, name.ptr, name.len);
+    copy[name.len] = '\0';
+    s->name = copy;
+    s->len = name.len;
+    s->hash = hash;
+    t->slots[i] = s;
+    t->count++;
+    return s;
+}
+
+int store_stream_tail_push(store_streams *t, store_stream *s, uint64_t version, uint64_t position,
+                           uint64_t offset)
+{
+    if (s->tail_count == s->tail_cap) {
+        uint32_t ncap = s->tail_cap ? s->tail_cap * 2 : 4;
+        store_tail_entry *n = realloc(s->tail, ncap * sizeof *n);
+        if (!n)
+            return -ENOMEM;
+        s->tail = n;
+        s->tail_cap = ncap;
+    }
+    s->tail[s->tail_count++] = (store_tail_entry){version, position, offset};
+    if (!s->dirty) {
+        s->dirty = true;
+        s->next_dirty = t->dirty;
+        t->dirty = s;
+    }
+    return 0;
+}
+
+void store_streams_clear_tails(store_streams *t)
+{
+    store_stream *s = t->dirty;
+    while (s) {
+        store_stream *next = s->next_dirty;
+        free(s->tail);
+        s->tail = NULL;
+        s->tail_count = s->tail_cap = 0;
+        s->dirty = false;
+        s->next_dirty = NULL;
+        s = next;
+    }
+    t->dirty = NULL;
+}
