@@ -1,0 +1,357 @@
+/*
+ * log_append.c -- `skald-bench log-append`: durable appends from many threads, against
+ * raw pwrite+fdatasync of the same bytes.
+ *
+ * T appender threads each keep up to W single-event appends in flight (fsync=always), the
+ * events spread over S streams. The rate runs from just before the first submit to the
+ * last completion. A batch observer records every group commit the appender made (bytes
+ * and events), in order. The baseline then writes the same number of bytes into a fresh
+ * file in the same directory, one pwrite and one fdatasync per batch, with exactly the
+ * batch sizes the appender achieved: what the disk gives for those batches with no log in
+ * between. ratio = store events/s / raw events/s.
+ */
+#include "tools/bench/bench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The group commits the appender made, in order (appender thread until the log closes). */
+typedef struct batch_log {
+    uint64_t *bytes;
+    uint32_t *events;
+    size_t count, cap;
+    uint64_t dropped; /* batches past cap (not expected: each batch holds >= 1 event) */
+} batch_log;
+
+typedef struct append_thread {
+    pthread_t tid;
+    uint32_t index;
+    uint64_t first_event; /* global index of its first event */
+    uint64_t events;      /* how many it appends */
+    int status;
+    bench_window window;
+    /* Shared, read-only while threads run. */
+    const bench_opts *opts;
+    store_log *log;
+    const bench_stream_names *names;
+    const uint8_t *payload;
+    pthread_barrier_t *start;
+} append_thread;
+
+typedef struct append_result {
+    uint64_t elapsed_ns;
+    uint64_t log_bytes;
+    uint64_t busy_retries;
+    store_log_stats stats;
+} append_result;
+
+static void on_batch(void *cb_ctx, const store_batch_stats *stats)
+{
+    batch_log *bl = cb_ctx;
+    if (bl->count == bl->cap) {
+        bl->dropped++;
+        return;
+    }
+    bl->bytes[bl->count] = stats->bytes;
+    bl->events[bl->count] = stats->events;
+    bl->count++;
+}
+
+static int batch_log_init(batch_log *bl, uint64_t events)
+{
+    memset(bl, 0, sizeof *bl);
+    bl->cap = (size_t)events + 64;
+    bl->bytes = calloc(bl->cap, sizeof *bl->bytes);
+    bl->events = calloc(bl->cap, sizeof *bl->events);
+    if (!bl->bytes || !bl->events)
+        return -ENOMEM;
+    return 0;
+}
+
+static void batch_log_free(batch_log *bl)
+{
+    free(bl->bytes);
+    free(bl->events);
+}
+
+static void *append_main(void *arg)
+{
+    append_thread *t = arg;
+    ev_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = ev_str_of("BenchEvent");
+    ev.schema_id = 1;
+    ev.payload = t->payload;
+    ev.payload_size = t->opts->payload_bytes;
+    pthread_barrier_wait(t->start);
+    int rc = 0;
+    /* Thread i appends global events i, i+T, i+2T, ...: every stream gets appends from
+     * every thread, as independent clients would send them. */
+    for (uint64_t j = 0; j < t->events && rc == 0; j++) {
+        uint64_t global = (uint64_t)t->index + j * t->opts->threads;
+        rc = bench_window_append(&t->window, t->log, bench_stream_name(t->names, global), &ev);
+    }
+    bench_window_drain(&t->window);
+    t->status = rc;
+    return NULL;
+}
+
+/* Runs the appenders; threads[] are set up, windows initialised. */
+static int run_threads(append_thread *threads, uint32_t count, pthread_barrier_t *start,
+                       bench_progress *progress, uint64_t *elapsed_out)
+{
+    uint32_t started = 0;
+    int rc = 0;
+    for (; started < count; started++) {
+        rc = -pthread_create(&threads[started].tid, NULL, append_main, &threads[started]);
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0) {
+        /* The barrier expects every thread: it cannot release a partial set. */
+        fprintf(stderr, "skald-bench: cannot start appender thread %u: %s\n", started,
+                strerror(-rc));
+        abort();
+    }
+    uint64_t t0 = bench_now_ns();
+    pthread_barrier_wait(start);
+    for (uint32_t i = 0; i < count; i++) {
+        pthread_join(threads[i].tid, NULL);
+        if (threads[i].status < 0 && rc == 0)
+            rc = threads[i].status;
+    }
+    uint64_t t1 = atomic_load(&progress->last_ns);
+    if (t1 == 0) /* not every append completed (an error above) */
+        t1 = bench_now_ns();
+    *elapsed_out = t1 - t0;
+    return rc;
+}
+
+static int append_all(const bench_opts *opts, store_log *log, const bench_stream_names *names,
+                      const uint8_t *payload, append_result *out)
+{
+    bench_progress progress;
+    memset(&progress, 0, sizeof progress);
+    progress.target = opts->events;
+    append_thread *threads = calloc(opts->threads, sizeof *threads);
+    if (!threads)
+        return -ENOMEM;
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, opts->threads + 1);
+    int rc = 0;
+    uint32_t ready = 0;
+    for (; ready < opts->threads && rc == 0; ready++) {
+        append_thread *t = &threads[ready];
+        t->index = ready;
+        t->events = opts->events / opts->threads + (ready < opts->events % opts->threads);
+        t->opts = opts;
+        t->log = log;
+        t->names = names;
+        t->payload = payload;
+        t->start = &start;
+        rc = bench_window_init(&t->window, opts->window, &progress);
+    }
+    if (rc == 0)
+        rc = run_threads(threads, opts->threads, &start, &progress, &out->elapsed_ns);
+    else
+        ready--; /* the failed one was not initialised */
+    for (uint32_t i = 0; i < opts->threads; i++)
+        out->busy_retries += threads[i].window.busy_retries;
+    for (uint32_t i = 0; i < ready; i++)
+        bench_window_destroy(&threads[i].window);
+    pthread_barrier_destroy(&start);
+    free(threads);
+    if (rc == 0 && atomic_load(&progress.failed) > 0) {
+        rc = atomic_load(&progress.first_error);
+        fprintf(stderr, "skald-bench: %" PRIu64 " appends failed, the first with %s\n",
+                (uint64_t)atomic_load(&progress.failed), sk_err_name(rc));
+    }
+    return rc;
+}
+
+/* One pwrite of bytes[i] and one fdatasync, for each batch in order. */
+static int raw_write(const char *path, const batch_log *bl, uint64_t *elapsed_out)
+{
+    uint64_t biggest = 1;
+    for (size_t i = 0; i < bl->count; i++)
+        if (bl->bytes[i] > biggest)
+            biggest = bl->bytes[i];
+    uint8_t *buf = bench_payload_create((uint32_t)biggest);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (!buf || fd < 0) {
+        int rc = !buf ? -ENOMEM : -errno;
+        free(buf);
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    int rc = 0;
+    uint64_t offset = 0;
+    uint64_t t0 = bench_now_ns();
+    for (size_t i = 0; i < bl->count && rc == 0; i++) {
+        ssize_t n = pwrite(fd, buf, bl->bytes[i], (off_t)offset);
+        if (n != (ssize_t)bl->bytes[i])
+            rc = n < 0 ? -errno : -EIO; /* a short write to a fresh file: treat as failure */
+        else if (fdatasync(fd) != 0)
+            rc = -errno;
+        offset += bl->bytes[i];
+    }
+    *elapsed_out = bench_now_ns() - t0;
+    close(fd);
+    unlink(path);
+    free(buf);
+    return rc;
+}
+
+typedef struct batch_summary {
+    uint64_t total_bytes, total_events;
+    uint64_t p50_bytes, p99_bytes, max_bytes;
+    uint64_t p50_events, p99_events;
+    double mean_events;
+} batch_summary;
+
+static int summarize_batches(const batch_log *bl, batch_summary *out)
+{
+    memset(out, 0, sizeof *out);
+    if (bl->count == 0)
+        return 0;
+    uint64_t *tmp = malloc(bl->count * sizeof *tmp);
+    if (!tmp)
+        return -ENOMEM;
+    for (size_t i = 0; i < bl->count; i++) {
+        out->total_bytes += bl->bytes[i];
+        out->total_events += bl->events[i];
+        tmp[i] = bl->bytes[i];
+    }
+    out->p50_bytes = bench_percentile(tmp, bl->count, 50);
+    out->p99_bytes = bench_percentile(tmp, bl->count, 99);
+    out->max_bytes = tmp[bl->count - 1];
+    for (size_t i = 0; i < bl->count; i++)
+        tmp[i] = bl->events[i];
+    out->p50_events = bench_percentile(tmp, bl->count, 50);
+    out->p99_events = bench_percentile(tmp, bl->count, 99);
+    out->mean_events = (double)out->total_events / (double)bl->count;
+    free(tmp);
+    return 0;
+}
+
+static void report(const bench_opts *opts, const append_result *ar, const batch_log *bl,
+                   const batch_summary *bs, uint64_t raw_ns)
+{
+    double secs = bench_seconds(ar->elapsed_ns), raw_secs = bench_seconds(raw_ns);
+    double record = bs->total_events ? (double)bs->total_bytes / (double)bs->total_events : 0;
+    double eps = (double)opts->events / secs;
+    double raw_eps = (double)bs->total_events / raw_secs;
+    double ratio = eps / raw_eps;
+    printf("record size: %.1f bytes framed (payload %u bytes)\n", record, opts->payload_bytes);
+    printf("skald:  %.0f events/s, %.1f MB/s, %.3f s, %" PRIu64 " fdatasyncs, "
+           "%" PRIu64 " SK_EBUSY retries\n",
+           eps, (double)bs->total_bytes / secs / 1e6, secs, ar->stats.fsyncs, ar->busy_retries);
+    printf("batches: %zu, mean %.1f events/batch; bytes p50 %" PRIu64 " p99 %" PRIu64
+           " max %" PRIu64 "; events p50 %" PRIu64 " p99 %" PRIu64 "\n",
+           bl->count, bs->mean_events, bs->p50_bytes, bs->p99_bytes, bs->max_bytes, bs->p50_events,
+           bs->p99_events);
+    printf("raw:    %.0f events/s, %.1f MB/s, %.3f s (one pwrite+fdatasync per batch, same "
+           "batch sizes, same directory)\n",
+           raw_eps, (double)bs->total_bytes / raw_secs / 1e6, raw_secs);
+    printf("ratio:  %.3f (goal >= 0.5), events/s goal >= 1000000: %s\n", ratio,
+           eps >= 1e6 && ratio >= 0.5 ? "met" : "NOT met");
+    printf("BENCH log-append events_per_s=%.0f raw_events_per_s=%.0f ratio=%.3f "
+           "mean_batch=%.1f record_bytes=%.1f batches=%zu p50_batch_bytes=%" PRIu64
+           " p99_batch_bytes=%" PRIu64 " mb_per_s=%.1f\n",
+           eps, raw_eps, ratio, bs->mean_events, record, bl->count, bs->p50_bytes, bs->p99_bytes,
+           (double)bs->total_bytes / secs / 1e6);
+}
+
+/* Checks what the log says against what was appended; prints and returns an error. */
+static int check_log(const bench_opts *opts, const append_result *ar, const batch_log *bl,
+                     const batch_summary *bs)
+{
+    if (ar->stats.next_position != opts->events || bs->total_events != opts->events ||
+        bl->dropped != 0) {
+        fprintf(stderr,
+                "skald-bench: appended %" PRIu64 " events but the log's head is %" PRIu64
+                " and the batch observer saw %" PRIu64 " events (%" PRIu64 " batches lost)\n",
+                opts->events, ar->stats.next_position, bs->total_events, bl->dropped);
+        return SK_ECORRUPT;
+    }
+    return 0;
+}
+
+static int measure(const bench_opts *opts, const char *work, const bench_stream_names *names,
+                   const uint8_t *payload, batch_log *bl)
+{
+    char log_dir[BENCH_PATH_MAX], raw_path[BENCH_PATH_MAX];
+    int rc = bench_path_join(log_dir, sizeof log_dir, work, "log");
+    if (rc == 0)
+        rc = bench_path_join(raw_path, sizeof raw_path, work, "raw.dat");
+    store_log *log = NULL;
+    if (rc == 0)
+        rc = bench_log_open(log_dir, STORE_FSYNC_ALWAYS, opts->threads * opts->window, &log);
+    if (rc < 0)
+        return rc;
+    store_log_set_batch_observer(log, on_batch, bl);
+    append_result ar;
+    memset(&ar, 0, sizeof ar);
+    rc = append_all(opts, log, names, payload, &ar);
+    store_log_get_stats(log, &ar.stats);
+    int close_rc = store_log_close(log); /* after this the observer no longer runs */
+    if (rc == 0 && close_rc < 0) {
+        fprintf(stderr, "skald-bench: closing the log: %s\n", sk_strerror(close_rc));
+        rc = close_rc;
+    }
+    batch_summary bs;
+    if (rc == 0)
+        rc = summarize_batches(bl, &bs);
+    if (rc == 0)
+        rc = check_log(opts, &ar, bl, &bs);
+    uint64_t raw_ns = 0;
+    if (rc == 0) {
+        rc = raw_write(raw_path, bl, &raw_ns);
+        if (rc < 0)
+            fprintf(stderr, "skald-bench: raw baseline on %s: %s\n", raw_path, strerror(-rc));
+    }
+    if (rc == 0)
+        report(opts, &ar, bl, &bs, raw_ns);
+    return rc;
+}
+
+int bench_log_append(const bench_opts *opts)
+{
+    char work[BENCH_PATH_MAX];
+    int rc = bench_workdir_create(opts->dir, work, sizeof work);
+    if (rc < 0) {
+        fprintf(stderr, "skald-bench: cannot create a work directory in %s: %s\n",
+                opts->dir ? opts->dir : ".", strerror(-rc));
+        return rc;
+    }
+    printf("log-append: %" PRIu64 " events, one per append, %u threads x %u in flight, "
+           "%u streams, fsync=always\n",
+           opts->events, opts->threads, opts->window, opts->streams);
+    bench_print_where(work);
+    fflush(stdout);
+    bench_stream_names names = {0};
+    batch_log bl;
+    uint8_t *payload = bench_payload_create(opts->payload_bytes);
+    rc = batch_log_init(&bl, opts->events);
+    if (rc == 0)
+        rc = payload ? bench_stream_names_init(&names, opts->streams) : -ENOMEM;
+    if (rc == 0)
+        rc = measure(opts, work, &names, payload, &bl);
+    else
+        fprintf(stderr, "skald-bench: out of memory\n");
+    batch_log_free(&bl);
+    bench_stream_names_free(&names);
+    free(payload);
+    if (opts->keep)
+        printf("kept: %s\n", work);
+    else
+        bench_workdir_remove(work);
+    return rc;
+}

@@ -1,0 +1,211 @@
+/*
+ * main.c -- the skald-bench command line: `skald-bench --help`, `skald-bench list`,
+ * `skald-bench NAME [options]`.
+ *
+ * Exit codes: 0 the benchmark ran (its last line is "BENCH NAME key=value ..."), 1 it
+ * failed at run time, 2 the command line is wrong. Goals are reported, never enforced by
+ * the exit code: a slow machine is not an error.
+ */
+#include "tools/bench/bench.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_USAGE 2
+
+typedef struct bench_def {
+    const char *name;
+    int (*run)(const bench_opts *opts);
+    const char *summary;
+} bench_def;
+
+static const bench_def benches[] = {
+    {"log-append", bench_log_append,
+     "durable appends (fsync=always) from --threads appenders, each with --window in flight; "
+     "baseline: pwrite+fdatasync of the same batches"},
+    {"log-read", bench_log_read,
+     "sequential read of the whole log with CRC checks; baseline: pread + crc32c of the "
+     "segment files"},
+    {"stream-read", bench_stream_read,
+     "microseconds to read one stream from logs of N/100, N/10 and N events; must not grow"},
+};
+#define BENCH_COUNT (sizeof benches / sizeof benches[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out, "Usage: skald-bench NAME [options]\n"
+                 "       skald-bench list\n"
+                 "       skald-bench --help\n"
+                 "\n"
+                 "Benchmarks of Skald's log, each against a baseline measured in the same run on\n"
+                 "the same file system. Each ends with one line 'BENCH NAME key=value ...'.\n"
+                 "\n"
+                 "Benchmarks:\n");
+    for (size_t i = 0; i < BENCH_COUNT; i++)
+        fprintf(out, "  %-12s %s\n", benches[i].name, benches[i].summary);
+    fprintf(out,
+            "\n"
+            "Options:\n"
+            "  --dir DIR            create the work directory (skald-bench-XXXXXX) inside DIR;\n"
+            "                       default: the current directory. The log and the raw\n"
+            "                       baseline files both live there, so they share a file system.\n"
+            "  --events N           events to append or read; for stream-read the largest log\n"
+            "                       (default 1000000)\n"
+            "  --threads T          concurrent appenders, log-append (default 8)\n"
+            "  --window W           appends in flight per appender (default 4096)\n"
+            "  --streams S          streams the events spread over (default 10000)\n"
+            "  --payload-bytes B    payload per event (default 80: a ~200-byte record)\n"
+            "  --runs R             repetitions: log-read best of R (default 3), stream-read\n"
+            "                       median of R (default 50)\n"
+            "  --read-bytes B       buffer of log-read's raw baseline (default 1048576)\n"
+            "  --stream-events K    stream-read: events in the stream read (default 100)\n"
+            "  --log DIR            log-read: read this existing log (read-only) instead of\n"
+            "                       building one\n"
+            "  --keep               keep the work directory and print its path\n"
+            "  -h, --help           show this help\n"
+            "\n"
+            "Exit status: 0 ran (goals are reported, not enforced), 1 failed, 2 usage error.\n"
+            "See docs/benchmarks.md.\n");
+}
+
+/* Prints the problem and the hint on stderr; returns the usage exit code. */
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "skald-bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'skald-bench --help'\n");
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+/* Parses a decimal in [min, max]; 0 or -EINVAL. */
+static int parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!text || text[0] < '0' || text[0] > '9')
+        return -EINVAL;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+typedef struct num_opt {
+    const char *flag;
+    uint64_t min, max;
+    size_t offset; /* of the field in bench_opts */
+    int is_u64;
+} num_opt;
+
+static const num_opt num_opts[] = {
+    {"--events", 1, 1000000000, offsetof(bench_opts, events), 1},
+    {"--threads", 1, 256, offsetof(bench_opts, threads), 0},
+    {"--window", 1, 65536, offsetof(bench_opts, window), 0},
+    {"--streams", 1, 1000000, offsetof(bench_opts, streams), 0},
+    {"--payload-bytes", 0, EV_PAYLOAD_MAX, offsetof(bench_opts, payload_bytes), 0},
+    {"--runs", 1, 100000, offsetof(bench_opts, runs), 0},
+    {"--read-bytes", 4096, 1u << 30, offsetof(bench_opts, read_bytes), 0},
+    {"--stream-events", 1, 1000000, offsetof(bench_opts, stream_events), 0},
+};
+
+/* 1 if flag is a numeric option (value stored), 0 if not one, or an exit code. */
+static int parse_num_opt(bench_opts *opts, const char *flag, const char *value)
+{
+    for (size_t i = 0; i < sizeof num_opts / sizeof num_opts[0]; i++) {
+        const num_opt *o = &num_opts[i];
+        if (strcmp(flag, o->flag) != 0)
+            continue;
+        uint64_t v;
+        if (!value)
+            return -usage_error("option '%s' needs a value", flag);
+        if (parse_u64(value, o->min, o->max, &v) < 0)
+            return -usage_error("%s must be a whole number from %" PRIu64 " to %" PRIu64
+                                ", not '%s'",
+                                flag, o->min, o->max, value);
+        char *field = (char *)opts + o->offset;
+        if (o->is_u64)
+            *(uint64_t *)(void *)field = v;
+        else
+            *(uint32_t *)(void *)field = (uint32_t)v;
+        return 1;
+    }
+    return 0;
+}
+
+/* Fills opts from argv[first..]; 0, or the exit code of a usage error (printed). */
+static int parse_opts(int argc, char **argv, int first, const char *name, bench_opts *opts)
+{
+    int runs_set = 0;
+    for (int i = first; i < argc; i++) {
+        const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(flag, "--keep") == 0) {
+            opts->keep = 1;
+            continue;
+        }
+        if (strcmp(flag, "--dir") == 0 || strcmp(flag, "--log") == 0) {
+            if (!value || !value[0])
+                return usage_error("option '%s' needs a directory", flag);
+            *(strcmp(flag, "--dir") == 0 ? &opts->dir : &opts->log_dir) = value;
+            i++;
+            continue;
+        }
+        int rc = parse_num_opt(opts, flag, value);
+        if (rc < 0)
+            return -rc;
+        if (rc == 0)
+            return usage_error("unknown option '%s'", flag);
+        runs_set |= strcmp(flag, "--runs") == 0;
+        i++;
+    }
+    if (!runs_set && strcmp(name, "stream-read") == 0)
+        opts->runs = 50;
+    if (strcmp(name, "stream-read") == 0 && opts->events / 100 < opts->stream_events)
+        return usage_error("stream-read needs --events of at least 100 x --stream-events");
+    if (opts->log_dir && strcmp(name, "log-read") != 0)
+        return usage_error("--log applies to log-read only, not to %s", name);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error("%s", "missing the benchmark NAME");
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "list") == 0) {
+        for (size_t i = 0; i < BENCH_COUNT; i++)
+            printf("%-12s %s\n", benches[i].name, benches[i].summary);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < BENCH_COUNT; i++) {
+        if (strcmp(name, benches[i].name) != 0)
+            continue;
+        bench_opts opts;
+        bench_opts_init(&opts);
+        int rc = parse_opts(argc, argv, 2, name, &opts);
+        if (rc != 0)
+            return rc;
+        rc = benches[i].run(&opts);
+        fflush(stdout);
+        return rc == 0 ? 0 : 1;
+    }
+    return usage_error("unknown benchmark '%s' (skald-bench list shows them)", name);
+}

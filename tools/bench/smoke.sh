@@ -1,0 +1,56 @@
+#!/bin/sh
+# smoke.sh -- checks that skald-bench's command line and every benchmark work, on tiny
+# logs: each run exits 0 and its last line is its BENCH line with the expected keys.
+# No timing is asserted. Usage: smoke.sh path/to/skald-bench WORK_PARENT_DIR
+set -u
+bench=$1
+parent=$(mktemp -d "$2/bench-smoke.XXXXXX") || exit 1
+out=$(mktemp "$2/bench-smoke-out.XXXXXX") || exit 1
+err=$(mktemp "$2/bench-smoke-err.XXXXXX") || exit 1
+trap 'rm -f "$out" "$err"; rm -rf "$parent"' EXIT
+fail() { echo "FAIL: $*"; echo "--- stdout"; cat "$out"; echo "--- stderr"; cat "$err"; exit 1; }
+
+"$bench" --help >"$out" 2>"$err" || fail "--help exited $?"
+grep -q '^Usage: skald-bench' "$out" || fail "--help printed no usage on stdout"
+
+"$bench" list >"$out" 2>"$err" || fail "list exited $?"
+for name in log-append log-read stream-read; do
+    grep -q "^$name " "$out" || fail "list does not name $name"
+done
+
+"$bench" log-append --events 0 >"$out" 2>"$err"
+rc=$?
+[ $rc -eq 2 ] || fail "--events 0 exited $rc, not 2"
+grep -q -- "--events" "$err" && grep -q "Try 'skald-bench --help'" "$err" ||
+    fail "usage error does not name --events or give the hint"
+
+"$bench" no-such-bench >"$out" 2>"$err"
+rc=$?
+[ $rc -eq 2 ] || fail "an unknown benchmark exited $rc, not 2"
+
+# name, expected keys, arguments
+check() {
+    name=$1
+    keys=$2
+    shift 2
+    "$bench" "$name" --dir "$parent" "$@" >"$out" 2>"$err" || fail "$name exited $?"
+    last=$(tail -n 1 "$out")
+    case "$last" in
+    "BENCH $name "*) ;;
+    *) fail "$name: last line is not its BENCH line: $last" ;;
+    esac
+    for key in $keys; do
+        echo "$last" | grep -q " $key=[0-9]" || fail "$name: BENCH line lacks $key"
+    done
+    [ "$(grep -c '^BENCH ' "$out")" -eq 1 ] || fail "$name printed more than one BENCH line"
+    echo "ok: $last"
+}
+
+check log-append "events_per_s raw_events_per_s ratio mean_batch" \
+    --events 20000 --threads 4 --window 256 --streams 100
+check log-read "events_per_s raw_events_per_s ratio" --events 20000 --runs 1
+check stream-read "us_200 us_2k us_20k growth" --events 20000 --runs 5
+
+leftover=$(ls -A "$parent")
+[ -z "$leftover" ] || fail "work directory left behind: $leftover"
+exit 0
