@@ -301,8 +301,6 @@ static int publish(store_log *log, store_segment *seg, const batch *b, uint64_t 
         const batch_entry *e = &b->entries[i];
         rc = store_index_push(seg, e->position, e->offset, log->cfg.index_interval_bytes);
         if (rc == 0)
-            rc = store_sidx_push(seg, e->stream->hash, e->version, e->position, e->offset);
-        if (rc == 0)
             rc = store_stream_tail_push(&log->streams, e->stream, e->version, e->position,
                                         e->offset);
         e->stream->version = e->version;

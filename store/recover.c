@@ -224,7 +224,8 @@ static int index_segment(store_log *log, store_segment *seg, uint64_t end, bool 
         uint64_t off = scan.offset - rec.frame_size, pos = rec.ev.position;
         uint64_t hash = store_stream_hash(rec.ev.stream_id);
         rc = store_index_push(seg, pos, off, log->cfg.index_interval_bytes);
-        if (rc == 0)
+        /* The active segment's stream index is built from the tails when it is sealed. */
+        if (rc == 0 && !active)
             rc = store_sidx_push(seg, hash, rec.ev.version, pos, off);
         if (rc == 0 && with_streams) {
             store_stream *s = store_streams_get(&log->streams, rec.ev.stream_id, hash);
@@ -246,9 +247,10 @@ static int index_segment(store_log *log, store_segment *seg, uint64_t end, bool 
     store_scan_close(&scan);
     if (rc < 0)
         return rc;
-    if (!active)
+    if (!active) {
         store_sidx_sort(seg);
-    seg->sidx_loaded = true;
+        seg->sidx_loaded = true;
+    }
     return 0;
 }
 
@@ -460,9 +462,11 @@ int store_log_roll(store_log *log)
         old->durable_size = old->size;
     }
     pthread_mutex_lock(&log->mu);
-    store_sidx_sort(old);
-    old->sealed = true;
+    rc = store_streams_build_sidx(&log->streams, old);
+    old->sealed = rc == 0;
     pthread_mutex_unlock(&log->mu);
+    if (rc != 0)
+        return rc;
     rc = store_index_write(io, log->dir, old);
     if (rc != 0)
         return rc;

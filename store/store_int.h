@@ -243,6 +243,8 @@ store_stream *store_streams_get(store_streams *t, ev_str name, uint64_t hash);
 int store_stream_tail_push(store_streams *t, store_stream *s, uint64_t version, uint64_t position,
                            uint64_t offset);
 void store_streams_clear_tails(store_streams *t);
+/* Builds seg's stream index (sorted by hash, version) from the tails of the streams. */
+int store_streams_build_sidx(store_streams *t, store_segment *seg);
 /* Stream-table checkpoint (checkpoint.c). */
 int store_checkpoint_write(const store_io *io, const char *dir, uint64_t position,
                            const store_streams *t);

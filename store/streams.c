@@ -141,3 +141,53 @@ void store_streams_clear_tails(store_streams *t)
     }
     t->dirty = NULL;
 }
+
+static int cmp_stream_hash(const void *a, const void *b)
+{
+    const store_stream *x = *(store_stream *const *)a, *y = *(store_stream *const *)b;
+    return x->hash < y->hash ? -1 : x->hash > y->hash;
+}
+
+/* Sorting the streams (not the events) is enough: each tail is already in version order.
+ * Only a hash collision between two streams needs the full sort. */
+int store_streams_build_sidx(store_streams *t, store_segment *seg)
+{
+    size_t nstreams = 0, nevents = 0;
+    for (store_stream *s = t->dirty; s; s = s->next_dirty) {
+        nstreams++;
+        nevents += s->tail_count;
+    }
+    store_stream **order = malloc((nstreams ? nstreams : 1) * sizeof *order);
+    store_sidx_entry *sidx = malloc((nevents ? nevents : 1) * sizeof *sidx);
+    if (!order || !sidx) {
+        free(order);
+        free(sidx);
+        return -ENOMEM;
+    }
+    size_t i = 0, n = 0;
+    for (store_stream *s = t->dirty; s; s = s->next_dirty)
+        order[i++] = s;
+    qsort(order, nstreams, sizeof *order, cmp_stream_hash);
+    bool collision = false;
+    for (i = 0; i < nstreams; i++) {
+        const store_stream *s = order[i];
+        if (i > 0 && order[i - 1]->hash == s->hash)
+            collision = true;
+        for (uint32_t k = 0; k < s->tail_count; k++)
+            sidx[n++] = (store_sidx_entry){
+                .hash = s->hash,
+                .version = s->tail[k].version,
+                .rel_position = (uint32_t)(s->tail[k].position - seg->first_position),
+                .offset = (uint32_t)s->tail[k].offset,
+            };
+    }
+    free(order);
+    free(seg->sidx);
+    seg->sidx = sidx;
+    seg->sidx_count = (uint32_t)n;
+    seg->sidx_cap = (uint32_t)(nevents ? nevents : 1);
+    if (collision)
+        store_sidx_sort(seg);
+    seg->sidx_loaded = true;
+    return 0;
+}
