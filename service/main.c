@@ -1,0 +1,225 @@
+/*
+ * main.c -- the `skald` binary: reads the command line and hands each subcommand to the
+ * service layer. It owns the process-level rules every Skald binary follows: `--help`
+ * prints usage on stdout and exits 0; a usage error names the problem, points at
+ * `skald --help` on stderr and exits 2; a runtime failure exits 1.
+ *
+ * Subcommands today: `seed` and `version`. `serve` (the HTTP service) comes later and
+ * plugs in here the same way.
+ */
+#include "service/service.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef SKALD_VERSION
+#define SKALD_VERSION "0.0.0"
+#endif
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+static const char USAGE[] =
+    "Usage: skald COMMAND [OPTIONS]\n"
+    "\n"
+    "Skald: an event-sourced CQRS service over a durable, segmented event log.\n"
+    "\n"
+    "Commands:\n"
+    "  seed       append a sample of the order domain to a data directory\n"
+    "  version    print the version\n"
+    "\n"
+    "skald seed --data DIR [--schemas DIR] [--orders N] [--seed S] [--if-empty]\n"
+    "  Registers 50 products and stocks them, opens 100 customers, then places N orders,\n"
+    "  each confirmed or cancelled (insufficient_stock, credit_limit_exceeded,\n"
+    "  step_timeout) the way the OrderFulfillment saga ends it. Every append is durable\n"
+    "  (fsync=always) and carries its stream's expected version. The same seed makes the\n"
+    "  same sample (ids of events, commands and correlations aside); occurred_at spreads\n"
+    "  over the past 30 days.\n"
+    "  --data DIR      the data directory; the log is DIR/log, schema ids DIR/schemas\n"
+    "  --schemas DIR   the .avsc files (default $SKALD_SCHEMAS, else events/schemas of\n"
+    "                  the source tree)\n"
+    "  --orders N      orders to place, 1..10000000 (default 1000)\n"
+    "  --seed S        the seed of every random choice (default 42)\n"
+    "  --if-empty      leave a log that already holds events alone (exit 0)\n"
+    "\n"
+    "Options:\n"
+    "  -h, --help      print this help and exit\n"
+    "  --version       print the version and exit\n"
+    "\n"
+    "Exit status: 0 success, 1 runtime failure, 2 usage error.\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("skald: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'skald --help'\n", stderr);
+    return EXIT_USAGE;
+}
+
+static int print_usage(void)
+{
+    fputs(USAGE, stdout);
+    return EXIT_OK;
+}
+
+static int print_version(void)
+{
+    printf("skald %s\n", SKALD_VERSION);
+    return EXIT_OK;
+}
+
+/* Decimal digits only, within [min, max]; 0 or -EINVAL. */
+static int parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end = NULL;
+    if (!text || text[0] < '0' || text[0] > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno || *end != '\0' || value < min || value > max)
+        return -EINVAL;
+    *out = value;
+    return 0;
+}
+
+/* `--name VALUE` or `--name=VALUE`: 1 and *value_out if argv[*i] is that option (moving
+ * *i past a separate value), 0 if it is not, -EINVAL if the value is missing. */
+static int option_value(int argc, char **argv, int *i, const char *name, const char **value_out)
+{
+    const char *arg = argv[*i];
+    size_t len = strlen(name);
+    if (strncmp(arg, name, len) != 0)
+        return 0;
+    if (arg[len] == '=') {
+        *value_out = arg + len + 1;
+        return 1;
+    }
+    if (arg[len] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -EINVAL;
+    *value_out = argv[++*i];
+    return 1;
+}
+
+static void print_seed_failure(int rc, const sk_error *err)
+{
+    const char *message = err->message[0] ? err->message : sk_strerror(rc);
+    fprintf(stderr, "skald seed: %s [%s]", message, sk_err_name(rc));
+    if (err->field[0])
+        fprintf(stderr, " (field %s)", err->field);
+    fputc('\n', stderr);
+}
+
+static void print_seed_report(const svc_seed_options *opt, const svc_seed_report *r)
+{
+    if (r->skipped) {
+        printf("skald seed: %s/log already holds %" PRIu64 " events; left as it is "
+               "(--if-empty)\n",
+               opt->data_dir, r->next_position);
+        return;
+    }
+    double seconds = (double)r->elapsed_us / 1e6;
+    printf("skald seed: %" PRIu64 " events at positions %" PRIu64 "..%" PRIu64
+           " in %.2f s (%.0f events/s, fsync=always): %" PRIu64 " products, %" PRIu64
+           " customers, %" PRIu64 " orders (%" PRIu64 " confirmed, %" PRIu64 " cancelled), %" PRIu64
+           " restocks\n",
+           r->events, r->first_position, r->next_position - 1, seconds,
+           seconds > 0 ? (double)r->events / seconds : 0.0, r->products, r->customers, r->orders,
+           r->confirmed, r->cancelled, r->restocks);
+}
+
+static int run_seed(const svc_seed_options *opt)
+{
+    sk_error err;
+    svc_seed_report report;
+    sk_error_clear(&err);
+    int rc = svc_seed_run(opt, &report, &err);
+    if (rc) {
+        print_seed_failure(rc, &err);
+        return EXIT_RUNTIME;
+    }
+    print_seed_report(opt, &report);
+    return EXIT_OK;
+}
+
+/* Stores the value of one of SEED_VALUE_OPTIONS; 0, or a usage error's exit code. */
+static int apply_seed_option(const char *name, const char *value, svc_seed_options *opt)
+{
+    uint64_t number = 0;
+    if (strcmp(name, "--data") == 0) {
+        opt->data_dir = value;
+    } else if (strcmp(name, "--schemas") == 0) {
+        opt->schemas_dir = value;
+    } else if (strcmp(name, "--orders") == 0) {
+        if (parse_u64(value, 1, SVC_SEED_ORDERS_MAX, &number) != 0)
+            return usage_error("--orders wants a whole number from 1 to %u, not '%s'",
+                               SVC_SEED_ORDERS_MAX, value);
+        opt->orders = (uint32_t)number;
+    } else {
+        if (parse_u64(value, 0, UINT64_MAX, &number) != 0)
+            return usage_error("--seed wants a whole number, not '%s'", value);
+        opt->seed = number;
+    }
+    return 0;
+}
+
+/* Reads the seed option at argv[*i] (and its value) into opt; 0, or a usage error's exit
+ * code. */
+static int parse_seed_option(int argc, char **argv, int *i, svc_seed_options *opt)
+{
+    static const char *const SEED_VALUE_OPTIONS[] = {"--data", "--schemas", "--orders", "--seed"};
+    if (strcmp(argv[*i], "--if-empty") == 0) {
+        opt->if_empty = 1;
+        return 0;
+    }
+    for (size_t k = 0; k < sizeof SEED_VALUE_OPTIONS / sizeof SEED_VALUE_OPTIONS[0]; k++) {
+        const char *value = NULL;
+        int found = option_value(argc, argv, i, SEED_VALUE_OPTIONS[k], &value);
+        if (found < 0)
+            return usage_error("option '%s' needs a value", SEED_VALUE_OPTIONS[k]);
+        if (found > 0)
+            return apply_seed_option(SEED_VALUE_OPTIONS[k], value, opt);
+    }
+    return usage_error("seed: unknown option '%s'", argv[*i]);
+}
+
+static int cmd_seed(int argc, char **argv)
+{
+    svc_seed_options opt;
+    svc_seed_options_init(&opt, NULL);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return print_usage();
+        int rc = parse_seed_option(argc, argv, &i, &opt);
+        if (rc)
+            return rc;
+    }
+    if (!opt.data_dir || !*opt.data_dir)
+        return usage_error("seed: --data DIR is required");
+    return run_seed(&opt);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage_error("a command is required (seed, version)");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
+        return print_usage();
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0)
+        return print_version();
+    if (strcmp(cmd, "seed") == 0)
+        return cmd_seed(argc - 1, argv + 1);
+    if (cmd[0] == '-')
+        return usage_error("unknown option '%s'", cmd);
+    return usage_error("unknown command '%s' (commands: seed, version)", cmd);
+}

@@ -1,0 +1,65 @@
+/*
+ * service.h -- the top layer of Skald: what the `skald` binary runs.
+ *
+ * For now that is one job, seeding a data directory with a realistic sample of the order
+ * domain (`skald seed`); the HTTP server (`skald serve`) joins it later. Everything here
+ * may use every layer below (store/, events/ and, later, commands/, queries/, sagas/,
+ * projections/); nothing below includes this header.
+ *
+ * Calling sequence
+ *   svc_seed_options opt; svc_seed_options_init(&opt, data_dir);   adjust opt.orders etc.
+ *   svc_seed_run(&opt, &report, &err)
+ *
+ * Error rules
+ *   0 or a negative code (negated errno, or SK_E* from events.h). On failure err (may be
+ *   NULL) names what failed: the file, the stream or the field.
+ */
+#ifndef SKALD_SERVICE_H
+#define SKALD_SERVICE_H
+
+#include "events/events.h"
+
+#include <stdint.h>
+
+/* The sample's fixed shape. */
+#define SVC_SEED_PRODUCTS   50
+#define SVC_SEED_CUSTOMERS  100
+#define SVC_SEED_ORDERS_MAX 10000000u
+
+typedef struct svc_seed_options {
+    const char *data_dir;    /* the Skald data directory (created if missing); borrowed */
+    const char *schemas_dir; /* the .avsc folder; NULL: $SKALD_SCHEMAS or the source tree's */
+    uint32_t orders;         /* orders to place, 1..SVC_SEED_ORDERS_MAX; default 1000 */
+    uint64_t seed;           /* decides every choice of the sample; default 42 */
+    int if_empty;            /* 1: a log that already holds events is left alone */
+} svc_seed_options;
+
+void svc_seed_options_init(svc_seed_options *opt, const char *data_dir);
+
+typedef struct svc_seed_report {
+    int skipped;             /* 1 if if_empty found events and appended nothing */
+    uint64_t products;       /* registered */
+    uint64_t customers;      /* opened */
+    uint64_t orders;         /* placed */
+    uint64_t confirmed;      /* orders that ended confirmed */
+    uint64_t cancelled;      /* orders that ended cancelled (any reason) */
+    uint64_t restocks;       /* ProductRestocked events, the first stocking included */
+    uint64_t events;         /* appended by this run */
+    uint64_t first_position; /* of the first event appended (or the head if none) */
+    uint64_t next_position;  /* the log's head afterwards */
+    int64_t elapsed_us;      /* wall time of the appends, opening and closing included */
+} svc_seed_report;
+
+/*
+ * Opens the schema registry (ids kept in data_dir/schemas/) and the log (data_dir/log/,
+ * fsync=always), and appends the sample: SVC_SEED_PRODUCTS products registered and
+ * stocked, SVC_SEED_CUSTOMERS customers opened with a credit limit, then opt->orders
+ * orders, each confirmed or cancelled the way the OrderFulfillment saga would end it.
+ * Every append carries the exact expected version of its stream; the log is assumed to
+ * have no other writer meanwhile. Fails with SK_ECONFLICT (err names the stream) if the
+ * sample's streams already exist and if_empty is off.
+ * Ownership: opt and its strings are borrowed for the call; *out is written on success.
+ */
+int svc_seed_run(const svc_seed_options *opt, svc_seed_report *out, sk_error *err);
+
+#endif /* SKALD_SERVICE_H */
