@@ -20,7 +20,7 @@
 
 #include "store/store.h"
 
-#include <semaphore.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -89,7 +89,9 @@ int bench_log_open(const char *dir, store_fsync_mode mode, uint32_t queue_min, s
 
 /* ---------------------------------------------------------------------------------------
  * Windowed asynchronous appends (window.c): one submitting thread keeps at most `size`
- * appends in flight; completions (on the log's appender thread) free a slot.
+ * appends in flight; completions (on the log's appender thread) free a slot. A submitter
+ * that finds the window full sleeps until half of it is free, so the appender thread pays
+ * one wake-up per size/2 completions, not one per completion.
  */
 typedef struct bench_progress {
     _Atomic uint64_t completed; /* appends completed, over every window sharing this */
@@ -100,9 +102,13 @@ typedef struct bench_progress {
 } bench_progress;
 
 typedef struct bench_window {
-    sem_t free_slots;
+    pthread_mutex_t mu;         /* guards the sleep on cond */
+    pthread_cond_t cond;        /* signalled when in_flight drops to wake_at */
+    _Atomic uint32_t in_flight; /* queued appends not yet completed */
+    _Atomic uint32_t wake_at;   /* the submitter sleeps until in_flight is this; or NONE */
     uint32_t size;
     uint64_t busy_retries; /* SK_EBUSY answers retried (submitting thread only) */
+    uint64_t sleeps;       /* times the submitter found the window full */
     bench_progress *progress;
 } bench_window;
 

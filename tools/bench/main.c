@@ -58,7 +58,7 @@ static void usage(FILE *out)
             "  --threads T          concurrent appenders, log-append (default 8)\n"
             "  --window W           appends in flight per appender (default 4096)\n"
             "  --streams S          streams the events spread over (default 10000)\n"
-            "  --payload-bytes B    payload per event (default 80: a ~200-byte record)\n"
+            "  --payload-bytes B    payload per event (default 77: a 200-byte record)\n"
             "  --runs R             repetitions: log-read best of R (default 3), stream-read\n"
             "                       median of R (default 50)\n"
             "  --read-bytes B       buffer of log-read's raw baseline (default 1048576)\n"

@@ -25,7 +25,7 @@ void bench_opts_init(bench_opts *opts)
     opts->threads = 8;
     opts->window = 4096;
     opts->streams = 10000;
-    opts->payload_bytes = 80;
+    opts->payload_bytes = 77;
     opts->runs = 3;
     opts->read_bytes = 1u << 20;
     opts->stream_events = 100;
