@@ -59,8 +59,8 @@ int bench_workdir_remove(const char *path);
 /* Name of the file system holding path ("ext4", "xfs", "tmpfs", ...) and whether an
  * fdatasync there reaches a device (0 for tmpfs and ramfs). */
 const char *bench_fs_name(const char *path, int *durable_out);
-/* Prints the work directory and its file system; warns when fdatasync is a no-op there. */
-void bench_print_where(const char *work);
+/* Prints "<what>: <path> (file system: ...)"; warns when fdatasync is a no-op there. */
+void bench_print_where(const char *what, const char *path);
 /* Joins dir and name into out; -ENAMETOOLONG if it does not fit. */
 int bench_path_join(char *out, size_t size, const char *dir, const char *name);
 

@@ -412,7 +412,7 @@ int bench_log_append(const bench_opts *opts)
     printf("log-append: %" PRIu64 " events, one per append, %u threads x %u in flight, "
            "%u streams, fsync=always\n",
            opts->events, opts->threads, opts->window, opts->streams);
-    bench_print_where(work);
+    bench_print_where("work dir", work);
     fflush(stdout);
     bench_stream_names names = {0};
     batch_log bl;

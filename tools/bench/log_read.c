@@ -236,8 +236,8 @@ static int measure(const bench_opts *opts, const char *log_dir, int read_only)
 int bench_log_read(const bench_opts *opts)
 {
     if (opts->log_dir) {
-        printf("log-read: existing log %s, read-only\n", opts->log_dir);
-        bench_print_where(opts->log_dir);
+        printf("log-read: an existing log, opened read-only\n");
+        bench_print_where("log", opts->log_dir);
         return measure(opts, opts->log_dir, 1);
     }
     char work[BENCH_PATH_MAX], log_dir[BENCH_PATH_MAX];
@@ -249,7 +249,7 @@ int bench_log_read(const bench_opts *opts)
     }
     printf("log-read: %" PRIu64 " events over %u streams, payload %u bytes\n", opts->events,
            opts->streams, opts->payload_bytes);
-    bench_print_where(work);
+    bench_print_where("work dir", work);
     fflush(stdout);
     rc = bench_path_join(log_dir, sizeof log_dir, work, "log");
     if (rc == 0)

@@ -189,7 +189,7 @@ int bench_stream_read(const bench_opts *opts)
     printf("stream-read: a %u-event stream in logs of %" PRIu64 ", %" PRIu64 " and %" PRIu64
            " events (%u other streams)\n",
            opts->stream_events, opts->events / 100, opts->events / 10, opts->events, opts->streams);
-    bench_print_where(work);
+    bench_print_where("work dir", work);
     fflush(stdout);
     bench_stream_names names;
     rc = bench_stream_names_init(&names, opts->streams);

@@ -91,11 +91,11 @@ const char *bench_fs_name(const char *path, int *durable_out)
     return "other";
 }
 
-void bench_print_where(const char *work)
+void bench_print_where(const char *what, const char *path)
 {
     int durable;
-    const char *fs = bench_fs_name(work, &durable);
-    printf("work dir: %s (file system: %s)\n", work, fs);
+    const char *fs = bench_fs_name(path, &durable);
+    printf("%s: %s (file system: %s)\n", what, path, fs);
     if (!durable)
         printf("warning: fdatasync is a no-op on %s; durable figures mean nothing here\n", fs);
 }
