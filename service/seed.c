@@ -42,8 +42,9 @@
 #define SEED_IN_FLIGHT_MAX    4096 /* appends queued and not yet completed */
 #define SEED_WAIT_TIMEOUT_S   60   /* longest wait for the log to complete one append */
 #define SEED_ORDER_LINES_MAX  4
-#define SEED_LOW_STOCK        10 /* available units below which a restock may come */
+#define SEED_LOW_STOCK        5  /* available units below which a delivery may come */
 #define SEED_TIMEOUT_PERCENT  2  /* orders whose commit step "times out" after payment */
+#define SEED_RESTOCK_PERCENT  30 /* chance that a product running low gets a delivery */
 #define SEED_TRACEPARENT_SIZE 56 /* "00-" 32 hex "-" 16 hex "-01" and the NUL */
 #define US_PER_S              1000000LL
 
@@ -613,7 +614,8 @@ static int restock_low(seed_ctx *s, const order *o)
 {
     for (uint32_t i = 0; i < o->line_count; i++) {
         product *p = o->lines[i].product;
-        if (p->on_hand - p->reserved >= SEED_LOW_STOCK || !rng_percent(&s->rng, 60))
+        if (p->on_hand - p->reserved >= SEED_LOW_STOCK ||
+            !rng_percent(&s->rng, SEED_RESTOCK_PERCENT))
             continue;
         ev_uuid correlation_id;
         ev_uuid_generate(&correlation_id);
@@ -698,7 +700,7 @@ static int check_fresh(seed_ctx *s)
     snprintf(stream, sizeof stream, "product-SKU-%04u", 1u);
     if (store_log_stream_version(s->log, ev_str_of(stream)) == 0)
         return 0;
-    return sk_error_set(s->err, SK_ECONFLICT, stream,
+    return sk_error_set(s->err, SK_ECONFLICT, "",
                         "the log already holds the sample (stream %s exists); seed an empty "
                         "data directory, or pass --if-empty to leave a seeded log alone",
                         stream);
