@@ -228,7 +228,7 @@ static int raw_write(const char *path, const uint64_t *sizes, size_t count, uint
 /* The raw baseline RAW_RUNS times; *elapsed_out gets the median run. */
 static int raw_median(const char *path, const batch_log *bl, uint64_t *elapsed_out)
 {
-    uint64_t runs[RAW_RUNS];
+    uint64_t runs[RAW_RUNS] = {0};
     printf("raw runs:");
     for (int i = 0; i < RAW_RUNS; i++) {
         int rc = raw_write(path, bl->bytes, bl->count, &runs[i]);

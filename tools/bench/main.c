@@ -73,8 +73,7 @@ static void usage(FILE *out)
 }
 
 /* Prints the problem and the hint on stderr; returns the usage exit code. */
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
