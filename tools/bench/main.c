@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,17 +71,11 @@ static void usage(FILE *out)
             "See docs/benchmarks.md.\n");
 }
 
-/* Prints the problem and the hint on stderr; returns the usage exit code. */
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "skald-bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry 'skald-bench --help'\n");
-    va_end(ap);
-    return EXIT_USAGE;
-}
+/* Prints the problem and the hint on stderr; evaluates to the usage exit code. A macro so
+ * that every format is a literal the compiler checks. */
+#define usage_error(...)                                                                           \
+    (fputs("skald-bench: ", stderr), fprintf(stderr, __VA_ARGS__),                                 \
+     fputs("\nTry 'skald-bench --help'\n", stderr), EXIT_USAGE)
 
 /* Parses a decimal in [min, max]; 0 or -EINVAL. */
 static int parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
