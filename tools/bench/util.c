@@ -27,7 +27,7 @@ void bench_opts_init(bench_opts *opts)
     opts->streams = 10000;
     opts->payload_bytes = 77;
     opts->runs = 3;
-    opts->read_bytes = 1u << 20;
+    opts->read_bytes = 256u << 10; /* store/reader.c reads 256 KiB at a time */
     opts->stream_events = 100;
 }
 
