@@ -163,10 +163,21 @@ int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_v
     return 0;
 }
 
-/* Takes a prefix of the queue that fits one batch. Called with q_mu held. */
-static store_append_req *take_batch(store_log *log, uint32_t *count_out)
+/* Takes the whole queue in O(1); the appender splits it into batches itself, so the
+ * producers' lock is held for a moment, not for a walk of the list. Called with q_mu
+ * held. */
+static store_append_req *take_queue(store_log *log)
 {
-    store_append_req *head = log->q_head, *last = NULL, *r = head;
+    store_append_req *head = log->q_head;
+    log->q_head = log->q_tail = NULL;
+    log->q_count = 0;
+    return head;
+}
+
+/* Detaches from *reqs the prefix that fits one batch (at least one request). */
+static store_append_req *split_batch(store_log *log, store_append_req **reqs, uint32_t *n_out)
+{
+    store_append_req *head = *reqs, *last = NULL, *r = head;
     size_t bytes = 0;
     uint32_t n = 0;
     while (r && (n == 0 || bytes + r->frames_size <= log->cfg.batch_bytes_max)) {
@@ -175,14 +186,10 @@ static store_append_req *take_batch(store_log *log, uint32_t *count_out)
         last = r;
         r = r->next;
     }
-    if (!last)
-        return NULL;
-    log->q_head = r;
-    if (!r)
-        log->q_tail = NULL;
-    last->next = NULL;
-    log->q_count -= n;
-    *count_out = n;
+    if (last)
+        last->next = NULL;
+    *reqs = r;
+    *n_out = n;
     return head;
 }
 
@@ -429,12 +436,18 @@ static void sync_if_due(store_log *log, bool force)
     log->last_fsync_ns = now;
 }
 
-static int run_one(store_log *log, store_append_req *reqs, uint32_t n)
+/* Commits everything in reqs, one batch at a time. Returns the appends completed. */
+static int run_all(store_log *log, store_append_req *reqs)
 {
-    batch b = {.reqs = reqs, .appends = n};
-    commit_batch(log, &b);
+    int total = 0;
+    batch b = {0};
+    while (reqs) {
+        b.reqs = split_batch(log, &reqs, &b.appends);
+        commit_batch(log, &b);
+        total += (int)b.appends;
+    }
     free(b.entries);
-    return (int)n;
+    return total;
 }
 
 static void *appender_main(void *arg)
@@ -459,10 +472,9 @@ static void *appender_main(void *arg)
         }
         if (!log->q_head && log->stopping)
             break;
-        uint32_t n = 0;
-        store_append_req *reqs = take_batch(log, &n);
+        store_append_req *reqs = take_queue(log);
         pthread_mutex_unlock(&log->q_mu);
-        run_one(log, reqs, n);
+        run_all(log, reqs);
         sync_if_due(log, false);
         pthread_mutex_lock(&log->q_mu);
     }
@@ -503,12 +515,11 @@ int store_appender_commit(store_log *log)
     int total = 0;
     for (;;) {
         pthread_mutex_lock(&log->q_mu);
-        uint32_t n = 0;
-        store_append_req *reqs = take_batch(log, &n);
+        store_append_req *reqs = take_queue(log);
         pthread_mutex_unlock(&log->q_mu);
         if (!reqs)
             break;
-        total += run_one(log, reqs, n);
+        total += run_all(log, reqs);
     }
     sync_if_due(log, false);
     return total;

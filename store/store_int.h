@@ -230,6 +230,7 @@ typedef struct store_stream {
 
 typedef struct store_streams {
     store_stream **slots; /* open addressing */
+    uint64_t *hashes;     /* hashes[i] == slots[i]->hash, so probing touches no entry */
     size_t cap;           /* power of two */
     size_t count;
     store_stream *dirty; /* streams with tail entries */

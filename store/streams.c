@@ -21,7 +21,15 @@ int store_streams_init(store_streams *t)
     memset(t, 0, sizeof *t);
     t->cap = 1024;
     t->slots = calloc(t->cap, sizeof *t->slots);
-    return t->slots ? 0 : -ENOMEM;
+    t->hashes = calloc(t->cap, sizeof *t->hashes);
+    if (!t->slots || !t->hashes) {
+        free(t->slots);
+        free(t->hashes);
+        t->slots = NULL;
+        t->hashes = NULL;
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 void store_streams_free(store_streams *t)
@@ -37,6 +45,7 @@ void store_streams_free(store_streams *t)
         }
     }
     free(t->slots);
+    free(t->hashes);
     memset(t, 0, sizeof *t);
 }
 
@@ -62,8 +71,12 @@ static int rehash(store_streams *t)
 {
     size_t ncap = t->cap * 2;
     store_stream **n = calloc(ncap, sizeof *n);
-    if (!n)
+    uint64_t *nh = calloc(ncap, sizeof *nh);
+    if (!n || !nh) {
+        free(n);
+        free(nh);
         return -ENOMEM;
+    }
     for (size_t i = 0; i < t->cap; i++) {
         store_stream *s = t->slots[i];
         if (!s)
@@ -72,9 +85,12 @@ static int rehash(store_streams *t)
         while (n[j])
             j = (j + 1) & (ncap - 1);
         n[j] = s;
+        nh[j] = s->hash;
     }
     free(t->slots);
+    free(t->hashes);
     t->slots = n;
+    t->hashes = nh;
     t->cap = ncap;
     return 0;
 }
@@ -103,6 +119,7 @@ store_stream *store_streams_get(store_streams *t, ev_str name, uint64_t hash)
     s->len = name.len;
     s->hash = hash;
     t->slots[i] = s;
+    t->hashes[i] = hash;
     t->count++;
     return s;
 }
