@@ -24,8 +24,20 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #define BENCH_PATH_MAX 4096
+
+/* A caller bug: stays on in release builds, one condition, no side effects. */
+#define BENCH_ASSERT(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "skald-bench: %s:%d: assertion failed: %s\n", __FILE__, __LINE__,      \
+                    #cond);                                                                        \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
 
 typedef struct bench_opts {
     const char *dir;     /* parent of the work directory; NULL: the current directory */
@@ -93,32 +105,28 @@ int bench_log_open(const char *dir, store_fsync_mode mode, uint32_t queue_min, s
  * that finds the window full sleeps until half of it is free, so the appender thread pays
  * one wake-up per size/2 completions, not one per completion.
  */
-typedef struct bench_progress {
-    _Atomic uint64_t completed; /* appends completed, over every window sharing this */
-    uint64_t target;            /* when completed reaches it, last_ns is written */
+typedef struct bench_window {
+    pthread_mutex_t mu;         /* guards the sleep on cond */
+    pthread_cond_t cond;        /* signalled when completed reaches wake_at */
+    uint64_t submitted;         /* appends queued (submitting thread only) */
+    _Atomic uint64_t completed; /* appends completed (written by completions only) */
+    _Atomic uint64_t wake_at;   /* the completed count the submitter sleeps for, or NONE */
+    uint64_t target;            /* appends this window will queue in all */
     _Atomic uint64_t last_ns;   /* bench_now_ns() at the target-th completion */
     _Atomic uint64_t failed;    /* completions with a non-zero status */
     _Atomic int first_error;    /* status of the first failed completion */
-} bench_progress;
-
-typedef struct bench_window {
-    pthread_mutex_t mu;         /* guards the sleep on cond */
-    pthread_cond_t cond;        /* signalled when in_flight drops to wake_at */
-    _Atomic uint32_t in_flight; /* queued appends not yet completed */
-    _Atomic uint32_t wake_at;   /* the submitter sleeps until in_flight is this; or NONE */
     uint32_t size;
     uint64_t busy_retries; /* SK_EBUSY answers retried (submitting thread only) */
-    uint64_t sleeps;       /* times the submitter found the window full */
-    bench_progress *progress;
 } bench_window;
 
-int bench_window_init(bench_window *w, uint32_t size, bench_progress *progress);
+int bench_window_init(bench_window *w, uint32_t size, uint64_t target);
 void bench_window_destroy(bench_window *w);
 /* Waits for a free slot, queues one append of ev to stream, retrying SK_EBUSY for a bounded
  * time. 0, or the error of store_log_append_async, or -ETIMEDOUT. */
 int bench_window_append(bench_window *w, store_log *log, ev_str stream, const ev_event *ev);
 /* Waits until every append this window queued has completed. Aborts the process if one
- * is overdue, since its completion still points at w. */
+ * is overdue, since its completion still points at w. Then 0, or the status of the first
+ * append that failed. */
 int bench_window_drain(bench_window *w);
 
 /* Appends events one per append from one thread in index order (so positions follow the

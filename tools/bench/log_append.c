@@ -115,14 +115,14 @@ static void *append_main(void *arg)
         uint64_t global = (uint64_t)t->index + j * t->opts->threads;
         rc = bench_window_append(&t->window, t->log, bench_stream_name(t->names, global), &ev);
     }
-    bench_window_drain(&t->window);
-    t->status = rc;
+    int drained = bench_window_drain(&t->window); /* the first failed completion, if any */
+    t->status = rc < 0 ? rc : drained;
     return NULL;
 }
 
 /* Runs the appenders; threads[] are set up, windows initialised. */
 static int run_threads(append_thread *threads, uint32_t count, pthread_barrier_t *start,
-                       bench_progress *progress, uint64_t *elapsed_out)
+                       uint64_t *elapsed_out)
 {
     uint32_t started = 0;
     int rc = 0;
@@ -144,8 +144,12 @@ static int run_threads(append_thread *threads, uint32_t count, pthread_barrier_t
         if (threads[i].status < 0 && rc == 0)
             rc = threads[i].status;
     }
-    uint64_t t1 = atomic_load(&progress->last_ns);
-    if (t1 == 0) /* not every append completed (an error above) */
+    uint64_t t1 = 0; /* the last completion of all */
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t last = atomic_load(&threads[i].window.last_ns);
+        t1 = last > t1 ? last : t1;
+    }
+    if (rc < 0 || t1 == 0) /* not every append completed */
         t1 = bench_now_ns();
     *elapsed_out = t1 - t0;
     return rc;
@@ -154,9 +158,6 @@ static int run_threads(append_thread *threads, uint32_t count, pthread_barrier_t
 static int append_all(const bench_opts *opts, store_log *log, const bench_stream_names *names,
                       const uint8_t *payload, append_result *out)
 {
-    bench_progress progress;
-    memset(&progress, 0, sizeof progress);
-    progress.target = opts->events;
     append_thread *threads = calloc(opts->threads, sizeof *threads);
     if (!threads)
         return -ENOMEM;
@@ -173,10 +174,10 @@ static int append_all(const bench_opts *opts, store_log *log, const bench_stream
         t->names = names;
         t->payload = payload;
         t->start = &start;
-        rc = bench_window_init(&t->window, opts->window, &progress);
+        rc = bench_window_init(&t->window, opts->window, t->events);
     }
     if (rc == 0)
-        rc = run_threads(threads, opts->threads, &start, &progress, &out->elapsed_ns);
+        rc = run_threads(threads, opts->threads, &start, &out->elapsed_ns);
     else
         ready--; /* the failed one was not initialised */
     for (uint32_t i = 0; i < opts->threads; i++)
@@ -185,11 +186,9 @@ static int append_all(const bench_opts *opts, store_log *log, const bench_stream
         bench_window_destroy(&threads[i].window);
     pthread_barrier_destroy(&start);
     free(threads);
-    if (rc == 0 && atomic_load(&progress.failed) > 0) {
-        rc = atomic_load(&progress.first_error);
-        fprintf(stderr, "skald-bench: %" PRIu64 " appends failed, the first with %s\n",
-                (uint64_t)atomic_load(&progress.failed), sk_err_name(rc));
-    }
+    if (rc < 0)
+        fprintf(stderr, "skald-bench: appending failed: %s (%s)\n", sk_strerror(rc),
+                sk_err_name(rc));
     return rc;
 }
 
