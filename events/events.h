@@ -33,17 +33,17 @@
  * Errors. Skald's own codes sit below -1000, apart from negated errno values.
  * One list yields the enum, the name and the message.
  */
-#define SK_ERRNO_MAP(X)                                                                    \
-    X(CORRUPT, -1001, "stored data is corrupt")                                            \
-    X(CONFLICT, -1002, "expected version does not match the stream's version")             \
-    X(REJECTED, -1003, "rejected by a business rule")                                      \
-    X(BADINPUT, -1004, "input does not match its schema")                                  \
-    X(SCHEMA, -1005, "schema is invalid or incompatible")                                  \
-    X(NOTFOUND, -1006, "not found")                                                        \
-    X(FAILED, -1007, "log is in the failed state; it must be reopened through recovery")   \
-    X(READONLY, -1008, "log is open read-only")                                            \
-    X(BUSY, -1009, "queue is full; retry later")                                           \
-    X(CLOSED, -1010, "log is closing")                                                     \
+#define SK_ERRNO_MAP(X)                                                                            \
+    X(CORRUPT, -1001, "stored data is corrupt")                                                    \
+    X(CONFLICT, -1002, "expected version does not match the stream's version")                     \
+    X(REJECTED, -1003, "rejected by a business rule")                                              \
+    X(BADINPUT, -1004, "input does not match its schema")                                          \
+    X(SCHEMA, -1005, "schema is invalid or incompatible")                                          \
+    X(NOTFOUND, -1006, "not found")                                                                \
+    X(FAILED, -1007, "log is in the failed state; it must be reopened through recovery")           \
+    X(READONLY, -1008, "log is open read-only")                                                    \
+    X(BUSY, -1009, "queue is full; retry later")                                                   \
+    X(CLOSED, -1010, "log is closing")                                                             \
     X(TOOBIG, -1011, "value exceeds its size limit")
 
 enum {
@@ -108,12 +108,12 @@ void ev_buf_free(ev_buf *buf);
  */
 
 /* Limits, enforced where events enter the log; the log format relies on them. */
-#define EV_STREAM_ID_MAX 200       /* bytes */
-#define EV_TYPE_MAX 128            /* bytes */
-#define EV_METADATA_MAX 16         /* entries */
-#define EV_METADATA_KEY_MAX 64     /* bytes */
-#define EV_METADATA_VALUE_MAX 1024 /* bytes */
-#define EV_PAYLOAD_MAX (1u << 20)  /* bytes of Avro binary */
+#define EV_STREAM_ID_MAX      200        /* bytes */
+#define EV_TYPE_MAX           128        /* bytes */
+#define EV_METADATA_MAX       16         /* entries */
+#define EV_METADATA_KEY_MAX   64         /* bytes */
+#define EV_METADATA_VALUE_MAX 1024       /* bytes */
+#define EV_PAYLOAD_MAX        (1u << 20) /* bytes of Avro binary */
 
 typedef struct ev_metadata_entry {
     ev_str key;
@@ -122,7 +122,7 @@ typedef struct ev_metadata_entry {
 
 /* Reserved metadata keys. */
 #define EV_META_TRACEPARENT "traceparent"
-#define EV_META_PRINCIPAL "principal"
+#define EV_META_PRINCIPAL   "principal"
 
 /*
  * One event. All strings and the payload are borrowed views: who fills the struct says
@@ -130,14 +130,14 @@ typedef struct ev_metadata_entry {
  */
 typedef struct ev_event {
     ev_uuid event_id;
-    ev_str stream_id;      /* the aggregate, e.g. "order-7f3c..." */
-    ev_str type;           /* e.g. "OrderPlaced"; names the Avro record schema */
-    uint64_t version;      /* 1-based position within its stream */
-    uint64_t position;     /* 0-based offset in the node's global log */
-    int64_t occurred_at;   /* microseconds since the Unix epoch */
-    ev_uuid command_id;    /* causation */
+    ev_str stream_id;       /* the aggregate, e.g. "order-7f3c..." */
+    ev_str type;            /* e.g. "OrderPlaced"; names the Avro record schema */
+    uint64_t version;       /* 1-based position within its stream */
+    uint64_t position;      /* 0-based offset in the node's global log */
+    int64_t occurred_at;    /* microseconds since the Unix epoch */
+    ev_uuid command_id;     /* causation */
     ev_uuid correlation_id; /* the business process (e.g. the saga); nil if none */
-    uint32_t schema_id;    /* the writer schema of payload */
+    uint32_t schema_id;     /* the writer schema of payload */
     uint32_t metadata_count;
     ev_metadata_entry metadata[EV_METADATA_MAX];
     const uint8_t *payload; /* Avro binary of the event's record schema */
@@ -176,8 +176,8 @@ int ev_registry_open(const char *schemas_dir, const char *data_dir, ev_registry 
                      sk_error *err);
 /* Opens read-only: checks everything ev_registry_open checks but writes nothing (for
  * `skaldctl schemas check` and for reading a log without touching its data directory). */
-int ev_registry_open_readonly(const char *schemas_dir, const char *data_dir,
-                              ev_registry **out, sk_error *err);
+int ev_registry_open_readonly(const char *schemas_dir, const char *data_dir, ev_registry **out,
+                              sk_error *err);
 void ev_registry_destroy(ev_registry *reg); /* accepts NULL */
 
 typedef struct ev_schema_info {
@@ -207,14 +207,13 @@ int ev_registry_latest(const ev_registry *reg, const char *type, uint32_t *id_ou
  * says what is wrong: missing, wrong type, not in the schema, integer out of range, string
  * too long, invalid UTF-8. SK_ENOTFOUND for an unknown type. Nothing is appended on error.
  */
-int ev_payload_from_json(const ev_registry *reg, const char *type, const json_t *value,
-                         ev_buf *out, uint32_t *schema_id_out, sk_error *err);
+int ev_payload_from_json(const ev_registry *reg, const char *type, const json_t *value, ev_buf *out,
+                         uint32_t *schema_id_out, sk_error *err);
 
 /* The same from JSON text (which may be invalid JSON or invalid UTF-8; both are reported
  * with the field at fault where one can be named). */
 int ev_payload_from_json_text(const ev_registry *reg, const char *type, const char *text,
-                              size_t size, ev_buf *out, uint32_t *schema_id_out,
-                              sk_error *err);
+                              size_t size, ev_buf *out, uint32_t *schema_id_out, sk_error *err);
 
 /*
  * Avro binary written with schema `schema_id` -> JSON in the shape of the type's newest
@@ -222,12 +221,11 @@ int ev_payload_from_json_text(const ev_registry *reg, const char *type, const ch
  * The binary is untrusted: it is bounds-checked before avro-c sees it, and bad data gives
  * SK_ECORRUPT, never a crash or a large allocation. Caller owns *out.
  */
-int ev_payload_to_json(const ev_registry *reg, uint32_t schema_id, const uint8_t *data,
-                       size_t size, json_t **out, sk_error *err);
+int ev_payload_to_json(const ev_registry *reg, uint32_t schema_id, const uint8_t *data, size_t size,
+                       json_t **out, sk_error *err);
 
 /* The same, but decoded in the writer's own shape (no resolution). */
-int ev_payload_to_json_as_written(const ev_registry *reg, uint32_t schema_id,
-                                  const uint8_t *data, size_t size, json_t **out,
-                                  sk_error *err);
+int ev_payload_to_json_as_written(const ev_registry *reg, uint32_t schema_id, const uint8_t *data,
+                                  size_t size, json_t **out, sk_error *err);
 
 #endif /* SKALD_EVENTS_H */

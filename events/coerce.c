@@ -1,0 +1,332 @@
+/*
+ * coerce.c -- the JSON walker over a schema: checks client JSON against an event schema
+ * (naming the field at fault), and reshapes JSON decoded with an older schema version
+ * into the newest one (Avro schema resolution, with the reader's defaults).
+ *
+ * avro-c has no JSON input and does not apply reader defaults when resolving, so both
+ * live here, in one walk: for each schema node, take the JSON value, check it, and build
+ * the value in the schema's shape.
+ *
+ * JSON mapping (the same for input and output): records are objects, arrays arrays, maps
+ * objects, enums their symbol as a string, bytes and fixed strings, and a union is the
+ * plain value of its branch (null for a null branch): {"note": "x"}, not
+ * {"note": {"string": "x"}}. The first branch that accepts the JSON value's type is used.
+ */
+#include "events/events_int.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct cctx {
+    const json_t *names;
+    const ev_coerce_opts *opts;
+    ev_path path;
+    sk_error *err;
+    int depth;
+} cctx;
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
+    }
+}
+
+static json_t *fail(cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *fail(cctx *c, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    sk_error_set(c->err, SK_EBADINPUT, c->path.text, "%s: %s",
+                 c->path.len ? c->path.text : "payload", msg);
+    return NULL;
+}
+
+static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const json_t *attrs);
+
+/* A limit attribute ("maxLength", "minItems", ...) on the field or on the type object. */
+static long long attr_limit(const json_t *attrs, const json_t *def, const char *key,
+                            long long fallback)
+{
+    const json_t *a = attrs ? json_object_get(attrs, key) : NULL;
+    if (!json_is_integer(a) && json_is_object(def))
+        a = json_object_get(def, key);
+    return json_is_integer(a) ? json_integer_value(a) : fallback;
+}
+
+static json_t *coerce_integer(cctx *c, ev_kind kind, const json_t *v)
+{
+    long long x;
+    if (json_is_integer(v)) {
+        x = json_integer_value(v);
+    } else if (json_is_real(v) && c->opts->ints_as_real) {
+        double d = json_real_value(v);
+        if (d != floor(d))
+            return fail(c, "expected an integer, got a number with a fraction");
+        if (d >= 9223372036854775808.0 || d < -9223372036854775808.0)
+            return fail(c, "integer %.0f is out of range for long", d);
+        x = (long long)d;
+    } else {
+        return fail(c, "expected an integer, got %s", json_type_name(v));
+    }
+    if (kind == EV_K_INT && (x < INT32_MIN || x > INT32_MAX))
+        return fail(c, "integer %lld is out of range for int (-2147483648..2147483647)", x);
+    return json_integer(x);
+}
+
+static json_t *coerce_string(cctx *c, const json_t *def, const json_t *v, const json_t *attrs,
+                             ev_kind kind)
+{
+    if (!json_is_string(v))
+        return fail(c, "expected a string, got %s", json_type_name(v));
+    size_t len = json_string_length(v);
+    if (c->opts->strict) {
+        long long max = attr_limit(attrs, def, "maxLength", EV_STRING_MAX);
+        if (kind == EV_K_FIXED)
+            max = json_integer_value(json_object_get(def, "size"));
+        if ((long long)len > max)
+            return fail(c, "string of %zu bytes is longer than its limit of %lld bytes", len, max);
+        if (kind == EV_K_FIXED && (long long)len != max)
+            return fail(c, "fixed value must be exactly %lld bytes, got %zu", max, len);
+        long long min = attr_limit(attrs, def, "minLength", 0);
+        if ((long long)len < min)
+            return fail(c, "string must be at least %lld bytes", min);
+    }
+    return json_stringn(json_string_value(v), len);
+}
+
+static json_t *coerce_enum(cctx *c, const json_t *def, const json_t *v)
+{
+    if (!json_is_string(v))
+        return fail(c, "expected one of the symbols of %s, got %s",
+                    json_string_value(json_object_get(def, "name")), json_type_name(v));
+    size_t i;
+    const json_t *sym;
+    json_array_foreach(json_object_get(def, "symbols"), i,
+                       sym) if (json_equal(sym, v)) return json_incref((json_t *)sym);
+    const json_t *dflt = json_object_get(def, "default");
+    if (!c->opts->strict && json_is_string(dflt))
+        return json_incref((json_t *)dflt);
+    return fail(c, "'%s' is not a symbol of %s", json_string_value(v),
+                json_string_value(json_object_get(def, "name")));
+}
+
+static json_t *coerce_array(cctx *c, const json_t *def, const json_t *v, const json_t *attrs)
+{
+    if (!json_is_array(v))
+        return fail(c, "expected an array, got %s", json_type_name(v));
+    size_t n = json_array_size(v);
+    if (c->opts->strict) {
+        long long min = attr_limit(attrs, def, "minItems", 0);
+        long long max = attr_limit(attrs, def, "maxItems", LLONG_MAX);
+        if ((long long)n < min || (long long)n > max)
+            return fail(c, "array has %zu items; it must have %lld to %lld", n, min, max);
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++) {
+        size_t mark = ev_path_push_index(&c->path, i);
+        json_t *item = coerce_node(c, json_object_get(def, "items"), json_array_get(v, i), NULL);
+        ev_path_pop(&c->path, mark);
+        if (!item) {
+            json_decref(out);
+            return NULL;
+        }
+        json_array_append_new(out, item);
+    }
+    return out;
+}
+
+static json_t *coerce_map(cctx *c, const json_t *def, const json_t *v)
+{
+    if (!json_is_object(v))
+        return fail(c, "expected an object (a map), got %s", json_type_name(v));
+    json_t *out = json_object();
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)v, key, val)
+    {
+        size_t mark = ev_path_push_field(&c->path, key);
+        json_t *item = coerce_node(c, json_object_get(def, "values"), val, NULL);
+        ev_path_pop(&c->path, mark);
+        if (!item) {
+            json_decref(out);
+            return NULL;
+        }
+        json_object_set_new(out, key, item);
+    }
+    return out;
+}
+
+static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
+{
+    const char *rname = json_string_value(json_object_get(def, "name"));
+    if (!json_is_object(v))
+        return fail(c, "expected an object (record %s), got %s", rname, json_type_name(v));
+    json_t *out = json_object();
+    size_t i;
+    const json_t *f;
+    json_array_foreach(json_object_get(def, "fields"), i, f)
+    {
+        const char *name = json_string_value(json_object_get(f, "name"));
+        const json_t *fv = json_object_get(v, name);
+        const json_t *dflt = json_object_get(f, "default");
+        size_t mark = ev_path_push_field(&c->path, name);
+        json_t *r = NULL;
+        if (fv) {
+            r = coerce_node(c, json_object_get(f, "type"), fv, f);
+        } else if (dflt) {
+            /* A default is trusted schema text: reshape it without the input limits. */
+            ev_coerce_opts lenient = {.strict = false, .ints_as_real = false};
+            const ev_coerce_opts *saved = c->opts;
+            c->opts = &lenient;
+            r = coerce_node(c, json_object_get(f, "type"), dflt, f);
+            c->opts = saved;
+        } else {
+            fail(c, "missing required field");
+        }
+        ev_path_pop(&c->path, mark);
+        if (!r) {
+            json_decref(out);
+            return NULL;
+        }
+        json_object_set_new(out, name, r);
+    }
+    if (c->opts->strict && json_object_size(v) > json_object_size(out)) {
+        const char *key;
+        json_t *val;
+        json_object_foreach((json_t *)v, key, val)
+        {
+            if (!json_object_get(out, key)) {
+                ev_path_push_field(&c->path, key);
+                json_decref(out);
+                return fail(c, "unknown field: record %s has no field '%s'", rname, key);
+            }
+        }
+    }
+    return out;
+}
+
+/* Does a branch of this kind take a JSON value of v's type? */
+static bool branch_accepts(const cctx *c, ev_kind k, const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        return k == EV_K_NULL;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return k == EV_K_BOOLEAN;
+    case JSON_INTEGER:
+        return k == EV_K_INT || k == EV_K_LONG || k == EV_K_FLOAT || k == EV_K_DOUBLE;
+    case JSON_REAL:
+        return k == EV_K_FLOAT || k == EV_K_DOUBLE ||
+               (c->opts->ints_as_real && (k == EV_K_INT || k == EV_K_LONG));
+    case JSON_STRING:
+        return k == EV_K_STRING || k == EV_K_BYTES || k == EV_K_ENUM || k == EV_K_FIXED;
+    case JSON_ARRAY:
+        return k == EV_K_ARRAY;
+    case JSON_OBJECT:
+        return k == EV_K_RECORD || k == EV_K_MAP;
+    }
+    return false;
+}
+
+static json_t *coerce_union(cctx *c, const json_t *def, const json_t *v, const json_t *attrs)
+{
+    size_t i;
+    const json_t *b;
+    json_array_foreach(def, i, b)
+    {
+        if (branch_accepts(c, ev_schema_kind(c->names, b), v))
+            return coerce_node(c, b, v, attrs);
+    }
+    char kinds[200] = "";
+    size_t n = 0;
+    json_array_foreach(def, i, b)
+    {
+        int w = snprintf(kinds + n, sizeof kinds - n, "%s%s", i ? ", " : "",
+                         ev_kind_name(ev_schema_kind(c->names, b)));
+        if (w > 0 && (size_t)w < sizeof kinds - n)
+            n += (size_t)w;
+    }
+    return fail(c, "expected one of (%s), got %s", kinds, json_type_name(v));
+}
+
+static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const json_t *attrs)
+{
+    const json_t *def = ev_schema_deref(c->names, node);
+    ev_kind kind = ev_schema_kind(c->names, node);
+    if (c->depth >= EV_SCHEMA_DEPTH_MAX)
+        return fail(c, "nested deeper than %d levels", EV_SCHEMA_DEPTH_MAX);
+    c->depth++;
+    json_t *r = NULL;
+    switch (kind) {
+    case EV_K_NULL:
+        r = json_is_null(v) ? json_null() : fail(c, "expected null, got %s", json_type_name(v));
+        break;
+    case EV_K_BOOLEAN:
+        r = json_is_boolean(v) ? json_boolean(json_is_true(v))
+                               : fail(c, "expected a boolean, got %s", json_type_name(v));
+        break;
+    case EV_K_INT:
+    case EV_K_LONG:
+        r = coerce_integer(c, kind, v);
+        break;
+    case EV_K_FLOAT:
+    case EV_K_DOUBLE:
+        r = json_is_number(v) ? json_real(json_number_value(v))
+                              : fail(c, "expected a number, got %s", json_type_name(v));
+        break;
+    case EV_K_STRING:
+    case EV_K_BYTES:
+    case EV_K_FIXED:
+        r = coerce_string(c, def, v, attrs, kind);
+        break;
+    case EV_K_ENUM:
+        r = coerce_enum(c, def, v);
+        break;
+    case EV_K_ARRAY:
+        r = coerce_array(c, def, v, attrs);
+        break;
+    case EV_K_MAP:
+        r = coerce_map(c, def, v);
+        break;
+    case EV_K_RECORD:
+        r = coerce_record(c, def, v);
+        break;
+    case EV_K_UNION:
+        r = coerce_union(c, def, v, attrs);
+        break;
+    case EV_K_INVALID:
+        r = fail(c, "the schema uses an unknown type");
+        break;
+    }
+    c->depth--;
+    return r;
+}
+
+json_t *ev_coerce(const json_t *names, const json_t *node, const json_t *value,
+                  const ev_coerce_opts *opts, sk_error *err)
+{
+    cctx c = {.names = names, .opts = opts, .err = err};
+    return coerce_node(&c, node, value, NULL);
+}

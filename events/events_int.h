@@ -1,0 +1,100 @@
+/*
+ * events_int.h -- declarations shared inside events/ only.
+ */
+#ifndef SKALD_EVENTS_INT_H
+#define SKALD_EVENTS_INT_H
+
+#include "events/events.h"
+
+#include <avro.h>
+#include <stdbool.h>
+
+/* Deepest nesting of records, arrays, maps and unions that payloads may use. */
+#define EV_SCHEMA_DEPTH_MAX 32
+
+/*
+ * One schema version. The schema is kept as parsed JSON (names, defaults and the
+ * maxLength attribute live there) and as avro-c's schema and value interface (encoding
+ * and decoding). Immutable once built.
+ */
+typedef struct ev_schema {
+    uint32_t id;
+    char *type;      /* the record's name: the event type */
+    char *canonical; /* compact JSON with sorted keys: identifies the version */
+    json_t *root;    /* the parsed schema */
+    json_t *names;   /* name (short and full) -> definition, for references */
+    avro_schema_t avro;
+    avro_value_iface_t *iface;
+} ev_schema;
+
+/* Parses schema text. On failure err says why (origin names the file for messages). */
+int ev_schema_parse(const char *text, size_t size, const char *origin, ev_schema **out,
+                    sk_error *err);
+void ev_schema_free(ev_schema *s);
+
+typedef enum ev_kind {
+    EV_K_NULL,
+    EV_K_BOOLEAN,
+    EV_K_INT,
+    EV_K_LONG,
+    EV_K_FLOAT,
+    EV_K_DOUBLE,
+    EV_K_BYTES,
+    EV_K_STRING,
+    EV_K_RECORD,
+    EV_K_ENUM,
+    EV_K_ARRAY,
+    EV_K_MAP,
+    EV_K_UNION,
+    EV_K_FIXED,
+    EV_K_INVALID,
+} ev_kind;
+
+/* Follows a named reference; returns the definition node (NULL if unknown). */
+const json_t *ev_schema_deref(const json_t *names, const json_t *node);
+ev_kind ev_schema_kind(const json_t *names, const json_t *node);
+const char *ev_kind_name(ev_kind kind);
+
+/* Path building for error messages: "lines[2].sku". */
+typedef struct ev_path {
+    char text[256];
+    size_t len;
+} ev_path;
+size_t ev_path_push_field(ev_path *p, const char *name);
+size_t ev_path_push_index(ev_path *p, size_t index);
+void ev_path_pop(ev_path *p, size_t len);
+
+/*
+ * Reshapes a JSON value into the shape of a schema node.
+ * strict: input from a client (unknown fields are errors, numbers must fit, strings
+ *   obey their limits). Otherwise: resolution of a decoded older version (unknown fields
+ *   are dropped).
+ * Missing fields take the field's default in both modes. Returns a new value or NULL with
+ * err filled (SK_EBADINPUT, err->field = path).
+ */
+typedef struct ev_coerce_opts {
+    bool strict;
+    bool ints_as_real; /* the JSON was parsed with JSON_DECODE_INT_AS_REAL */
+} ev_coerce_opts;
+json_t *ev_coerce(const json_t *names, const json_t *node, const json_t *value,
+                  const ev_coerce_opts *opts, sk_error *err);
+
+/* Checks that data is exactly one well-formed value of the schema, without allocating
+ * anything proportional to what the data claims. 0 or SK_ECORRUPT (err says where). */
+int ev_avro_check(const ev_schema *s, const uint8_t *data, size_t size, sk_error *err);
+
+/* Binary <-> JSON through avro-c. The JSON given to encode must already be coerced. */
+int ev_avro_encode(const ev_schema *s, const json_t *value, ev_buf *out, sk_error *err);
+int ev_avro_decode(const ev_schema *s, const uint8_t *data, size_t size, json_t **out,
+                   sk_error *err);
+
+/* Can data written with `writer` be read with `reader`? 0, or SK_ESCHEMA naming the field. */
+int ev_schema_can_read(const ev_schema *reader, const ev_schema *writer, sk_error *err);
+/* Both ways (FULL compatibility): may `next` replace `prev` as the newest version? */
+int ev_schema_check_change(const ev_schema *prev, const ev_schema *next, sk_error *err);
+
+/* The version behind an id, and the newest version of a type (NULL if unknown). */
+const ev_schema *ev_registry_schema(const ev_registry *reg, uint32_t id);
+const ev_schema *ev_registry_newest(const ev_registry *reg, const char *type);
+
+#endif /* SKALD_EVENTS_INT_H */
