@@ -183,12 +183,13 @@ static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
     if (!json_is_object(v))
         return fail(c, "expected an object (record %s), got %s", rname, json_type_name(v));
     json_t *out = json_object();
-    size_t i;
+    size_t i, present = 0;
     const json_t *f;
     json_array_foreach(json_object_get(def, "fields"), i, f)
     {
         const char *name = json_string_value(json_object_get(f, "name"));
         const json_t *fv = json_object_get(v, name);
+        present += fv != NULL;
         const json_t *dflt = json_object_get(f, "default");
         size_t mark = ev_path_push_field(&c->path, name);
         json_t *r = NULL;
@@ -211,7 +212,7 @@ static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
         }
         json_object_set_new(out, name, r);
     }
-    if (c->opts->strict && json_object_size(v) > json_object_size(out)) {
+    if (c->opts->strict && json_object_size(v) > present) {
         const char *key;
         json_t *val;
         json_object_foreach((json_t *)v, key, val)

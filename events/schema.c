@@ -149,7 +149,7 @@ int ev_schema_parse(const char *text, size_t size, const char *origin, ev_schema
                     sk_error *err)
 {
     json_error_t jerr;
-    json_t *root = json_loadb(text, size, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = json_loadb(text, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root)
         return sk_error_set(err, SK_ESCHEMA, "", "%s: not valid JSON at line %d column %d: %s",
                             origin, jerr.line, jerr.column, jerr.text);
