@@ -21,6 +21,7 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -105,18 +106,25 @@ int bench_log_open(const char *dir, store_fsync_mode mode, uint32_t queue_min, s
  * that finds the window full sleeps until half of it is free, so the appender thread pays
  * one wake-up per size/2 completions, not one per completion.
  */
+#define BENCH_CACHE_LINE 64
+
 typedef struct bench_window {
-    pthread_mutex_t mu;         /* guards the sleep on cond */
-    pthread_cond_t cond;        /* signalled when completed reaches wake_at */
-    uint64_t submitted;         /* appends queued (submitting thread only) */
-    _Atomic uint64_t completed; /* appends completed (written by completions only) */
-    _Atomic uint64_t wake_at;   /* the completed count the submitter sleeps for, or NONE */
-    uint64_t target;            /* appends this window will queue in all */
-    _Atomic uint64_t last_ns;   /* bench_now_ns() at the target-th completion */
-    _Atomic uint64_t failed;    /* completions with a non-zero status */
-    _Atomic int first_error;    /* status of the first failed completion */
+    /* The submitting thread's; read by completions only through wake_at. */
+    uint64_t submitted;      /* appends queued */
+    uint64_t seen_completed; /* its last look at completed (saves a shared read per append) */
+    uint64_t busy_retries;   /* SK_EBUSY answers retried */
     uint32_t size;
-    uint64_t busy_retries; /* SK_EBUSY answers retried (submitting thread only) */
+    pthread_mutex_t mu;  /* guards the sleep on cond */
+    pthread_cond_t cond; /* signalled when completed reaches wake_at */
+    /* The completions' (the log's appender thread), on a cache line of their own so the
+     * submitter's writes never pull it away. */
+    alignas(BENCH_CACHE_LINE) _Atomic uint64_t completed;
+    uint64_t target;          /* appends this window queues in all (read-only) */
+    _Atomic uint64_t last_ns; /* bench_now_ns() at the target-th completion */
+    _Atomic uint64_t failed;  /* completions with a non-zero status */
+    _Atomic int first_error;  /* status of the first failed completion */
+    /* Written by the submitter when it sleeps, read by every completion. */
+    alignas(BENCH_CACHE_LINE) _Atomic uint64_t wake_at; /* completed count awaited, or NONE */
 } bench_window;
 
 int bench_window_init(bench_window *w, uint32_t size, uint64_t target);

@@ -57,10 +57,17 @@ void bench_window_destroy(bench_window *w)
     pthread_mutex_destroy(&w->mu);
 }
 
+/* Appends in flight, as far as the submitter knows (it may be fewer by now). */
+static uint64_t in_flight(const bench_window *w)
+{
+    return w->submitted - w->seen_completed;
+}
+
 /* Sleeps until at most `level` appends are in flight. 0 or -ETIMEDOUT. */
 static int wait_for_level(bench_window *w, uint32_t level)
 {
-    if (w->submitted - atomic_load(&w->completed) <= level)
+    w->seen_completed = atomic_load(&w->completed);
+    if (in_flight(w) <= level)
         return 0;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -68,10 +75,16 @@ static int wait_for_level(bench_window *w, uint32_t level)
     int rc = 0;
     pthread_mutex_lock(&w->mu);
     atomic_store(&w->wake_at, w->submitted - level);
-    while (w->submitted - atomic_load(&w->completed) > level && rc == 0)
+    for (;;) {
+        w->seen_completed = atomic_load(&w->completed);
+        if (in_flight(w) <= level) {
+            rc = 0; /* also when reached together with the deadline */
+            break;
+        }
+        if (rc != 0)
+            break;
         rc = -pthread_cond_timedwait(&w->cond, &w->mu, &deadline);
-    if (w->submitted - atomic_load(&w->completed) <= level)
-        rc = 0; /* reached together with the deadline: still a success */
+    }
     atomic_store(&w->wake_at, WAKE_NONE);
     pthread_mutex_unlock(&w->mu);
     return rc;
@@ -101,7 +114,7 @@ static void on_complete(void *cb_ctx, const store_append_result *res)
 int bench_window_append(bench_window *w, store_log *log, ev_str stream, const ev_event *ev)
 {
     BENCH_ASSERT(w->submitted < w->target);
-    if (w->submitted - atomic_load(&w->completed) >= w->size) {
+    if (in_flight(w) >= w->size) {
         int rc = wait_for_level(w, w->size / 2);
         if (rc < 0)
             return rc;
