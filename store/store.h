@@ -255,11 +255,14 @@ typedef struct store_verify_report {
 typedef void (*store_fault_cb)(void *cb_ctx, const char *segment, uint64_t offset,
                                const char *what);
 
+/* Called after each segment with the segments done and the total (may be NULL). */
+typedef void (*store_progress_cb)(void *cb_ctx, uint64_t done, uint64_t total);
+
 /* Checks every record's framing and CRC, that positions are contiguous across segments,
  * and every index against the segment. Reads only. Returns 0 if no fault, SK_ECORRUPT if
  * any (each reported through cb), or an error that stopped it. */
-int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb, void *cb_ctx,
-                     store_verify_report *out);
+int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb,
+                     store_progress_cb progress, void *cb_ctx, store_verify_report *out);
 
 /* Removes every record at position >= truncate_at (whole segments after it, the tail of
  * the one containing it), rebuilds indexes and the checkpoint, syncs. The log must not be

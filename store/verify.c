@@ -217,8 +217,8 @@ static void verify_indexes(verify_ctx *v, uint64_t first, uint64_t size, uint64_
     store_segment_free_indexes(&seg);
 }
 
-int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb, void *cb_ctx,
-                     store_verify_report *out)
+int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb,
+                     store_progress_cb progress, void *cb_ctx, store_verify_report *out)
 {
     if (!io)
         io = store_io_posix();
@@ -235,6 +235,8 @@ int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb, voi
         if (rc == 0 && !last)
             verify_indexes(&v, l.firsts[i], size, l.firsts[i + 1], &f);
         rep.segments++;
+        if (progress)
+            progress(cb_ctx, i + 1, l.count);
         free(f.offsets);
         free(f.hashes);
         free(f.versions);

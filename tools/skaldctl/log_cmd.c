@@ -1,0 +1,323 @@
+/*
+ * log_cmd.c -- `skaldctl log info|verify|dump|repair`.
+ *
+ * Everything but repair opens the log read-only (it never writes, and it works on a log
+ * that is damaged or in use by a running service); repair works on the closed directory.
+ */
+#include "tools/skaldctl/skaldctl.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char INFO_USAGE[] =
+    "Usage: skaldctl log info --data DIR [--json]\n"
+    "Shows the log's segments (file, first and next position, bytes), its first and last\n"
+    "position, total bytes, number of streams, and whether damage was met opening it.\n";
+static const char VERIFY_USAGE[] =
+    "Usage: skaldctl log verify --data DIR [--json]\n"
+    "Reads every record of every segment and checks its length, CRC and format, that\n"
+    "positions run on without gap, and each sealed segment's index files. Prints every\n"
+    "fault with its file and byte offset. Exit status: 0 clean, 3 faults found, 1 error.\n";
+static const char DUMP_USAGE[] =
+    "Usage: skaldctl log dump --data DIR [--from P] [--limit N] [--stream S] [--json]\n"
+    "                         [--schemas DIR]\n"
+    "Prints events in position order (or one stream's, in version order, with --stream)\n"
+    "with their payloads decoded to JSON through the data directory's schema registry.\n"
+    "  --from P     first position (with --stream: first version; default the start)\n"
+    "  --limit N    at most N events\n"
+    "  --stream S   only stream S\n"
+    "  --json       one JSON object per event: the envelope and \"payload\"\n"
+    "  --schemas    the .avsc files (default $SKALD_SCHEMAS, else the source tree's)\n";
+static const char REPAIR_USAGE[] =
+    "Usage: skaldctl log repair --data DIR --truncate-at P [--yes]\n"
+    "Removes every event at position P and after (cut back to the start of the append\n"
+    "that holds P, so appends stay whole), and the indexes and checkpoint the next open\n"
+    "rebuilds. For damage that `log verify` or the service reported: P is the position it\n"
+    "names. Stop the service first. Asks for confirmation on a terminal; without one,\n"
+    "--yes is required.\n";
+
+static int open_ro(const ctl_opts *o, store_log **log)
+{
+    char dir[4096];
+    store_config cfg;
+    store_config_init(&cfg, ctl_log_dir(o, dir, sizeof dir));
+    cfg.read_only = 1;
+    sk_error err = {0};
+    int rc = store_log_open(&cfg, log, &err);
+    if (rc)
+        return ctl_fail("cannot open the log in %s: %s (is --data the data directory?)", dir,
+                        err.message[0] ? err.message : sk_strerror(rc));
+    return 0;
+}
+
+typedef struct seg_print {
+    bool json;
+    json_t *list;
+} seg_print;
+
+static int print_segment(void *ctx, const store_segment_info *s)
+{
+    seg_print *p = ctx;
+    if (p->json)
+        json_array_append_new(p->list, json_pack("{s:s, s:I, s:I, s:I}", "file", s->name,
+                                                 "first_position", (json_int_t)s->first_position,
+                                                 "next_position", (json_int_t)s->next_position,
+                                                 "bytes", (json_int_t)s->bytes));
+    else
+        printf("  %-26s %14" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", s->name, s->first_position,
+               s->next_position, s->bytes);
+    return 0;
+}
+
+static int log_info(const ctl_opts *o)
+{
+    store_log *log;
+    if (open_ro(o, &log))
+        return CTL_FAILED;
+    store_log_stats st;
+    store_log_get_stats(log, &st);
+    char dir[4096];
+    ctl_log_dir(o, dir, sizeof dir);
+    seg_print p = {.json = o->json, .list = json_array()};
+    if (!o->json) {
+        printf("log:            %s\n", dir);
+        printf("segments:       %u\n", st.segments);
+        printf("first position: %" PRIu64 "\n", st.first_position);
+        if (st.next_position > st.first_position)
+            printf("last position:  %" PRIu64 "\n", st.next_position - 1);
+        else
+            printf("last position:  (empty log)\n");
+        printf("events:         %" PRIu64 "\n", st.next_position - st.first_position);
+        printf("bytes:          %" PRIu64 "\n", st.bytes);
+        printf("streams:        %" PRIu64 "\n", st.streams);
+        if (st.corrupt)
+            printf("damage:         at position %" PRIu64
+                   "; events after it are not shown. Run `skaldctl log verify --data %s`\n",
+                   st.corrupt_position, o->data);
+        printf("  %-26s %14s %14s %14s\n", "SEGMENT", "FIRST", "NEXT", "BYTES");
+    }
+    store_log_segments(log, print_segment, &p);
+    if (o->json) {
+        json_t *j = json_pack(
+            "{s:s, s:I, s:I, s:I, s:I, s:I, s:b, s:o}", "log", dir, "first_position",
+            (json_int_t)st.first_position, "next_position", (json_int_t)st.next_position, "events",
+            (json_int_t)(st.next_position - st.first_position), "bytes", (json_int_t)st.bytes,
+            "streams", (json_int_t)st.streams, "damaged", st.corrupt, "segments", p.list);
+        if (st.corrupt)
+            json_object_set_new(j, "damage_position",
+                                json_integer((json_int_t)st.corrupt_position));
+        char *s = json_dumps(j, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(j);
+    } else {
+        json_decref(p.list);
+    }
+    store_log_close(log);
+    return CTL_OK;
+}
+
+typedef struct verify_out {
+    bool json;
+} verify_out;
+
+static void on_fault(void *ctx, const char *segment, uint64_t offset, const char *what)
+{
+    const verify_out *v = ctx;
+    ctl_progress_end();
+    if (v->json) {
+        json_t *j = json_pack("{s:s, s:s, s:I, s:s}", "fault", "damage", "file", segment, "offset",
+                              (json_int_t)offset, "what", what);
+        char *s = json_dumps(j, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(j);
+    } else {
+        printf("FAULT %s offset %" PRIu64 ": %s\n", segment, offset, what);
+    }
+}
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    ctl_progress("verifying segments", done, total);
+}
+
+static int log_verify(const ctl_opts *o)
+{
+    char dir[4096];
+    ctl_log_dir(o, dir, sizeof dir);
+    verify_out v = {.json = o->json};
+    store_verify_report rep = {0};
+    int rc = store_log_verify(dir, NULL, on_fault, on_progress, &v, &rep);
+    ctl_progress_end();
+    if (rc != 0 && rc != SK_ECORRUPT)
+        return ctl_fail("cannot verify %s: %s (is --data the data directory?)", dir,
+                        sk_strerror(rc));
+    if (o->json) {
+        printf("{\"segments\":%" PRIu64 ",\"records\":%" PRIu64 ",\"bytes\":%" PRIu64
+               ",\"faults\":%" PRIu64 "}\n",
+               rep.segments, rep.records, rep.bytes, rep.faults);
+    } else {
+        printf("%s: %" PRIu64 " segments, %" PRIu64 " records, %" PRIu64 " bytes: %s\n", dir,
+               rep.segments, rep.records, rep.bytes,
+               rep.faults ? "DAMAGED" : "every record and index checks out");
+        if (rep.faults)
+            printf("%" PRIu64 " fault(s). To drop the damaged part and everything after it, stop "
+                   "the service, save a copy of %s, and run `skaldctl log repair --data %s "
+                   "--truncate-at P` with the first damaged position (from `skaldctl log info`).\n",
+                   rep.faults, dir, o->data);
+    }
+    return rep.faults ? CTL_FAULTS : CTL_OK;
+}
+
+static void print_event(const ctl_opts *o, const ev_registry *reg, const ev_event *ev)
+{
+    json_t *payload = NULL;
+    sk_error err = {0};
+    int rc =
+        reg ? ev_payload_to_json(reg, ev->schema_id, ev->payload, ev->payload_size, &payload, &err)
+            : SK_ENOTFOUND;
+    if (rc != 0)
+        payload = json_pack("{s:s}", "error", err.message[0] ? err.message : sk_strerror(rc));
+    if (o->json) {
+        json_t *j = ev_envelope_to_json(ev);
+        json_object_set_new(j, "payload", payload);
+        char *s = json_dumps(j, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(j);
+        return;
+    }
+    json_t *env = ev_envelope_to_json(ev);
+    char *p = json_dumps(payload, JSON_COMPACT);
+    printf("%-8" PRIu64 " %.*s@%" PRIu64 " %.*s %s %s\n", ev->position, (int)ev->stream_id.len,
+           ev->stream_id.ptr, ev->version, (int)ev->type.len, ev->type.ptr,
+           json_string_value(json_object_get(env, "occurred_at")), p ? p : "null");
+    free(p);
+    json_decref(env);
+    json_decref(payload);
+}
+
+static int log_dump(const ctl_opts *o)
+{
+    ev_registry *reg = NULL;
+    sk_error err = {0};
+    if (ev_registry_open_readonly(o->schemas, o->data, &reg, &err) != 0)
+        fprintf(stderr, "skaldctl: payloads are not decoded: %s\n", err.message);
+    store_log *log;
+    if (open_ro(o, &log)) {
+        ev_registry_destroy(reg);
+        return CTL_FAILED;
+    }
+    store_reader *r = NULL;
+    int rc = o->stream ? store_reader_open_stream(log, ev_str_of(o->stream),
+                                                  o->has_from ? o->from : 1, &r)
+                       : store_reader_open(log, o->has_from ? o->from : 0, &r);
+    uint64_t n = 0;
+    ev_event ev;
+    while (rc == 0 && (!o->has_limit || n < o->limit)) {
+        int got = store_reader_next(r, &ev, &err);
+        if (got <= 0) {
+            rc = got;
+            break;
+        }
+        print_event(o, reg, &ev);
+        n++;
+    }
+    int status = CTL_OK;
+    if (rc < 0)
+        status = ctl_fail("reading the log stopped after %" PRIu64 " events: %s", n,
+                          err.message[0] ? err.message : sk_strerror(rc));
+    store_reader_close(r);
+    store_log_close(log);
+    ev_registry_destroy(reg);
+    return status;
+}
+
+static bool confirm(const char *question)
+{
+    fprintf(stderr, "%s [y/N] ", question);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin))
+        return false;
+    return line[0] == 'y' || line[0] == 'Y';
+}
+
+static int log_repair(const ctl_opts *o)
+{
+    if (!o->has_truncate)
+        return ctl_usage_error(REPAIR_USAGE, "log repair needs --truncate-at P");
+    store_log *log;
+    if (open_ro(o, &log))
+        return CTL_FAILED;
+    store_log_stats st;
+    store_log_get_stats(log, &st);
+    store_log_close(log);
+    char dir[4096];
+    ctl_log_dir(o, dir, sizeof dir);
+    char question[8400];
+    snprintf(question, sizeof question,
+             "Remove every event at position %" PRIu64 " and after from %s (the log reads "
+             "%" PRIu64 " events up to %s)?",
+             o->truncate_at, dir, st.next_position, st.corrupt ? "the damage" : "its end");
+    if (!o->yes) {
+        if (!isatty(0))
+            return ctl_usage_error(REPAIR_USAGE,
+                                   "repair removes data: pass --yes when not on a terminal");
+        if (!confirm(question)) {
+            fprintf(stderr, "skaldctl: nothing changed\n");
+            return CTL_FAILED;
+        }
+    }
+    sk_error err = {0};
+    int rc = store_log_repair(dir, NULL, o->truncate_at, &err);
+    if (rc)
+        return ctl_fail("repair failed: %s", err.message);
+    if (open_ro(o, &log))
+        return CTL_FAILED;
+    store_log_get_stats(log, &st);
+    store_log_close(log);
+    printf("repaired %s: the log now ends at position %" PRIu64 " (next position %" PRIu64 ")%s\n",
+           dir, st.next_position ? st.next_position - 1 : 0, st.next_position,
+           st.corrupt ? "; damage remains before it: run `skaldctl log verify`" : "");
+    return st.corrupt ? CTL_FAILED : CTL_OK;
+}
+
+int ctl_log(int argc, char **argv)
+{
+    static const char LOG_USAGE[] = "Usage: skaldctl log info|verify|dump|repair [OPTIONS]\n";
+    if (argc < 3)
+        return ctl_usage_error(LOG_USAGE, "log needs a subcommand: info, verify, dump, repair");
+    const char *sub = argv[2];
+    ctl_opts o;
+    int rc;
+    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
+        fputs(LOG_USAGE, stdout);
+        return CTL_OK;
+    }
+    if (strcmp(sub, "info") == 0) {
+        if ((rc = ctl_parse(argc, argv, 3, "data,json", INFO_USAGE, &o)) || o.help)
+            return rc;
+        return log_info(&o);
+    }
+    if (strcmp(sub, "verify") == 0) {
+        if ((rc = ctl_parse(argc, argv, 3, "data,json", VERIFY_USAGE, &o)) || o.help)
+            return rc;
+        return log_verify(&o);
+    }
+    if (strcmp(sub, "dump") == 0) {
+        if ((rc =
+                 ctl_parse(argc, argv, 3, "data,json,from,limit,stream,schemas", DUMP_USAGE, &o)) ||
+            o.help)
+            return rc;
+        return log_dump(&o);
+    }
+    if (strcmp(sub, "repair") == 0) {
+        if ((rc = ctl_parse(argc, argv, 3, "data,truncate-at,yes", REPAIR_USAGE, &o)) || o.help)
+            return rc;
+        return log_repair(&o);
+    }
+    return ctl_usage_error(LOG_USAGE, "unknown log subcommand '%s'", sub);
+}

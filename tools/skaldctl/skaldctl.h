@@ -1,0 +1,47 @@
+/*
+ * skaldctl.h -- shared by the files of the admin tool: option parsing, output helpers and
+ * the subcommand entry points. Each subcommand returns the process exit status.
+ */
+#ifndef SKALD_SKALDCTL_H
+#define SKALD_SKALDCTL_H
+
+#include "store/store.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Exit statuses, documented in docs/skaldctl.md. */
+enum {
+    CTL_OK = 0,
+    CTL_FAILED = 1, /* the command could not do its work; the message says why */
+    CTL_USAGE = 2,  /* the command line is wrong */
+    CTL_FAULTS = 3, /* verify found damage */
+};
+
+typedef struct ctl_opts {
+    const char *data;    /* --data DIR or $SKALD_DATA */
+    const char *schemas; /* --schemas DIR or $SKALD_SCHEMAS or the source tree's */
+    bool json;
+    bool yes;
+    bool help;
+    bool has_from, has_limit, has_truncate;
+    uint64_t from, limit, truncate_at;
+    const char *stream;
+} ctl_opts;
+
+/* Parses argv[first..] into opts, allowing only the flags named in `allowed` (a string
+ * like "data,json,from"). Prints the error and returns CTL_USAGE on a bad command line. */
+int ctl_parse(int argc, char **argv, int first, const char *allowed, const char *usage,
+              ctl_opts *opts);
+int ctl_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "<data>/log" into buf. */
+const char *ctl_log_dir(const ctl_opts *o, char *buf, size_t size);
+/* A one-line progress report on stderr: a bar on a terminal, a plain line otherwise. */
+void ctl_progress(const char *what, uint64_t done, uint64_t total);
+void ctl_progress_end(void);
+
+int ctl_log(int argc, char **argv);
+int ctl_schemas(int argc, char **argv);
+
+#endif
