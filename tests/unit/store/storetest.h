@@ -9,6 +9,8 @@
 #include "store/store.h"
 
 #include <dirent.h>
+#include <stdbool.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>

@@ -1,0 +1,126 @@
+/*
+ * test_store_conditional.c -- conditional appends: 16 threads race on one stream with the
+ * version they last saw; exactly one wins each version, the losers learn the current
+ * version, and the stream reads back 1..n without a gap.
+ */
+#include "storetest.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#define RACERS 16
+
+typedef struct racer {
+    store_log *log;
+    int id;
+    int rounds;
+    int wins, losses;
+    uint64_t *winner_of; /* version -> racer id + 1, shared, written only by the winner */
+} racer;
+
+static void *race(void *arg)
+{
+    racer *r = arg;
+    uint64_t seen = store_log_stream_version(r->log, ev_str_of("hot"));
+    for (int i = 0; i < r->rounds; i++) {
+        st_event e;
+        st_make(&e, "racer", (uint64_t)r->id, 10);
+        store_append_result res;
+        sk_error err;
+        int rc = store_log_append(r->log, ev_str_of("hot"), seen, &e.ev, 1, &res, &err);
+        if (rc == 0) {
+            assert_int_equal(res.first_version, seen + 1);
+            __atomic_store_n(&r->winner_of[res.first_version], (uint64_t)r->id + 1,
+                             __ATOMIC_RELAXED);
+            r->wins++;
+            seen = res.stream_version;
+        } else {
+            assert_int_equal(rc, SK_ECONFLICT);
+            assert_true(res.stream_version > seen); /* someone else moved it on */
+            r->losses++;
+            seen = res.stream_version;
+        }
+    }
+    return NULL;
+}
+
+static void test_one_winner_per_version(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    store_log *log = st_open(dir, 0);
+    int rounds = (int)(200 * st_scale()) + 5;
+    uint64_t *winner_of = calloc((size_t)RACERS * (size_t)rounds + 2, sizeof(uint64_t));
+    racer r[RACERS];
+    pthread_t th[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (racer){.log = log, .id = i, .rounds = rounds, .winner_of = winner_of};
+        pthread_create(&th[i], NULL, race, &r[i]);
+    }
+    int wins = 0;
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        wins += r[i].wins;
+    }
+    uint64_t version = store_log_stream_version(log, ev_str_of("hot"));
+    assert_int_equal(version, (uint64_t)wins);
+    assert_int_equal(store_log_head(log), (uint64_t)wins);
+    store_reader *rd;
+    assert_int_equal(store_reader_open_stream(log, ev_str_of("hot"), 1, &rd), 0);
+    ev_event ev;
+    sk_error err;
+    for (uint64_t v = 1; v <= version; v++) {
+        assert_int_equal(store_reader_next(rd, &ev, &err), 1);
+        assert_int_equal(ev.version, v);
+        assert_true(winner_of[v] > 0);
+        char want[32];
+        int n = snprintf(want, sizeof want, "racer:%llu:", (unsigned long long)(winner_of[v] - 1));
+        assert_memory_equal(ev.payload, want, (size_t)n);
+    }
+    assert_int_equal(store_reader_next(rd, &ev, &err), 0);
+    store_reader_close(rd);
+    store_log_close(log);
+    free(winner_of);
+    st_rmrf(dir);
+    free(dir);
+}
+
+static void test_expectations(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    store_log *log = st_open(dir, 0);
+    st_event e;
+    st_make(&e, "x", 0, 1);
+    store_append_result res;
+    sk_error err;
+    assert_int_equal(
+        store_log_append(log, ev_str_of("s"), STORE_EXPECT_NO_STREAM, &e.ev, 1, &res, &err), 0);
+    assert_int_equal(
+        store_log_append(log, ev_str_of("s"), STORE_EXPECT_NO_STREAM, &e.ev, 1, &res, &err),
+        SK_ECONFLICT);
+    assert_int_equal(res.stream_version, 1);
+    assert_string_equal(err.field, "expected_version");
+    assert_int_equal(store_log_append(log, ev_str_of("s"), 5, &e.ev, 1, &res, &err), SK_ECONFLICT);
+    assert_int_equal(store_log_append(log, ev_str_of("s"), 1, &e.ev, 1, &res, &err), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(
+            store_log_append(log, ev_str_of("s"), STORE_EXPECT_ANY, &e.ev, 1, &res, &err), 0);
+    assert_int_equal(res.stream_version, 7);
+    assert_int_equal(store_log_head(log), 7);
+    store_log_close(log);
+    st_rmrf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_winner_per_version),
+        cmocka_unit_test(test_expectations),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
