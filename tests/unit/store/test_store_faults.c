@@ -1,0 +1,254 @@
+/*
+ * test_store_faults.c -- storage faults through the I/O seam: a failed fdatasync is
+ * sticky and acknowledges nothing; ENOSPC rejects the batch cleanly and the log stays
+ * writable; short writes are retried; a new segment's directory entry is synced.
+ */
+#include "storetest.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+/* A store_io that forwards to POSIX but fails chosen calls. */
+typedef struct faulty {
+    store_io io;
+    int fail_fdatasync;    /* next N fdatasync calls fail with EIO */
+    int fail_pwrite_nospc; /* next N pwrite calls fail with ENOSPC */
+    int short_writes;      /* next N pwrite calls write half (at least 1 byte) */
+    int nospc_after_short; /* after a short write, the next pwrite fails with ENOSPC */
+    int sync_dirs;
+    int fdatasyncs;
+} faulty;
+
+static const store_io *posix(void)
+{
+    return store_io_posix();
+}
+
+static int f_open(void *ctx, const char *p, int fl, int m)
+{
+    return posix()->open(NULL, p, fl, m);
+}
+static int f_close(void *ctx, int fd)
+{
+    return posix()->close(NULL, fd);
+}
+static ssize_t f_pread(void *ctx, int fd, void *b, size_t n, uint64_t o)
+{
+    return posix()->pread(NULL, fd, b, n, o);
+}
+static ssize_t f_pwrite(void *ctx, int fd, const void *b, size_t n, uint64_t o)
+{
+    faulty *f = ctx;
+    if (f->fail_pwrite_nospc > 0) {
+        f->fail_pwrite_nospc--;
+        return -ENOSPC;
+    }
+    if (f->short_writes > 0 && n > 1) {
+        f->short_writes--;
+        ssize_t w = posix()->pwrite(NULL, fd, b, n / 2, o);
+        if (f->nospc_after_short) {
+            f->nospc_after_short = 0;
+            f->fail_pwrite_nospc = 1;
+        }
+        return w;
+    }
+    return posix()->pwrite(NULL, fd, b, n, o);
+}
+static int f_fdatasync(void *ctx, int fd)
+{
+    faulty *f = ctx;
+    f->fdatasyncs++;
+    if (f->fail_fdatasync > 0) {
+        f->fail_fdatasync--;
+        return -EIO;
+    }
+    return posix()->fdatasync(NULL, fd);
+}
+static int f_ftruncate(void *ctx, int fd, uint64_t s)
+{
+    return posix()->ftruncate(NULL, fd, s);
+}
+static int f_size(void *ctx, int fd, uint64_t *s)
+{
+    return posix()->file_size(NULL, fd, s);
+}
+static int f_rename(void *ctx, const char *a, const char *b)
+{
+    return posix()->rename(NULL, a, b);
+}
+static int f_unlink(void *ctx, const char *p)
+{
+    return posix()->unlink(NULL, p);
+}
+static int f_mkdir(void *ctx, const char *p, int m)
+{
+    return posix()->mkdir(NULL, p, m);
+}
+static int f_sync_dir(void *ctx, const char *p)
+{
+    ((faulty *)ctx)->sync_dirs++;
+    return posix()->sync_dir(NULL, p);
+}
+static int f_list(void *ctx, const char *p, store_io_dirent_cb cb, void *c)
+{
+    return posix()->list_dir(NULL, p, cb, c);
+}
+
+static void faulty_init(faulty *f)
+{
+    memset(f, 0, sizeof *f);
+    f->io = (store_io){f,      f_open,   f_close,  f_pread, f_pwrite,   f_fdatasync, f_ftruncate,
+                       f_size, f_rename, f_unlink, f_mkdir, f_sync_dir, f_list};
+}
+
+static store_log *open_faulty(const char *dir, faulty *f, uint64_t segment_bytes)
+{
+    store_config cfg;
+    store_config_init(&cfg, dir);
+    cfg.io = &f->io;
+    if (segment_bytes)
+        cfg.segment_bytes_max = segment_bytes;
+    store_log *log = NULL;
+    sk_error err;
+    assert_int_equal(store_log_open(&cfg, &log, &err), 0);
+    return log;
+}
+
+static int append(store_log *log, uint64_t n)
+{
+    st_event e;
+    st_make(&e, "f", n, 50);
+    sk_error err;
+    return store_log_append(log, ev_str_of("s"), STORE_EXPECT_ANY, &e.ev, 1, NULL, &err);
+}
+
+static void test_failed_fdatasync_is_sticky(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    faulty f;
+    faulty_init(&f);
+    store_log *log = open_faulty(dir, &f, 0);
+    for (uint64_t i = 0; i < 5; i++)
+        assert_int_equal(append(log, i), 0);
+    f.fail_fdatasync = 1;
+    int syncs_before = f.fdatasyncs;
+    assert_int_equal(append(log, 5), SK_EFAILED); /* never acknowledged */
+    store_log_stats st;
+    store_log_get_stats(log, &st);
+    assert_int_equal(st.state, STORE_STATE_FAILED);
+    assert_int_equal(append(log, 6), SK_EFAILED); /* refused, no retry of the fsync */
+    assert_int_equal(f.fdatasyncs, syncs_before + 1);
+    sk_error err;
+    assert_int_equal(store_log_recover(log, &err), 0);
+    assert_int_equal(store_log_head(log), 5); /* the unacknowledged event is gone */
+    assert_int_equal(append(log, 5), 0);
+    assert_int_equal(store_log_head(log), 6);
+    store_log_close(log);
+    log = st_open(dir, 0);
+    assert_int_equal(store_log_head(log), 6);
+    store_log_close(log);
+    st_rmrf(dir);
+    free(dir);
+}
+
+static void test_enospc_rejects_batch_cleanly(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    faulty f;
+    faulty_init(&f);
+    store_log *log = open_faulty(dir, &f, 0);
+    for (uint64_t i = 0; i < 3; i++)
+        assert_int_equal(append(log, i), 0);
+    char seg[4400];
+    st_last_segment(dir, seg, sizeof seg);
+    struct stat before, after;
+    assert_int_equal(stat(seg, &before), 0);
+    f.fail_pwrite_nospc = 1;
+    assert_int_equal(append(log, 3), -ENOSPC);
+    f.short_writes = 1;
+    f.nospc_after_short = 1; /* half the batch reaches the file, then the disk is full */
+    assert_int_equal(append(log, 3), -ENOSPC);
+    assert_int_equal(stat(seg, &after), 0);
+    assert_int_equal(after.st_size, before.st_size); /* nothing half-written left */
+    store_log_stats st;
+    store_log_get_stats(log, &st);
+    assert_int_equal(st.state, STORE_STATE_OK);
+    assert_int_equal(store_log_head(log), 3);
+    assert_int_equal(append(log, 3), 0); /* space again: the log goes on */
+    store_log_close(log);
+    log = st_open(dir, 0);
+    assert_int_equal(store_log_head(log), 4);
+    store_reader *r;
+    assert_int_equal(store_reader_open(log, 0, &r), 0);
+    ev_event ev;
+    sk_error err;
+    for (uint64_t i = 0; i < 4; i++) {
+        assert_int_equal(store_reader_next(r, &ev, &err), 1);
+        char want[16];
+        int n = snprintf(want, sizeof want, "f:%llu:", (unsigned long long)i);
+        assert_memory_equal(ev.payload, want, (size_t)n);
+    }
+    store_reader_close(r);
+    store_log_close(log);
+    st_rmrf(dir);
+    free(dir);
+}
+
+static void test_short_writes_are_retried(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    faulty f;
+    faulty_init(&f);
+    store_log *log = open_faulty(dir, &f, 0);
+    f.short_writes = 50;
+    for (uint64_t i = 0; i < 10; i++)
+        assert_int_equal(append(log, i), 0);
+    assert_true(f.short_writes < 50);
+    store_log_close(log);
+    store_verify_report rep;
+    assert_int_equal(store_log_verify(dir, NULL, NULL, NULL, NULL, &rep), 0);
+    assert_int_equal(rep.records, 10);
+    st_rmrf(dir);
+    free(dir);
+}
+
+static void test_new_segment_directory_entry_is_synced(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    faulty f;
+    faulty_init(&f);
+    store_log *log = open_faulty(dir, &f, 1024);
+    int at_open = f.sync_dirs;
+    assert_true(at_open >= 1); /* segment 0 was created */
+    uint64_t i = 0;
+    store_log_stats st;
+    do {
+        assert_int_equal(append(log, i++), 0);
+        store_log_get_stats(log, &st);
+    } while (st.segments < 3 && i < 1000);
+    assert_int_equal(st.segments, 3);
+    /* Each rollover syncs the directory for the new segment (and for the renamed index
+     * and checkpoint files): at least one sync per new segment. */
+    assert_true(f.sync_dirs >= at_open + 2);
+    store_log_close(log);
+    st_rmrf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_failed_fdatasync_is_sticky),
+        cmocka_unit_test(test_enospc_rejects_batch_cleanly),
+        cmocka_unit_test(test_short_writes_are_retried),
+        cmocka_unit_test(test_new_segment_directory_entry_is_synced),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
