@@ -1,0 +1,37 @@
+/*
+ * simfs.h -- an in-memory file system behind the store's I/O seam, with a crash model
+ * and fault injection driven by a seeded generator, for the storage-fault simulation.
+ */
+#ifndef SKALD_SIMFS_H
+#define SKALD_SIMFS_H
+
+#include "store/store.h"
+
+#include <stdbool.h>
+
+typedef struct simfs simfs;
+
+/* Fault probabilities in parts per million per call. */
+typedef struct simfs_faults {
+    uint32_t short_write;
+    uint32_t write_eio;
+    uint32_t write_nospc;
+    uint32_t fsync_eio;
+    uint32_t meta_eio; /* ftruncate, sync_dir */
+} simfs_faults;
+
+simfs *simfs_create(uint64_t seed, bool verbose);
+void simfs_destroy(simfs *fs);
+const store_io *simfs_io(simfs *fs);
+
+void simfs_set_faults(simfs *fs, const simfs_faults *faults); /* NULL: none */
+/* Every call from the `after`-th on fails with EIO, as if the machine stopped there. */
+void simfs_crash_after(simfs *fs, uint64_t after);
+bool simfs_crashed(const simfs *fs);
+/* The machine restarts: unsynced data is kept, dropped or torn per 512-byte sector, and
+ * directory entries that were not synced vanish. Open descriptors are gone. */
+void simfs_reboot(simfs *fs);
+uint64_t simfs_calls(const simfs *fs);
+uint64_t simfs_rand(simfs *fs);
+
+#endif
