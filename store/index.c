@@ -17,6 +17,7 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,17 @@
 #define KIND_STREAM         2u
 #define POSITION_ENTRY_SIZE 8
 #define STREAM_ENTRY_SIZE   24
+#define FENCE_STRIDE        256 /* stream index entries per fence */
+#define FENCE_SIZE          16
+
+/* Bytes after the header: the entries, and for a stream index its fences. */
+static size_t body_size(uint32_t kind, uint32_t count)
+{
+    if (kind == KIND_POSITION)
+        return (size_t)count * POSITION_ENTRY_SIZE;
+    size_t fences = ((size_t)count + FENCE_STRIDE - 1) / FENCE_STRIDE;
+    return (size_t)count * STREAM_ENTRY_SIZE + fences * FENCE_SIZE;
+}
 
 static void put_header(uint8_t *h, uint32_t kind, uint32_t count, const store_segment *seg,
                        const uint8_t *entries, size_t entries_size)
@@ -45,7 +57,7 @@ static int write_one(const store_io *io, const char *dir, const store_segment *s
 {
     uint32_t count = kind == KIND_POSITION ? seg->index_count : seg->sidx_count;
     size_t esize = kind == KIND_POSITION ? POSITION_ENTRY_SIZE : STREAM_ENTRY_SIZE;
-    size_t total = INDEX_HEADER_SIZE + (size_t)count * esize;
+    size_t total = INDEX_HEADER_SIZE + body_size(kind, count);
     uint8_t *buf = malloc(total);
     if (!buf)
         return -ENOMEM;
@@ -61,6 +73,13 @@ static int write_one(const store_io *io, const char *dir, const store_segment *s
             store_put_u32(e + 20, seg->sidx[i].offset);
         }
         e += esize;
+    }
+    /* Fences: the key of every FENCE_STRIDE-th entry, so a search reads them and one
+     * block of entries instead of the whole file. */
+    for (uint32_t i = 0; kind == KIND_STREAM && i < count; i += FENCE_STRIDE) {
+        store_put_u64(e, seg->sidx[i].hash);
+        store_put_u64(e + 8, seg->sidx[i].version);
+        e += FENCE_SIZE;
     }
     put_header(buf, kind, count, seg, buf + INDEX_HEADER_SIZE, total - INDEX_HEADER_SIZE);
     char name[64];
@@ -93,11 +112,10 @@ static int load_checked(const store_io *io, const char *dir, const store_segment
     int rc = store_io_read_file(io, path, (size_t)1 << 31, &buf, &size);
     if (rc)
         return rc;
-    size_t esize = kind == KIND_POSITION ? POSITION_ENTRY_SIZE : STREAM_ENTRY_SIZE;
     uint32_t count = size >= INDEX_HEADER_SIZE ? store_get_u32(buf + 12) : 0;
     if (size < INDEX_HEADER_SIZE || memcmp(buf, INDEX_MAGIC, 8) != 0 ||
         store_get_u32(buf + 44) != store_crc32c(0, buf, 44) || store_get_u32(buf + 8) != kind ||
-        size != INDEX_HEADER_SIZE + (size_t)count * esize ||
+        size != INDEX_HEADER_SIZE + body_size(kind, count) ||
         store_get_u32(buf + 40) != store_crc32c(0, buf + INDEX_HEADER_SIZE, size - 48) ||
         store_get_u64(buf + 16) != seg->first_position || store_get_u64(buf + 24) != seg->size ||
         store_get_u64(buf + 32) != seg->next_position) {
@@ -174,5 +192,143 @@ int store_sidx_load(const store_io *io, const char *dir, store_segment *seg)
     seg->sidx_count = count;
     seg->sidx_cap = count + 1;
     seg->sidx_loaded = true;
+    return 0;
+}
+
+int store_sidx_open(const store_io *io, const char *dir, store_segment *seg)
+{
+    char name[64], path[4096];
+    store_segment_name(seg->first_position, ".sidx", name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = io->open(io->ctx, path, O_RDONLY, 0);
+    if (fd < 0)
+        return fd;
+    uint8_t h[INDEX_HEADER_SIZE];
+    uint64_t size = 0;
+    int rc = io->file_size(io->ctx, fd, &size);
+    ssize_t n = rc ? rc : store_io_read_full(io, fd, h, sizeof h, 0);
+    uint32_t count = n == INDEX_HEADER_SIZE ? store_get_u32(h + 12) : 0;
+    if (n != INDEX_HEADER_SIZE || memcmp(h, INDEX_MAGIC, 8) != 0 ||
+        store_get_u32(h + 44) != store_crc32c(0, h, 44) || store_get_u32(h + 8) != KIND_STREAM ||
+        size != INDEX_HEADER_SIZE + body_size(KIND_STREAM, count) ||
+        store_get_u64(h + 16) != seg->first_position || store_get_u64(h + 24) != seg->size ||
+        store_get_u64(h + 32) != seg->next_position) {
+        io->close(io->ctx, fd);
+        return n < 0 ? (int)n : SK_ECORRUPT;
+    }
+    uint32_t fences = (count + FENCE_STRIDE - 1) / FENCE_STRIDE;
+    uint8_t *raw = malloc((size_t)fences * FENCE_SIZE + 1);
+    uint64_t *keys = malloc((size_t)fences * 2 * sizeof *keys + 1);
+    n = raw && keys ? store_io_read_full(io, fd, raw, (size_t)fences * FENCE_SIZE,
+                                         INDEX_HEADER_SIZE + (uint64_t)count * STREAM_ENTRY_SIZE)
+                    : -ENOMEM;
+    if (n != (ssize_t)fences * FENCE_SIZE) {
+        free(raw);
+        free(keys);
+        io->close(io->ctx, fd);
+        return n < 0 ? (int)n : SK_ECORRUPT;
+    }
+    for (uint32_t i = 0; i < fences; i++) {
+        keys[2 * i] = store_get_u64(raw + (size_t)i * FENCE_SIZE);
+        keys[2 * i + 1] = store_get_u64(raw + (size_t)i * FENCE_SIZE + 8);
+    }
+    free(raw);
+    free(seg->fences);
+    seg->fences = keys;
+    seg->fence_count = fences;
+    seg->sidx_fd = fd;
+    seg->sidx_file_count = count;
+    return 0;
+}
+
+uint32_t store_sidx_count(const store_segment *seg)
+{
+    return seg->sidx_loaded ? seg->sidx_count : seg->sidx_file_count;
+}
+
+static int decode_entry(const store_segment *seg, const uint8_t *e, store_sidx_entry *out)
+{
+    out->hash = store_get_u64(e);
+    out->version = store_get_u64(e + 8);
+    out->rel_position = store_get_u32(e + 16);
+    out->offset = store_get_u32(e + 20);
+    /* The entries' CRC is not read on this path (that would read the whole file); an
+     * entry is trusted only as far as the record it points at checks out. */
+    if (out->offset >= seg->size || out->rel_position >= seg->next_position - seg->first_position)
+        return SK_ECORRUPT;
+    return 0;
+}
+
+int store_sidx_get_run(const store_io *io, const store_segment *seg, uint32_t first, uint32_t count,
+                       store_sidx_entry *out)
+{
+    if (seg->sidx_loaded) {
+        memcpy(out, seg->sidx + first, (size_t)count * sizeof *out);
+        return 0;
+    }
+    uint8_t buf[128 * STREAM_ENTRY_SIZE];
+    while (count > 0) {
+        uint32_t n = count < 128 ? count : 128;
+        size_t bytes = (size_t)n * STREAM_ENTRY_SIZE;
+        ssize_t got = store_io_read_full(io, seg->sidx_fd, buf, bytes,
+                                         INDEX_HEADER_SIZE + (uint64_t)first * STREAM_ENTRY_SIZE);
+        if (got != (ssize_t)bytes)
+            return got < 0 ? (int)got : SK_ECORRUPT;
+        for (uint32_t k = 0; k < n; k++) {
+            int rc = decode_entry(seg, buf + (size_t)k * STREAM_ENTRY_SIZE, out + k);
+            if (rc)
+                return rc;
+        }
+        out += n;
+        first += n;
+        count -= n;
+    }
+    return 0;
+}
+
+static bool key_less(uint64_t hash_a, uint64_t version_a, uint64_t hash_b, uint64_t version_b)
+{
+    return hash_a < hash_b || (hash_a == hash_b && version_a < version_b);
+}
+
+int store_sidx_lower_bound(const store_io *io, const store_segment *seg, uint64_t hash,
+                           uint64_t version, uint32_t *out)
+{
+    uint32_t count = store_sidx_count(seg), lo = 0, hi;
+    if (seg->sidx_loaded) {
+        hi = count;
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (key_less(seg->sidx[mid].hash, seg->sidx[mid].version, hash, version))
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        *out = lo;
+        return 0;
+    }
+    /* First fence not below the key; the answer lies in the block before it. */
+    hi = seg->fence_count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (key_less(seg->fences[2 * mid], seg->fences[2 * mid + 1], hash, version))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0) {
+        *out = 0;
+        return 0;
+    }
+    uint32_t first = (lo - 1) * FENCE_STRIDE;
+    uint32_t n = count - first < FENCE_STRIDE ? count - first : FENCE_STRIDE;
+    store_sidx_entry block[FENCE_STRIDE];
+    int rc = store_sidx_get_run(io, seg, first, n, block);
+    if (rc)
+        return rc;
+    uint32_t k = 0;
+    while (k < n && key_less(block[k].hash, block[k].version, hash, version))
+        k++;
+    *out = first + k;
     return 0;
 }

@@ -22,7 +22,10 @@
 #include <string.h>
 
 #define READ_CHUNK (256u << 10)
-#define PLAN_MAX   128
+/* A stream read fetches one record at a time: most fit in this; a longer one costs a
+ * second read. */
+#define STREAM_READ 1024
+#define PLAN_MAX    128
 
 typedef struct plan_entry {
     store_segment *seg;
@@ -132,7 +135,7 @@ static int read_record(store_reader *r, store_segment *seg, uint64_t offset, uin
         bool have = r->buf_seg == seg && offset >= r->buf_offset &&
                     offset + need <= r->buf_offset + r->buf_len;
         if (!have) {
-            size_t want = need > READ_CHUNK ? need : (r->by_stream ? 4096 : READ_CHUNK);
+            size_t want = need > READ_CHUNK ? need : (r->by_stream ? STREAM_READ : READ_CHUNK);
             if (want > limit - offset)
                 want = (size_t)(limit - offset);
             if (want < need)
@@ -212,12 +215,12 @@ static int next_by_position(store_reader *r, ev_event *out, sk_error *err)
     return 1;
 }
 
-/* Makes a sealed segment's stream index available: from its file, or by scanning. */
+/* Makes a sealed segment's stream index available: its file, or a rebuild by scanning. */
 static int ensure_sidx(store_log *log, store_segment *seg)
 {
-    if (seg->sidx_loaded)
+    if (seg->sidx_loaded || seg->sidx_fd >= 0)
         return 0;
-    if (store_sidx_load(log->io, log->dir, seg) == 0)
+    if (store_sidx_open(log->io, log->dir, seg) == 0)
         return 0;
     store_scan scan;
     int rc = store_scan_init(&scan, log->io, seg->fd, seg->size, 0);
@@ -244,29 +247,31 @@ static int ensure_sidx(store_log *log, store_segment *seg)
     return store_index_write(log->io, log->dir, seg);
 }
 
-/* First sidx entry with (hash, version) >= (r->hash, r->next_version). */
-static uint32_t sidx_lower_bound(const store_segment *seg, uint64_t hash, uint64_t version)
+/* Plans the entries of this stream that follow the lower bound. Entries of a file are
+ * read PLAN_MAX at a time: one pread for the whole run of a stream in a segment. */
+static int plan_sealed(store_reader *r, store_segment *seg, uint64_t *version)
 {
-    uint32_t lo = 0, hi = seg->sidx_count;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        const store_sidx_entry *e = &seg->sidx[mid];
-        if (e->hash < hash || (e->hash == hash && e->version < version))
-            lo = mid + 1;
-        else
-            hi = mid;
+    uint32_t i, n = store_sidx_count(seg);
+    int rc = store_sidx_lower_bound(r->log->io, seg, r->hash, *version, &i);
+    store_sidx_entry batch[PLAN_MAX];
+    uint32_t got = 0, at = 0;
+    for (; rc == 0 && i < n && r->plan_count < PLAN_MAX; i++, at++) {
+        if (at == got) {
+            uint32_t want = n - i < PLAN_MAX ? n - i : PLAN_MAX;
+            rc = store_sidx_get_run(r->log->io, seg, i, want, batch);
+            got = want;
+            at = 0;
+            if (rc)
+                break;
+        }
+        const store_sidx_entry *e = &batch[at];
+        if (e->hash != r->hash)
+            break;
+        r->plan[r->plan_count++] = (plan_entry){seg, e->offset, e->version};
+        if (e->version >= *version)
+            *version = e->version + 1;
     }
-    return lo;
-}
-
-static void plan_sealed(store_reader *r, store_segment *seg, uint64_t *version)
-{
-    for (uint32_t i = sidx_lower_bound(seg, r->hash, *version);
-         i < seg->sidx_count && seg->sidx[i].hash == r->hash && r->plan_count < PLAN_MAX; i++) {
-        r->plan[r->plan_count++] = (plan_entry){seg, seg->sidx[i].offset, seg->sidx[i].version};
-        if (seg->sidx[i].version >= *version)
-            *version = seg->sidx[i].version + 1;
-    }
+    return rc;
 }
 
 static void plan_active(store_reader *r, store_segment *seg, const store_stream *s,
@@ -302,7 +307,9 @@ static int plan_stream(store_reader *r)
         if (rc)
             goto out;
         uint32_t before = r->plan_count;
-        plan_sealed(r, seg, &version);
+        rc = plan_sealed(r, seg, &version);
+        if (rc)
+            goto out;
         if (r->plan_count == PLAN_MAX && r->plan_count > before)
             break; /* this segment may hold more: look at it again next time */
     }

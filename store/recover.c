@@ -104,6 +104,7 @@ static int add_segment(store_log *log, uint64_t first, int fd, uint64_t size)
     seg->size = size;
     seg->durable_size = size;
     seg->fd = fd;
+    seg->sidx_fd = -1;
     log->segments[log->segment_count++] = seg;
     return 0;
 }
@@ -217,7 +218,7 @@ static int index_segment(store_log *log, store_segment *seg, uint64_t end, bool 
     int rc = store_scan_init(&scan, log->io, seg->fd, end, 0);
     if (rc)
         return rc;
-    store_segment_free_indexes(seg);
+    store_segment_free_indexes(seg, log->io);
     store_record rec;
     const char *what;
     while ((rc = store_scan_next(&scan, &rec, &what)) == 1) {
@@ -297,7 +298,7 @@ static void drop_segments_from(store_log *log, uint32_t index)
     while (log->segment_count > index) {
         store_segment *seg = log->segments[--log->segment_count];
         log->io->close(log->io->ctx, seg->fd);
-        store_segment_free_indexes(seg);
+        store_segment_free_indexes(seg, log->io);
         free(seg);
     }
 }
@@ -470,6 +471,14 @@ int store_log_roll(store_log *log)
     rc = store_index_write(io, log->dir, old);
     if (rc != 0)
         return rc;
+    /* From now on the segment's stream index is searched in its file, so memory does not
+     * grow with the number of segments sealed. */
+    pthread_mutex_lock(&log->mu);
+    free(old->sidx);
+    old->sidx = NULL;
+    old->sidx_count = old->sidx_cap = 0;
+    old->sidx_loaded = false;
+    pthread_mutex_unlock(&log->mu);
     int fd = -1;
     rc = create_segment_file(log, old->next_position, &fd);
     if (rc != 0)

@@ -121,8 +121,15 @@ uint64_t store_index_lookup(const store_segment *seg, uint64_t position,
     return seg->index[lo - 1].offset;
 }
 
-void store_segment_free_indexes(store_segment *seg)
+void store_segment_free_indexes(store_segment *seg, const store_io *io)
 {
+    if (seg->sidx_fd >= 0 && io)
+        io->close(io->ctx, seg->sidx_fd);
+    seg->sidx_fd = -1;
+    seg->sidx_file_count = 0;
+    free(seg->fences);
+    seg->fences = NULL;
+    seg->fence_count = 0;
     free(seg->index);
     free(seg->sidx);
     seg->index = NULL;

@@ -150,12 +150,17 @@ typedef struct store_segment {
     store_index_entry *index;
     uint32_t index_count, index_cap;
     uint64_t index_next_offset; /* next entry once a record starts at or past this offset */
-    /* Stream index: for the active segment built in position order (appender thread,
-     * guarded by log->mu), sorted by (hash, version) when sealed; for a sealed segment
-     * loaded lazily from disk (sidx_loaded). Guarded by log->mu. */
+    /* Stream index of a sealed segment, guarded by log->mu: either in memory (sidx_loaded:
+     * rebuilt by a scan) or searched in place in its .sidx file (sidx_fd, whose header
+     * was checked when it was opened), so a first read after start-up costs a few
+     * preads per segment rather than loading every index. */
     store_sidx_entry *sidx;
     uint32_t sidx_count, sidx_cap;
     bool sidx_loaded;
+    int sidx_fd; /* -1 when not open */
+    uint32_t sidx_file_count;
+    uint64_t *fences; /* (hash, version) of every 256th file entry, from the file */
+    uint32_t fence_count;
 } store_segment;
 
 void store_segment_name(uint64_t first_position, const char *suffix, char *out, size_t size);
@@ -173,10 +178,23 @@ int store_index_write(const store_io *io, const char *dir, const store_segment *
  * not describe the segment as it is (stale): the caller rebuilds it by scanning. */
 int store_index_load(const store_io *io, const char *dir, store_segment *seg);
 int store_sidx_load(const store_io *io, const char *dir, store_segment *seg);
+/* Opens the .sidx file of a sealed segment for searching in place: checks its header
+ * against the segment and sets sidx_fd and sidx_file_count. SK_ECORRUPT or -ENOENT if it
+ * cannot be used (the caller rebuilds the index by scanning). */
+int store_sidx_open(const store_io *io, const char *dir, store_segment *seg);
+/* Entry i of a sealed segment's stream index, from memory or from the file. */
+/* Index of the first entry with (hash, version) at or after the key: from memory, or
+ * from the fences and one block of the file. */
+int store_sidx_lower_bound(const store_io *io, const store_segment *seg, uint64_t hash,
+                           uint64_t version, uint32_t *out);
+/* Entries [first, first + count) into out, with one read from the file. */
+int store_sidx_get_run(const store_io *io, const store_segment *seg, uint32_t first, uint32_t count,
+                       store_sidx_entry *out);
+uint32_t store_sidx_count(const store_segment *seg);
 /* Offset of the index entry at or before position (0 if none). */
 uint64_t store_index_lookup(const store_segment *seg, uint64_t position,
                             uint64_t *entry_position_out);
-void store_segment_free_indexes(store_segment *seg);
+void store_segment_free_indexes(store_segment *seg, const store_io *io);
 
 /* ---------------------------------------------------------------------------------------
  * Segment scanning (scan.c): walks the records of one segment file.

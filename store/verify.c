@@ -186,7 +186,8 @@ static int verify_segment(verify_ctx *v, uint64_t first, bool last, uint64_t *ex
 static void verify_indexes(verify_ctx *v, uint64_t first, uint64_t size, uint64_t next,
                            const found *f)
 {
-    store_segment seg = {.first_position = first, .size = size, .next_position = next};
+    store_segment seg = {
+        .first_position = first, .size = size, .next_position = next, .sidx_fd = -1};
     char iname[64], sname[64], path[4096];
     store_segment_name(first, ".index", iname, sizeof iname);
     store_segment_name(first, ".sidx", sname, sizeof sname);
@@ -214,7 +215,7 @@ static void verify_indexes(verify_ctx *v, uint64_t first, uint64_t size, uint64_
             break;
         }
     }
-    store_segment_free_indexes(&seg);
+    store_segment_free_indexes(&seg, v->io);
 }
 
 int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb,
