@@ -88,6 +88,18 @@ static int check_config(const store_config *cfg, sk_error *err)
     return 0;
 }
 
+/* Frees everything the log holds; the appender must be stopped. */
+static void log_free(store_log *log)
+{
+    store_log_unload(log);
+    free(log->batch_buf);
+    free(log->dir);
+    pthread_mutex_destroy(&log->mu);
+    pthread_mutex_destroy(&log->q_mu);
+    pthread_cond_destroy(&log->q_cond);
+    free(log);
+}
+
 int store_log_open(const store_config *cfg, store_log **out, sk_error *err)
 {
     int rc = check_config(cfg, err);
@@ -104,7 +116,6 @@ int store_log_open(const store_config *cfg, store_log **out, sk_error *err)
     pthread_mutex_init(&log->mu, NULL);
     pthread_mutex_init(&log->q_mu, NULL);
     pthread_cond_init(&log->q_cond, NULL);
-    pthread_cond_init(&log->idle_cond, NULL);
     atomic_store(&log->state, cfg->read_only ? STORE_STATE_READ_ONLY : STORE_STATE_OK);
     rc = log->dir ? store_streams_init(&log->streams) : -ENOMEM;
     if (rc == 0)
@@ -114,14 +125,7 @@ int store_log_open(const store_config *cfg, store_log **out, sk_error *err)
     if (rc != 0) {
         if (err && err->code == 0)
             sk_error_set(err, rc, "", "cannot open log %s: %s", cfg->dir, sk_strerror(rc));
-        store_log_unload(log);
-        free(log->batch_buf);
-        free(log->dir);
-        pthread_mutex_destroy(&log->mu);
-        pthread_mutex_destroy(&log->q_mu);
-        pthread_cond_destroy(&log->q_cond);
-        pthread_cond_destroy(&log->idle_cond);
-        free(log);
+        log_free(log);
         return rc;
     }
     *out = log;
@@ -147,14 +151,7 @@ int store_log_close(store_log *log)
             rc = log->io->fdatasync(log->io->ctx, active->fd);
         }
     }
-    store_log_unload(log);
-    free(log->batch_buf);
-    free(log->dir);
-    pthread_mutex_destroy(&log->mu);
-    pthread_mutex_destroy(&log->q_mu);
-    pthread_cond_destroy(&log->q_cond);
-    pthread_cond_destroy(&log->idle_cond);
-    free(log);
+    log_free(log);
     return rc;
 }
 

@@ -27,45 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct listing {
-    uint64_t *firsts;
-    size_t count, cap;
-    const store_io *io;
-    const char *dir;
-    bool remove_tmp;
-} listing;
-
-static int on_entry(void *ctx, const char *name)
-{
-    listing *l = ctx;
-    uint64_t first;
-    size_t n = strlen(name);
-    if (l->remove_tmp && n > 4 && strcmp(name + n - 4, ".tmp") == 0) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", l->dir, name);
-        l->io->unlink(l->io->ctx, path);
-        return 0;
-    }
-    if (!store_segment_parse_name(name, &first))
-        return 0;
-    if (l->count == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 16;
-        uint64_t *p = realloc(l->firsts, ncap * sizeof *p);
-        if (!p)
-            return -1;
-        l->firsts = p;
-        l->cap = ncap;
-    }
-    l->firsts[l->count++] = first;
-    return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static int make_dirs(const store_io *io, const char *dir)
 {
     char path[4096];
@@ -255,19 +216,7 @@ static int index_segment(store_log *log, store_segment *seg, uint64_t end, bool 
     return 0;
 }
 
-static int list_segments(store_log *log, listing *l)
-{
-    memset(l, 0, sizeof *l);
-    l->io = log->io;
-    l->dir = log->dir;
-    l->remove_tmp = !log->cfg.read_only;
-    int rc = log->io->list_dir(log->io->ctx, log->dir, on_entry, l);
-    if (rc == 0 && l->count > 1)
-        qsort(l->firsts, l->count, sizeof *l->firsts, cmp_u64);
-    return rc;
-}
-
-static int open_segments(store_log *log, const listing *l, sk_error *err)
+static int open_segments(store_log *log, const store_segment_list *l, sk_error *err)
 {
     for (size_t i = 0; i < l->count; i++) {
         char name[64], path[4096];
@@ -386,10 +335,9 @@ int store_log_load(store_log *log, sk_error *err)
             return sk_error_set(err, rc, "", "cannot create log directory %s: %s", log->dir,
                                 sk_strerror(rc));
     }
-    listing l;
-    rc = list_segments(log, &l);
+    store_segment_list l;
+    rc = store_segments_list(log->io, log->dir, !log->cfg.read_only, &l);
     if (rc != 0) {
-        free(l.firsts);
         return sk_error_set(err, rc, "", "cannot list log directory %s: %s", log->dir,
                             sk_strerror(rc));
     }

@@ -139,3 +139,63 @@ void store_segment_free_indexes(store_segment *seg, const store_io *io)
     seg->sidx_loaded = false;
     seg->index_next_offset = 0;
 }
+
+typedef struct listing {
+    store_segment_list *out;
+    const store_io *io;
+    const char *dir;
+    bool remove_tmp;
+    int rc;
+} listing;
+
+static int on_entry(void *ctx, const char *name)
+{
+    listing *l = ctx;
+    store_segment_list *out = l->out;
+    uint64_t first;
+    size_t n = strlen(name);
+    if (l->remove_tmp && n > 4 && strcmp(name + n - 4, ".tmp") == 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", l->dir, name);
+        l->io->unlink(l->io->ctx, path);
+        return 0;
+    }
+    if (!store_segment_parse_name(name, &first))
+        return 0;
+    if (out->count == out->cap) {
+        size_t ncap = out->cap ? out->cap * 2 : 16;
+        uint64_t *p = realloc(out->firsts, ncap * sizeof *p);
+        if (!p) {
+            l->rc = -ENOMEM;
+            return 1;
+        }
+        out->firsts = p;
+        out->cap = ncap;
+    }
+    out->firsts[out->count++] = first;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int store_segments_list(const store_io *io, const char *dir, bool remove_tmp,
+                        store_segment_list *out)
+{
+    memset(out, 0, sizeof *out);
+    listing l = {.out = out, .io = io, .dir = dir, .remove_tmp = remove_tmp};
+    int rc = io->list_dir(io->ctx, dir, on_entry, &l);
+    if (rc == 0)
+        rc = l.rc;
+    if (rc != 0) {
+        free(out->firsts);
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    if (out->count > 1)
+        qsort(out->firsts, out->count, sizeof *out->firsts, cmp_u64);
+    return 0;
+}

@@ -164,6 +164,16 @@ typedef struct store_segment {
 } store_segment;
 
 void store_segment_name(uint64_t first_position, const char *suffix, char *out, size_t size);
+
+/* The segments of a directory, sorted by first position; free firsts. */
+typedef struct store_segment_list {
+    uint64_t *firsts;
+    size_t count, cap;
+} store_segment_list;
+/* Lists dir's segments (removing leftover *.tmp files if remove_tmp). On error the list
+ * is empty and nothing needs freeing. */
+int store_segments_list(const store_io *io, const char *dir, bool remove_tmp,
+                        store_segment_list *out);
 /* 1 if name is "<20 digits>.log", filling *first_out. */
 int store_segment_parse_name(const char *name, uint64_t *first_out);
 
@@ -306,12 +316,10 @@ struct store_log {
 
     /* The append queue; guarded by q_mu. */
     pthread_mutex_t q_mu;
-    pthread_cond_t q_cond;    /* signals the appender: work, or stop */
-    pthread_cond_t idle_cond; /* signals waiters: the appender finished a batch */
+    pthread_cond_t q_cond; /* signals the appender: work, or stop */
     store_append_req *q_head, *q_tail;
     uint64_t q_count;
     bool stopping;
-    bool committing;   /* a batch is being written (manual mode) */
     _Atomic int state; /* store_state */
 
     pthread_t appender;

@@ -22,44 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct seg_list {
-    uint64_t *firsts;
-    size_t count, cap;
-} seg_list;
-
-static int collect(void *ctx, const char *name)
-{
-    seg_list *l = ctx;
-    uint64_t first;
-    if (!store_segment_parse_name(name, &first))
-        return 0;
-    if (l->count == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 16;
-        uint64_t *p = realloc(l->firsts, ncap * sizeof *p);
-        if (!p)
-            return -1;
-        l->firsts = p;
-        l->cap = ncap;
-    }
-    l->firsts[l->count++] = first;
-    return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static int list_sorted(const store_io *io, const char *dir, seg_list *l)
-{
-    memset(l, 0, sizeof *l);
-    int rc = io->list_dir(io->ctx, dir, collect, l);
-    if (rc == 0 && l->count > 1)
-        qsort(l->firsts, l->count, sizeof *l->firsts, cmp_u64);
-    return rc;
-}
-
 /* What the scan of one segment found, for checking its indexes. */
 typedef struct found {
     uint64_t *offsets; /* by relative position; UINT64_MAX where no record was found */
@@ -225,8 +187,8 @@ int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb,
         io = store_io_posix();
     store_verify_report rep = {0};
     verify_ctx v = {io, dir, cb, cb_ctx, &rep};
-    seg_list l;
-    int rc = list_sorted(io, dir, &l);
+    store_segment_list l;
+    int rc = store_segments_list(io, dir, false, &l);
     uint64_t expected = l.count ? l.firsts[0] : 0;
     for (size_t i = 0; rc == 0 && i < l.count; i++) {
         found f = {0};
@@ -291,10 +253,9 @@ int store_log_repair(const char *dir, const store_io *io, uint64_t truncate_at, 
 {
     if (!io)
         io = store_io_posix();
-    seg_list l;
-    int rc = list_sorted(io, dir, &l);
+    store_segment_list l;
+    int rc = store_segments_list(io, dir, false, &l);
     if (rc) {
-        free(l.firsts);
         return sk_error_set(err, rc, "", "cannot list log directory %s: %s", dir, sk_strerror(rc));
     }
     /* Whole segments at or after the cut go, newest first, so a crash midway leaves a
