@@ -35,6 +35,7 @@ static int bad(rd *r, const char *what)
 static int varint(rd *r, int max_bytes, int64_t *out)
 {
     uint64_t v = 0;
+    *out = 0;
     for (int i = 0; i < max_bytes; i++) {
         if (r->p >= r->end)
             return bad(r, "truncated integer");
@@ -86,13 +87,13 @@ static int check_blocks(rd *r, const json_t *item, bool is_map, int depth)
 {
     bool zero = !is_map && zero_width(r->names, item, 0);
     for (;;) {
-        int64_t count;
+        int64_t count = 0;
         if (varint(r, 10, &count))
             return -1;
         if (count == 0)
             return 0;
         if (count < 0) {
-            int64_t bytes;
+            int64_t bytes = 0;
             if (count == INT64_MIN)
                 return bad(r, "impossible block count");
             count = -count;
@@ -111,7 +112,7 @@ static int check_blocks(rd *r, const json_t *item, bool is_map, int depth)
         }
         for (int64_t i = 0; i < count; i++) {
             if (is_map) {
-                int64_t klen;
+                int64_t klen = 0;
                 if (varint(r, 10, &klen) || klen < 0 || skip(r, (uint64_t)klen))
                     return bad(r, "bad map key");
             }
@@ -126,7 +127,7 @@ static int check_node(rd *r, const json_t *node, int depth)
     if (depth > EV_SCHEMA_DEPTH_MAX)
         return bad(r, "nested too deeply");
     const json_t *def = ev_schema_deref(r->names, node);
-    int64_t v;
+    int64_t v = 0;
     switch (ev_schema_kind(r->names, node)) {
     case EV_K_NULL:
         return 0;

@@ -37,6 +37,8 @@ int ev_event_check(const ev_event *ev, sk_error *err)
 
 static json_t *str_json(ev_str s)
 {
+    if (!s.ptr || s.len == 0)
+        return json_string("");
     json_t *j = json_stringn(s.ptr ? s.ptr : "", s.len);
     /* Bytes from the log that are not UTF-8 still get shown, escaped as \u00XX. */
     if (!j) {

@@ -203,7 +203,7 @@ int store_sidx_open(const store_io *io, const char *dir, store_segment *seg)
     int fd = io->open(io->ctx, path, O_RDONLY, 0);
     if (fd < 0)
         return fd;
-    uint8_t h[INDEX_HEADER_SIZE];
+    uint8_t h[INDEX_HEADER_SIZE] = {0};
     uint64_t size = 0;
     int rc = io->file_size(io->ctx, fd, &size);
     ssize_t n = rc ? rc : store_io_read_full(io, fd, h, sizeof h, 0);
@@ -217,20 +217,26 @@ int store_sidx_open(const store_io *io, const char *dir, store_segment *seg)
         return n < 0 ? (int)n : SK_ECORRUPT;
     }
     uint32_t fences = (count + FENCE_STRIDE - 1) / FENCE_STRIDE;
-    uint8_t *raw = malloc((size_t)fences * FENCE_SIZE + 1);
+    size_t fence_bytes = (size_t)fences * FENCE_SIZE;
+    uint8_t *raw = malloc(fence_bytes + 1);
     uint64_t *keys = malloc((size_t)fences * 2 * sizeof *keys + 1);
-    n = raw && keys ? store_io_read_full(io, fd, raw, (size_t)fences * FENCE_SIZE,
-                                         INDEX_HEADER_SIZE + (uint64_t)count * STREAM_ENTRY_SIZE)
-                    : -ENOMEM;
-    if (n != (ssize_t)fences * FENCE_SIZE) {
+    if (!raw || !keys) {
+        free(raw);
+        free(keys);
+        io->close(io->ctx, fd);
+        return -ENOMEM;
+    }
+    n = store_io_read_full(io, fd, raw, fence_bytes,
+                           INDEX_HEADER_SIZE + (uint64_t)count * STREAM_ENTRY_SIZE);
+    if (n < 0 || (size_t)n != fence_bytes) {
         free(raw);
         free(keys);
         io->close(io->ctx, fd);
         return n < 0 ? (int)n : SK_ECORRUPT;
     }
     for (uint32_t i = 0; i < fences; i++) {
-        keys[2 * i] = store_get_u64(raw + (size_t)i * FENCE_SIZE);
-        keys[2 * i + 1] = store_get_u64(raw + (size_t)i * FENCE_SIZE + 8);
+        keys[2 * (size_t)i] = store_get_u64(raw + (size_t)i * FENCE_SIZE);
+        keys[2 * (size_t)i + 1] = store_get_u64(raw + (size_t)i * FENCE_SIZE + 8);
     }
     free(raw);
     free(seg->fences);
@@ -311,7 +317,7 @@ int store_sidx_lower_bound(const store_io *io, const store_segment *seg, uint64_
     hi = seg->fence_count;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
-        if (key_less(seg->fences[2 * mid], seg->fences[2 * mid + 1], hash, version))
+        if (key_less(seg->fences[2 * (size_t)mid], seg->fences[2 * (size_t)mid + 1], hash, version))
             lo = mid + 1;
         else
             hi = mid;

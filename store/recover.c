@@ -283,7 +283,7 @@ static int load_sealed(store_log *log, uint32_t i, uint64_t c, sk_error *err)
     bool need_streams = seg->first_position >= c;
     if (!need_streams && !log->cfg.verify_on_open && store_index_load(log->io, log->dir, seg) == 0)
         return 0;
-    uint64_t end, next;
+    uint64_t end = 0, next = 0;
     int rc = measure_segment(log, seg, false, file_size, &end, &next, err);
     if (rc == 0 && next != seg->next_position) {
         damage(log, err, seg, end, next, "segment ends before the next segment begins");
@@ -305,7 +305,7 @@ static int load_sealed(store_log *log, uint32_t i, uint64_t c, sk_error *err)
 static int load_active(store_log *log, sk_error *err)
 {
     store_segment *seg = log->segments[log->segment_count - 1];
-    uint64_t file_size = seg->size, end, next;
+    uint64_t file_size = seg->size, end = 0, next = 0;
     int rc = measure_segment(log, seg, true, file_size, &end, &next, err);
     if (rc != 0 && rc != SK_ECORRUPT)
         return rc;

@@ -220,7 +220,7 @@ static int check_log(sim *s)
         /* The whole append must follow, in order. */
         uint64_t found_at = pos, found_version = ev.version;
         for (uint32_t i = 0; i < a->count; i++) {
-            if (i > 0 && (rc = store_reader_next(r, &ev, &err)) != 1)
+            if (i > 0 && store_reader_next(r, &ev, &err) != 1)
                 return fail(s, "append at %llu is cut after %u of %u events (half-visible)",
                             (unsigned long long)pos - i, i, a->count);
             if (!same_event(a, i, &ev))
@@ -237,8 +237,8 @@ static int check_log(sim *s)
                             "acknowledged event moved: position %llu version %llu, was "
                             "acknowledged at %llu version %llu",
                             (unsigned long long)ev.position, (unsigned long long)ev.version,
-                            (unsigned long long)(a->first_position + i),
-                            (unsigned long long)(a->first_version + i));
+                            (unsigned long long)a->first_position + i,
+                            (unsigned long long)a->first_version + i);
             pos++;
         }
         if (a->in_log)
@@ -328,7 +328,7 @@ static int run_seed(uint64_t seed, bool verbose, char *why, size_t why_size)
     store_config_init(&s.cfg, "/sim/log");
     s.cfg.io = simfs_io(s.fs);
     s.cfg.manual_commit = 1;
-    s.cfg.segment_bytes_max = 2048 + rnd(&s, 14 * 1024);
+    s.cfg.segment_bytes_max = 2048 + rnd(&s, (uint64_t)14 * 1024);
     s.cfg.index_interval_bytes = 256 + (uint32_t)rnd(&s, 2048);
     simfs_faults faults = {
         .short_write = (uint32_t)rnd(&s, 60000),

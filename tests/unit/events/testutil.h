@@ -14,7 +14,11 @@
 static inline char *tu_tempdir(void)
 {
     char *p = strdup("/tmp/skald-test-XXXXXX");
-    return p && mkdtemp(p) ? p : NULL;
+    if (p && !mkdtemp(p)) {
+        free(p);
+        p = NULL;
+    }
+    return p;
 }
 
 static inline int tu_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)

@@ -22,7 +22,11 @@
 static inline char *st_tempdir(void)
 {
     char *p = strdup("/tmp/skald-store-test-XXXXXX");
-    return p && mkdtemp(p) ? p : NULL;
+    if (p && !mkdtemp(p)) {
+        free(p);
+        p = NULL;
+    }
+    return p;
 }
 
 static inline int st_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)

@@ -17,14 +17,14 @@
 
 typedef struct worker {
     store_log *log;
-    int id;
     uint64_t count;
-    bool async;
     uint64_t *positions; /* by sequence number */
     uint64_t *versions;
     pthread_mutex_t mu;
     pthread_cond_t cond;
     uint64_t in_flight, done, failures;
+    int id;
+    bool async;
 } worker;
 
 typedef struct ticket {
@@ -99,7 +99,7 @@ static void run_threads(bool async, uint64_t per_thread)
     worker w[THREADS];
     pthread_t th[THREADS];
     for (int i = 0; i < THREADS; i++) {
-        w[i] = (worker){.log = log, .id = i, .count = per_thread, .async = async};
+        w[i] = (worker){.log = log, .count = per_thread, .id = i, .async = async};
         w[i].positions = calloc(per_thread, sizeof(uint64_t));
         w[i].versions = calloc(per_thread, sizeof(uint64_t));
         pthread_mutex_init(&w[i].mu, NULL);
