@@ -49,11 +49,14 @@ expect_status 0 "$ctl" schemas list --data "$dir/d"
 grep -q 'OrderPlaced' "$dir/out" || fail "schemas list lacks OrderPlaced"
 expect_status 0 "$ctl" schemas check --data "$dir/d"
 
-# Damage one byte in the middle of the segment: verify names it and exits 3.
+# Damage one byte a quarter into the segment (so later write batches follow it): verify
+# names it and exits 3. The byte is inverted, so it always changes.
 seg="$dir/d/log/00000000000000000000.log"
 size=$(stat -c %s "$seg")
-off=$((size / 2))
-printf '\xAA' | dd of="$seg" bs=1 seek="$off" conv=notrunc status=none
+off=$((size / 4))
+old=$(od -An -tu1 -j "$off" -N1 "$seg" | tr -d ' ')
+printf "\\x$(printf %02x $((old ^ 255)))" | dd of="$seg" bs=1 seek="$off" conv=notrunc status=none
+[[ $(od -An -tu1 -j "$off" -N1 "$seg" | tr -d ' ') == $((old ^ 255)) ]] || fail "could not damage the segment"
 expect_status 3 "$ctl" log verify --data "$dir/d"
 grep -q 'FAULT 00000000000000000000.log offset' "$dir/out" || fail "verify does not name the segment"
 expect_status 0 "$ctl" log info --data "$dir/d"
