@@ -29,7 +29,7 @@ static void run_mode(store_fsync_mode mode, uint64_t *fsyncs_idle)
     }
     store_log_stats before, after;
     store_log_get_stats(log, &before);
-    struct timespec pause = {0, 50 * 1000 * 1000};
+    struct timespec pause = {0, 50000000L};
     nanosleep(&pause, NULL); /* idle: only the interval timer may sync */
     store_log_get_stats(log, &after);
     *fsyncs_idle = after.fsyncs - before.fsyncs;
