@@ -1,0 +1,97 @@
+/*
+ * customer.c -- the Customer aggregate (sample domain): an account with a credit limit
+ * and the payments authorized against it.
+ *
+ * State: {"exists", "customer_id", "name", "limit_cents", "payments": {order_id: amount}}.
+ * Invariant: the sum of payments never exceeds the limit. Authorizing again for an order
+ * that already holds a payment changes nothing (saga retries stay single).
+ */
+#include "commands/commands_int.h"
+
+#include <string.h>
+
+static json_t *initial(void)
+{
+    return json_pack("{s:b, s:I, s:{}}", "exists", 0, "limit_cents", (json_int_t)0, "payments");
+}
+
+static void evolve(json_t *st, const char *type, const json_t *ev)
+{
+    json_t *payments = cmd_child(st, "payments");
+    if (strcmp(type, "CustomerOpened") == 0) {
+        json_object_set_new(st, "exists", json_true());
+        json_object_set_new(st, "customer_id", json_string(cmd_str(ev, "customer_id")));
+        json_object_set_new(st, "name", json_string(cmd_str(ev, "name")));
+        json_object_set_new(st, "limit_cents", json_integer(cmd_int(ev, "credit_limit_cents")));
+    } else if (strcmp(type, "PaymentAuthorized") == 0) {
+        json_object_set_new(payments, cmd_str(ev, "order_id"),
+                            json_integer(cmd_int(ev, "amount_cents")));
+    } else if (strcmp(type, "PaymentRefunded") == 0) {
+        json_object_del(payments, cmd_str(ev, "order_id"));
+    }
+}
+
+static const cmd_aggregate customer = {
+    .name = "Customer",
+    .stream_prefix = "customer-",
+    .state_version = 1,
+    .initial = initial,
+    .evolve = evolve,
+};
+
+static void open_customer(const json_t *st, const json_t *cmd, cmd_result *out)
+{
+    if (cmd_bool(st, "exists")) {
+        cmd_result_reject(out, "already_exists", "customer %s already exists",
+                          cmd_str(cmd, "customer_id"));
+        return;
+    }
+    cmd_result_add(out, "CustomerOpened",
+                   json_pack("{s:s, s:s, s:I}", "customer_id", cmd_str(cmd, "customer_id"), "name",
+                             cmd_str(cmd, "name"), "credit_limit_cents",
+                             (json_int_t)cmd_int(cmd, "credit_limit_cents")));
+}
+
+static void authorize(const json_t *st, const json_t *cmd, cmd_result *out)
+{
+    if (!cmd_bool(st, "exists")) {
+        cmd_result_reject(out, "not_found", "customer %s does not exist",
+                          cmd_str(cmd, "customer_id"));
+        return;
+    }
+    const char *order = cmd_str(cmd, "order_id");
+    const json_t *payments = json_object_get(st, "payments");
+    if (json_object_get(payments, order))
+        return; /* already authorized for this order */
+    long long amount = cmd_int(cmd, "amount_cents");
+    long long used = cmd_sum(payments), limit = cmd_int(st, "limit_cents");
+    if (amount > limit - used) {
+        cmd_result_reject(out, "credit_limit_exceeded",
+                          "customer %s has %lld of %lld cents of credit left, %lld requested",
+                          cmd_str(cmd, "customer_id"), limit - used, limit, amount);
+        return;
+    }
+    cmd_result_add(out, "PaymentAuthorized",
+                   json_pack("{s:s, s:s, s:I}", "customer_id", cmd_str(cmd, "customer_id"),
+                             "order_id", order, "amount_cents", (json_int_t)amount));
+}
+
+static void refund(const json_t *st, const json_t *cmd, cmd_result *out)
+{
+    const char *order = cmd_str(cmd, "order_id");
+    const json_t *paid = json_object_get(json_object_get(st, "payments"), order);
+    if (!paid)
+        return; /* nothing authorized: nothing to refund */
+    cmd_result_add(out, "PaymentRefunded",
+                   json_pack("{s:s, s:s, s:I}", "customer_id", cmd_str(cmd, "customer_id"),
+                             "order_id", order, "amount_cents",
+                             (json_int_t)json_integer_value(paid)));
+}
+
+static const cmd_handler handlers[] = {
+    {"OpenCustomer", &customer, "customer_id", open_customer},
+    {"AuthorizePayment", &customer, "customer_id", authorize},
+    {"RefundPayment", &customer, "customer_id", refund},
+};
+
+const cmd_handler_table cmd_customer_handlers = {handlers, sizeof handlers / sizeof *handlers};

@@ -1,0 +1,134 @@
+/*
+ * product.c -- the Product aggregate (sample domain): register, restock, and the
+ * reservations orders hold against its stock.
+ *
+ * State: {"exists", "sku", "name", "price_cents", "on_hand", "reserved": {order_id: qty}}.
+ * Invariant: available = on_hand - sum(reserved) never goes negative; reserve checks it.
+ * Re-reserving for an order that already holds a reservation changes nothing, so a saga
+ * that retries a step does not reserve twice.
+ */
+#include "commands/commands_int.h"
+
+#include <string.h>
+
+static json_t *initial(void)
+{
+    return json_pack("{s:b, s:I, s:{}}", "exists", 0, "on_hand", (json_int_t)0, "reserved");
+}
+
+static void evolve(json_t *st, const char *type, const json_t *ev)
+{
+    json_t *reserved = cmd_child(st, "reserved");
+    const char *order = cmd_str(ev, "order_id");
+    if (strcmp(type, "ProductRegistered") == 0) {
+        json_object_set_new(st, "exists", json_true());
+        json_object_set_new(st, "sku", json_string(cmd_str(ev, "sku")));
+        json_object_set_new(st, "name", json_string(cmd_str(ev, "name")));
+        json_object_set_new(st, "price_cents", json_integer(cmd_int(ev, "price_cents")));
+    } else if (strcmp(type, "ProductRestocked") == 0) {
+        json_object_set_new(st, "on_hand",
+                            json_integer(cmd_int(st, "on_hand") + cmd_int(ev, "quantity")));
+    } else if (strcmp(type, "StockReserved") == 0) {
+        json_object_set_new(reserved, order, json_integer(cmd_int(ev, "quantity")));
+    } else if (strcmp(type, "StockReleased") == 0) {
+        json_object_del(reserved, order);
+    } else if (strcmp(type, "StockCommitted") == 0) {
+        json_object_set_new(st, "on_hand",
+                            json_integer(cmd_int(st, "on_hand") - cmd_int(ev, "quantity")));
+        json_object_del(reserved, order);
+    }
+}
+
+static const cmd_aggregate product = {
+    .name = "Product",
+    .stream_prefix = "product-",
+    .state_version = 1,
+    .initial = initial,
+    .evolve = evolve,
+};
+
+static bool missing(const json_t *st, const json_t *cmd, cmd_result *out)
+{
+    if (cmd_bool(st, "exists"))
+        return false;
+    cmd_result_reject(out, "not_found", "product %s is not registered", cmd_str(cmd, "sku"));
+    return true;
+}
+
+static void register_product(const json_t *st, const json_t *cmd, cmd_result *out)
+{
+    if (cmd_bool(st, "exists")) {
+        cmd_result_reject(out, "already_exists", "product %s is already registered",
+                          cmd_str(cmd, "sku"));
+        return;
+    }
+    cmd_result_add(out, "ProductRegistered",
+                   json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "name",
+                             cmd_str(cmd, "name"), "price_cents",
+                             (json_int_t)cmd_int(cmd, "price_cents")));
+}
+
+static void restock(const json_t *st, const json_t *cmd, cmd_result *out)
+{
+    if (missing(st, cmd, out))
+        return;
+    cmd_result_add(out, "ProductRestocked",
+                   json_pack("{s:s, s:I}", "sku", cmd_str(cmd, "sku"), "quantity",
+                             (json_int_t)cmd_int(cmd, "quantity")));
+}
+
+static void reserve(const json_t *st, const json_t *cmd, cmd_result *out)
+{
+    if (missing(st, cmd, out))
+        return;
+    const char *order = cmd_str(cmd, "order_id");
+    const json_t *reserved = json_object_get(st, "reserved");
+    if (json_object_get(reserved, order))
+        return; /* already reserved for this order */
+    long long want = cmd_int(cmd, "quantity");
+    long long available = cmd_int(st, "on_hand") - cmd_sum(reserved);
+    if (want > available) {
+        cmd_result_reject(out, "insufficient_stock",
+                          "product %s has %lld available, %lld requested", cmd_str(cmd, "sku"),
+                          available, want);
+        return;
+    }
+    cmd_result_add(out, "StockReserved",
+                   json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id", order,
+                             "quantity", (json_int_t)want));
+}
+
+static void release(const json_t *st, const json_t *cmd, cmd_result *out)
+{
+    const char *order = cmd_str(cmd, "order_id");
+    const json_t *held = json_object_get(json_object_get(st, "reserved"), order);
+    if (!held)
+        return; /* nothing reserved: nothing to release */
+    cmd_result_add(out, "StockReleased",
+                   json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id", order,
+                             "quantity", (json_int_t)json_integer_value(held)));
+}
+
+static void commit(const json_t *st, const json_t *cmd, cmd_result *out)
+{
+    const char *order = cmd_str(cmd, "order_id");
+    const json_t *held = json_object_get(json_object_get(st, "reserved"), order);
+    if (!held) {
+        cmd_result_reject(out, "no_reservation", "order %s holds no reservation of %s", order,
+                          cmd_str(cmd, "sku"));
+        return;
+    }
+    cmd_result_add(out, "StockCommitted",
+                   json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id", order,
+                             "quantity", (json_int_t)json_integer_value(held)));
+}
+
+static const cmd_handler handlers[] = {
+    {"RegisterProduct", &product, "sku", register_product},
+    {"RestockProduct", &product, "sku", restock},
+    {"ReserveStock", &product, "sku", reserve},
+    {"ReleaseStock", &product, "sku", release},
+    {"CommitStock", &product, "sku", commit},
+};
+
+const cmd_handler_table cmd_product_handlers = {handlers, sizeof handlers / sizeof *handlers};

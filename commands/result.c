@@ -1,0 +1,61 @@
+/*
+ * result.c -- the decision a decider returns, and finding a command's handler and
+ * stream. Engine code: no domain knowledge.
+ */
+#include "commands/commands.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int cmd_result_add(cmd_result *r, const char *type, json_t *payload)
+{
+    if (r->count == CMD_EVENTS_MAX || !payload) {
+        json_decref(payload);
+        return -ENOSPC;
+    }
+    r->events[r->count].type = type;
+    r->events[r->count].payload = payload;
+    r->count++;
+    return 0;
+}
+
+void cmd_result_reject(cmd_result *r, const char *reason, const char *fmt, ...)
+{
+    cmd_result_clear(r);
+    r->rejected = true;
+    snprintf(r->reason, sizeof r->reason, "%s", reason);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+}
+
+void cmd_result_clear(cmd_result *r)
+{
+    for (size_t i = 0; i < r->count; i++)
+        json_decref(r->events[i].payload);
+    memset(r, 0, sizeof *r);
+}
+
+const cmd_handler *cmd_handler_find(const cmd_handler_table *tables, size_t ntables,
+                                    const char *command)
+{
+    for (size_t t = 0; t < ntables; t++)
+        for (size_t i = 0; i < tables[t].count; i++)
+            if (strcmp(tables[t].handlers[i].command, command) == 0)
+                return &tables[t].handlers[i];
+    return NULL;
+}
+
+int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t size)
+{
+    const char *id = json_string_value(json_object_get(cmd, h->id_field));
+    if (!id || !*id)
+        return SK_EBADINPUT;
+    int n = snprintf(out, size, "%s%s", h->aggregate->stream_prefix, id);
+    if (n < 0 || (size_t)n >= size || n > EV_STREAM_ID_MAX)
+        return SK_ETOOBIG;
+    return 0;
+}

@@ -1,0 +1,218 @@
+/*
+ * test_deciders.c -- every rule of the sample domain's deciders, accepted and rejected,
+ * and evolve folding the events back into the state the next decision sees.
+ */
+#include "commands/commands.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+
+static const cmd_handler *find(const char *command)
+{
+    const cmd_handler_table tables[] = {cmd_product_handlers, cmd_customer_handlers,
+                                        cmd_order_handlers};
+    return cmd_handler_find(tables, 3, command);
+}
+
+typedef struct given {
+    const char *type;
+    const char *payload;
+} given;
+
+/* Folds history into a fresh state of the command's aggregate, decides cmd, and leaves
+ * the result in *out. */
+static const cmd_handler *decide(const char *command, const given *history, const char *cmd,
+                                 cmd_result *out)
+{
+    const cmd_handler *h = find(command);
+    assert_non_null(h);
+    json_t *state = h->aggregate->initial();
+    for (const given *g = history; g && g->type; g++) {
+        json_t *p = json_loads(g->payload, 0, NULL);
+        assert_non_null(p);
+        h->aggregate->evolve(state, g->type, p);
+        json_decref(p);
+    }
+    json_t *c = json_loads(cmd, 0, NULL);
+    assert_non_null(c);
+    memset(out, 0, sizeof *out);
+    h->decide(state, c, out);
+    json_decref(c);
+    json_decref(state);
+    return h;
+}
+
+static void expect_event(const char *command, const given *history, const char *cmd,
+                         const char *type, const char *field, long long value)
+{
+    cmd_result r;
+    decide(command, history, cmd, &r);
+    if (r.rejected || r.count != 1 || strcmp(r.events[0].type, type) != 0)
+        fail_msg("%s %s: want %s, got %s%s (%zu events)", command, cmd, type,
+                 r.rejected ? "rejection " : "", r.rejected ? r.reason : "", r.count);
+    if (field)
+        assert_int_equal(json_integer_value(json_object_get(r.events[0].payload, field)), value);
+    cmd_result_clear(&r);
+}
+
+static void expect_reject(const char *command, const given *history, const char *cmd,
+                          const char *reason)
+{
+    cmd_result r;
+    decide(command, history, cmd, &r);
+    if (!r.rejected || strcmp(r.reason, reason) != 0)
+        fail_msg("%s %s: want rejection %s, got %s", command, cmd, reason,
+                 r.rejected ? r.reason : "acceptance");
+    assert_int_equal(r.count, 0);
+    assert_true(strlen(r.message) > 0);
+    cmd_result_clear(&r);
+}
+
+static void expect_nothing(const char *command, const given *history, const char *cmd)
+{
+    cmd_result r;
+    decide(command, history, cmd, &r);
+    assert_false(r.rejected);
+    assert_int_equal(r.count, 0);
+    cmd_result_clear(&r);
+}
+
+static const given lamp[] = {
+    {"ProductRegistered", "{\"sku\":\"L\",\"name\":\"Lamp\",\"price_cents\":500}"},
+    {"ProductRestocked", "{\"sku\":\"L\",\"quantity\":10}"},
+    {"StockReserved", "{\"sku\":\"L\",\"order_id\":\"o1\",\"quantity\":4}"},
+    {"StockReserved", "{\"sku\":\"L\",\"order_id\":\"o2\",\"quantity\":3}"},
+    {"StockReleased", "{\"sku\":\"L\",\"order_id\":\"o2\",\"quantity\":3}"},
+    {"StockReserved", "{\"sku\":\"L\",\"order_id\":\"o3\",\"quantity\":2}"},
+    {"StockCommitted", "{\"sku\":\"L\",\"order_id\":\"o3\",\"quantity\":2}"},
+    {NULL, NULL},
+}; /* on hand 8, reserved 4 (o1): 4 available */
+
+static void test_product(void **state)
+{
+    (void)state;
+    const char *reg = "{\"sku\":\"L\",\"name\":\"Lamp\",\"price_cents\":500}";
+    expect_event("RegisterProduct", NULL, reg, "ProductRegistered", "price_cents", 500);
+    expect_reject("RegisterProduct", lamp, reg, "already_exists");
+    expect_event("RestockProduct", lamp, "{\"sku\":\"L\",\"quantity\":5}", "ProductRestocked",
+                 "quantity", 5);
+    expect_reject("RestockProduct", NULL, "{\"sku\":\"L\",\"quantity\":5}", "not_found");
+    expect_event("ReserveStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o9\",\"quantity\":4}",
+                 "StockReserved", "quantity", 4);
+    expect_reject("ReserveStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o9\",\"quantity\":5}",
+                  "insufficient_stock");
+    expect_reject("ReserveStock", NULL, "{\"sku\":\"L\",\"order_id\":\"o9\",\"quantity\":1}",
+                  "not_found");
+    expect_nothing("ReserveStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o1\",\"quantity\":4}");
+    expect_event("ReleaseStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o1\"}", "StockReleased",
+                 "quantity", 4);
+    expect_nothing("ReleaseStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o2\"}");
+    expect_nothing("ReleaseStock", NULL, "{\"sku\":\"L\",\"order_id\":\"o1\"}");
+    expect_event("CommitStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o1\"}", "StockCommitted",
+                 "quantity", 4);
+    expect_reject("CommitStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o3\"}", "no_reservation");
+}
+
+static const given ada[] = {
+    {"CustomerOpened", "{\"customer_id\":\"c\",\"name\":\"Ada\",\"credit_limit_cents\":1000}"},
+    {"PaymentAuthorized", "{\"customer_id\":\"c\",\"order_id\":\"o1\",\"amount_cents\":600}"},
+    {"PaymentAuthorized", "{\"customer_id\":\"c\",\"order_id\":\"o2\",\"amount_cents\":300}"},
+    {"PaymentRefunded", "{\"customer_id\":\"c\",\"order_id\":\"o2\",\"amount_cents\":300}"},
+    {NULL, NULL},
+}; /* limit 1000, used 600 */
+
+static void test_customer(void **state)
+{
+    (void)state;
+    const char *open = "{\"customer_id\":\"c\",\"name\":\"Ada\",\"credit_limit_cents\":1000}";
+    expect_event("OpenCustomer", NULL, open, "CustomerOpened", "credit_limit_cents", 1000);
+    expect_reject("OpenCustomer", ada, open, "already_exists");
+    expect_event("AuthorizePayment", ada,
+                 "{\"customer_id\":\"c\",\"order_id\":\"o3\",\"amount_cents\":400}",
+                 "PaymentAuthorized", "amount_cents", 400);
+    expect_reject("AuthorizePayment", ada,
+                  "{\"customer_id\":\"c\",\"order_id\":\"o3\",\"amount_cents\":401}",
+                  "credit_limit_exceeded");
+    expect_reject("AuthorizePayment", NULL,
+                  "{\"customer_id\":\"c\",\"order_id\":\"o3\",\"amount_cents\":1}", "not_found");
+    expect_nothing("AuthorizePayment", ada,
+                   "{\"customer_id\":\"c\",\"order_id\":\"o1\",\"amount_cents\":600}");
+    expect_event("RefundPayment", ada, "{\"customer_id\":\"c\",\"order_id\":\"o1\"}",
+                 "PaymentRefunded", "amount_cents", 600);
+    expect_nothing("RefundPayment", ada, "{\"customer_id\":\"c\",\"order_id\":\"o2\"}");
+}
+
+static const given placed[] = {
+    {"OrderPlaced", "{\"order_id\":\"o\",\"customer_id\":\"c\",\"lines\":[],\"total_cents\":7}"},
+    {NULL, NULL},
+};
+static const given confirmed[] = {
+    {"OrderPlaced", "{\"order_id\":\"o\",\"customer_id\":\"c\",\"lines\":[],\"total_cents\":7}"},
+    {"OrderConfirmed", "{\"order_id\":\"o\"}"},
+    {NULL, NULL},
+};
+static const given cancelled[] = {
+    {"OrderPlaced", "{\"order_id\":\"o\",\"customer_id\":\"c\",\"lines\":[],\"total_cents\":7}"},
+    {"OrderCancelled", "{\"order_id\":\"o\",\"reason\":\"x\"}"},
+    {NULL, NULL},
+};
+
+static void test_order(void **state)
+{
+    (void)state;
+    const char *place = "{\"order_id\":\"o\",\"customer_id\":\"c\",\"lines\":[{\"sku\":\"a\","
+                        "\"quantity\":2,\"unit_price_cents\":150},{\"sku\":\"b\",\"quantity\":1,"
+                        "\"unit_price_cents\":99}]}";
+    expect_event("PlaceOrder", NULL, place, "OrderPlaced", "total_cents", 399);
+    expect_reject("PlaceOrder", placed, place, "already_exists");
+    expect_reject("PlaceOrder", NULL,
+                  "{\"order_id\":\"o\",\"customer_id\":\"c\",\"lines\":[{\"sku\":\"a\","
+                  "\"quantity\":4611686018427387904,\"unit_price_cents\":4}]}",
+                  "total_overflow");
+    expect_event("ConfirmOrder", placed, "{\"order_id\":\"o\"}", "OrderConfirmed", NULL, 0);
+    expect_reject("ConfirmOrder", NULL, "{\"order_id\":\"o\"}", "not_found");
+    expect_reject("ConfirmOrder", confirmed, "{\"order_id\":\"o\"}", "invalid_state");
+    expect_reject("ConfirmOrder", cancelled, "{\"order_id\":\"o\"}", "invalid_state");
+    expect_event("CancelOrder", placed, "{\"order_id\":\"o\",\"reason\":\"no stock\"}",
+                 "OrderCancelled", NULL, 0);
+    expect_reject("CancelOrder", NULL, "{\"order_id\":\"o\",\"reason\":\"r\"}", "not_found");
+    expect_reject("CancelOrder", confirmed, "{\"order_id\":\"o\",\"reason\":\"r\"}",
+                  "invalid_state");
+    expect_reject("CancelOrder", cancelled, "{\"order_id\":\"o\",\"reason\":\"r\"}",
+                  "invalid_state");
+}
+
+static void test_lookup_and_stream_ids(void **state)
+{
+    (void)state;
+    assert_null(find("LaunchRocket"));
+    const cmd_handler *h = find("ReserveStock");
+    char id[EV_STREAM_ID_MAX + 1];
+    json_t *cmd = json_pack("{s:s}", "sku", "SKU-9");
+    assert_int_equal(cmd_stream_id(h, cmd, id, sizeof id), 0);
+    assert_string_equal(id, "product-SKU-9");
+    json_decref(cmd);
+    cmd = json_pack("{s:s}", "order_id", "o");
+    assert_int_equal(cmd_stream_id(h, cmd, id, sizeof id), SK_EBADINPUT);
+    json_decref(cmd);
+    /* All eleven commands of the contract table are there. */
+    const char *all[] = {"RegisterProduct", "RestockProduct", "ReserveStock",     "ReleaseStock",
+                         "CommitStock",     "OpenCustomer",   "AuthorizePayment", "RefundPayment",
+                         "PlaceOrder",      "ConfirmOrder",   "CancelOrder"};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        assert_non_null(find(all[i]));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_product),
+        cmocka_unit_test(test_customer),
+        cmocka_unit_test(test_order),
+        cmocka_unit_test(test_lookup_and_stream_ids),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
