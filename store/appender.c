@@ -207,6 +207,54 @@ static void complete_all(store_append_req *reqs, int status_for_pending)
     }
 }
 
+/* Hands a finished batch to the completer thread (or completes it here in manual mode,
+ * where everything runs inside store_log_commit). The status of appends not yet decided
+ * is set now, so the order of results never depends on the completer. */
+static void finish(store_log *log, store_append_req *reqs, int status_for_pending)
+{
+    if (!log->completer_running) {
+        complete_all(reqs, status_for_pending);
+        return;
+    }
+    store_append_req *last = NULL;
+    for (store_append_req *r = reqs; r; r = r->next) {
+        if (status_for_pending && r->result.status == 0) {
+            r->result.status = status_for_pending;
+            r->result.count = 0;
+        }
+        last = r;
+    }
+    if (!last)
+        return;
+    pthread_mutex_lock(&log->c_mu);
+    if (log->c_tail)
+        log->c_tail->next = reqs;
+    else
+        log->c_head = reqs;
+    log->c_tail = last;
+    pthread_cond_signal(&log->c_cond);
+    pthread_mutex_unlock(&log->c_mu);
+}
+
+static void *completer_main(void *arg)
+{
+    store_log *log = arg;
+    pthread_mutex_lock(&log->c_mu);
+    for (;;) {
+        while (!log->c_head && !log->c_stopping)
+            pthread_cond_wait(&log->c_cond, &log->c_mu);
+        if (!log->c_head)
+            break;
+        store_append_req *reqs = log->c_head;
+        log->c_head = log->c_tail = NULL;
+        pthread_mutex_unlock(&log->c_mu);
+        complete_all(reqs, 0);
+        pthread_mutex_lock(&log->c_mu);
+    }
+    pthread_mutex_unlock(&log->c_mu);
+    return NULL;
+}
+
 void store_appender_fail_queue(store_log *log, int status)
 {
     pthread_mutex_lock(&log->q_mu);
@@ -347,7 +395,7 @@ static void commit_batch(store_log *log, batch *b)
 {
     int rc = check_accepting(log);
     if (rc != 0) {
-        complete_all(b->reqs, rc);
+        finish(log, b->reqs, rc);
         return;
     }
     store_segment *seg = log->segments[log->segment_count - 1];
@@ -355,7 +403,7 @@ static void commit_batch(store_log *log, batch *b)
         rc = store_log_roll(log);
         if (rc != 0) {
             store_log_set_failed(log, "cannot start a new segment", rc);
-            complete_all(b->reqs, SK_EFAILED);
+            finish(log, b->reqs, SK_EFAILED);
             return;
         }
         seg = log->segments[log->segment_count - 1];
@@ -364,11 +412,11 @@ static void commit_batch(store_log *log, batch *b)
     b->entry_count = 0;
     ssize_t len = assemble(log, b, first, offset);
     if (len < 0) {
-        complete_all(b->reqs, (int)len);
+        finish(log, b->reqs, (int)len);
         return;
     }
     if (len == 0) {
-        complete_all(b->reqs, 0);
+        finish(log, b->reqs, 0);
         return;
     }
     uint64_t t0 = store_now_ns(), t1, t2;
@@ -378,11 +426,11 @@ static void commit_batch(store_log *log, batch *b)
         /* Cut back whatever part of the batch reached the file. */
         int cut = log->io->ftruncate(log->io->ctx, seg->fd, offset);
         if (is_space_error(rc) && cut == 0) {
-            complete_all(b->reqs, rc);
+            finish(log, b->reqs, rc);
             return;
         }
         store_log_set_failed(log, "write failed", rc);
-        complete_all(b->reqs, SK_EFAILED);
+        finish(log, b->reqs, SK_EFAILED);
         return;
     }
     if (log->cfg.fsync_mode == STORE_FSYNC_ALWAYS) {
@@ -390,7 +438,7 @@ static void commit_batch(store_log *log, batch *b)
         atomic_fetch_add(&log->stat_fsyncs, 1);
         if (rc != 0) {
             store_log_set_failed(log, "fdatasync failed", rc);
-            complete_all(b->reqs, SK_EFAILED);
+            finish(log, b->reqs, SK_EFAILED);
             return;
         }
         seg->durable_size = offset + (uint64_t)len;
@@ -410,7 +458,7 @@ static void commit_batch(store_log *log, batch *b)
     atomic_fetch_add(&log->stat_batch_events, b->entry_count);
     notify_observer(log, b, (uint64_t)len, t1 - t0,
                     log->cfg.fsync_mode == STORE_FSYNC_ALWAYS ? t2 - t1 : 0);
-    complete_all(b->reqs, 0);
+    finish(log, b->reqs, 0);
 }
 
 /* fsync=interval: the periodic fdatasync. A failure is as sticky as in always mode. */
@@ -489,11 +537,30 @@ int store_appender_start(store_log *log)
     pthread_mutex_unlock(&log->q_mu);
     if (log->cfg.manual_commit)
         return 0;
-    int rc = pthread_create(&log->appender, NULL, appender_main, log);
+    log->c_stopping = false;
+    int rc = pthread_create(&log->completer, NULL, completer_main, log);
     if (rc != 0)
         return -rc;
+    log->completer_running = true;
+    rc = pthread_create(&log->appender, NULL, appender_main, log);
+    if (rc != 0) {
+        store_completer_stop(log);
+        return -rc;
+    }
     log->appender_running = true;
     return 0;
+}
+
+void store_completer_stop(store_log *log)
+{
+    if (!log->completer_running)
+        return;
+    pthread_mutex_lock(&log->c_mu);
+    log->c_stopping = true;
+    pthread_cond_broadcast(&log->c_cond);
+    pthread_mutex_unlock(&log->c_mu);
+    pthread_join(log->completer, NULL); /* it drains what was handed to it first */
+    log->completer_running = false;
 }
 
 void store_appender_stop(store_log *log)
@@ -506,6 +573,7 @@ void store_appender_stop(store_log *log)
         pthread_join(log->appender, NULL);
         log->appender_running = false;
     }
+    store_completer_stop(log);
     if (atomic_load(&log->state) == STORE_STATE_OK && log->segment_count > 0)
         sync_if_due(log, true);
 }

@@ -97,6 +97,8 @@ static void log_free(store_log *log)
     pthread_mutex_destroy(&log->mu);
     pthread_mutex_destroy(&log->q_mu);
     pthread_cond_destroy(&log->q_cond);
+    pthread_mutex_destroy(&log->c_mu);
+    pthread_cond_destroy(&log->c_cond);
     free(log);
 }
 
@@ -116,6 +118,8 @@ int store_log_open(const store_config *cfg, store_log **out, sk_error *err)
     pthread_mutex_init(&log->mu, NULL);
     pthread_mutex_init(&log->q_mu, NULL);
     pthread_cond_init(&log->q_cond, NULL);
+    pthread_mutex_init(&log->c_mu, NULL);
+    pthread_cond_init(&log->c_cond, NULL);
     atomic_store(&log->state, cfg->read_only ? STORE_STATE_READ_ONLY : STORE_STATE_OK);
     rc = log->dir ? store_streams_init(&log->streams) : -ENOMEM;
     if (rc == 0)

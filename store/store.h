@@ -9,7 +9,8 @@
  *   store_config cfg; store_config_init(&cfg, dir);  adjust cfg.fsync_mode etc.
  *   store_log_open(&cfg, &log, &err)        recovers the directory (creates it if needed)
  *   store_log_append_async(log, ...)        from any thread; completion runs on the
- *                                           appender thread once the batch is durable
+ *                                           log's completer thread once the batch is
+ *                                           durable
  *   store_log_append(log, ...)              the same, waiting for the completion
  *   store_reader_open / store_reader_open_stream / store_reader_next / store_reader_close
  *   store_log_close(log)                    completes queued appends, flushes, checkpoints
@@ -30,8 +31,8 @@
  * Threads
  *   store_log_append_async, store_log_append, the readers and the accessors may be called
  *   from any thread. A store_reader belongs to one thread at a time. Completions run on
- *   the log's appender thread (or, with cfg.manual_commit, inside store_log_commit) and
- *   must not block or call store_log_append on the same log.
+ *   the log's completer thread, in commit order (with cfg.manual_commit, inside
+ *   store_log_commit); they must not block or call store_log_append on the same log.
  */
 #ifndef SKALD_STORE_H
 #define SKALD_STORE_H
@@ -144,7 +145,7 @@ typedef struct store_append_result {
                                 version it has */
 } store_append_result;
 
-/* Runs once per accepted append, on the appender thread, after the events are durable
+/* Runs once per accepted append, on the completer thread, after the events are durable
  * (as cfg.fsync_mode defines it) or the append failed. res is valid during the call. */
 typedef void (*store_append_cb)(void *cb_ctx, const store_append_result *res);
 

@@ -325,6 +325,15 @@ struct store_log {
     pthread_t appender;
     bool appender_running;
 
+    /* Completions of committed batches, run in order on the completer thread so the
+     * appender can start the next batch at once; guarded by c_mu. */
+    pthread_mutex_t c_mu;
+    pthread_cond_t c_cond;
+    store_append_req *c_head, *c_tail;
+    bool c_stopping;
+    pthread_t completer;
+    bool completer_running;
+
     /* Appender thread only. */
     uint64_t batch_epoch;
     uint8_t *batch_buf;
@@ -349,6 +358,7 @@ int store_log_roll(store_log *log);
 /* The appender (appender.c). */
 int store_appender_start(store_log *log);
 void store_appender_stop(store_log *log);
+void store_completer_stop(store_log *log);
 int store_appender_commit(store_log *log);
 void store_appender_fail_queue(store_log *log, int status);
 /* Segment lookup under log->mu: the segment holding position (or NULL). */
