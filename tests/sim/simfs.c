@@ -171,6 +171,16 @@ static inode *ino_of(simfs *fs, int fd)
     return fd >= 0 && (size_t)fd < fs->nfds ? fs->fds[fd] : NULL;
 }
 
+/* The common start of a call on a descriptor: counts it (the crash clock), and finds
+ * the file. 0, -EIO after a crash, or -EBADF. */
+static int start_call(simfs *fs, int fd, inode **out)
+{
+    *out = ino_of(fs, fd);
+    if (!alive(fs))
+        return -EIO;
+    return *out ? 0 : -EBADF;
+}
+
 static int s_open(void *ctx, const char *path, int flags, int mode)
 {
     simfs *fs = ctx;
@@ -217,11 +227,10 @@ static int s_close(void *ctx, int fd)
 static ssize_t s_pread(void *ctx, int fd, void *buf, size_t size, uint64_t offset)
 {
     simfs *fs = ctx;
-    inode *ino = ino_of(fs, fd);
-    if (!alive(fs))
-        return -EIO;
-    if (!ino)
-        return -EBADF;
+    inode *ino;
+    int err = start_call(fs, fd, &ino);
+    if (err)
+        return err;
     if (offset >= ino->cur_len)
         return 0;
     size_t n = ino->cur_len - offset < size ? ino->cur_len - offset : size;
@@ -244,11 +253,10 @@ static void write_bytes(inode *ino, const void *buf, size_t n, uint64_t offset)
 static ssize_t s_pwrite(void *ctx, int fd, const void *buf, size_t size, uint64_t offset)
 {
     simfs *fs = ctx;
-    inode *ino = ino_of(fs, fd);
-    if (!alive(fs))
-        return -EIO;
-    if (!ino)
-        return -EBADF;
+    inode *ino;
+    int err = start_call(fs, fd, &ino);
+    if (err)
+        return err;
     if (fs->pending_err) {
         int e = fs->pending_err;
         fs->pending_err = 0;
@@ -261,9 +269,9 @@ static ssize_t s_pwrite(void *ctx, int fd, const void *buf, size_t size, uint64_
         write_bytes(ino, buf, n, offset);
         return (ssize_t)n;
     }
-    int err = chance(fs, fs->faults.write_eio)     ? -EIO
-              : chance(fs, fs->faults.write_nospc) ? -ENOSPC
-                                                   : 0;
+    err = chance(fs, fs->faults.write_eio)     ? -EIO
+          : chance(fs, fs->faults.write_nospc) ? -ENOSPC
+                                               : 0;
     if (err) {
         size_t prefix = size > 1 && simfs_rand(fs) % 2 ? (size_t)(simfs_rand(fs) % size) : 0;
         trace(fs, err == -EIO ? "pwrite EIO" : "pwrite ENOSPC", prefix ? "after a prefix" : "");
@@ -281,11 +289,10 @@ static ssize_t s_pwrite(void *ctx, int fd, const void *buf, size_t size, uint64_
 static int s_fdatasync(void *ctx, int fd)
 {
     simfs *fs = ctx;
-    inode *ino = ino_of(fs, fd);
-    if (!alive(fs))
-        return -EIO;
-    if (!ino)
-        return -EBADF;
+    inode *ino;
+    int err = start_call(fs, fd, &ino);
+    if (err)
+        return err;
     size_t sectors = ino->cap / SECTOR + 1;
     if (chance(fs, fs->faults.fsync_eio)) {
         trace(fs, "fdatasync EIO", "(dirty pages dropped or kept, all marked clean)");
@@ -311,11 +318,10 @@ static int s_fdatasync(void *ctx, int fd)
 static int s_ftruncate(void *ctx, int fd, uint64_t size)
 {
     simfs *fs = ctx;
-    inode *ino = ino_of(fs, fd);
-    if (!alive(fs))
-        return -EIO;
-    if (!ino)
-        return -EBADF;
+    inode *ino;
+    int err = start_call(fs, fd, &ino);
+    if (err)
+        return err;
     if (chance(fs, fs->faults.meta_eio)) {
         trace(fs, "ftruncate EIO", "");
         return -EIO;
@@ -332,11 +338,10 @@ static int s_ftruncate(void *ctx, int fd, uint64_t size)
 static int s_file_size(void *ctx, int fd, uint64_t *size_out)
 {
     simfs *fs = ctx;
-    inode *ino = ino_of(fs, fd);
-    if (!alive(fs))
-        return -EIO;
-    if (!ino)
-        return -EBADF;
+    inode *ino;
+    int err = start_call(fs, fd, &ino);
+    if (err)
+        return err;
     *size_out = ino->cur_len;
     return 0;
 }
