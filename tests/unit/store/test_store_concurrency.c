@@ -136,7 +136,10 @@ static void run_threads(bool async, uint64_t per_thread)
     for (uint64_t p = 0; p < total; p++) {
         assert_int_equal(store_reader_next(r, &ev, &err), 1);
         assert_int_equal(ev.position, p);
-        int t = atoi(ev.stream_id.ptr + strlen("thread-"));
+        /* The view is not NUL-terminated: copy before parsing. */
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)ev.stream_id.len, ev.stream_id.ptr);
+        int t = atoi(name + strlen("thread-"));
         assert_true(t >= 0 && t < THREADS);
         char want[64];
         int n =
