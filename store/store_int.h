@@ -312,39 +312,40 @@ struct store_log {
     store_streams streams;
     _Atomic uint64_t head; /* next position; all positions below it are readable */
     uint64_t corrupt_position;
-    bool corrupt;
 
     /* The append queue; guarded by q_mu. */
     pthread_mutex_t q_mu;
     pthread_cond_t q_cond; /* signals the appender: work, or stop */
     store_append_req *q_head, *q_tail;
     uint64_t q_count;
-    bool stopping;
-    _Atomic int state; /* store_state */
-
     pthread_t appender;
-    bool appender_running;
 
     /* Completions of committed batches, run in order on the completer thread so the
      * appender can start the next batch at once; guarded by c_mu. */
     pthread_mutex_t c_mu;
     pthread_cond_t c_cond;
     store_append_req *c_head, *c_tail;
-    bool c_stopping;
     pthread_t completer;
-    bool completer_running;
 
     /* Appender thread only. */
     uint64_t batch_epoch;
     uint8_t *batch_buf;
     size_t batch_cap;
     uint64_t last_fsync_ns;
-    bool unsynced; /* bytes written but not yet fdatasync'd (interval/never) */
 
     store_batch_cb batch_cb;
     void *batch_cb_ctx;
 
     _Atomic uint64_t stat_batches, stat_batch_events, stat_fsyncs;
+    _Atomic int state; /* store_state */
+
+    /* Flags, kept together: */
+    bool corrupt;           /* guarded by mu: a read-only open met damage */
+    bool stopping;          /* guarded by q_mu */
+    bool appender_running;  /* owner: the thread that starts and stops the appender */
+    bool c_stopping;        /* guarded by c_mu */
+    bool completer_running; /* like appender_running */
+    bool unsynced;          /* appender thread: bytes written, not yet fdatasync'd */
 };
 
 uint64_t store_now_ns(void);

@@ -140,7 +140,10 @@ static void run_threads(bool async, uint64_t per_thread)
         char name[32];
         snprintf(name, sizeof name, "%.*s", (int)ev.stream_id.len, ev.stream_id.ptr);
         int t = atoi(name + strlen("thread-"));
-        assert_true(t >= 0 && t < THREADS);
+        if (t < 0 || t >= THREADS) {
+            fail_msg("position %llu holds stream %s", (unsigned long long)p, name);
+            return;
+        }
         char want[64];
         int n =
             snprintf(want, sizeof want, "thread-%d:%llu:", t, (unsigned long long)(ev.version - 1));
