@@ -77,6 +77,61 @@ const cmd_handler *cmd_handler_find(const cmd_handler_table *tables, size_t ntab
  * missing or empty, SK_ETOOBIG if the stream id would exceed EV_STREAM_ID_MAX. */
 int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t size);
 
+/* ---------------------------------------------------------------------------------------
+ * The command bus: validate, load, decide, append.
+ *
+ *   cmd_bus_create(&cfg, &bus, &err)
+ *   cmd_bus_execute(bus, "ReserveStock", body, STORE_EXPECT_ANY, &ctx, &outcome)
+ *   cmd_outcome_clear(&outcome); cmd_bus_destroy(bus)
+ *
+ * Commands for one stream are serialized (a striped lock on the stream id); commands for
+ * different streams run in parallel. The aggregate is rebuilt from its stream on every
+ * command (snapshots come later), and the events are appended with the version it was
+ * rebuilt at, so nothing else can slip in between.
+ */
+typedef struct cmd_bus cmd_bus;
+
+typedef struct cmd_bus_config {
+    store_log *log;                  /* borrowed; outlives the bus */
+    const ev_registry *events;       /* event schemas; borrowed */
+    const char *command_schemas_dir; /* one .avsc per command: the shape of its body */
+    const cmd_handler_table *tables; /* copied */
+    size_t ntables;
+} cmd_bus_config;
+
+typedef struct cmd_context {
+    ev_uuid command_id;     /* nil: one is generated */
+    ev_uuid correlation_id; /* nil: none */
+    const ev_metadata_entry *metadata;
+    uint32_t metadata_count;
+} cmd_context;
+
+typedef struct cmd_outcome {
+    /* 0 done (count may be 0: nothing to change), SK_ENOTFOUND unknown command (404),
+     * SK_EBADINPUT shape (400, err.field names the field), SK_EREJECTED business rule
+     * (422, decision.reason), SK_ECONFLICT expected version (409, stream_version is the
+     * current one), or a store error (SK_EBUSY, SK_EFAILED, ...: 503). */
+    int status;
+    sk_error err;
+    cmd_result decision; /* reason and message when rejected; no events kept */
+    char stream_id[EV_STREAM_ID_MAX + 1];
+    ev_uuid command_id;
+    uint32_t count;
+    ev_uuid event_ids[CMD_EVENTS_MAX];
+    const char *event_types[CMD_EVENTS_MAX];
+    uint64_t first_position, first_version;
+    uint64_t stream_version; /* after the command (or the current one) */
+    uint64_t position;       /* of the last event, or the log's last position if none */
+} cmd_outcome;
+
+int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err);
+void cmd_bus_destroy(cmd_bus *bus); /* accepts NULL */
+/* Runs one command; the result is in *out (also for rejections), the return value is
+ * out->status. body is borrowed. */
+int cmd_bus_execute(cmd_bus *bus, const char *command, const json_t *body,
+                    uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out);
+void cmd_outcome_clear(cmd_outcome *out);
+
 /* The sample domain: order fulfillment. */
 extern const cmd_handler_table cmd_product_handlers;
 extern const cmd_handler_table cmd_customer_handlers;

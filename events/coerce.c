@@ -74,7 +74,8 @@ static long long attr_limit(const json_t *attrs, const json_t *def, const char *
     return json_is_integer(a) ? json_integer_value(a) : fallback;
 }
 
-static json_t *coerce_integer(cctx *c, ev_kind kind, const json_t *v)
+static json_t *coerce_integer(cctx *c, const json_t *def, ev_kind kind, const json_t *v,
+                              const json_t *attrs)
 {
     long long x;
     if (json_is_integer(v)) {
@@ -91,6 +92,14 @@ static json_t *coerce_integer(cctx *c, ev_kind kind, const json_t *v)
     }
     if (kind == EV_K_INT && (x < INT32_MIN || x > INT32_MAX))
         return fail(c, "integer %lld is out of range for int (-2147483648..2147483647)", x);
+    if (c->opts->strict) {
+        long long min = attr_limit(attrs, def, "minimum", LLONG_MIN);
+        long long max = attr_limit(attrs, def, "maximum", LLONG_MAX);
+        if (x < min)
+            return fail(c, "%lld is below the minimum of %lld", x, min);
+        if (x > max)
+            return fail(c, "%lld is above the maximum of %lld", x, max);
+    }
     return json_integer(x);
 }
 
@@ -290,7 +299,7 @@ static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const j
         break;
     case EV_K_INT:
     case EV_K_LONG:
-        r = coerce_integer(c, kind, v);
+        r = coerce_integer(c, def, kind, v, attrs);
         break;
     case EV_K_FLOAT:
     case EV_K_DOUBLE:
