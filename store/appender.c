@@ -423,8 +423,12 @@ static void commit_batch(store_log *log, batch *b)
     rc = store_io_write_all(log->io, seg->fd, log->batch_buf, (size_t)len, offset, NULL);
     t1 = store_now_ns();
     if (rc != 0) {
-        /* Cut back whatever part of the batch reached the file. */
+        /* Cut back whatever part of the batch reached the file, and make the cut durable
+         * before answering: the appends are reported as failed, so a crash must not bring
+         * a whole one of them back. */
         int cut = log->io->ftruncate(log->io->ctx, seg->fd, offset);
+        if (cut == 0 && is_space_error(rc))
+            cut = log->io->fdatasync(log->io->ctx, seg->fd);
         if (is_space_error(rc) && cut == 0) {
             finish(log, b->reqs, rc);
             return;

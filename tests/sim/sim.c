@@ -143,6 +143,8 @@ static void absorb(sim *s, size_t from)
         } else if (a->status == SK_ECONFLICT) {
             a->gone = true;
             s->conflicts++;
+        } else if (a->status == -ENOSPC) {
+            a->gone = true; /* reported as failed: it must never show up, even after a crash */
         }
     }
 }
@@ -336,6 +338,7 @@ static int run_seed(uint64_t seed, bool verbose, char *why, size_t why_size)
         .write_nospc = (uint32_t)rnd(&s, 15000),
         .fsync_eio = (uint32_t)rnd(&s, 15000),
         .meta_eio = (uint32_t)rnd(&s, 5000),
+        .writeback = (uint32_t)rnd(&s, 300000),
     };
     int rc = open_log(&s);
     for (int round = 0; rc == 0 && round < ROUNDS; round++) {

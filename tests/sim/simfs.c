@@ -250,6 +250,27 @@ static void write_bytes(inode *ino, const void *buf, size_t n, uint64_t offset)
         ino->cur_len = offset + n;
 }
 
+/* Background writeback: the kernel may write a dirty sector to disk at any time, without
+ * an fdatasync, size included. So data that was written and then cut off by a truncate
+ * that was never synced can come back after a crash. */
+static void maybe_writeback(simfs *fs, inode *ino)
+{
+    if (!chance(fs, fs->faults.writeback) || ino->cur_len == 0)
+        return;
+    size_t s = (size_t)(simfs_rand(fs) % ((ino->cur_len + SECTOR - 1) / SECTOR));
+    if (!ino->dirty[s])
+        return;
+    size_t from = s * SECTOR, to = from + SECTOR < ino->cur_len ? from + SECTOR : ino->cur_len;
+    memcpy(ino->dur + from, ino->cur + from, to - from);
+    if (to > ino->dur_len) {
+        if (from > ino->dur_len)
+            memset(ino->dur + ino->dur_len, 0, from - ino->dur_len);
+        ino->dur_len = to;
+    }
+    ino->dirty[s] = 0;
+    trace(fs, "writeback", "");
+}
+
 static ssize_t s_pwrite(void *ctx, int fd, const void *buf, size_t size, uint64_t offset)
 {
     simfs *fs = ctx;
@@ -283,6 +304,7 @@ static ssize_t s_pwrite(void *ctx, int fd, const void *buf, size_t size, uint64_
         return err;
     }
     write_bytes(ino, buf, size, offset);
+    maybe_writeback(fs, ino);
     return (ssize_t)size;
 }
 

@@ -17,7 +17,8 @@ typedef struct simfs_faults {
     uint32_t write_eio;
     uint32_t write_nospc;
     uint32_t fsync_eio;
-    uint32_t meta_eio; /* ftruncate, sync_dir */
+    uint32_t meta_eio;  /* ftruncate, sync_dir */
+    uint32_t writeback; /* the kernel writes one dirty sector to disk on its own */
 } simfs_faults;
 
 simfs *simfs_create(uint64_t seed, bool verbose);

@@ -169,7 +169,11 @@ static void test_enospc_rejects_batch_cleanly(void **state)
     struct stat before, after;
     assert_int_equal(stat(seg, &before), 0);
     f.fail_pwrite_nospc = 1;
+    int syncs = f.fdatasyncs;
     assert_int_equal(append(log, 3), -ENOSPC);
+    /* The cut is made durable before the append is reported as failed, so a crash cannot
+     * bring part of the batch back. */
+    assert_int_equal(f.fdatasyncs, syncs + 1);
     f.short_writes = 1;
     f.nospc_after_short = 1; /* half the batch reaches the file, then the disk is full */
     assert_int_equal(append(log, 3), -ENOSPC);
