@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,6 +108,29 @@ static int posix_list_dir(void *ctx, const char *path, store_io_dirent_cb cb, vo
     return rc;
 }
 
+/* An advisory flock on <dir>/LOCK: released by the kernel when the process dies, so a
+ * crash never leaves a stale lock behind. */
+static int posix_lock_dir(void *ctx, const char *path)
+{
+    char lock[4096];
+    snprintf(lock, sizeof lock, "%s/LOCK", path);
+    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int rc = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static void posix_unlock_dir(void *ctx, int handle)
+{
+    if (handle >= 0)
+        close(handle); /* closing the descriptor releases the flock */
+}
+
 static const store_io posix_io = {
     .ctx = NULL,
     .open = posix_open,
@@ -121,6 +145,8 @@ static const store_io posix_io = {
     .mkdir = posix_mkdir,
     .sync_dir = posix_sync_dir,
     .list_dir = posix_list_dir,
+    .lock_dir = posix_lock_dir,
+    .unlock_dir = posix_unlock_dir,
 };
 
 const store_io *store_io_posix(void)

@@ -92,6 +92,7 @@ static int check_config(const store_config *cfg, sk_error *err)
 static void log_free(store_log *log)
 {
     store_log_unload(log);
+    store_dir_unlock(log->io, log->lock_handle);
     free(log->batch_buf);
     free(log->dir);
     pthread_mutex_destroy(&log->mu);
@@ -114,6 +115,7 @@ int store_log_open(const store_config *cfg, store_log **out, sk_error *err)
     log->io = cfg->io ? cfg->io : store_io_posix();
     log->cfg.io = log->io;
     log->dir = strdup(cfg->dir);
+    log->lock_handle = -1;
     log->cfg.dir = log->dir;
     pthread_mutex_init(&log->mu, NULL);
     pthread_mutex_init(&log->q_mu, NULL);

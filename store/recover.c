@@ -334,6 +334,10 @@ int store_log_load(store_log *log, sk_error *err)
         if (rc)
             return sk_error_set(err, rc, "", "cannot create log directory %s: %s", log->dir,
                                 sk_strerror(rc));
+        /* One writer per directory; recovery after a failure keeps the lock it has. */
+        if (log->lock_handle < 0 &&
+            (rc = store_dir_lock(log->io, log->dir, &log->lock_handle, err)) != 0)
+            return rc;
     }
     store_segment_list l;
     rc = store_segments_list(log->io, log->dir, !log->cfg.read_only, &l);
@@ -394,6 +398,29 @@ void store_log_unload(store_log *log)
     store_streams_free(&log->streams);
     log->corrupt = false;
     log->corrupt_position = 0;
+}
+
+int store_dir_lock(const store_io *io, const char *dir, int *handle_out, sk_error *err)
+{
+    *handle_out = -1;
+    if (!io->lock_dir)
+        return 0;
+    int h = io->lock_dir(io->ctx, dir);
+    if (h == -EWOULDBLOCK)
+        return sk_error_set(err, SK_EBUSY, "",
+                            "log directory %s is in use: another process has it open for "
+                            "writing (its LOCK file is held); stop that process first",
+                            dir);
+    if (h < 0)
+        return sk_error_set(err, h, "", "cannot lock log directory %s: %s", dir, sk_strerror(h));
+    *handle_out = h;
+    return 0;
+}
+
+void store_dir_unlock(const store_io *io, int handle)
+{
+    if (handle >= 0 && io->unlock_dir)
+        io->unlock_dir(io->ctx, handle);
 }
 
 int store_log_roll(store_log *log)

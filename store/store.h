@@ -25,6 +25,8 @@
  *     appends waiting in the failed batch complete with SK_EFAILED, never with success.
  *   - -ENOSPC: the batch was rejected and the file cut back to where it was; nothing of it
  *     is acknowledged; the log stays writable.
+ *   - SK_EBUSY from store_log_open or store_log_repair: another process has the log open
+ *     for writing (the directory's LOCK file is held); read-only opens take no lock.
  *   - SK_ECORRUPT: damage that is not a torn tail. err names the segment and byte offset.
  *     A read-write open refuses the log until `skaldctl log repair --truncate-at P`.
  *
@@ -64,6 +66,10 @@ typedef struct store_io {
     int (*sync_dir)(void *ctx, const char *path);        /* fsync of a directory */
     /* Calls cb for each entry except "." and ".."; a non-zero return from cb stops. */
     int (*list_dir)(void *ctx, const char *path, store_io_dirent_cb cb, void *cb_ctx);
+    /* Optional (NULL: no locking). Takes the exclusive lock of a log directory without
+     * waiting: a handle >= 0, or -EWOULDBLOCK if another process holds it. */
+    int (*lock_dir)(void *ctx, const char *path);
+    void (*unlock_dir)(void *ctx, int handle);
 } store_io;
 
 const store_io *store_io_posix(void);

@@ -338,6 +338,7 @@ struct store_log {
 
     _Atomic uint64_t stat_batches, stat_batch_events, stat_fsyncs;
     _Atomic int state; /* store_state */
+    int lock_handle;   /* the directory lock of a read-write open, or -1 */
 
     /* Flags, kept together: */
     bool corrupt;           /* guarded by mu: a read-only open met damage */
@@ -354,6 +355,9 @@ void store_log_set_failed(store_log *log, const char *why, int err);
 int store_log_load(store_log *log, sk_error *err);
 /* Frees segments and the stream table (not the queue or the struct). */
 void store_log_unload(store_log *log);
+/* Takes the directory's lock (a no-op if the seam has none); SK_EBUSY if held elsewhere. */
+int store_dir_lock(const store_io *io, const char *dir, int *handle_out, sk_error *err);
+void store_dir_unlock(const store_io *io, int handle);
 /* Seals the active segment and starts a new one at the head (appender thread). */
 int store_log_roll(store_log *log);
 /* The appender (appender.c). */

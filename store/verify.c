@@ -249,10 +249,23 @@ static int find_cut(const store_io *io, int fd, uint64_t first, uint64_t truncat
     return 0;
 }
 
+static int repair_locked(const char *dir, const store_io *io, uint64_t truncate_at, sk_error *err);
+
 int store_log_repair(const char *dir, const store_io *io, uint64_t truncate_at, sk_error *err)
 {
     if (!io)
         io = store_io_posix();
+    int lock = -1;
+    int rc = store_dir_lock(io, dir, &lock, err);
+    if (rc)
+        return rc;
+    rc = repair_locked(dir, io, truncate_at, err);
+    store_dir_unlock(io, lock);
+    return rc;
+}
+
+static int repair_locked(const char *dir, const store_io *io, uint64_t truncate_at, sk_error *err)
+{
     store_segment_list l;
     int rc = store_segments_list(io, dir, false, &l);
     if (rc) {

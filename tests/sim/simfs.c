@@ -460,9 +460,9 @@ simfs *simfs_create(uint64_t seed, bool verbose)
         abort();
     fs->rng = seed * 0x2545F4914F6CDD1Dull + 1;
     fs->verbose = verbose;
-    fs->io =
-        (store_io){fs,          s_open,   s_close,  s_pread, s_pwrite,   s_fdatasync, s_ftruncate,
-                   s_file_size, s_rename, s_unlink, s_mkdir, s_sync_dir, s_list_dir};
+    fs->io = (store_io){fs,          s_open,      s_close,  s_pread,  s_pwrite, s_fdatasync,
+                        s_ftruncate, s_file_size, s_rename, s_unlink, s_mkdir,  s_sync_dir,
+                        s_list_dir,  NULL,        NULL}; /* one process: no directory lock */
     return fs;
 }
 

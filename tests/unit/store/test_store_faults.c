@@ -97,11 +97,21 @@ static int f_list(void *ctx, const char *p, store_io_dirent_cb cb, void *c)
     return posix()->list_dir(NULL, p, cb, c);
 }
 
+static int f_lock(void *ctx, const char *p)
+{
+    return posix()->lock_dir(NULL, p);
+}
+static void f_unlock(void *ctx, int h)
+{
+    posix()->unlock_dir(NULL, h);
+}
+
 static void faulty_init(faulty *f)
 {
     memset(f, 0, sizeof *f);
-    f->io = (store_io){f,      f_open,   f_close,  f_pread, f_pwrite,   f_fdatasync, f_ftruncate,
-                       f_size, f_rename, f_unlink, f_mkdir, f_sync_dir, f_list};
+    f->io = (store_io){f,           f_open,      f_close, f_pread,  f_pwrite,
+                       f_fdatasync, f_ftruncate, f_size,  f_rename, f_unlink,
+                       f_mkdir,     f_sync_dir,  f_list,  f_lock,   f_unlock};
 }
 
 static store_log *open_faulty(const char *dir, faulty *f, uint64_t segment_bytes)
@@ -246,6 +256,33 @@ static void test_new_segment_directory_entry_is_synced(void **state)
     free(dir);
 }
 
+static void test_one_writer_per_directory(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    store_log *a = st_open(dir, 0);
+    assert_non_null(a);
+    store_config cfg;
+    store_config_init(&cfg, dir);
+    store_log *b = NULL;
+    sk_error err;
+    assert_int_equal(store_log_open(&cfg, &b, &err), SK_EBUSY);
+    assert_null(b);
+    assert_non_null(strstr(err.message, "in use"));
+    assert_int_equal(store_log_repair(dir, NULL, 0, &err), SK_EBUSY);
+    cfg.read_only = 1; /* readers (skaldctl) take no lock */
+    assert_int_equal(store_log_open(&cfg, &b, &err), 0);
+    store_log_close(b);
+    assert_int_equal(append(a, 0), 0);
+    store_log_close(a);
+    cfg.read_only = 0;
+    assert_int_equal(store_log_open(&cfg, &b, &err), 0); /* released at close */
+    assert_int_equal(store_log_head(b), 1);
+    store_log_close(b);
+    st_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -253,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_enospc_rejects_batch_cleanly),
         cmocka_unit_test(test_short_writes_are_retried),
         cmocka_unit_test(test_new_segment_directory_entry_is_synced),
+        cmocka_unit_test(test_one_writer_per_directory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
