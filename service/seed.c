@@ -272,7 +272,8 @@ static void format_traceparent(const ev_uuid *trace, const ev_uuid *span,
         *p++ = hex[trace->bytes[i] & 15];
     }
     *p++ = '-';
-    for (int i = 0; i < 8; i++) {
+    /* The UUID's last 8 bytes: random in both v4 and v7 (v7 starts with the time). */
+    for (int i = 8; i < 16; i++) {
         *p++ = hex[span->bytes[i] >> 4];
         *p++ = hex[span->bytes[i] & 15];
     }
@@ -418,6 +419,7 @@ static int seed_product(seed_ctx *s, uint32_t index)
     snprintf(p->sku, sizeof p->sku, "SKU-%04u", index + 1);
     snprintf(p->name, sizeof p->name, "%s %s", MATERIALS[material], ITEMS[item]);
     p->price_cents = rng_range(&s->rng, 5, 250) * 100 - 1;
+    clock_advance(s, 1 * US_PER_S, 30 * US_PER_S);
     int rc = emit_product(s, p, "ProductRegistered",
                           json_pack("{s:s, s:s, s:I}", "sku", p->sku, "name", p->name,
                                     "price_cents", (json_int_t)p->price_cents),
