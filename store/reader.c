@@ -31,6 +31,7 @@ typedef struct plan_entry {
     store_segment *seg;
     uint64_t offset;
     uint64_t version;
+    uint64_t position;
 } plan_entry;
 
 struct store_reader {
@@ -53,6 +54,7 @@ struct store_reader {
     uint32_t seg_index; /* sealed segments before it hold none of the next versions */
     plan_entry plan[PLAN_MAX];
     uint32_t plan_count, plan_next;
+    uint64_t at_position; /* of the record being read, for error messages */
 };
 
 static int reader_alloc(store_log *log, store_reader **out)
@@ -115,15 +117,25 @@ void store_reader_close(store_reader *r)
     free(r);
 }
 
+/* Reports damage a read met. In a log open for writing it also leaves a DAMAGED file in
+ * the directory, so the next read-write open refuses the log until it is repaired: the
+ * damage is never silently skipped, even where opening does not re-read (sealed
+ * segments). */
 static int corrupt(store_reader *r, store_segment *seg, uint64_t offset, const char *what,
                    sk_error *err)
 {
     char name[64];
     store_segment_name(seg->first_position, ".log", name, sizeof name);
-    return sk_error_set(err, SK_ECORRUPT, "",
-                        "log segment %s/%s is damaged at byte offset %llu: %s; run `skaldctl "
-                        "log verify` for every fault",
-                        r->log->dir, name, (unsigned long long)offset, what);
+    sk_error_set(err, SK_ECORRUPT, "",
+                 "log segment %s/%s is damaged at byte offset %llu (position %llu): %s; run "
+                 "`skaldctl log verify` for every fault, then `skaldctl log repair "
+                 "--truncate-at %llu`",
+                 r->log->dir, name, (unsigned long long)offset, (unsigned long long)r->at_position,
+                 what, (unsigned long long)r->at_position);
+    if (!r->log->cfg.read_only && err)
+        store_io_write_file_atomic(r->log->io, r->log->dir, STORE_DAMAGED_FILE, err->message,
+                                   strlen(err->message));
+    return SK_ECORRUPT;
 }
 
 /* Decodes the record at offset of seg into rec, reading through the chunk buffer. */
@@ -183,6 +195,7 @@ static int seek_position(store_reader *r, sk_error *err)
                             (unsigned long long)r->next_position);
     store_record rec;
     while (entry_pos < r->next_position) {
+        r->at_position = entry_pos;
         int rc = read_record(r, seg, off, atomic_load(&seg->size), &rec, err);
         if (rc)
             return rc;
@@ -204,6 +217,7 @@ static int next_by_position(store_reader *r, ev_event *out, sk_error *err)
             return rc;
     }
     store_record rec;
+    r->at_position = r->next_position;
     int rc = read_record(r, r->seg, r->offset, atomic_load(&r->seg->size), &rec, err);
     if (rc)
         return rc;
@@ -267,7 +281,8 @@ static int plan_sealed(store_reader *r, store_segment *seg, uint64_t *version)
         const store_sidx_entry *e = &batch[at];
         if (e->hash != r->hash)
             break;
-        r->plan[r->plan_count++] = (plan_entry){seg, e->offset, e->version};
+        r->plan[r->plan_count++] =
+            (plan_entry){seg, e->offset, e->version, seg->first_position + e->rel_position};
         if (e->version >= *version)
             *version = e->version + 1;
     }
@@ -286,7 +301,8 @@ static void plan_active(store_reader *r, store_segment *seg, const store_stream 
             hi = mid;
     }
     for (uint32_t i = lo; i < s->tail_count && r->plan_count < PLAN_MAX; i++)
-        r->plan[r->plan_count++] = (plan_entry){seg, s->tail[i].offset, s->tail[i].version};
+        r->plan[r->plan_count++] =
+            (plan_entry){seg, s->tail[i].offset, s->tail[i].version, s->tail[i].position};
 }
 
 static int plan_stream(store_reader *r)
@@ -335,6 +351,7 @@ static int next_by_stream(store_reader *r, ev_event *out, sk_error *err)
         if (p->version < r->next_version)
             continue;
         store_record rec;
+        r->at_position = p->position;
         int rc = read_record(r, p->seg, p->offset, atomic_load(&p->seg->size), &rec, err);
         if (rc)
             return rc;

@@ -326,6 +326,23 @@ static int load_active(store_log *log, sk_error *err)
     return index_segment(log, seg, end, true, true, err);
 }
 
+/* A read met damage earlier (reader.c left DAMAGED): no writes until an operator repairs. */
+static int refuse_if_damaged(store_log *log, sk_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", log->dir, STORE_DAMAGED_FILE);
+    uint8_t *text = NULL;
+    size_t size = 0;
+    if (store_io_read_file(log->io, path, 4096, &text, &size) != 0)
+        return 0;
+    int rc = sk_error_set(err, SK_ECORRUPT, "",
+                          "the log refuses writes until it is repaired: a read found damage "
+                          "(%.*s)",
+                          (int)size, (const char *)text);
+    free(text);
+    return rc;
+}
+
 int store_log_load(store_log *log, sk_error *err)
 {
     int rc = 0;
@@ -337,6 +354,9 @@ int store_log_load(store_log *log, sk_error *err)
         /* One writer per directory; recovery after a failure keeps the lock it has. */
         if (log->lock_handle < 0 &&
             (rc = store_dir_lock(log->io, log->dir, &log->lock_handle, err)) != 0)
+            return rc;
+        rc = refuse_if_damaged(log, err);
+        if (rc)
             return rc;
     }
     store_segment_list l;

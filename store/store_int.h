@@ -23,8 +23,9 @@ _Noreturn void store_assert_fail(const char *cond, const char *file, int line);
  * Record framing (record.c). See docs/log-format.md for the byte layout.
  */
 #define STORE_FORMAT_VERSION    1
-#define STORE_FRAME_HEADER_SIZE 8  /* u32 length, u32 crc */
-#define STORE_BODY_FIXED_SIZE   92 /* body bytes before the variable-length part */
+#define STORE_DAMAGED_FILE      "DAMAGED" /* left by a read that met damage: reader.c */
+#define STORE_FRAME_HEADER_SIZE 8         /* u32 length, u32 crc */
+#define STORE_BODY_FIXED_SIZE   92        /* body bytes before the variable-length part */
 #define STORE_RECORD_MAX        (2u << 20)
 
 #define STORE_FLAG_APPEND_END 0x01u /* last record of an atomic append */

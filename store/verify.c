@@ -305,6 +305,8 @@ static int repair_locked(const char *dir, const store_io *io, uint64_t truncate_
     char ckp[4096];
     snprintf(ckp, sizeof ckp, "%s/checkpoint", dir);
     io->unlink(io->ctx, ckp);
+    snprintf(ckp, sizeof ckp, "%s/%s", dir, STORE_DAMAGED_FILE);
+    io->unlink(io->ctx, ckp);
     free(l.firsts);
     rc = io->sync_dir(io->ctx, dir);
     if (rc)

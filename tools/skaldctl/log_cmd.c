@@ -96,6 +96,15 @@ static int log_info(const ctl_opts *o)
             printf("damage:         at position %" PRIu64
                    "; events after it are not shown. Run `skaldctl log verify --data %s`\n",
                    st.corrupt_position, o->data);
+        char marker[4200], text[1024] = "";
+        snprintf(marker, sizeof marker, "%s/DAMAGED", dir);
+        FILE *m = fopen(marker, "r");
+        if (m) {
+            size_t n = fread(text, 1, sizeof text - 1, m);
+            text[n] = '\0';
+            fclose(m);
+            printf("refused:        writes are refused until repair: %s\n", text);
+        }
         printf("  %-26s %14s %14s %14s\n", "SEGMENT", "FIRST", "NEXT", "BYTES");
     }
     store_log_segments(log, print_segment, &p);

@@ -129,16 +129,23 @@ static void test_middle_damage_refuses_open_until_repair(void **state)
     assert_int_equal(store_reader_next(r, &ev, &err), 1);
     assert_int_equal(store_reader_next(r, &ev, &err), SK_ECORRUPT);
     assert_non_null(strstr(err.message, "00000000000000000000.log"));
+    assert_non_null(strstr(err.message, "repair --truncate-at 1"));
     store_reader_close(r);
     store_log_close(log);
+    /* What the reader met is not forgotten: the log now refuses writes until repaired. */
+    assert_int_equal(store_log_open(&cfg, &log, &err), SK_ECORRUPT);
+    assert_non_null(strstr(err.message, "a read found damage"));
+    assert_non_null(strstr(err.message, "00000000000000000000.log"));
+    cfg.read_only = 1; /* reading it stays possible */
+    assert_int_equal(store_log_open(&cfg, &log, &err), 0);
+    store_log_close(log);
+    cfg.read_only = 0;
     /* Damage in the middle of the active segment, with later batches after it: refused. */
     char *dir2 = st_tempdir();
     build(dir2, 10);
     char seg[4400];
     st_last_segment(dir2, seg, sizeof seg);
     flip(seg, 200, 1);
-    assert_int_equal(store_log_open(&cfg, &log, &err), 0); /* dir is still the first one */
-    store_log_close(log);
     store_config cfg2;
     store_config_init(&cfg2, dir2);
     assert_int_equal(store_log_open(&cfg2, &log, &err), SK_ECORRUPT);
