@@ -442,7 +442,10 @@ static int seed_customer(seed_ctx *s, uint32_t index)
     snprintf(c->name, sizeof c->name, "%s %s",
              FIRST_NAMES[rng_range(&s->rng, 0, COUNT_OF(FIRST_NAMES) - 1)],
              LAST_NAMES[rng_range(&s->rng, 0, COUNT_OF(LAST_NAMES) - 1)]);
-    c->limit_cents = rng_range(&s->rng, 20, 200) * 10000;
+    /* Credit grows with the run's length: confirmed orders keep their payments, so with a
+     * fixed limit a long run would end with every customer exhausted. */
+    int64_t scale = (s->opt->orders - 1) / 1000 + 1;
+    c->limit_cents = rng_range(&s->rng, 20, 200) * 10000 * scale;
     clock_advance(s, 1 * US_PER_S, 60 * US_PER_S);
     int rc = emit_customer(s, c, "CustomerOpened",
                            json_pack("{s:s, s:s, s:I}", "customer_id", c->id, "name", c->name,
