@@ -48,7 +48,7 @@ static inline void st_copy_dir(const char *from, const char *to)
     mkdir(to, 0755);
     DIR *d = opendir(from);
     struct dirent *e;
-    static char buf[1 << 16];
+    char buf[8192];
     while (d && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;

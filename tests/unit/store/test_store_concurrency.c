@@ -6,10 +6,12 @@
  */
 #include "storetest.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <time.h>
 #include <cmocka.h>
 
 #define THREADS 8
@@ -47,6 +49,48 @@ static void on_done(void *ctx, const store_append_result *res)
     free(t);
 }
 
+/* No single wait in this test may outlast this: a store that stops completing appends is a
+ * failure, reported by aborting (completions still in flight point into the workers). */
+#define WAIT_LIMIT_S 240
+
+static struct timespec deadline_from_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += WAIT_LIMIT_S;
+    return t;
+}
+
+static void give_up(const worker *w, const char *what)
+{
+    fprintf(stderr, "worker %d: %s for %d s (done %llu of %llu)\n", w->id, what, WAIT_LIMIT_S,
+            (unsigned long long)w->done, (unsigned long long)w->count);
+    abort();
+}
+
+/* Waits (w->mu held) until at most `limit` appends of w are in flight. */
+static void wait_in_flight(worker *w, uint64_t limit)
+{
+    struct timespec deadline = deadline_from_now();
+    while (w->in_flight > limit)
+        if (pthread_cond_timedwait(&w->cond, &w->mu, &deadline) == ETIMEDOUT)
+            give_up(w, "no completion");
+}
+
+static int append_async(worker *w, const char *stream, const st_event *e, ticket *t)
+{
+    sk_error err;
+    time_t until = time(NULL) + WAIT_LIMIT_S;
+    int rc;
+    while ((rc = store_log_append_async(w->log, ev_str_of(stream), STORE_EXPECT_ANY, &e->ev, 1,
+                                        on_done, t, &err)) == SK_EBUSY)
+        if (time(NULL) > until)
+            give_up(w, "queue full");
+        else
+            sched_yield();
+    return rc;
+}
+
 static void *run(void *arg)
 {
     worker *w = arg;
@@ -55,9 +99,9 @@ static void *run(void *arg)
     for (uint64_t i = 0; i < w->count; i++) {
         st_event e;
         st_make(&e, stream, i, 60);
-        sk_error err;
         if (!w->async) {
             store_append_result res;
+            sk_error err;
             int rc =
                 store_log_append(w->log, ev_str_of(stream), STORE_EXPECT_ANY, &e.ev, 1, &res, &err);
             w->positions[i] = rc == 0 ? res.first_position : UINT64_MAX;
@@ -66,17 +110,12 @@ static void *run(void *arg)
             continue;
         }
         pthread_mutex_lock(&w->mu);
-        while (w->in_flight >= WINDOW)
-            pthread_cond_wait(&w->cond, &w->mu);
+        wait_in_flight(w, WINDOW - 1);
         w->in_flight++;
         pthread_mutex_unlock(&w->mu);
         ticket *t = malloc(sizeof *t);
         *t = (ticket){w, i};
-        int rc;
-        while ((rc = store_log_append_async(w->log, ev_str_of(stream), STORE_EXPECT_ANY, &e.ev, 1,
-                                            on_done, t, &err)) == SK_EBUSY)
-            sched_yield();
-        if (rc != 0) {
+        if (append_async(w, stream, &e, t) != 0) {
             free(t);
             pthread_mutex_lock(&w->mu);
             w->in_flight--;
@@ -85,8 +124,7 @@ static void *run(void *arg)
         }
     }
     pthread_mutex_lock(&w->mu);
-    while (w->in_flight > 0)
-        pthread_cond_wait(&w->cond, &w->mu);
+    wait_in_flight(w, 0);
     pthread_mutex_unlock(&w->mu);
     return NULL;
 }

@@ -165,6 +165,92 @@ static void test_failed_fdatasync_is_sticky(void **state)
     free(dir);
 }
 
+typedef struct outcomes {
+    int ok, failed, other;
+} outcomes;
+
+static void count_outcome(void *ctx, const store_append_result *res)
+{
+    outcomes *o = ctx;
+    o->ok += res->status == 0;
+    o->failed += res->status == SK_EFAILED;
+    o->other += res->status != 0 && res->status != SK_EFAILED;
+}
+
+/* Several appends wait in one batch whose fdatasync fails: every one completes with
+ * SK_EFAILED (manual commit makes the batch deterministic), none is acknowledged. */
+static void test_failed_fdatasync_fails_the_whole_batch(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    faulty f;
+    faulty_init(&f);
+    store_config cfg;
+    store_config_init(&cfg, dir);
+    cfg.io = &f.io;
+    cfg.manual_commit = 1;
+    store_log *log = NULL;
+    sk_error err;
+    assert_int_equal(store_log_open(&cfg, &log, &err), 0);
+    outcomes o = {0};
+    st_event e;
+    for (uint64_t i = 0; i < 4; i++) {
+        st_make(&e, "f", i, 50);
+        assert_int_equal(store_log_append_async(log, ev_str_of("s"), STORE_EXPECT_ANY, &e.ev, 1,
+                                                count_outcome, &o, &err),
+                         0);
+    }
+    assert_int_equal(store_log_commit(log), 4);
+    assert_int_equal(o.ok, 4);
+    f.fail_fdatasync = 1;
+    for (uint64_t i = 4; i < 14; i++) {
+        st_make(&e, "f", i, 50);
+        assert_int_equal(store_log_append_async(log, ev_str_of(i % 2 ? "s" : "t"), STORE_EXPECT_ANY,
+                                                &e.ev, 1, count_outcome, &o, &err),
+                         0);
+    }
+    store_log_commit(log);
+    assert_int_equal(o.ok, 4);
+    assert_int_equal(o.failed, 10);
+    assert_int_equal(o.other, 0);
+    store_log_stats st;
+    store_log_get_stats(log, &st);
+    assert_int_equal(st.state, STORE_STATE_FAILED);
+    st_make(&e, "f", 14, 50);
+    assert_int_equal(store_log_append_async(log, ev_str_of("s"), STORE_EXPECT_ANY, &e.ev, 1,
+                                            count_outcome, &o, &err),
+                     SK_EFAILED);
+    assert_int_equal(store_log_recover(log, &err), 0);
+    assert_int_equal(store_log_head(log), 4);
+    assert_int_equal(store_log_stream_version(log, ev_str_of("s")), 4);
+    assert_int_equal(store_log_stream_version(log, ev_str_of("t")), 0);
+    st_make(&e, "f", 4, 50);
+    int rc = store_log_append_async(log, ev_str_of("s"), STORE_EXPECT_ANY, &e.ev, 1, count_outcome,
+                                    &o, &err);
+    store_log_get_stats(log, &st);
+    if (rc != 0)
+        fail_msg("append after recover: %d (%s), state %d", rc, err.message, (int)st.state);
+    assert_int_equal(store_log_commit(log), 1);
+    assert_int_equal(o.ok, 5);
+    store_log_close(log);
+    log = st_open(dir, 0);
+    assert_int_equal(store_log_head(log), 5);
+    store_reader *r;
+    assert_int_equal(store_reader_open(log, 0, &r), 0);
+    ev_event ev;
+    for (uint64_t i = 0; i < 5; i++) {
+        assert_int_equal(store_reader_next(r, &ev, &err), 1);
+        char want[16];
+        int n = snprintf(want, sizeof want, "f:%llu:", (unsigned long long)i);
+        assert_memory_equal(ev.payload, want, (size_t)n);
+    }
+    assert_int_equal(store_reader_next(r, &ev, &err), 0);
+    store_reader_close(r);
+    store_log_close(log);
+    st_rmrf(dir);
+    free(dir);
+}
+
 static void test_enospc_rejects_batch_cleanly(void **state)
 {
     (void)state;
@@ -287,6 +373,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_failed_fdatasync_is_sticky),
+        cmocka_unit_test(test_failed_fdatasync_fails_the_whole_batch),
         cmocka_unit_test(test_enospc_rejects_batch_cleanly),
         cmocka_unit_test(test_short_writes_are_retried),
         cmocka_unit_test(test_new_segment_directory_entry_is_synced),

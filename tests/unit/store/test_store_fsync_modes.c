@@ -27,17 +27,29 @@ static void run_mode(store_fsync_mode mode, uint64_t *fsyncs_idle)
         assert_int_equal(
             store_log_append(log, ev_str_of("s"), STORE_EXPECT_ANY, &e.ev, 1, NULL, &err), 0);
     }
-    store_log_stats before, after;
+    store_log_stats before = {0}, after;
     store_log_get_stats(log, &before);
-    struct timespec pause = {0, 50000000L};
-    nanosleep(&pause, NULL); /* idle: only the interval timer may sync */
-    store_log_get_stats(log, &after);
+    st_event last; /* acknowledged after the write, before any sync: a sync must follow */
+    st_make(&last, "m", 200, 20);
+    assert_int_equal(
+        store_log_append(log, ev_str_of("s"), STORE_EXPECT_ANY, &last.ev, 1, NULL, &err), 0);
+    after = before;
+    /* Idle: only the interval timer may sync. Wait up to 2 s for it (a loaded machine),
+     * or 50 ms to see that fsync=never does not. */
+    int waits = mode == STORE_FSYNC_INTERVAL ? 200 : 5;
+    struct timespec pause = {0, 10000000L};
+    for (int i = 0; i < waits; i++) {
+        nanosleep(&pause, NULL);
+        store_log_get_stats(log, &after);
+        if (after.fsyncs > before.fsyncs && mode == STORE_FSYNC_INTERVAL)
+            break;
+    }
     *fsyncs_idle = after.fsyncs - before.fsyncs;
     assert_int_equal(store_log_close(log), 0);
     log = NULL;
     assert_int_equal(store_log_open(&cfg, &log, &err), 0);
-    assert_int_equal(store_log_head(log), 200);
-    assert_int_equal(store_log_stream_version(log, ev_str_of("s")), 200);
+    assert_int_equal(store_log_head(log), 201);
+    assert_int_equal(store_log_stream_version(log, ev_str_of("s")), 201);
     store_log_close(log);
     st_rmrf(dir);
     free(dir);

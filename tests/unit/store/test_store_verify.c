@@ -70,32 +70,71 @@ static void test_intact_log_verifies(void **state)
     free(dir);
 }
 
+typedef struct file_list {
+    char names[64][64];
+    int count;
+} file_list;
+
+/* Names in dir ending in suffix, into l. */
+static void list_files(const char *dir, const char *suffix, file_list *l)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    size_t sl = strlen(suffix);
+    while ((e = readdir(d)) != NULL && l->count < 64) {
+        size_t len = strlen(e->d_name);
+        if (len > sl && len < 64 && strcmp(e->d_name + len - sl, suffix) == 0)
+            snprintf(l->names[l->count++], 64, "%s", e->d_name);
+    }
+    closedir(d);
+}
+
+/* Flips one bit at every byte of dir/name in turn, runs verify (which only reads), and
+ * flips it back. With is_segment the first fault must name that segment at or before the
+ * flipped byte. Ends with the log intact again. */
+static void flip_every_byte(const char *dir, const char *name, bool is_segment)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_size > 0);
+    for (long off = 0; off < st.st_size; off++) {
+        int bit = (int)(off % 8);
+        flip(path, off, bit);
+        faults f = {0};
+        store_verify_report rep;
+        int rc = store_log_verify(dir, NULL, on_fault, NULL, &f, &rep);
+        flip(path, off, bit);
+        if (rc != SK_ECORRUPT || f.count == 0 || rep.faults == 0)
+            fail_msg("%s: flipped bit %d at offset %ld not found (rc %d, %d faults)", name, bit,
+                     off, rc, f.count);
+        if (is_segment && (strcmp(f.segment, name) != 0 || f.offset > (uint64_t)off))
+            fail_msg("%s: flipped bit at offset %ld reported as %s offset %llu", name, off,
+                     f.segment, (unsigned long long)f.offset);
+    }
+}
+
+/* Every byte of every segment (sealed and active) and of every index file, one at a time. */
 static void test_every_flipped_bit_is_found(void **state)
 {
     (void)state;
     char *dir = st_tempdir();
-    char base[4200], work[4200];
-    snprintf(base, sizeof base, "%s/base", dir);
-    snprintf(work, sizeof work, "%s/work", dir);
-    build(base, 12); /* one segment, 12 records */
-    char seg[4400];
-    st_last_segment(base, seg, sizeof seg);
-    struct stat st;
-    assert_int_equal(stat(seg, &st), 0);
-    const char *name = strrchr(seg, '/') + 1;
-    for (long off = 0; off < st.st_size; off++) {
-        st_rmrf(work);
-        st_copy_dir(base, work);
-        char path[8800];
-        snprintf(path, sizeof path, "%s/%s", work, name);
-        flip(path, off, (int)(off % 8));
-        faults f = {0};
-        store_verify_report rep;
-        int rc = store_log_verify(work, NULL, on_fault, NULL, &f, &rep);
-        if (rc != SK_ECORRUPT || f.count == 0 || strcmp(f.segment, name) != 0)
-            fail_msg("flipped bit %d at offset %ld not found (rc %d, %d faults)", (int)(off % 8),
-                     off, rc, f.count);
-    }
+    build(dir, 30); /* about 14 records a segment: two sealed segments and the active one */
+    file_list segs = {0}, idx = {0};
+    list_files(dir, ".log", &segs);
+    list_files(dir, ".index", &idx);
+    list_files(dir, ".sidx", &idx);
+    assert_true(segs.count >= 3);
+    assert_true(idx.count >= 2);
+    for (int i = 0; i < segs.count; i++)
+        flip_every_byte(dir, segs.names[i], true);
+    for (int i = 0; i < idx.count; i++)
+        flip_every_byte(dir, idx.names[i], false);
+    store_verify_report rep;
+    assert_int_equal(store_log_verify(dir, NULL, NULL, NULL, NULL, &rep), 0);
+    assert_int_equal(rep.records, 30);
     st_rmrf(dir);
     free(dir);
 }
@@ -148,8 +187,20 @@ static void test_middle_damage_refuses_open_until_repair(void **state)
     flip(seg, 200, 1);
     store_config cfg2;
     store_config_init(&cfg2, dir2);
+    log = NULL;
     assert_int_equal(store_log_open(&cfg2, &log, &err), SK_ECORRUPT);
-    assert_non_null(strstr(err.message, "repair --truncate-at"));
+    assert_null(log);
+    const char *seg_name = strrchr(seg, '/') + 1;
+    const char *at = strstr(err.message, "repair --truncate-at ");
+    if (!at || !strstr(err.message, seg_name) || !strstr(err.message, "byte offset"))
+        fail_msg("message does not name segment, offset and repair: %s", err.message);
+    /* Offset 200 lies in the second record (each is about 150 bytes): position 1. */
+    uint64_t p2 = at ? strtoull(at + strlen("repair --truncate-at "), NULL, 10) : UINT64_MAX;
+    assert_int_equal(p2, 1);
+    assert_int_equal(store_log_repair(dir2, NULL, p2, &err), 0);
+    assert_int_equal(store_log_open(&cfg2, &log, &err), 0);
+    assert_int_equal(store_log_head(log), p2);
+    store_log_close(log);
     /* Repair at the position it names. */
     assert_int_equal(store_log_repair(dir, NULL, 1, &err), 0);
     cfg.verify_on_open = 1;
