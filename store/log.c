@@ -191,8 +191,7 @@ int store_log_recover(store_log *log, sk_error *err)
     if (rc != 0) {
         sk_error_set(err, rc, "", "cannot cut the unsynced tail of %s: %s", log->dir,
                      sk_strerror(rc));
-        if (!log->cfg.manual_commit)
-            store_appender_start(log);
+        store_appender_start(log); /* also clears `stopping` in manual-commit mode */
         return rc;
     }
     pthread_mutex_lock(&log->mu);
@@ -209,11 +208,11 @@ int store_log_recover(store_log *log, sk_error *err)
                 "accepted again\",\"dir\":\"%s\"}\n",
                 log->dir);
     }
-    if (!log->cfg.manual_commit) {
-        int r = store_appender_start(log);
-        if (rc == 0)
-            rc = r;
-    }
+    /* Also in manual-commit mode: starting clears `stopping`, without which every later
+     * append would be refused as if the log were closing. */
+    int r = store_appender_start(log);
+    if (rc == 0)
+        rc = r;
     return rc;
 }
 
