@@ -16,7 +16,9 @@
  *  - ftruncate, sync_dir: EIO;
  *  - a crash at a chosen call: every later call fails until simfs_reboot, which keeps,
  *    drops or tears (garbage or zeros) each unsynced sector, picks a file size between the
- *    durable and the current one, and forgets unsynced directory entries.
+ *    durable and the current one, and keeps a random prefix of the directory changes made
+ *    since their directory was last synced (a journaling file system commits them in
+ *    order, each whole: a renamed file is under its old name or its new one, never both).
  */
 #include "tests/sim/simfs.h"
 
@@ -45,11 +47,23 @@ typedef struct names {
     size_t n, cap;
 } names;
 
+/* A directory change not yet synced: what may or may not survive a crash. */
+typedef enum dirop_kind { DIROP_CREATE, DIROP_RENAME, DIROP_UNLINK } dirop_kind;
+
+typedef struct dirop {
+    dirop_kind kind;
+    char *path, *to; /* to: the new name of a rename */
+    inode *ino;
+} dirop;
+
 struct simfs {
-    store_io io;
+    store_io io;     /* what the log calls: the simulation, or the tracing layer over it */
+    store_io sim_io; /* the simulation itself */
     uint64_t rng;
-    bool verbose;
+    int verbose; /* 1: faults and crashes; 2: every call too */
     names cur, dur;
+    dirop *ops; /* unsynced directory changes, oldest first */
+    size_t nops, ops_cap;
     char **dirs;
     size_t ndirs;
     inode **fds;
@@ -60,6 +74,7 @@ struct simfs {
     int pending_err;
     uint64_t calls, crash_at;
     bool crashed;
+    bool held; /* checks running: no faults, and the crash clock stands still */
 };
 
 uint64_t simfs_rand(simfs *fs)
@@ -72,7 +87,7 @@ uint64_t simfs_rand(simfs *fs)
 
 static bool chance(simfs *fs, uint32_t ppm)
 {
-    return fs->faults_on && ppm && simfs_rand(fs) % 1000000 < ppm;
+    return fs->faults_on && !fs->held && ppm && simfs_rand(fs) % 1000000 < ppm;
 }
 
 static void trace(simfs *fs, const char *what, const char *detail)
@@ -86,6 +101,8 @@ static bool alive(simfs *fs)
 {
     if (fs->crashed)
         return false;
+    if (fs->held)
+        return true;
     fs->calls++;
     if (fs->crash_at && fs->calls >= fs->crash_at) {
         fs->crashed = true;
@@ -166,6 +183,54 @@ static void dir_of(const char *path, char *out, size_t size)
         *slash = '\0';
 }
 
+static void journal(simfs *fs, dirop_kind kind, const char *path, const char *to, inode *ino)
+{
+    if (fs->nops == fs->ops_cap) {
+        fs->ops_cap = fs->ops_cap ? fs->ops_cap * 2 : 32;
+        fs->ops = realloc(fs->ops, fs->ops_cap * sizeof *fs->ops);
+        if (!fs->ops)
+            abort();
+    }
+    fs->ops[fs->nops++] = (dirop){kind, strdup(path), to ? strdup(to) : NULL, ino};
+}
+
+static void dirop_free(dirop *op)
+{
+    free(op->path);
+    free(op->to);
+}
+
+/* A synced directory's changes are durable: drop them from the journal. */
+static void journal_forget_dir(simfs *fs, const char *dir)
+{
+    char d[4096];
+    size_t kept = 0;
+    for (size_t i = 0; i < fs->nops; i++) {
+        dir_of(fs->ops[i].path, d, sizeof d);
+        if (strcmp(d, dir) == 0)
+            dirop_free(&fs->ops[i]);
+        else
+            fs->ops[kept++] = fs->ops[i];
+    }
+    fs->nops = kept;
+}
+
+static void dirop_apply(names *ns, const dirop *op)
+{
+    switch (op->kind) {
+    case DIROP_CREATE:
+        put(ns, op->path, op->ino);
+        break;
+    case DIROP_RENAME:
+        del(ns, op->path);
+        put(ns, op->to, op->ino);
+        break;
+    case DIROP_UNLINK:
+        del(ns, op->path);
+        break;
+    }
+}
+
 static inode *ino_of(simfs *fs, int fd)
 {
     return fd >= 0 && (size_t)fd < fs->nfds ? fs->fds[fd] : NULL;
@@ -200,6 +265,7 @@ static int s_open(void *ctx, const char *path, int flags, int mode)
             return -ENOENT;
         ino = inode_new(fs);
         put(&fs->cur, path, ino);
+        journal(fs, DIROP_CREATE, path, NULL, ino);
     }
     if (flags & O_TRUNC)
         ino->cur_len = 0;
@@ -331,7 +397,14 @@ static int s_fdatasync(void *ctx, int fd)
         }
         return -EIO;
     }
-    memcpy(ino->dur, ino->cur, ino->cur_len);
+    /* Only dirty sectors are written: one marked clean by an earlier failure never reaches
+     * the disk, though reads still see it. */
+    for (size_t s = 0; s < sectors && s * SECTOR < ino->cur_len; s++) {
+        if (!ino->dirty[s])
+            continue;
+        size_t from = s * SECTOR, to = from + SECTOR < ino->cur_len ? from + SECTOR : ino->cur_len;
+        memcpy(ino->dur + from, ino->cur + from, to - from);
+    }
     ino->dur_len = ino->cur_len;
     memset(ino->dirty, 0, sectors);
     return 0;
@@ -379,6 +452,7 @@ static int s_rename(void *ctx, const char *from, const char *to)
     inode *ino = e->ino;
     del(&fs->cur, from);
     put(&fs->cur, to, ino);
+    journal(fs, DIROP_RENAME, from, to, ino);
     return 0;
 }
 
@@ -387,8 +461,10 @@ static int s_unlink(void *ctx, const char *path)
     simfs *fs = ctx;
     if (!alive(fs))
         return -EIO;
-    if (!find(&fs->cur, path))
+    entry *e = find(&fs->cur, path);
+    if (!e)
         return -ENOENT;
+    journal(fs, DIROP_UNLINK, path, NULL, e->ino);
     del(&fs->cur, path);
     return 0;
 }
@@ -427,6 +503,7 @@ static int s_sync_dir(void *ctx, const char *dir)
         if (strcmp(d, dir) == 0)
             put(&fs->dur, fs->cur.e[i].path, fs->cur.e[i].ino);
     }
+    journal_forget_dir(fs, dir);
     return 0;
 }
 
@@ -453,16 +530,124 @@ static int s_list_dir(void *ctx, const char *dir, store_io_dirent_cb cb, void *c
     return 0;
 }
 
-simfs *simfs_create(uint64_t seed, bool verbose)
+/* -vv: every call and its result, through a layer over the simulated calls. */
+static int t_open(void *ctx, const char *path, int flags, int mode)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.open(fs, path, flags, mode);
+    fprintf(stderr, "simfs #%llu: open %s%s -> %d\n", (unsigned long long)fs->calls, path,
+            flags & O_CREAT ? " (create)" : "", rc);
+    return rc;
+}
+
+static int t_close(void *ctx, int fd)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.close(fs, fd);
+    fprintf(stderr, "simfs #%llu: close %d -> %d\n", (unsigned long long)fs->calls, fd, rc);
+    return rc;
+}
+
+static ssize_t t_pread(void *ctx, int fd, void *buf, size_t size, uint64_t offset)
+{
+    simfs *fs = ctx;
+    ssize_t rc = fs->sim_io.pread(fs, fd, buf, size, offset);
+    fprintf(stderr, "simfs #%llu: pread %d %zu@%llu -> %zd\n", (unsigned long long)fs->calls, fd,
+            size, (unsigned long long)offset, rc);
+    return rc;
+}
+
+static ssize_t t_pwrite(void *ctx, int fd, const void *buf, size_t size, uint64_t offset)
+{
+    simfs *fs = ctx;
+    ssize_t rc = fs->sim_io.pwrite(fs, fd, buf, size, offset);
+    fprintf(stderr, "simfs #%llu: pwrite %d %zu@%llu -> %zd\n", (unsigned long long)fs->calls, fd,
+            size, (unsigned long long)offset, rc);
+    return rc;
+}
+
+static int t_fdatasync(void *ctx, int fd)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.fdatasync(fs, fd);
+    fprintf(stderr, "simfs #%llu: fdatasync %d -> %d\n", (unsigned long long)fs->calls, fd, rc);
+    return rc;
+}
+
+static int t_ftruncate(void *ctx, int fd, uint64_t size)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.ftruncate(fs, fd, size);
+    fprintf(stderr, "simfs #%llu: ftruncate %d %llu -> %d\n", (unsigned long long)fs->calls, fd,
+            (unsigned long long)size, rc);
+    return rc;
+}
+
+static int t_file_size(void *ctx, int fd, uint64_t *size_out)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.file_size(fs, fd, size_out);
+    fprintf(stderr, "simfs #%llu: file_size %d -> %d (%llu)\n", (unsigned long long)fs->calls, fd,
+            rc, rc == 0 ? (unsigned long long)*size_out : 0ull);
+    return rc;
+}
+
+static int t_rename(void *ctx, const char *from, const char *to)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.rename(fs, from, to);
+    fprintf(stderr, "simfs #%llu: rename %s %s -> %d\n", (unsigned long long)fs->calls, from, to,
+            rc);
+    return rc;
+}
+
+static int t_unlink(void *ctx, const char *path)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.unlink(fs, path);
+    fprintf(stderr, "simfs #%llu: unlink %s -> %d\n", (unsigned long long)fs->calls, path, rc);
+    return rc;
+}
+
+static int t_mkdir(void *ctx, const char *path, int mode)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.mkdir(fs, path, mode);
+    fprintf(stderr, "simfs #%llu: mkdir %s -> %d\n", (unsigned long long)fs->calls, path, rc);
+    return rc;
+}
+
+static int t_sync_dir(void *ctx, const char *path)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.sync_dir(fs, path);
+    fprintf(stderr, "simfs #%llu: sync_dir %s -> %d\n", (unsigned long long)fs->calls, path, rc);
+    return rc;
+}
+
+static int t_list_dir(void *ctx, const char *path, store_io_dirent_cb cb, void *cb_ctx)
+{
+    simfs *fs = ctx;
+    int rc = fs->sim_io.list_dir(fs, path, cb, cb_ctx);
+    fprintf(stderr, "simfs #%llu: list_dir %s -> %d\n", (unsigned long long)fs->calls, path, rc);
+    return rc;
+}
+
+simfs *simfs_create(uint64_t seed, int verbose)
 {
     simfs *fs = calloc(1, sizeof *fs);
     if (!fs)
         abort();
     fs->rng = seed * 0x2545F4914F6CDD1Dull + 1;
     fs->verbose = verbose;
-    fs->io = (store_io){fs,          s_open,      s_close,  s_pread,  s_pwrite, s_fdatasync,
-                        s_ftruncate, s_file_size, s_rename, s_unlink, s_mkdir,  s_sync_dir,
-                        s_list_dir,  NULL,        NULL}; /* one process: no directory lock */
+    fs->sim_io = (store_io){fs,          s_open,      s_close,  s_pread,  s_pwrite, s_fdatasync,
+                            s_ftruncate, s_file_size, s_rename, s_unlink, s_mkdir,  s_sync_dir,
+                            s_list_dir,  NULL,        NULL}; /* one process: no directory lock */
+    fs->io = fs->sim_io;
+    if (verbose > 1)
+        fs->io = (store_io){fs,          t_open,      t_close,     t_pread,  t_pwrite,
+                            t_fdatasync, t_ftruncate, t_file_size, t_rename, t_unlink,
+                            t_mkdir,     t_sync_dir,  t_list_dir,  NULL,     NULL};
     return fs;
 }
 
@@ -477,6 +662,11 @@ void simfs_set_faults(simfs *fs, const simfs_faults *faults)
     if (faults)
         fs->faults = *faults;
     fs->pending_err = 0;
+}
+
+void simfs_hold(simfs *fs, bool held)
+{
+    fs->held = held;
 }
 
 void simfs_crash_after(simfs *fs, uint64_t after)
@@ -539,8 +729,24 @@ static void settle(simfs *fs, inode *ino)
     free(out);
 }
 
+/* The file system's journal reached the disk up to some change: those changes persist,
+ * in order and each whole; the later ones are lost. */
+static void settle_dirs(simfs *fs)
+{
+    size_t keep = (size_t)(simfs_rand(fs) % (fs->nops + 1));
+    for (size_t i = 0; i < fs->nops; i++) {
+        if (i < keep)
+            dirop_apply(&fs->dur, &fs->ops[i]);
+        dirop_free(&fs->ops[i]);
+    }
+    if (fs->verbose)
+        fprintf(stderr, "simfs: %zu of %zu unsynced directory changes persist\n", keep, fs->nops);
+    fs->nops = 0;
+}
+
 void simfs_reboot(simfs *fs)
 {
+    settle_dirs(fs);
     for (size_t i = 0; i < fs->dur.n; i++) {
         inode *ino = fs->dur.e[i].ino;
         bool done = false;
@@ -577,6 +783,9 @@ void simfs_destroy(simfs *fs)
         free(fs->cur.e[i].path);
     for (size_t i = 0; i < fs->dur.n; i++)
         free(fs->dur.e[i].path);
+    for (size_t i = 0; i < fs->nops; i++)
+        dirop_free(&fs->ops[i]);
+    free(fs->ops);
     free(fs->cur.e);
     free(fs->dur.e);
     for (size_t i = 0; i < fs->ndirs; i++)
