@@ -97,6 +97,10 @@ typedef struct cmd_bus_config {
     const char *command_schemas_dir; /* one .avsc per command: the shape of its body */
     const cmd_handler_table *tables; /* copied */
     size_t ntables;
+    store_snapshots *snapshots; /* NULL: no snapshots; borrowed */
+    uint32_t snapshot_every;    /* save a snapshot each time this many events were added
+                                   since the last one (0: never) */
+    uint32_t cache_max;         /* hot aggregates kept in memory (0: no cache) */
 } cmd_bus_config;
 
 typedef struct cmd_context {
@@ -131,6 +135,45 @@ void cmd_bus_destroy(cmd_bus *bus); /* accepts NULL */
 int cmd_bus_execute(cmd_bus *bus, const char *command, const json_t *body,
                     uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out);
 void cmd_outcome_clear(cmd_outcome *out);
+
+/* The asynchronous form: validation, loading and deciding run in the caller's thread;
+ * the append is queued and done(cb_ctx, out) runs once, on the log's completer thread
+ * when an append was queued, or before cmd_bus_submit returns otherwise (a rejection, a
+ * conflict, a command with no events). out must stay valid until done runs. Commands for
+ * one stream are pipelined: the next one decides on the state the queued one leaves.
+ * Returns 0 (done will run or has run) -- the outcome is in out->status. */
+typedef void (*cmd_done_cb)(void *cb_ctx, cmd_outcome *out);
+int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body,
+                   uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out,
+                   cmd_done_cb done, void *cb_ctx);
+
+/* The aggregate a stream belongs to, by its stream prefix; NULL if none. */
+const cmd_aggregate *cmd_aggregate_of_stream(const cmd_handler_table *tables, size_t ntables,
+                                             const char *stream_id);
+/* The aggregate named name ("Product"); NULL if none. */
+const cmd_aggregate *cmd_aggregate_find(const cmd_handler_table *tables, size_t ntables,
+                                        const char *name);
+
+/*
+ * Rebuilds a stream's state outside the cache: from its newest snapshot whose
+ * state_version is current (when use_snapshot and the bus has snapshots), plus the events
+ * after it; or from the first event. *state_out is the caller's; *version_out the
+ * stream version it includes. For tools and benchmarks; commands use the cache.
+ */
+int cmd_bus_load(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, int use_snapshot,
+                 json_t **state_out, uint64_t *version_out, sk_error *err);
+/* Replays the stream from its first event and saves a snapshot of it now. */
+int cmd_bus_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, sk_error *err);
+
+/* Replays events (from a reader) into state with agg->evolve, decoding each payload
+ * through events. *version_out gets the last version applied (unchanged if none). */
+int cmd_replay(const ev_registry *events, const cmd_aggregate *agg, store_reader *reader,
+               json_t *state, uint64_t *version_out, sk_error *err);
+
+typedef struct cmd_bus_stats {
+    uint64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved, in_flight;
+} cmd_bus_stats;
+void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out);
 
 /* The sample domain: order fulfillment. */
 extern const cmd_handler_table cmd_product_handlers;

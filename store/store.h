@@ -276,6 +276,45 @@ int store_log_verify(const char *dir, const store_io *io, store_fault_cb cb,
  * open. On success the log opens for writing again. */
 int store_log_repair(const char *dir, const store_io *io, uint64_t truncate_at, sk_error *err);
 
+/* ---------------------------------------------------------------------------------------
+ * Snapshots (store/snapshot.c): the newest saved state of an aggregate, one row per
+ * stream in a SQLite file beside the log (DATA/snapshots.db). A snapshot is a cache: losing
+ * one costs a longer replay, never data, so writes are not fsynced one by one (WAL,
+ * synchronous=NORMAL). Safe to call from several threads (one connection, a mutex).
+ */
+typedef struct store_snapshots store_snapshots;
+
+#define STORE_SNAPSHOT_AGGREGATE_MAX 63
+
+typedef struct store_snapshot {
+    char stream_id[EV_STREAM_ID_MAX + 1];
+    char aggregate[STORE_SNAPSHOT_AGGREGATE_MAX + 1]; /* "Product" */
+    uint64_t version;       /* the stream version the state includes (>= 1) */
+    uint32_t state_version; /* the aggregate's state-shape version when it was taken */
+    int64_t taken_at_us;    /* set by save when 0 */
+    char *state_json;       /* the state as compact JSON; malloc'd, freed by _clear */
+} store_snapshot;
+
+/* Opens (creating unless read_only) the snapshot file at path. */
+int store_snapshots_open(const char *path, int read_only, store_snapshots **out, sk_error *err);
+void store_snapshots_close(store_snapshots *snaps); /* accepts NULL */
+/* Saves snap for its stream, replacing an older one; a snapshot at a lower version than
+ * the one kept is ignored (0). snap is borrowed. */
+int store_snapshot_save(store_snapshots *snaps, const store_snapshot *snap, sk_error *err);
+/* 1 and *out filled (free with store_snapshot_clear), 0 if the stream has none, or an
+ * error. */
+int store_snapshot_load(store_snapshots *snaps, const char *stream_id, store_snapshot *out,
+                        sk_error *err);
+void store_snapshot_clear(store_snapshot *snap);
+/* Calls cb for every snapshot in stream order (stops early and returns cb's value if it
+ * is not 0). snap is valid during the call only. */
+int store_snapshot_list(store_snapshots *snaps, int (*cb)(void *cb_ctx, const store_snapshot *),
+                        void *cb_ctx, sk_error *err);
+/* Deletes the snapshot of stream_id, or every snapshot of aggregate, or (both NULL) all;
+ * *removed (may be NULL) gets the count. */
+int store_snapshot_delete(store_snapshots *snaps, const char *stream_id, const char *aggregate,
+                          uint64_t *removed, sk_error *err);
+
 /* CRC32C (Castagnoli), hardware-accelerated where the CPU has it. */
 uint32_t store_crc32c(uint32_t crc, const void *data, size_t size);
 
