@@ -4,35 +4,32 @@
  *   1. find the handler (unknown command: SK_ENOTFOUND);
  *   2. check the body against the command's schema (SK_EBADINPUT naming the field);
  *   3. lock the stream's stripe, so commands for one stream are serialized;
- *   4. rebuild the aggregate: read its stream, decode each payload to JSON through the
- *      event registry (older schema versions are resolved to the newest), evolve;
+ *   4. take the aggregate from the stripe's cache, or load it (snapshot + the events
+ *      after it) and cache it;
  *   5. check expected_version (SK_ECONFLICT with the current version);
  *   6. decide (SK_EREJECTED with the reason);
- *   7. encode the events and append them with the version of step 4.
+ *   7. encode the events, queue their append conditional on the version of step 4, and
+ *      evolve the cached state with them before unlocking.
+ *
+ * Step 7 does not wait for the disk: the next command for the same stream decides on the
+ * state the queued append leaves, and its own append is conditional on that version, so
+ * a stream's commands are pipelined through one group commit without losing their order.
+ * If an append fails, its entry is marked stale and reloaded from the log; appends queued
+ * behind it fail their version check (or the failed log refuses them).
+ *
+ * Every snapshot_every events, the state after an append is serialized under the lock and
+ * saved by the append's completion, only once the events it includes are durable.
  */
-#include "commands/commands.h"
+#include "commands/commands_int.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define STRIPES    64
-#define TABLES_MAX 16
-
-struct cmd_bus {
-    store_log *log;
-    const ev_registry *events;
-    ev_registry *commands;
-    cmd_handler_table tables[TABLES_MAX];
-    size_t ntables;
-    pthread_mutex_t stripes[STRIPES];
-};
-
 int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err)
 {
-    if (cfg->ntables > TABLES_MAX)
-        return sk_error_set(err, -EINVAL, "", "at most %d handler tables", TABLES_MAX);
+    if (cfg->ntables > CMD_TABLES_MAX)
+        return sk_error_set(err, -EINVAL, "", "at most %d handler tables", CMD_TABLES_MAX);
     cmd_bus *bus = calloc(1, sizeof *bus);
     if (!bus)
         return -ENOMEM;
@@ -43,10 +40,20 @@ int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err)
     }
     bus->log = cfg->log;
     bus->events = cfg->events;
+    bus->snapshots = cfg->snapshots;
+    bus->snapshot_every = cfg->snapshot_every;
     memcpy(bus->tables, cfg->tables, cfg->ntables * sizeof *cfg->tables);
     bus->ntables = cfg->ntables;
-    for (int i = 0; i < STRIPES; i++)
+    size_t per_stripe = cfg->cache_max / CMD_STRIPES;
+    for (int i = 0; i < CMD_STRIPES; i++) {
         pthread_mutex_init(&bus->stripes[i], NULL);
+        if (cmd_cache_init(&bus->caches[i], per_stripe ? per_stripe : 1) != 0)
+            rc = -ENOMEM;
+    }
+    if (rc) {
+        cmd_bus_destroy(bus);
+        return sk_error_set(err, rc, "", "out of memory for the aggregate cache");
+    }
     *out = bus;
     return 0;
 }
@@ -55,10 +62,21 @@ void cmd_bus_destroy(cmd_bus *bus)
 {
     if (!bus)
         return;
-    for (int i = 0; i < STRIPES; i++)
+    for (int i = 0; i < CMD_STRIPES; i++) {
         pthread_mutex_destroy(&bus->stripes[i]);
+        cmd_cache_free(&bus->caches[i]);
+    }
     ev_registry_destroy(bus->commands);
     free(bus);
+}
+
+void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out)
+{
+    out->cache_hits = atomic_load(&bus->cache_hits);
+    out->cache_misses = atomic_load(&bus->cache_misses);
+    out->snapshot_loads = atomic_load(&bus->snapshot_loads);
+    out->snapshots_saved = atomic_load(&bus->snapshots_saved);
+    out->in_flight = atomic_load(&bus->in_flight);
 }
 
 static unsigned stripe_of(const char *stream)
@@ -66,7 +84,7 @@ static unsigned stripe_of(const char *stream)
     uint32_t h = 2166136261u; /* FNV-1a */
     for (const char *p = stream; *p; p++)
         h = (h ^ (uint8_t)*p) * 16777619u;
-    return h % STRIPES;
+    return h % CMD_STRIPES;
 }
 
 void cmd_outcome_clear(cmd_outcome *out)
@@ -75,136 +93,267 @@ void cmd_outcome_clear(cmd_outcome *out)
     memset(out, 0, sizeof *out);
 }
 
-/* Rebuilds the aggregate's state from its stream; *version_out is the stream version. */
-static int load(cmd_bus *bus, const cmd_handler *h, const char *stream, json_t **state_out,
-                uint64_t *version_out, sk_error *err)
+/* One queued append, from submit to its completion. */
+typedef struct pending_append {
+    cmd_bus *bus;
+    cmd_cache_entry *entry;
+    cmd_outcome *out;
+    cmd_done_cb done;
+    void *cb_ctx;
+    char *snapshot_json; /* the state after this append, to save once it is durable */
+    uint64_t snapshot_version;
+} pending_append;
+
+static void append_done(void *ctx, const store_append_result *res)
 {
-    store_reader *r;
-    int rc = store_reader_open_stream(bus->log, ev_str_of(stream), 1, &r);
-    if (rc)
-        return sk_error_set(err, rc, "", "cannot read stream %s: %s", stream, sk_strerror(rc));
-    json_t *state = h->aggregate->initial();
-    uint64_t version = 0;
-    ev_event ev;
-    while ((rc = store_reader_next(r, &ev, err)) == 1) {
-        json_t *payload = NULL;
-        rc = ev_payload_to_json(bus->events, ev.schema_id, ev.payload, ev.payload_size, &payload,
-                                err);
-        if (rc)
-            break;
-        char type[EV_TYPE_MAX + 1];
-        memcpy(type, ev.type.ptr, ev.type.len);
-        type[ev.type.len] = '\0';
-        h->aggregate->evolve(state, type, payload);
-        json_decref(payload);
-        version = ev.version;
+    pending_append *p = ctx;
+    cmd_outcome *out = p->out;
+    out->status = res->status;
+    if (res->status == 0) {
+        out->first_position = res->first_position;
+        out->first_version = res->first_version;
+        out->stream_version = res->stream_version;
+        out->position = res->first_position + res->count - 1;
+        if (p->snapshot_json) {
+            sk_error err = {0};
+            cmd_save_snapshot(p->bus, p->entry->agg, out->stream_id, p->snapshot_version,
+                              p->snapshot_json, &err);
+        }
+    } else {
+        out->count = 0;
+        if (res->status == SK_ECONFLICT)
+            out->stream_version = res->stream_version;
+        sk_error_set(&out->err, res->status, "", "append to %s failed: %s", out->stream_id,
+                     sk_strerror(res->status));
+        atomic_store(&p->entry->stale, true);
     }
-    store_reader_close(r);
-    if (rc < 0) {
-        json_decref(state);
-        return rc;
-    }
-    *state_out = state;
-    *version_out = version;
-    return 0;
+    free(p->snapshot_json);
+    cmd_bus *bus = p->bus;
+    cmd_done_cb done = p->done;
+    void *cb_ctx = p->cb_ctx;
+    /* last touch of the entry: from here on it may be evicted */
+    atomic_fetch_sub(&p->entry->pending, 1);
+    free(p);
+    atomic_fetch_sub(&bus->in_flight, 1);
+    done(cb_ctx, out);
 }
 
-/* Encodes the decision's events and appends them at `version`. */
-static int append(cmd_bus *bus, const cmd_context *ctx, uint64_t version, cmd_outcome *out)
+/* The stream's cache entry, loaded if missing, stale or behind the log. */
+static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h,
+                                  const char *stream, cmd_outcome *out)
 {
-    ev_buf bufs[CMD_EVENTS_MAX] = {{0}};
-    ev_event evs[CMD_EVENTS_MAX];
-    int rc = 0;
-    size_t n = out->decision.count;
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    cmd_cache_entry *e = cmd_cache_get(cache, stream);
+    if (e && !atomic_load(&e->stale) &&
+        (atomic_load(&e->pending) > 0 ||
+         store_log_stream_version(bus->log, ev_str_of(stream)) == e->version)) {
+        atomic_fetch_add(&bus->cache_hits, 1);
+        return e;
+    }
+    atomic_fetch_add(&bus->cache_misses, 1);
+    json_t *state;
+    uint64_t version, replayed;
+    int rc = cmd_load_state(bus, h->aggregate, stream, 1, &state, &version, &replayed, &out->err);
+    if (rc) {
+        out->status = rc;
+        return NULL;
+    }
+    if (e) { /* reload in place: pending appends still point at it */
+        json_decref(e->state);
+        e->state = state;
+        e->version = version;
+        atomic_store(&e->stale, false);
+    } else {
+        e = cmd_cache_add(cache, stream, h->aggregate, state, version);
+        if (!e) {
+            out->status = sk_error_set(&out->err, -ENOMEM, "", "out of memory");
+            return NULL;
+        }
+    }
+    e->since_snapshot = replayed;
+    /* a long replay (no snapshot, or an outdated one) is saved now: it is all durable */
+    if (bus->snapshots && bus->snapshot_every && replayed >= bus->snapshot_every) {
+        char *text = json_dumps(e->state, JSON_COMPACT | JSON_SORT_KEYS);
+        sk_error err = {0};
+        if (text && cmd_save_snapshot(bus, h->aggregate, stream, version, text, &err) == 0)
+            e->since_snapshot = 0;
+        free(text);
+    }
+    return e;
+}
+
+/* Encodes the decision's events into evs/bufs; 0 or an error in out->err. */
+static int encode_events(cmd_bus *bus, const cmd_context *ctx, cmd_outcome *out, ev_event *evs,
+                         ev_buf *bufs)
+{
+    for (size_t i = 0; i < out->decision.count; i++) {
         const cmd_event *e = &out->decision.events[i];
         memset(&evs[i], 0, sizeof evs[i]);
-        rc = ev_payload_from_json(bus->events, e->type, e->payload, &bufs[i], &evs[i].schema_id,
-                                  &out->err);
+        int rc = ev_payload_from_json(bus->events, e->type, e->payload, &bufs[i],
+                                      &evs[i].schema_id, &out->err);
+        if (rc)
+            return rc;
         ev_uuid_generate(&evs[i].event_id);
         evs[i].type = ev_str_of(e->type);
         evs[i].command_id = out->command_id;
         evs[i].correlation_id = ctx ? ctx->correlation_id : (ev_uuid){{0}};
-        evs[i].metadata_count = ctx ? ctx->metadata_count : 0;
-        for (uint32_t m = 0; m < evs[i].metadata_count && m < EV_METADATA_MAX; m++)
+        uint32_t nmeta = ctx ? ctx->metadata_count : 0;
+        evs[i].metadata_count = nmeta < EV_METADATA_MAX ? nmeta : EV_METADATA_MAX;
+        for (uint32_t m = 0; m < evs[i].metadata_count; m++)
             evs[i].metadata[m] = ctx->metadata[m];
         evs[i].payload = bufs[i].data;
         evs[i].payload_size = (uint32_t)bufs[i].size;
         out->event_ids[i] = evs[i].event_id;
         out->event_types[i] = e->type;
     }
-    store_append_result res = {0};
-    if (rc == 0)
-        rc =
-            store_log_append(bus->log, ev_str_of(out->stream_id), version, evs, n, &res, &out->err);
-    for (size_t i = 0; i < n; i++)
-        ev_buf_free(&bufs[i]);
-    if (rc == 0) {
-        out->count = (uint32_t)n;
-        out->first_position = res.first_position;
-        out->first_version = res.first_version;
-        out->stream_version = res.stream_version;
-        out->position = res.first_position + n - 1;
-    } else if (rc == SK_ECONFLICT) {
-        out->stream_version = res.stream_version;
-    }
-    return rc;
+    return 0;
 }
 
-static int decide_and_append(cmd_bus *bus, const cmd_handler *h, const json_t *body,
-                             uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out)
+/* Queues the decision's append at the entry's version and advances the entry. Returns 0
+ * when queued (done will run from the completion), or an error (done not called). */
+static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx,
+                        cmd_outcome *out, cmd_done_cb done, void *cb_ctx)
 {
-    json_t *state = NULL;
-    uint64_t version = 0;
-    int rc = load(bus, h, out->stream_id, &state, &version, &out->err);
-    if (rc)
-        return rc;
-    out->stream_version = version;
-    if (expected_version != STORE_EXPECT_ANY && expected_version != version) {
-        json_decref(state);
-        return sk_error_set(&out->err, SK_ECONFLICT, "expected_version",
-                            "stream %s is at version %llu, not %llu", out->stream_id,
-                            (unsigned long long)version, (unsigned long long)expected_version);
+    size_t n = out->decision.count;
+    ev_buf bufs[CMD_EVENTS_MAX] = {{0}};
+    ev_event evs[CMD_EVENTS_MAX];
+    pending_append *p = calloc(1, sizeof *p);
+    int rc = p ? encode_events(bus, ctx, out, evs, bufs) : -ENOMEM;
+    if (rc == 0) {
+        *p = (pending_append){bus, e, out, done, cb_ctx, NULL, 0};
+        out->count = (uint32_t)n;
+        atomic_fetch_add(&e->pending, 1);
+        atomic_fetch_add(&bus->in_flight, 1);
+        rc = store_log_append_async(bus->log, ev_str_of(out->stream_id), e->version, evs, n,
+                                    append_done, p, &out->err);
+        if (rc) {
+            atomic_fetch_sub(&e->pending, 1);
+            atomic_fetch_sub(&bus->in_flight, 1);
+            out->count = 0;
+        }
     }
-    h->decide(state, body, &out->decision);
-    json_decref(state);
-    if (out->decision.rejected)
-        return sk_error_set(&out->err, SK_EREJECTED, "", "%s", out->decision.message);
+    for (size_t i = 0; i < n; i++)
+        ev_buf_free(&bufs[i]);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    /* queued: the state moves on now, for the commands behind this one */
+    for (size_t i = 0; i < n; i++)
+        e->agg->evolve(e->state, out->decision.events[i].type, out->decision.events[i].payload);
+    e->version += n;
+    e->since_snapshot += n;
+    if (bus->snapshots && bus->snapshot_every && e->since_snapshot >= bus->snapshot_every) {
+        p->snapshot_json = json_dumps(e->state, JSON_COMPACT | JSON_SORT_KEYS);
+        p->snapshot_version = e->version;
+        e->since_snapshot = 0;
+    }
+    return 0;
+}
+
+/* Steps 4-7 under the stripe lock. Returns 1 if an append was queued (done will run
+ * later), else 0 with out->status set. */
+static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h,
+                         const json_t *body, uint64_t expected_version, const cmd_context *ctx,
+                         cmd_outcome *out, cmd_done_cb done, void *cb_ctx)
+{
+    cmd_cache_entry *e = entry_for(bus, cache, h, out->stream_id, out);
+    if (!e)
+        return 0;
+    out->stream_version = e->version;
+    if (expected_version != STORE_EXPECT_ANY && expected_version != e->version) {
+        out->status = sk_error_set(&out->err, SK_ECONFLICT, "expected_version",
+                                   "stream %s is at version %llu, not %llu", out->stream_id,
+                                   (unsigned long long)e->version,
+                                   (unsigned long long)expected_version);
+        return 0;
+    }
+    h->decide(e->state, body, &out->decision);
+    if (out->decision.rejected) {
+        out->status = sk_error_set(&out->err, SK_EREJECTED, "", "%s", out->decision.message);
+        return 0;
+    }
     if (out->decision.count == 0) {
         uint64_t head = store_log_head(bus->log);
         out->position = head ? head - 1 : 0;
+        out->status = 0;
         return 0;
     }
-    rc = append(bus, ctx, version, out);
+    int rc = queue_append(bus, e, ctx, out, done, cb_ctx);
     for (size_t i = 0; i < out->decision.count; i++)
         json_decref(out->decision.events[i].payload);
     out->decision.count = 0;
-    return rc;
+    if (rc) {
+        out->status = rc;
+        return 0;
+    }
+    return 1;
+}
+
+int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body,
+                   uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out,
+                   cmd_done_cb done, void *cb_ctx)
+{
+    memset(out, 0, sizeof *out);
+    const cmd_handler *h = cmd_handler_find(bus->tables, bus->ntables, command);
+    if (!h) {
+        out->status = sk_error_set(&out->err, SK_ENOTFOUND, "type", "unknown command '%s'", command);
+        done(cb_ctx, out);
+        return 0;
+    }
+    ev_buf shape = {0};
+    int rc = ev_payload_from_json(bus->commands, command, body, &shape, NULL, &out->err);
+    ev_buf_free(&shape);
+    if (rc == 0) {
+        rc = cmd_stream_id(h, body, out->stream_id, sizeof out->stream_id);
+        if (rc)
+            sk_error_set(&out->err, rc, h->id_field, "%s does not name a valid stream",
+                         h->id_field);
+    }
+    if (rc) {
+        out->status = rc;
+        done(cb_ctx, out);
+        return 0;
+    }
+    out->command_id = ctx ? ctx->command_id : (ev_uuid){{0}};
+    if (ev_uuid_is_nil(&out->command_id))
+        ev_uuid_generate(&out->command_id);
+    unsigned s = stripe_of(out->stream_id);
+    pthread_mutex_lock(&bus->stripes[s]);
+    int queued = decide_locked(bus, &bus->caches[s], h, body, expected_version, ctx, out, done,
+                               cb_ctx);
+    pthread_mutex_unlock(&bus->stripes[s]);
+    if (!queued)
+        done(cb_ctx, out);
+    return 0;
+}
+
+/* The synchronous form waits for done on a condition variable. */
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+} waiter;
+
+static void wake(void *ctx, cmd_outcome *out)
+{
+    (void)out;
+    waiter *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
 }
 
 int cmd_bus_execute(cmd_bus *bus, const char *command, const json_t *body,
                     uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out)
 {
-    memset(out, 0, sizeof *out);
-    const cmd_handler *h = cmd_handler_find(bus->tables, bus->ntables, command);
-    if (!h)
-        return out->status =
-                   sk_error_set(&out->err, SK_ENOTFOUND, "type", "unknown command '%s'", command);
-    ev_buf shape = {0};
-    int rc = ev_payload_from_json(bus->commands, command, body, &shape, NULL, &out->err);
-    ev_buf_free(&shape);
-    if (rc)
-        return out->status = rc;
-    rc = cmd_stream_id(h, body, out->stream_id, sizeof out->stream_id);
-    if (rc)
-        return out->status = sk_error_set(&out->err, rc, h->id_field,
-                                          "%s does not name a valid stream", h->id_field);
-    out->command_id = ctx ? ctx->command_id : (ev_uuid){{0}};
-    if (ev_uuid_is_nil(&out->command_id))
-        ev_uuid_generate(&out->command_id);
-    pthread_mutex_t *stripe = &bus->stripes[stripe_of(out->stream_id)];
-    pthread_mutex_lock(stripe);
-    rc = decide_and_append(bus, h, body, expected_version, ctx, out);
-    pthread_mutex_unlock(stripe);
-    return out->status = rc;
+    waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    cmd_bus_submit(bus, command, body, expected_version, ctx, out, wake, &w);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done)
+        pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return out->status;
 }

@@ -1,10 +1,78 @@
 /*
- * commands_int.h -- small JSON accessors the deciders share (inside commands/ only).
+ * commands_int.h -- private to commands/: JSON accessors the deciders share, the cache of
+ * hot aggregates, the bus itself.
  */
 #ifndef SKALD_COMMANDS_INT_H
 #define SKALD_COMMANDS_INT_H
 
 #include "commands/commands.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+/*
+ * One aggregate kept in memory: its state after every append queued so far (durable or
+ * still in flight). `pending` counts the queued appends not yet completed; an entry with
+ * pending appends is never evicted, since the next command must see what they added. A
+ * failed append marks the entry stale: the next command reloads it from the log.
+ * Everything but `pending` and `stale` is guarded by the stripe lock of its stream; those
+ * two are also written by the log's completer thread, which touches nothing else and
+ * decrements `pending` last.
+ */
+typedef struct cmd_cache_entry {
+    struct cmd_cache_entry *hnext; /* hash chain */
+    struct cmd_cache_entry *prev, *next; /* recency list: head is the most recent */
+    const cmd_aggregate *agg;
+    json_t *state;
+    uint64_t version;        /* stream version the state includes */
+    uint64_t since_snapshot; /* events added since the last snapshot (or the load) */
+    atomic_uint pending;
+    atomic_bool stale;
+    char stream_id[EV_STREAM_ID_MAX + 1];
+} cmd_cache_entry;
+
+/* The entries of one stripe, bounded by capacity (pinned entries may exceed it briefly). */
+typedef struct cmd_cache {
+    cmd_cache_entry **buckets;
+    size_t nbuckets; /* a power of two */
+    cmd_cache_entry *head, *tail;
+    size_t count, capacity;
+} cmd_cache;
+
+int cmd_cache_init(cmd_cache *cache, size_t capacity); /* 0 or -ENOMEM */
+void cmd_cache_free(cmd_cache *cache);
+/* The entry of stream_id (now the most recent), or NULL. */
+cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id);
+/* Adds an entry holding state (taken) and evicts the least recent unpinned entries past
+ * capacity. NULL on -ENOMEM (state is freed). */
+cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,
+                               json_t *state, uint64_t version);
+
+#define CMD_STRIPES    64
+#define CMD_TABLES_MAX 16
+
+struct cmd_bus {
+    store_log *log;
+    const ev_registry *events;
+    ev_registry *commands;
+    store_snapshots *snapshots;
+    uint32_t snapshot_every;
+    cmd_handler_table tables[CMD_TABLES_MAX];
+    size_t ntables;
+    pthread_mutex_t stripes[CMD_STRIPES];
+    cmd_cache caches[CMD_STRIPES]; /* caches[i] is guarded by stripes[i] */
+    atomic_uint_fast64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved, in_flight;
+};
+
+/* Loads a stream's state (snapshot + tail, or full replay); *replayed gets the number of
+ * events applied after the snapshot (all of them without one). */
+int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id,
+                   int use_snapshot, json_t **state_out, uint64_t *version_out,
+                   uint64_t *replayed, sk_error *err);
+/* Saves state (serialized) as the stream's snapshot at version. */
+int cmd_save_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id,
+                      uint64_t version, const char *state_json, sk_error *err);
 
 static inline const char *cmd_str(const json_t *obj, const char *key)
 {

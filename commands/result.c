@@ -59,3 +59,26 @@ int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t siz
         return SK_ETOOBIG;
     return 0;
 }
+
+const cmd_aggregate *cmd_aggregate_of_stream(const cmd_handler_table *tables, size_t ntables,
+                                             const char *stream_id)
+{
+    for (size_t t = 0; t < ntables; t++)
+        for (size_t i = 0; i < tables[t].count; i++) {
+            const cmd_aggregate *agg = tables[t].handlers[i].aggregate;
+            size_t n = strlen(agg->stream_prefix);
+            if (strncmp(stream_id, agg->stream_prefix, n) == 0 && stream_id[n] != '\0')
+                return agg;
+        }
+    return NULL;
+}
+
+const cmd_aggregate *cmd_aggregate_find(const cmd_handler_table *tables, size_t ntables,
+                                        const char *name)
+{
+    for (size_t t = 0; t < ntables; t++)
+        for (size_t i = 0; i < tables[t].count; i++)
+            if (strcmp(tables[t].handlers[i].aggregate->name, name) == 0)
+                return tables[t].handlers[i].aggregate;
+    return NULL;
+}

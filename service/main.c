@@ -28,6 +28,7 @@ static const char USAGE[] =
     "Skald: an event-sourced CQRS service over a durable, segmented event log.\n"
     "\n"
     "Commands:\n"
+    "  serve      run the HTTP service (skald serve --help)\n"
     "  seed       append a sample of the order domain to a data directory\n"
     "  version    print the version\n"
     "\n"
@@ -211,7 +212,7 @@ static int cmd_seed(int argc, char **argv)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return usage_error("a command is required (seed, version)");
+        return usage_error("a command is required (serve, seed, version)");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0)
         return print_usage();
@@ -219,7 +220,9 @@ int main(int argc, char **argv)
         return print_version();
     if (strcmp(cmd, "seed") == 0)
         return cmd_seed(argc - 1, argv + 1);
+    if (strcmp(cmd, "serve") == 0)
+        return svc_serve_main(argc - 2, argv + 2);
     if (cmd[0] == '-')
         return usage_error("unknown option '%s'", cmd);
-    return usage_error("unknown command '%s' (commands: seed, version)", cmd);
+    return usage_error("unknown command '%s' (commands: serve, seed, version)", cmd);
 }

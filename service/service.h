@@ -62,4 +62,11 @@ typedef struct svc_seed_report {
  */
 int svc_seed_run(const svc_seed_options *opt, svc_seed_report *out, sk_error *err);
 
+/*
+ * `skald serve`: parses argv (the words after "serve") and SKALD_* variables, runs the
+ * HTTP service until SIGTERM/SIGINT. Returns the process exit status: 0 after a clean
+ * drain, 1 on a runtime failure, 2 on a usage error (already printed).
+ */
+int svc_serve_main(int argc, char **argv);
+
 #endif /* SKALD_SERVICE_H */

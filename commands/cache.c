@@ -1,0 +1,131 @@
+/*
+ * cache.c -- the hot aggregates of one stripe: a hash table plus a recency list.
+ *
+ * The bus keeps one cache per stripe and touches it only under that stripe's lock, so
+ * nothing here locks. Eviction walks from the least recent end and skips entries with
+ * appends in flight (their state is ahead of the log); the newest entry is never evicted.
+ */
+#include "commands/commands_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t hash_of(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a, 64-bit */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29));
+}
+
+int cmd_cache_init(cmd_cache *cache, size_t capacity)
+{
+    memset(cache, 0, sizeof *cache);
+    cache->capacity = capacity ? capacity : 1;
+    cache->nbuckets = 8;
+    while (cache->nbuckets < cache->capacity * 2)
+        cache->nbuckets *= 2;
+    cache->buckets = calloc(cache->nbuckets, sizeof *cache->buckets);
+    return cache->buckets ? 0 : -ENOMEM;
+}
+
+static void entry_free(cmd_cache_entry *e)
+{
+    json_decref(e->state);
+    free(e);
+}
+
+void cmd_cache_free(cmd_cache *cache)
+{
+    cmd_cache_entry *e = cache->head;
+    while (e) {
+        cmd_cache_entry *next = e->next;
+        entry_free(e);
+        e = next;
+    }
+    free(cache->buckets);
+    memset(cache, 0, sizeof *cache);
+}
+
+static void list_unlink(cmd_cache *cache, cmd_cache_entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        cache->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        cache->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void list_push_head(cmd_cache *cache, cmd_cache_entry *e)
+{
+    e->prev = NULL;
+    e->next = cache->head;
+    if (cache->head)
+        cache->head->prev = e;
+    cache->head = e;
+    if (!cache->tail)
+        cache->tail = e;
+}
+
+cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id)
+{
+    cmd_cache_entry *e = cache->buckets[hash_of(stream_id) & (cache->nbuckets - 1)];
+    while (e && strcmp(e->stream_id, stream_id) != 0)
+        e = e->hnext;
+    if (e && e != cache->head) {
+        list_unlink(cache, e);
+        list_push_head(cache, e);
+    }
+    return e;
+}
+
+static void remove_entry(cmd_cache *cache, cmd_cache_entry *e)
+{
+    cmd_cache_entry **p = &cache->buckets[hash_of(e->stream_id) & (cache->nbuckets - 1)];
+    while (*p != e)
+        p = &(*p)->hnext;
+    *p = e->hnext;
+    list_unlink(cache, e);
+    cache->count--;
+    entry_free(e);
+}
+
+static void evict(cmd_cache *cache)
+{
+    cmd_cache_entry *e = cache->tail;
+    while (cache->count > cache->capacity && e && e != cache->head) {
+        cmd_cache_entry *prev = e->prev;
+        if (atomic_load(&e->pending) == 0)
+            remove_entry(cache, e);
+        e = prev;
+    }
+}
+
+cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,
+                               json_t *state, uint64_t version)
+{
+    cmd_cache_entry *e = calloc(1, sizeof *e);
+    if (!e) {
+        json_decref(state);
+        return NULL;
+    }
+    snprintf(e->stream_id, sizeof e->stream_id, "%s", stream_id);
+    e->agg = agg;
+    e->state = state;
+    e->version = version;
+    atomic_init(&e->pending, 0);
+    atomic_init(&e->stale, false);
+    size_t b = hash_of(stream_id) & (cache->nbuckets - 1);
+    e->hnext = cache->buckets[b];
+    cache->buckets[b] = e;
+    list_push_head(cache, e);
+    cache->count++;
+    evict(cache);
+    return e;
+}

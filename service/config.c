@@ -1,0 +1,212 @@
+/*
+ * config.c -- `skald serve` options: each flag also read from a SKALD_* variable, the flag
+ * winning. One table drives parsing, the environment and --help, so they cannot drift.
+ */
+#include "service/serve_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+svc_config svc_cfg;
+
+typedef enum opt_kind { OPT_STR, OPT_U32, OPT_U64, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL } opt_kind;
+
+typedef struct opt_def {
+    const char *flag; /* "--data" */
+    const char *env;  /* "SKALD_DATA" */
+    opt_kind kind;
+    void *target;
+    uint64_t min, max;
+    const char *help;
+} opt_def;
+
+static char listen_text[96] = "127.0.0.1:8080";
+static const char *listen_ptr = listen_text;
+static const char *fsync_text = "always";
+static const char *level_text = "info";
+
+static const opt_def opts[] = {
+    {"--data", "SKALD_DATA", OPT_STR, &svc_cfg.data_dir, 0, 0,
+     "data directory: log/, schemas/, snapshots.db, idempotency/ (required)"},
+    {"--listen", "SKALD_LISTEN", OPT_LISTEN, &listen_ptr, 0, 0,
+     "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks a free one)"},
+    {"--schemas", "SKALD_SCHEMAS", OPT_STR, &svc_cfg.schemas_dir, 0, 0,
+     "event schemas folder (default: the source tree's events/schemas)"},
+    {"--command-schemas", "SKALD_COMMAND_SCHEMAS", OPT_STR, &svc_cfg.command_schemas_dir, 0, 0,
+     "command body schemas folder (default: the source tree's commands/schemas)"},
+    {"--tokens", "SKALD_TOKENS", OPT_STR, &svc_cfg.tokens_file, 0, 0,
+     "bearer tokens file, lines 'TOKEN ROLE[,ROLE] PRINCIPAL' (without it: loopback only)"},
+    {"--tls-cert", "SKALD_TLS_CERT", OPT_STR, &svc_cfg.tls_cert, 0, 0,
+     "PEM certificate: serve HTTPS (with --tls-key)"},
+    {"--tls-key", "SKALD_TLS_KEY", OPT_STR, &svc_cfg.tls_key, 0, 0, "PEM private key"},
+    {"--fsync", "SKALD_FSYNC", OPT_FSYNC, &fsync_text, 0, 0,
+     "always | interval | never (default always: acknowledged means on disk)"},
+    {"--threads", "SKALD_THREADS", OPT_U32, &svc_cfg.threads, 1, 64,
+     "HTTP threads, each with its own epoll loop (default 1)"},
+    {"--queue-max", "SKALD_QUEUE_MAX", OPT_U32, &svc_cfg.queue_max, 1, 1000000,
+     "commands in flight before new ones get 503 + Retry-After (default 4096)"},
+    {"--body-max", "SKALD_BODY_MAX", OPT_U64, &svc_cfg.body_max, 64, 64ull << 20,
+     "largest request body in bytes; larger gets 413 (default 1048576)"},
+    {"--timeout", "SKALD_TIMEOUT", OPT_U32, &svc_cfg.timeout_s, 1, 3600,
+     "seconds before an idle or slow connection is closed (default 30)"},
+    {"--idempotency-window", "SKALD_IDEMPOTENCY_WINDOW", OPT_U64, &svc_cfg.idempotency_window_s,
+     1, 365ull * 86400, "seconds an Idempotency-Key is remembered (default 86400)"},
+    {"--snapshot-every", "SKALD_SNAPSHOT_EVERY", OPT_U32, &svc_cfg.snapshot_every, 0, 1000000,
+     "events between snapshots of an aggregate, 0 for none (default 100)"},
+    {"--cache-max", "SKALD_CACHE_MAX", OPT_U32, &svc_cfg.cache_max, 0, 100000000,
+     "hot aggregates kept in memory (default 10000)"},
+    {"--port-file", "SKALD_PORT_FILE", OPT_STR, &svc_cfg.port_file, 0, 0,
+     "write the bound port here once ready"},
+    {"--log-level", "SKALD_LOG_LEVEL", OPT_LEVEL, &level_text, 0, 0,
+     "debug | info | warn | error (default info: one line per command)"},
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static void print_help(void)
+{
+    printf("Usage: skald serve --data DIR [--listen HOST:PORT] [options]\n"
+           "\n"
+           "Runs the HTTP service: commands, reads of the log, health and metrics\n"
+           "(docs/http-api.md). Every option can also be set with the environment variable\n"
+           "shown; a flag wins over its variable.\n"
+           "\n");
+    for (size_t i = 0; i < NOPTS; i++)
+        printf("  %-22s %-26s %s\n", opts[i].flag, opts[i].env, opts[i].help);
+    printf("  %-22s %-26s %s\n", "-h, --help", "", "print this help and exit");
+    printf("\nSIGTERM or SIGINT: stop accepting, finish commands in flight, flush the log,\n"
+           "exit 0. Exit status: 0 clean stop, 1 runtime failure, 2 usage error.\n");
+}
+
+static int bad(const char *flag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int bad(const char *flag, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "skald serve: %s: ", flag);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'skald serve --help'\n", stderr);
+    return -1;
+}
+
+int svc_host_is_loopback(const char *host)
+{
+    if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
+        return 1;
+    struct in_addr a;
+    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+static int parse_listen(const char *flag, const char *text)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text || (size_t)(colon - text) >= sizeof svc_cfg.listen_host)
+        return bad(flag, "'%s' is not HOST:PORT", text);
+    char *end;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || port > 65535)
+        return bad(flag, "'%s' has no valid port (0..65535)", text);
+    memcpy(svc_cfg.listen_host, text, (size_t)(colon - text));
+    svc_cfg.listen_host[colon - text] = '\0';
+    struct in_addr a;
+    if (strcmp(svc_cfg.listen_host, "localhost") == 0)
+        snprintf(svc_cfg.listen_host, sizeof svc_cfg.listen_host, "127.0.0.1");
+    else if (inet_pton(AF_INET, svc_cfg.listen_host, &a) != 1)
+        return bad(flag, "'%s': the host must be an IPv4 address or localhost", text);
+    svc_cfg.listen_port = (uint16_t)port;
+    return 0;
+}
+
+static int set_opt(const opt_def *o, const char *value)
+{
+    char *end;
+    unsigned long long v;
+    switch (o->kind) {
+    case OPT_STR:
+        if (!*value)
+            return bad(o->flag, "%s", "must not be empty");
+        *(const char **)o->target = value;
+        return 0;
+    case OPT_LISTEN:
+        return parse_listen(o->flag, value);
+    case OPT_FSYNC:
+        if (store_fsync_mode_parse(value, &svc_cfg.fsync_mode) != 0)
+            return bad(o->flag, "'%s' is not always, interval or never", value);
+        return 0;
+    case OPT_LEVEL:
+        if (svc_log_level_parse(value, &svc_cfg.log_level) != 0)
+            return bad(o->flag, "'%s' is not debug, info, warn or error", value);
+        return 0;
+    case OPT_U32:
+    case OPT_U64:
+        errno = 0;
+        v = strtoull(value, &end, 10);
+        if (errno || *end || end == value || value[0] == '-' || v < o->min || v > o->max) {
+            return bad(o->flag, "'%s' is not a whole number in %llu..%llu", value,
+                       (unsigned long long)o->min, (unsigned long long)o->max);
+        }
+        if (o->kind == OPT_U32)
+            *(uint32_t *)o->target = (uint32_t)v;
+        else
+            *(uint64_t *)o->target = v;
+        return 0;
+    }
+    return -1;
+}
+
+static void set_defaults(void)
+{
+    memset(&svc_cfg, 0, sizeof svc_cfg);
+    svc_cfg.fsync_mode = STORE_FSYNC_ALWAYS;
+    svc_cfg.threads = 1;
+    svc_cfg.queue_max = 4096;
+    svc_cfg.body_max = 1u << 20;
+    svc_cfg.timeout_s = 30;
+    svc_cfg.idempotency_window_s = 86400;
+    svc_cfg.snapshot_every = 100;
+    svc_cfg.cache_max = 10000;
+    svc_cfg.log_level = SVC_LOG_INFO;
+    parse_listen("--listen", listen_text);
+}
+
+int svc_config_parse(int argc, char **argv)
+{
+    set_defaults();
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *v = getenv(opts[i].env);
+        if (v && *v && set_opt(&opts[i], v) != 0)
+            return bad(opts[i].env, "%s", "(from the environment) is invalid");
+    }
+    for (int a = 0; a < argc; a++) {
+        if (strcmp(argv[a], "-h") == 0 || strcmp(argv[a], "--help") == 0) {
+            print_help();
+            return 1;
+        }
+        const opt_def *o = NULL;
+        for (size_t i = 0; i < NOPTS && !o; i++)
+            if (strcmp(argv[a], opts[i].flag) == 0)
+                o = &opts[i];
+        if (!o)
+            return bad(argv[a], "%s", "unknown option");
+        if (a + 1 >= argc)
+            return bad(o->flag, "%s", "needs a value");
+        if (set_opt(o, argv[++a]) != 0)
+            return -1;
+    }
+    if (!svc_cfg.data_dir)
+        return bad("--data", "%s", "is required (or set SKALD_DATA)");
+    if (!svc_cfg.tls_cert != !svc_cfg.tls_key)
+        return bad("--tls-cert", "%s", "and --tls-key go together");
+    if (!svc_cfg.tokens_file && !svc_host_is_loopback(svc_cfg.listen_host))
+        return bad("--listen", "refusing to listen on %s without --tokens: anyone who can "
+                               "reach it could post commands. Give a tokens file or listen "
+                               "on 127.0.0.1",
+                   svc_cfg.listen_host);
+    return 0;
+}

@@ -1,0 +1,423 @@
+/*
+ * http.c -- the HTTP side of `skald serve`, on libmicrohttpd.
+ *
+ * One request's life: the first call of the access handler matches the route, checks
+ * the token and the declared body (size, type) and may answer at once (401, 404, 413,
+ * ...); the next calls collect the body (a body past --body-max is discarded as it comes
+ * and answered 413); the last call runs the route. A command's route queues it and
+ * returns 1: the connection is suspended and the log's completer thread resumes it when
+ * the events are durable, and the handler, called once more, sends the answer. The
+ * epoll thread therefore never waits for the disk.
+ */
+#include "service/serve_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct svc_server {
+    struct MHD_Daemon *daemon;
+    svc_app *app;
+    char *tls_cert, *tls_key;
+};
+
+const char *svc_header(svc_request *rq, const char *name)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+const char *svc_query(svc_request *rq, const char *name)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void svc_answer(svc_request *rq, unsigned status, const char *type, char *body, size_t len)
+{
+    free(rq->answer);
+    rq->status = status;
+    rq->answer_type = type;
+    rq->answer = body;
+    rq->answer_len = len;
+}
+
+void svc_answer_json(svc_request *rq, unsigned status, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!text) {
+        svc_answer(rq, 500, "text/plain", strdup("out of memory\n"), 14);
+        return;
+    }
+    svc_answer(rq, status,
+               status >= 400 ? "application/problem+json" : "application/json", text,
+               strlen(text));
+}
+
+json_t *svc_problem_json(unsigned status, const char *code, const char *field, const char *detail)
+{
+    char type[160];
+    snprintf(type, sizeof type, "https://skald.dev/problems/%s", code);
+    json_t *p = json_object();
+    json_object_set_new(p, "type", json_string(type));
+    json_object_set_new(p, "title", json_string(code));
+    json_object_set_new(p, "status", json_integer(status));
+    json_object_set_new(p, "code", json_string(code));
+    /* details may quote client input that is not UTF-8; never fail the answer for it */
+    json_t *d = json_string(detail);
+    json_object_set_new(p, "detail", d ? d : json_string("(detail not representable)"));
+    if (field && *field) {
+        json_t *f = json_string(field);
+        if (f)
+            json_object_set_new(p, "field", f);
+    }
+    return p;
+}
+
+void svc_problem(svc_request *rq, unsigned status, const char *code, const char *field,
+                 const char *fmt, ...)
+{
+    char detail[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    svc_answer_json(rq, status, svc_problem_json(status, code, field, detail));
+}
+
+void svc_request_done(svc_request *rq)
+{
+    pthread_mutex_lock(&rq->mu);
+    rq->ready = 1;
+    int resume = rq->suspended;
+    rq->suspended = 0;
+    struct MHD_Connection *conn = rq->conn;
+    pthread_mutex_unlock(&rq->mu);
+    /* after the unlock, rq may be gone once the connection is resumed */
+    if (resume)
+        MHD_resume_connection(conn);
+}
+
+static enum MHD_Result send_answer(svc_request *rq)
+{
+    if (!rq->answer)
+        svc_problem(rq, 500, "internal", NULL, "the route produced no answer");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(rq->answer_len, rq->answer, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        return MHD_NO;
+    rq->answer = NULL; /* libmicrohttpd frees it now */
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->answer_type);
+    MHD_add_response_header(resp, "X-Request-Id", rq->request_id);
+    if (rq->retry_after) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%u", rq->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
+    if (rq->replayed)
+        MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    if (rq->status == 405 && rq->route)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->route->method);
+    svc_metrics_http(rq->app->metrics, rq->status);
+    enum MHD_Result r = MHD_queue_response(rq->conn, rq->status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* "/v1/streams/{}" matches "/v1/streams/x" with arg "x" (no further '/'). */
+static int path_matches(const char *pattern, const char *url, char *arg, size_t arg_size)
+{
+    size_t n = strlen(pattern);
+    if (n >= 2 && strcmp(pattern + n - 2, "{}") == 0) {
+        n -= 2;
+        if (strncmp(pattern, url, n) != 0 || url[n] == '\0' || strchr(url + n, '/'))
+            return 0;
+        if (strlen(url + n) >= arg_size)
+            return 0;
+        snprintf(arg, arg_size, "%s", url + n);
+        return 1;
+    }
+    return strcmp(pattern, url) == 0;
+}
+
+/* The route for method and url; NULL with *path_known set when only the method differs. */
+static const svc_route *find_route(const char *method, const char *url, char *arg,
+                                   size_t arg_size, const svc_route **path_known)
+{
+    *path_known = NULL;
+    for (size_t i = 0; i < svc_nroutes; i++) {
+        if (!path_matches(svc_routes[i].path, url, arg, arg_size))
+            continue;
+        if (strcmp(svc_routes[i].method, method) == 0)
+            return &svc_routes[i];
+        *path_known = &svc_routes[i];
+    }
+    return NULL;
+}
+
+/* 0 if the token (if any is needed) grants the route; else answers 401/403. */
+static int authorize(svc_request *rq)
+{
+    rq->principal = "anonymous";
+    if (!rq->app->auth || rq->route->roles == 0)
+        return 0;
+    const char *h = svc_header(rq, MHD_HTTP_HEADER_AUTHORIZATION);
+    unsigned roles = 0;
+    const char *principal = NULL;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 ||
+        !svc_auth_check(rq->app->auth, h + 7, &roles, &principal)) {
+        svc_problem(rq, 401, "unauthorized", NULL,
+                    "send 'Authorization: Bearer TOKEN' with a token from the tokens file");
+        return -1;
+    }
+    rq->principal = principal;
+    if (!(roles & (rq->route->roles | SVC_ROLE_ADMIN))) {
+        svc_problem(rq, 403, "forbidden", NULL, "principal '%s' lacks the role this route needs",
+                    principal);
+        return -1;
+    }
+    return 0;
+}
+
+/* 0 if the declared body may be read; else answers 413/415. */
+static int check_body_headers(svc_request *rq)
+{
+    const char *len = svc_header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (len && strtoull(len, NULL, 10) > svc_cfg.body_max) {
+        svc_problem(rq, 413, "body_too_large", NULL, "the body has %s bytes; at most %llu",
+                    len, (unsigned long long)svc_cfg.body_max);
+        return -1;
+    }
+    if (rq->route->body == SVC_BODY_NONE)
+        return 0;
+    const char *type = svc_header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *want = rq->route->body == SVC_BODY_NDJSON ? "application/x-ndjson"
+                                                          : "application/json";
+    size_t n = strlen(want);
+    if (!type || strncasecmp(type, want, n) != 0 || (type[n] != '\0' && type[n] != ';')) {
+        svc_problem(rq, 415, "unsupported_media_type", NULL, "send Content-Type: %s", want);
+        return -1;
+    }
+    return 0;
+}
+
+/* The first call: route, token, declared body. 0 to go on, -1 when answered. */
+static int begin(svc_request *rq, const char *method, const char *url)
+{
+    const svc_route *other;
+    rq->route = find_route(method, url, rq->arg, sizeof rq->arg, &other);
+    if (!rq->route) {
+        rq->route = other;
+        if (other)
+            svc_problem(rq, 405, "method_not_allowed", NULL, "%s %s: use %s", method, url,
+                        other->method);
+        else
+            svc_problem(rq, 404, "not_found", NULL, "no route %s %s", method, url);
+        return -1;
+    }
+    if (authorize(rq) != 0 || check_body_headers(rq) != 0)
+        return -1;
+    return 0;
+}
+
+static int collect(svc_request *rq, const char *data, size_t size)
+{
+    if (rq->too_large)
+        return 0;
+    if (rq->body_len + size > svc_cfg.body_max) {
+        rq->too_large = 1; /* keep reading (and dropping) so the answer can be sent */
+        free(rq->body);
+        rq->body = NULL;
+        rq->body_len = rq->body_cap = 0;
+        return 0;
+    }
+    if (rq->body_len + size + 1 > rq->body_cap) {
+        size_t cap = rq->body_cap ? rq->body_cap : 1024;
+        while (cap < rq->body_len + size + 1)
+            cap *= 2;
+        char *grown = realloc(rq->body, cap);
+        if (!grown)
+            return -ENOMEM;
+        rq->body = grown;
+        rq->body_cap = cap;
+    }
+    memcpy(rq->body + rq->body_len, data, size);
+    rq->body_len += size;
+    rq->body[rq->body_len] = '\0';
+    return 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    svc_app *app = cls;
+    svc_request *rq = *con_cls;
+    if (!rq) {
+        rq = calloc(1, sizeof *rq);
+        if (!rq)
+            return MHD_NO;
+        rq->app = app;
+        rq->conn = conn;
+        rq->started_us = ev_now_us();
+        pthread_mutex_init(&rq->mu, NULL);
+        ev_uuid id;
+        ev_uuid_generate(&id);
+        ev_uuid_format(&id, rq->request_id);
+        *con_cls = rq;
+        if (begin(rq, method, url) != 0)
+            return send_answer(rq);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        int rc = collect(rq, upload_data, *upload_size);
+        *upload_size = 0;
+        return rc == 0 ? MHD_YES : MHD_NO;
+    }
+    if (!rq->ran) {
+        rq->ran = 1;
+        if (rq->too_large) {
+            svc_problem(rq, 413, "body_too_large", NULL, "the body is larger than %llu bytes",
+                        (unsigned long long)svc_cfg.body_max);
+            return send_answer(rq);
+        }
+        if (rq->route->run(rq) == 0)
+            return send_answer(rq);
+    }
+    pthread_mutex_lock(&rq->mu);
+    if (rq->ready) {
+        pthread_mutex_unlock(&rq->mu);
+        return send_answer(rq);
+    }
+    rq->suspended = 1;
+    MHD_suspend_connection(conn);
+    pthread_mutex_unlock(&rq->mu);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    svc_request *rq = *con_cls;
+    if (!rq)
+        return;
+    if (rq->state_free)
+        rq->state_free(rq->state);
+    free(rq->body);
+    free(rq->answer);
+    pthread_mutex_destroy(&rq->mu);
+    free(rq);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char text[512];
+    vsnprintf(text, sizeof text, fmt, ap);
+    size_t n = strlen(text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        text[--n] = '\0';
+    svc_logs(SVC_LOG_WARN, "http", "detail", text, NULL);
+}
+
+static char *read_file(const char *path, sk_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        sk_error_set(err, -errno, "", "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *data = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[4096];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            char *grown = realloc(data, cap);
+            if (!grown)
+                break;
+            data = grown;
+        }
+        memcpy(data + len, chunk, n);
+        len += n;
+        data[len] = '\0';
+    }
+    fclose(f);
+    if (!data)
+        sk_error_set(err, SK_EBADINPUT, "", "%s is empty", path);
+    return data;
+}
+
+int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err)
+{
+    svc_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return -ENOMEM;
+    srv->app = app;
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(svc_cfg.listen_port);
+    inet_pton(AF_INET, svc_cfg.listen_host, &addr.sin_addr);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (svc_cfg.tls_cert) {
+        srv->tls_cert = read_file(svc_cfg.tls_cert, err);
+        srv->tls_key = srv->tls_cert ? read_file(svc_cfg.tls_key, err) : NULL;
+        if (!srv->tls_key) {
+            free(srv->tls_cert);
+            free(srv);
+            return err->code ? err->code : -EINVAL;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    /* optional options, ended early by an MHD_OPTION_END where one is not wanted */
+    struct MHD_OptionItem extra[] = {
+        {svc_cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, svc_cfg.threads,
+         NULL},
+        {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    if (srv->tls_cert) {
+        size_t at = svc_cfg.threads > 1 ? 1 : 0;
+        extra[at] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+        extra[at + 1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+    }
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)svc_cfg.timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)4096, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, extra,
+        MHD_OPTION_END);
+    if (!srv->daemon) {
+        free(srv->tls_cert);
+        free(srv->tls_key);
+        free(srv);
+        return sk_error_set(err, -EADDRINUSE, "", "cannot listen on %s:%u (in use, or TLS files invalid)",
+                            svc_cfg.listen_host, svc_cfg.listen_port);
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    *port = info ? info->port : svc_cfg.listen_port;
+    *out = srv;
+    return 0;
+}
+
+void svc_server_stop(svc_server *srv, uint32_t timeout_ms)
+{
+    if (!srv)
+        return;
+    MHD_quiesce_daemon(srv->daemon); /* no new connections */
+    for (uint32_t waited = 0; waited < timeout_ms; waited += 10) {
+        if (atomic_load(&srv->app->in_flight) == 0)
+            break;
+        usleep(10000);
+    }
+    MHD_stop_daemon(srv->daemon);
+    free(srv->tls_cert);
+    free(srv->tls_key);
+    free(srv);
+}

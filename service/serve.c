@@ -1,0 +1,191 @@
+/*
+ * serve.c -- `skald serve`: open everything, listen, wait for a signal, drain, close.
+ *
+ * Start-up order is the order of dependence: the event registry, the log (its opening is
+ * the recovery), snapshots, the bus, tokens, the idempotency journal; only then does the
+ * server listen, and /readyz turns 200 after the first successful listen. Shutdown walks
+ * back: stop accepting, let commands in flight finish (bounded), close the bus, close
+ * the log (flush + checkpoint), sync the idempotency journal.
+ *
+ * Signals are blocked in every thread and taken synchronously by the main thread with
+ * sigtimedwait, which also ticks once a second to sync the idempotency journal.
+ */
+#include "service/serve_int.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+extern const char svc_openapi_doc[];
+extern const size_t svc_openapi_doc_len;
+
+#define DRAIN_TIMEOUT_MS 30000
+
+static const cmd_handler_table *domain_tables(size_t *n)
+{
+    static cmd_handler_table tables[3];
+    tables[0] = cmd_product_handlers;
+    tables[1] = cmd_customer_handlers;
+    tables[2] = cmd_order_handlers;
+    *n = 3;
+    return tables;
+}
+
+static int fail(const char *what, const sk_error *err, int rc)
+{
+    json_t *f = json_pack("{s:s, s:s}", "error", err && err->message[0] ? err->message
+                                                                       : sk_strerror(rc),
+                          "code", sk_err_name(rc));
+    svc_log(SVC_LOG_ERROR, what, f);
+    json_decref(f);
+    return 1;
+}
+
+static int open_app(svc_app *app, sk_error *err)
+{
+    const char *d = svc_cfg.data_dir;
+    if (mkdir(d, 0755) != 0 && errno != EEXIST)
+        return sk_error_set(err, -errno, "", "cannot create data directory %s: %s", d,
+                            strerror(errno));
+    const char *schemas = svc_cfg.schemas_dir ? svc_cfg.schemas_dir
+                                              : SKALD_SOURCE_DIR "/events/schemas";
+    int rc = ev_registry_open(schemas, d, &app->events, err);
+    if (rc)
+        return rc;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/log", d);
+    store_config lc;
+    store_config_init(&lc, path);
+    lc.fsync_mode = svc_cfg.fsync_mode;
+    rc = store_log_open(&lc, &app->log, err);
+    if (rc)
+        return rc;
+    snprintf(path, sizeof path, "%s/snapshots.db", d);
+    rc = store_snapshots_open(path, 0, &app->snapshots, err);
+    if (rc)
+        return rc;
+    size_t ntables;
+    const cmd_handler_table *tables = domain_tables(&ntables);
+    rc = svc_metrics_create(tables, ntables, &app->metrics);
+    if (rc)
+        return sk_error_set(err, rc, "", "out of memory");
+    store_log_set_batch_observer(app->log, svc_metrics_batch, app->metrics);
+    cmd_bus_config bc = {
+        .log = app->log,
+        .events = app->events,
+        .command_schemas_dir = svc_cfg.command_schemas_dir
+                                   ? svc_cfg.command_schemas_dir
+                                   : SKALD_SOURCE_DIR "/commands/schemas",
+        .tables = tables,
+        .ntables = ntables,
+        .snapshots = app->snapshots,
+        .snapshot_every = svc_cfg.snapshot_every,
+        .cache_max = svc_cfg.cache_max,
+    };
+    rc = cmd_bus_create(&bc, &app->bus, err);
+    if (rc)
+        return rc;
+    if (svc_cfg.tokens_file && (rc = svc_auth_load(svc_cfg.tokens_file, &app->auth, err)) != 0)
+        return rc;
+    rc = svc_idem_open(d, svc_cfg.idempotency_window_s, &app->idem, err);
+    if (rc)
+        return rc;
+    app->openapi = svc_openapi_doc;
+    app->openapi_len = svc_openapi_doc_len;
+    return 0;
+}
+
+/* Closes in reverse order; returns the log's close status. */
+static int close_app(svc_app *app)
+{
+    cmd_bus_destroy(app->bus);
+    int rc = store_log_close(app->log);
+    store_snapshots_close(app->snapshots);
+    int irc = svc_idem_close(app->idem);
+    svc_auth_free(app->auth);
+    svc_metrics_free(app->metrics);
+    ev_registry_destroy(app->events);
+    return rc ? rc : irc;
+}
+
+static int write_port_file(uint16_t port)
+{
+    if (!svc_cfg.port_file)
+        return 0;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", svc_cfg.port_file);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -errno;
+    fprintf(f, "%u\n", port);
+    if (fclose(f) != 0 || rename(tmp, svc_cfg.port_file) != 0)
+        return -errno;
+    return 0;
+}
+
+/* Waits for SIGTERM/SIGINT, syncing the idempotency journal about once a second. */
+static int wait_for_signal(svc_app *app, const sigset_t *set)
+{
+    for (;;) {
+        struct timespec tick = {1, 0};
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            return sig;
+        svc_idem_sync(app->idem);
+    }
+}
+
+int svc_serve_main(int argc, char **argv)
+{
+    int prc = svc_config_parse(argc, argv);
+    if (prc)
+        return prc > 0 ? 0 : 2;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread started later inherits it */
+    signal(SIGPIPE, SIG_IGN);
+
+    svc_app app;
+    memset(&app, 0, sizeof app);
+    sk_error err = {0};
+    int rc = open_app(&app, &err);
+    if (rc) {
+        fail("start-up failed", &err, rc);
+        close_app(&app);
+        return 1;
+    }
+    svc_server *srv = NULL;
+    uint16_t port = 0;
+    rc = svc_server_start(&app, &srv, &port, &err);
+    if (rc) {
+        fail("cannot listen", &err, rc);
+        close_app(&app);
+        return 1;
+    }
+    atomic_store(&app.ready, true);
+    char url[128];
+    snprintf(url, sizeof url, "%s://%s:%u", svc_cfg.tls_cert ? "https" : "http",
+             svc_cfg.listen_host, port);
+    svc_logs(SVC_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "fsync",
+             store_fsync_mode_name(svc_cfg.fsync_mode), "auth", app.auth ? "tokens" : "none",
+             NULL);
+    if (write_port_file(port) != 0)
+        svc_logs(SVC_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, NULL);
+
+    int sig = wait_for_signal(&app, &set);
+    svc_logs(SVC_LOG_NOTICE, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    atomic_store(&app.draining, true);
+    svc_server_stop(srv, DRAIN_TIMEOUT_MS);
+    rc = close_app(&app);
+    if (rc) {
+        fail("shutdown: flushing the log failed", NULL, rc);
+        return 1;
+    }
+    svc_logs(SVC_LOG_NOTICE, "stopped", NULL);
+    return 0;
+}

@@ -1,0 +1,190 @@
+/*
+ * serve_int.h -- private to service/: the pieces of `skald serve`.
+ *
+ *   config.c       flags and SKALD_* variables -> svc_config (the process-wide config)
+ *   logline.c      one JSON object per log line
+ *   auth.c         the tokens file, constant-time lookup, roles
+ *   metrics.c      counters and histograms, rendered in Prometheus text format
+ *   idempotency.c  remembered responses by key, journaled to survive restarts
+ *   http.c         libmicrohttpd: requests, bodies, suspension, responses, problems
+ *   routes.c       what each route does
+ *   serve.c        start-up, signals, drain, shutdown
+ */
+#ifndef SKALD_SERVE_INT_H
+#define SKALD_SERVE_INT_H
+
+#include "commands/commands.h"
+#include "service/service.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- config.c ---- */
+typedef struct svc_config {
+    const char *data_dir;
+    char listen_host[64];
+    uint16_t listen_port;
+    const char *schemas_dir;
+    const char *command_schemas_dir;
+    const char *tokens_file;
+    const char *tls_cert, *tls_key;
+    store_fsync_mode fsync_mode;
+    uint32_t threads;
+    uint32_t queue_max;
+    uint64_t body_max;
+    uint32_t timeout_s;
+    uint64_t idempotency_window_s;
+    uint32_t snapshot_every;
+    uint32_t cache_max;
+    const char *port_file;
+    int log_level; /* SVC_LOG_* */
+} svc_config;
+
+/* The process-wide configuration (the one global the style allows). */
+extern svc_config svc_cfg;
+
+/* Fills svc_cfg from argv (after "serve") and the environment. 0, 1 when --help was
+ * printed, or -1 after printing a usage error naming the flag. */
+int svc_config_parse(int argc, char **argv);
+/* 1 if host is a loopback address or "localhost". */
+int svc_host_is_loopback(const char *host);
+
+/* ---- logline.c ---- */
+/* NOTICE is always written (start, stop), whatever --log-level says. */
+enum { SVC_LOG_DEBUG = 0, SVC_LOG_INFO, SVC_LOG_WARN, SVC_LOG_ERROR, SVC_LOG_NOTICE };
+int svc_log_level_parse(const char *text, int *out);
+/* Writes {"ts","level","msg", ...fields} as one line on stderr; fields (may be NULL) is
+ * borrowed. */
+void svc_log(int level, const char *msg, const json_t *fields);
+/* svc_log with fields given as key, value string pairs ending with NULL (NULL or empty
+ * values are left out). */
+void svc_logs(int level, const char *msg, ...);
+
+/* ---- auth.c ---- */
+enum { SVC_ROLE_PRODUCER = 1, SVC_ROLE_READER = 2, SVC_ROLE_ADMIN = 4 };
+typedef struct svc_auth svc_auth;
+int svc_auth_load(const char *path, svc_auth **out, sk_error *err);
+void svc_auth_free(svc_auth *auth);
+/* Looks the bearer token up in constant time with respect to the tokens' contents.
+ * 1 and *roles, *principal (borrowed) when known; 0 otherwise. */
+int svc_auth_check(const svc_auth *auth, const char *token, unsigned *roles,
+                   const char **principal);
+
+/* ---- metrics.c ---- */
+typedef enum svc_outcome {
+    SVC_OUT_OK = 0,
+    SVC_OUT_REJECTED,   /* 422 */
+    SVC_OUT_CONFLICT,   /* 409 */
+    SVC_OUT_INVALID,    /* 400, 404, 413, 415 */
+    SVC_OUT_REPLAYED,   /* idempotent repeat */
+    SVC_OUT_OVERLOADED, /* 503 queue full */
+    SVC_OUT_ERROR,      /* 5xx */
+    SVC_OUT_COUNT
+} svc_outcome;
+typedef struct svc_metrics svc_metrics;
+int svc_metrics_create(const cmd_handler_table *tables, size_t ntables, svc_metrics **out);
+void svc_metrics_free(svc_metrics *m);
+/* command: a known command name or anything else (counted as "unknown"). */
+void svc_metrics_command(svc_metrics *m, const char *command, svc_outcome outcome,
+                         double seconds);
+void svc_metrics_batch(void *m, const store_batch_stats *st); /* a store_batch_cb */
+void svc_metrics_http(svc_metrics *m, unsigned status);
+/* Renders everything; the caller frees the string. */
+char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t in_flight);
+
+/* ---- idempotency.c ---- */
+typedef struct svc_idem svc_idem;
+typedef enum svc_idem_state { SVC_IDEM_NEW = 0, SVC_IDEM_DONE, SVC_IDEM_BUSY, SVC_IDEM_MISMATCH } svc_idem_state;
+int svc_idem_open(const char *dir, uint64_t window_s, svc_idem **out, sk_error *err);
+int svc_idem_close(svc_idem *idem); /* syncs the journal; accepts NULL */
+/* Claims key for a request with fingerprint fp. NEW: the caller runs it and must call
+ * svc_idem_finish or svc_idem_release. DONE: *status and *body (malloc'd copy) are the
+ * first response. BUSY: the first is still running. MISMATCH: same key, other request. */
+svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsigned *status,
+                              char **body);
+/* Remembers the response of a claimed key (and journals it). */
+void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char *body);
+/* Forgets a claim whose response is not to be remembered (a 5xx, a 409). */
+void svc_idem_release(svc_idem *idem, const char *key);
+/* fdatasyncs the journal if it has unsynced lines (called about once a second). */
+void svc_idem_sync(svc_idem *idem);
+uint64_t svc_fingerprint(const char *command, const void *body, size_t size);
+
+/* ---- http.c / routes.c / serve.c ---- */
+typedef struct svc_server svc_server;
+
+/* Everything the routes use. */
+typedef struct svc_app {
+    store_log *log;
+    ev_registry *events;
+    store_snapshots *snapshots;
+    cmd_bus *bus;
+    svc_auth *auth; /* NULL: no tokens file */
+    svc_metrics *metrics;
+    svc_idem *idem;
+    const char *openapi; /* the document served at /v1/openapi.json */
+    size_t openapi_len;
+    atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
+    atomic_bool ready;
+    atomic_bool draining;
+} svc_app;
+
+/* A request in flight. Routes read it and answer through svc_answer* / svc_problem. */
+typedef struct svc_request svc_request;
+enum { SVC_BODY_NONE = 0, SVC_BODY_JSON, SVC_BODY_NDJSON };
+typedef struct svc_route {
+    const char *method;
+    const char *path; /* ending in "{}": the rest of the path is the route's argument */
+    unsigned roles;   /* any of these (admin always); 0: no token needed */
+    int body;         /* SVC_BODY_*: the Content-Type required */
+    /* 0: answered; 1: the answer comes later from another thread (svc_request_done) */
+    int (*run)(svc_request *rq);
+} svc_route;
+extern const svc_route svc_routes[];
+extern const size_t svc_nroutes;
+
+struct svc_request {
+    svc_app *app;
+    struct MHD_Connection *conn;
+    const svc_route *route;
+    char arg[1024]; /* the path argument, decoded */
+    char request_id[EV_UUID_TEXT_SIZE];
+    const char *principal;
+    int64_t started_us;
+    char *body;
+    size_t body_len, body_cap;
+    int too_large, ran;
+    pthread_mutex_t mu; /* guards suspended/ready between the HTTP and completer threads */
+    int suspended, ready;
+    unsigned status;
+    char *answer; /* malloc'd; handed to libmicrohttpd */
+    size_t answer_len;
+    const char *answer_type;
+    unsigned retry_after; /* seconds; 0: no header */
+    int replayed;         /* Idempotent-Replayed: true */
+    void *state;          /* the route's, freed with state_free */
+    void (*state_free)(void *state);
+};
+
+/* Sets the answer; body is taken (freed by the server). */
+void svc_answer(svc_request *rq, unsigned status, const char *type, char *body, size_t len);
+/* Sets a JSON answer; obj is taken. */
+void svc_answer_json(svc_request *rq, unsigned status, json_t *obj);
+/* A problem+json object (for batch lines too); detail formatted. */
+json_t *svc_problem_json(unsigned status, const char *code, const char *field,
+                         const char *detail);
+void svc_problem(svc_request *rq, unsigned status, const char *code, const char *field,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* From any thread, once the answer is set: the connection is resumed and answered. */
+void svc_request_done(svc_request *rq);
+const char *svc_header(svc_request *rq, const char *name);
+const char *svc_query(svc_request *rq, const char *name);
+
+int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
+/* Stops accepting, waits (bounded by timeout_ms) for requests in flight, stops. */
+void svc_server_stop(svc_server *srv, uint32_t timeout_ms);
+
+#endif /* SKALD_SERVE_INT_H */
