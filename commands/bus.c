@@ -181,19 +181,18 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
     return e;
 }
 
-/* Encodes the decision's events into evs/bufs; 0 or an error in out->err. */
-static int encode_events(cmd_bus *bus, const cmd_context *ctx, cmd_outcome *out, ev_event *evs,
-                         ev_buf *bufs)
+/* Encodes events into evs/bufs and records their ids in out; 0 or an error in out->err. */
+static int encode_events(cmd_bus *bus, const cmd_context *ctx, const cmd_event *events, size_t n,
+                         cmd_outcome *out, ev_event *evs, ev_buf *bufs)
 {
-    for (size_t i = 0; i < out->decision.count; i++) {
-        const cmd_event *e = &out->decision.events[i];
+    for (size_t i = 0; i < n; i++) {
         memset(&evs[i], 0, sizeof evs[i]);
-        int rc = ev_payload_from_json(bus->events, e->type, e->payload, &bufs[i],
+        int rc = ev_payload_from_json(bus->events, events[i].type, events[i].payload, &bufs[i],
                                       &evs[i].schema_id, &out->err);
         if (rc)
             return rc;
         ev_uuid_generate(&evs[i].event_id);
-        evs[i].type = ev_str_of(e->type);
+        evs[i].type = ev_str_of(events[i].type);
         evs[i].command_id = out->command_id;
         evs[i].correlation_id = ctx ? ctx->correlation_id : (ev_uuid){{0}};
         uint32_t nmeta = ctx ? ctx->metadata_count : 0;
@@ -203,24 +202,48 @@ static int encode_events(cmd_bus *bus, const cmd_context *ctx, cmd_outcome *out,
         evs[i].payload = bufs[i].data;
         evs[i].payload_size = (uint32_t)bufs[i].size;
         out->event_ids[i] = evs[i].event_id;
-        out->event_types[i] = e->type;
+        out->event_types[i] = events[i].type;
     }
+    out->count = (uint32_t)n;
     return 0;
 }
 
-/* Queues the decision's append at the entry's version and advances the entry. Returns 0
- * when queued (done will run from the completion), or an error (done not called). */
+/* The state after events, serialized, when this append completes a snapshot interval. */
+static char *snapshot_after(cmd_bus *bus, const cmd_cache_entry *e, const cmd_event *events,
+                            size_t n)
+{
+    if (!bus->snapshots || !bus->snapshot_every || e->since_snapshot + n < bus->snapshot_every)
+        return NULL;
+    json_t *copy = json_deep_copy(e->state);
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        e->agg->evolve(copy, events[i].type, events[i].payload);
+    char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(copy);
+    return text;
+}
+
+/*
+ * Queues the decision's append at the entry's version and advances the entry. Returns 0
+ * when queued (done will run from the completion, perhaps before this returns: nothing
+ * here touches out or the pending record after queueing), or an error (done not called).
+ */
 static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx,
                         cmd_outcome *out, cmd_done_cb done, void *cb_ctx)
 {
     size_t n = out->decision.count;
+    cmd_event events[CMD_EVENTS_MAX];
+    memcpy(events, out->decision.events, n * sizeof *events);
+    out->decision.count = 0; /* the payloads are this function's now */
     ev_buf bufs[CMD_EVENTS_MAX] = {{0}};
     ev_event evs[CMD_EVENTS_MAX];
     pending_append *p = calloc(1, sizeof *p);
-    int rc = p ? encode_events(bus, ctx, out, evs, bufs) : -ENOMEM;
+    int rc = p ? encode_events(bus, ctx, events, n, out, evs, bufs) : -ENOMEM;
+    char *snapshot = NULL;
     if (rc == 0) {
-        *p = (pending_append){bus, e, out, done, cb_ctx, NULL, 0};
-        out->count = (uint32_t)n;
+        snapshot = snapshot_after(bus, e, events, n);
+        *p = (pending_append){bus, e, out, done, cb_ctx, snapshot, e->version + n};
         atomic_fetch_add(&e->pending, 1);
         atomic_fetch_add(&bus->in_flight, 1);
         rc = store_log_append_async(bus->log, ev_str_of(out->stream_id), e->version, evs, n,
@@ -229,25 +252,24 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
             atomic_fetch_sub(&e->pending, 1);
             atomic_fetch_sub(&bus->in_flight, 1);
             out->count = 0;
+            free(snapshot);
+            free(p);
         }
+    } else {
+        free(p);
     }
     for (size_t i = 0; i < n; i++)
         ev_buf_free(&bufs[i]);
-    if (rc) {
-        free(p);
-        return rc;
+    if (rc == 0) {
+        /* queued: the state moves on now, for the commands behind this one */
+        for (size_t i = 0; i < n; i++)
+            e->agg->evolve(e->state, events[i].type, events[i].payload);
+        e->version += n;
+        e->since_snapshot = snapshot ? 0 : e->since_snapshot + n;
     }
-    /* queued: the state moves on now, for the commands behind this one */
     for (size_t i = 0; i < n; i++)
-        e->agg->evolve(e->state, out->decision.events[i].type, out->decision.events[i].payload);
-    e->version += n;
-    e->since_snapshot += n;
-    if (bus->snapshots && bus->snapshot_every && e->since_snapshot >= bus->snapshot_every) {
-        p->snapshot_json = json_dumps(e->state, JSON_COMPACT | JSON_SORT_KEYS);
-        p->snapshot_version = e->version;
-        e->since_snapshot = 0;
-    }
-    return 0;
+        json_decref(events[i].payload);
+    return rc;
 }
 
 /* Steps 4-7 under the stripe lock. Returns 1 if an append was queued (done will run
@@ -279,9 +301,6 @@ static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h,
         return 0;
     }
     int rc = queue_append(bus, e, ctx, out, done, cb_ctx);
-    for (size_t i = 0; i < out->decision.count; i++)
-        json_decref(out->decision.events[i].payload);
-    out->decision.count = 0;
     if (rc) {
         out->status = rc;
         return 0;
