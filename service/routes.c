@@ -103,9 +103,9 @@ static void log_command(const command_call *c, svc_outcome kind)
         ev_uuid_format(&c->out.command_id, cid);
     if (!ev_uuid_is_nil(&c->ctx.correlation_id))
         ev_uuid_format(&c->ctx.correlation_id, corr);
-    json_t *f = json_pack("{s:s, s:s, s:i, s:f}", "request_id", c->rq->request_id, "command",
-                          c->command, "status", (int)c->status, "ms",
-                          (double)(ev_now_us() - c->started_us) / 1000.0);
+    json_t *f = json_pack("{s:s, s:s, s:i, s:I}", "request_id", c->rq->request_id, "command",
+                          c->command, "status", (int)c->status, "us",
+                          (json_int_t)(ev_now_us() - c->started_us));
     if (*cid)
         json_object_set_new(f, "command_id", json_string(cid));
     if (*corr)
@@ -145,6 +145,7 @@ static void call_finished(command_call *c, unsigned status, json_t *answer, svc_
         return;
     }
     svc_request *rq = c->rq;
+    rq->replayed = c->replayed;
     if (c->answer)
         svc_answer(rq, status, status >= 400 ? "application/problem+json" : "application/json",
                    strdup(c->answer), strlen(c->answer));
