@@ -119,6 +119,8 @@ static enum MHD_Result send_answer(svc_request *rq)
     }
     if (rq->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    if (rq->status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"skald\"");
     if (rq->status == 405 && rq->route)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->route->method);
     svc_metrics_http(rq->app->metrics, rq->status);
