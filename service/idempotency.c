@@ -4,10 +4,15 @@
  * In memory: a hash table of key -> (request fingerprint, state, status, body, expiry).
  * On disk: DATA/idempotency/journal.jsonl, one JSON line per remembered response,
  * appended with one write(2) before the response is sent and fdatasync'd about once a
- * second and at shutdown. A process crash (SIGKILL) loses nothing: the lines are in the
- * page cache. A machine crash can forget the keys of the last second; their events are
- * in the log and carry the key in their metadata (docs/operations.md). Start-up reads the
- * journal, drops what expired and rewrites it compacted (temp file, fsync, rename).
+ * second and at shutdown. A process crash (SIGKILL) loses no line: they are in the page
+ * cache. What no journal line can cover is a command whose events became durable but
+ * whose answer was never sent (killed in between) or whose line a machine crash lost:
+ * so each keyed command's events carry the scoped key in their metadata
+ * ("idempotency"), and start-up rebuilds the answers of keyed commands the journal does
+ * not cover from the log, scanning from the journal's high-water position (the log head
+ * at the last start-up, or the last journaled position) to the head. Then it drops what
+ * expired and rewrites the journal compacted (temp file, fsync, rename), first line
+ * {"p": head}.
  *
  * One mutex guards the table and the journal: a claim, a finish and a lookup are a few
  * hundred nanoseconds of work under it.
@@ -26,7 +31,8 @@
 
 typedef struct idem_entry {
     struct idem_entry *next;
-    uint64_t fp;
+    uint64_t fp; /* 0: rebuilt from the log, matches any request */
+    uint64_t position; /* of the answer's last event + 1; 0 if none */
     int64_t expires_us;
     unsigned status; /* 0 while the first request runs */
     char *body;
@@ -38,6 +44,7 @@ struct svc_idem {
     idem_entry **buckets;
     size_t nbuckets, count, sweep_cursor;
     int64_t window_us;
+    uint64_t high_water; /* log positions below it are covered by the journal */
     int fd;
     int dirty;
     char path[4096];
@@ -126,8 +133,9 @@ static void remove_at(svc_idem *idem, idem_entry **p)
 
 static char *journal_line(const idem_entry *e, size_t *len)
 {
-    json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s}", "k", e->key, "f", "", "e",
-                          (json_int_t)e->expires_us, "s", (int)e->status, "b", e->body);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s, s:I}", "k", e->key, "f", "", "e",
+                          (json_int_t)e->expires_us, "s", (int)e->status, "b", e->body, "p",
+                          (json_int_t)e->position);
     if (!o)
         return NULL;
     char fp[20];
@@ -147,8 +155,10 @@ static void load_line(svc_idem *idem, const char *line, int64_t now)
 {
     json_t *o = json_loads(line, 0, NULL);
     const char *key, *fp, *body;
-    json_int_t expires;
+    json_int_t expires, position = 0;
     int status;
+    if (json_unpack(o, "{s:I}", "p", &position) == 0 && (uint64_t)position > idem->high_water)
+        idem->high_water = (uint64_t)position;
     if (o && json_unpack(o, "{s:s, s:s, s:I, s:i, s:s}", "k", &key, "f", &fp, "e", &expires, "s",
                          &status, "b", &body) == 0 &&
         expires > now && status > 0) {
@@ -159,6 +169,7 @@ static void load_line(svc_idem *idem, const char *line, int64_t now)
         if (e) {
             e->status = (unsigned)status;
             e->body = strdup(body);
+            e->position = (uint64_t)position;
         }
     }
     json_decref(o); /* a torn last line (crash mid-write) is skipped */
@@ -186,7 +197,9 @@ static int compact(svc_idem *idem, const char *dir, sk_error *err)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return sk_error_set(err, -errno, "", "cannot write %s: %s", tmp, strerror(errno));
-    int rc = 0;
+    char head[64];
+    int n = snprintf(head, sizeof head, "{\"p\":%llu}\n", (unsigned long long)idem->high_water);
+    int rc = write_all(fd, head, (size_t)n);
     for (size_t i = 0; i < idem->nbuckets && rc == 0; i++)
         for (idem_entry *e = idem->buckets[i]; e && rc == 0; e = e->next) {
             size_t len;
@@ -212,7 +225,97 @@ static int compact(svc_idem *idem, const char *dir, sk_error *err)
     return 0;
 }
 
-int svc_idem_open(const char *data_dir, uint64_t window_s, svc_idem **out, sk_error *err)
+/* Groups a run of events of one command (same command_id) into its answer. */
+typedef struct rebuilt {
+    char key[512];
+    ev_uuid command_id;
+    json_t *answer;
+    int64_t occurred_at;
+    uint64_t last_position;
+} rebuilt;
+
+static void rebuilt_flush(svc_idem *idem, rebuilt *r)
+{
+    if (!r->answer)
+        return;
+    json_t *events = json_object_get(r->answer, "events");
+    json_t *last = json_array_get(events, json_array_size(events) - 1);
+    json_object_set(r->answer, "position", json_object_get(last, "position"));
+    char *body = json_dumps(r->answer, JSON_COMPACT);
+    json_decref(r->answer);
+    r->answer = NULL;
+    int64_t expires = r->occurred_at + idem->window_us;
+    idem_entry **p = slot_of(idem, r->key);
+    if (!body || *p || expires <= ev_now_us()) { /* the journal's answer wins */
+        free(body);
+        return;
+    }
+    idem_entry *e = insert(idem, r->key, 0, expires);
+    if (!e) {
+        free(body);
+        return;
+    }
+    e->status = 200;
+    e->body = body;
+    e->position = r->last_position + 1;
+}
+
+static const char *meta_value(const ev_event *ev, const char *key, char *buf, size_t size)
+{
+    for (uint32_t i = 0; i < ev->metadata_count; i++)
+        if (ev_str_eq(ev->metadata[i].key, key)) {
+            size_t n = ev->metadata[i].value.len < size - 1 ? ev->metadata[i].value.len : size - 1;
+            memcpy(buf, ev->metadata[i].value.ptr, n);
+            buf[n] = '\0';
+            return buf;
+        }
+    return NULL;
+}
+
+/* Rebuilds answers of keyed commands in the log from the high-water mark to the head. */
+static int reconcile(svc_idem *idem, store_log *log, uint64_t *scanned, sk_error *err)
+{
+    store_reader *rd;
+    int rc = store_reader_open(log, idem->high_water, &rd);
+    if (rc)
+        return sk_error_set(err, rc, "", "cannot read the log to rebuild idempotency keys");
+    rebuilt r = {0};
+    ev_event ev;
+    char key[512];
+    while ((rc = store_reader_next(rd, &ev, err)) == 1) {
+        (*scanned)++;
+        if (!meta_value(&ev, SVC_META_IDEMPOTENCY, key, sizeof key))
+            continue;
+        if (!r.answer || strcmp(r.key, key) != 0 ||
+            memcmp(&r.command_id, &ev.command_id, sizeof r.command_id) != 0) {
+            rebuilt_flush(idem, &r);
+            snprintf(r.key, sizeof r.key, "%s", key);
+            r.command_id = ev.command_id;
+            r.occurred_at = ev.occurred_at;
+            char cid[EV_UUID_TEXT_SIZE];
+            ev_uuid_format(&ev.command_id, cid);
+            r.answer = json_pack("{s:s, s:s%, s:[]}", "command_id", cid, "stream_id",
+                                 ev.stream_id.ptr, (size_t)ev.stream_id.len, "events");
+        }
+        char eid[EV_UUID_TEXT_SIZE];
+        ev_uuid_format(&ev.event_id, eid);
+        json_array_append_new(json_object_get(r.answer, "events"),
+                              json_pack("{s:s, s:s%, s:I, s:I}", "event_id", eid, "type",
+                                        ev.type.ptr, (size_t)ev.type.len, "version",
+                                        (json_int_t)ev.version, "position",
+                                        (json_int_t)ev.position));
+        r.last_position = ev.position;
+    }
+    rebuilt_flush(idem, &r);
+    store_reader_close(rd);
+    if (rc < 0)
+        return rc;
+    idem->high_water = store_log_head(log);
+    return 0;
+}
+
+int svc_idem_open(const char *data_dir, uint64_t window_s, store_log *log, svc_idem **out,
+                  sk_error *err)
 {
     svc_idem *idem = calloc(1, sizeof *idem);
     if (!idem)
@@ -238,6 +341,13 @@ int svc_idem_open(const char *data_dir, uint64_t window_s, svc_idem **out, sk_er
         free(line);
         fclose(f);
     }
+    uint64_t scanned = 0;
+    for (size_t i = 0; rc == 0 && i < idem->nbuckets; i++)
+        for (idem_entry *e = idem->buckets[i]; e; e = e->next)
+            if (e->position > idem->high_water)
+                idem->high_water = e->position;
+    if (rc == 0 && log)
+        rc = reconcile(idem, log, &scanned, err);
     if (rc == 0)
         rc = compact(idem, dir, err);
     if (rc == 0) {
@@ -288,7 +398,7 @@ svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsi
         remove_at(idem, p);
     if (*p) {
         idem_entry *e = *p;
-        if (e->fp != fp)
+        if (e->fp != fp && e->fp != 0)
             st = SVC_IDEM_MISMATCH;
         else if (!e->status)
             st = SVC_IDEM_BUSY;
@@ -304,12 +414,14 @@ svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsi
     return st;
 }
 
-void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char *body)
+void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char *body,
+                     uint64_t position)
 {
     pthread_mutex_lock(&idem->mu);
     idem_entry *e = *slot_of(idem, key);
     if (e) {
         e->status = status;
+        e->position = position;
         e->body = strdup(body);
         e->expires_us = ev_now_us() + idem->window_us;
         size_t len;

@@ -133,7 +133,8 @@ static void call_finished(command_call *c, unsigned status, json_t *answer, svc_
     if (*c->key) {
         /* business outcomes are remembered; conflicts and failures may be retried */
         if ((status == 200 || status == 422) && c->answer)
-            svc_idem_finish(app->idem, c->key, status, c->answer);
+            svc_idem_finish(app->idem, c->key, status, c->answer,
+                            status == 200 && c->out.count ? c->out.position + 1 : 0);
         else
             svc_idem_release(app->idem, c->key);
     }
@@ -310,7 +311,7 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
     }
     if (*c->key)
         c->meta[c->ctx.metadata_count++] =
-            (ev_metadata_entry){ev_str_of("idempotency_key"), ev_str_of(idem_key)};
+            (ev_metadata_entry){ev_str_of(SVC_META_IDEMPOTENCY), ev_str_of(c->key)};
     c->ctx.metadata = c->meta;
     atomic_fetch_add(&app->in_flight, 1);
     cmd_bus_submit(app->bus, c->command, body, expected, &c->ctx, &c->out, command_done, c);

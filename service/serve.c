@@ -90,7 +90,7 @@ static int open_app(svc_app *app, sk_error *err)
         return rc;
     if (svc_cfg.tokens_file && (rc = svc_auth_load(svc_cfg.tokens_file, &app->auth, err)) != 0)
         return rc;
-    rc = svc_idem_open(d, svc_cfg.idempotency_window_s, &app->idem, err);
+    rc = svc_idem_open(d, svc_cfg.idempotency_window_s, app->log, &app->idem, err);
     if (rc)
         return rc;
     app->openapi = svc_openapi_doc;

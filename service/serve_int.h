@@ -98,15 +98,22 @@ char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t 
 /* ---- idempotency.c ---- */
 typedef struct svc_idem svc_idem;
 typedef enum svc_idem_state { SVC_IDEM_NEW = 0, SVC_IDEM_DONE, SVC_IDEM_BUSY, SVC_IDEM_MISMATCH } svc_idem_state;
-int svc_idem_open(const char *dir, uint64_t window_s, svc_idem **out, sk_error *err);
+/* The metadata key under which a keyed command's events carry its scoped key. */
+#define SVC_META_IDEMPOTENCY "idempotency"
+/* Loads the journal of DATA/idempotency and rebuilds, from log (may be NULL), the answers
+ * of keyed commands the journal does not cover. */
+int svc_idem_open(const char *data_dir, uint64_t window_s, store_log *log, svc_idem **out,
+                  sk_error *err);
 int svc_idem_close(svc_idem *idem); /* syncs the journal; accepts NULL */
 /* Claims key for a request with fingerprint fp. NEW: the caller runs it and must call
  * svc_idem_finish or svc_idem_release. DONE: *status and *body (malloc'd copy) are the
  * first response. BUSY: the first is still running. MISMATCH: same key, other request. */
 svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsigned *status,
                               char **body);
-/* Remembers the response of a claimed key (and journals it). */
-void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char *body);
+/* Remembers the response of a claimed key (and journals it); position: one past the log
+ * position of the answer's last event, 0 if it has none. */
+void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char *body,
+                     uint64_t position);
 /* Forgets a claim whose response is not to be remembered (a 5xx, a 409). */
 void svc_idem_release(svc_idem *idem, const char *key);
 /* fdatasyncs the journal if it has unsynced lines (called about once a second). */
