@@ -229,8 +229,8 @@ static char *snapshot_after(cmd_bus *bus, const cmd_cache_entry *e, const cmd_ev
  * when queued (done will run from the completion, perhaps before this returns: nothing
  * here touches out or the pending record after queueing), or an error (done not called).
  */
-static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx,
-                        cmd_outcome *out, cmd_done_cb done, void *cb_ctx)
+static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx, cmd_outcome *out,
+                        cmd_done_cb done, void *cb_ctx)
 {
     size_t n = out->decision.count;
     cmd_event events[CMD_EVENTS_MAX];
@@ -274,19 +274,18 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
 
 /* Steps 4-7 under the stripe lock. Returns 1 if an append was queued (done will run
  * later), else 0 with out->status set. */
-static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h,
-                         const json_t *body, uint64_t expected_version, const cmd_context *ctx,
-                         cmd_outcome *out, cmd_done_cb done, void *cb_ctx)
+static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h, const json_t *body,
+                         uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out,
+                         cmd_done_cb done, void *cb_ctx)
 {
     cmd_cache_entry *e = entry_for(bus, cache, h, out->stream_id, out);
     if (!e)
         return 0;
     out->stream_version = e->version;
     if (expected_version != STORE_EXPECT_ANY && expected_version != e->version) {
-        out->status = sk_error_set(&out->err, SK_ECONFLICT, "expected_version",
-                                   "stream %s is at version %llu, not %llu", out->stream_id,
-                                   (unsigned long long)e->version,
-                                   (unsigned long long)expected_version);
+        out->status = sk_error_set(
+            &out->err, SK_ECONFLICT, "expected_version", "stream %s is at version %llu, not %llu",
+            out->stream_id, (unsigned long long)e->version, (unsigned long long)expected_version);
         return 0;
     }
     h->decide(e->state, body, &out->decision);
@@ -308,14 +307,14 @@ static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h,
     return 1;
 }
 
-int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body,
-                   uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out,
-                   cmd_done_cb done, void *cb_ctx)
+int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64_t expected_version,
+                   const cmd_context *ctx, cmd_outcome *out, cmd_done_cb done, void *cb_ctx)
 {
     memset(out, 0, sizeof *out);
     const cmd_handler *h = cmd_handler_find(bus->tables, bus->ntables, command);
     if (!h) {
-        out->status = sk_error_set(&out->err, SK_ENOTFOUND, "type", "unknown command '%s'", command);
+        out->status =
+            sk_error_set(&out->err, SK_ENOTFOUND, "type", "unknown command '%s'", command);
         done(cb_ctx, out);
         return 0;
     }
@@ -338,8 +337,8 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body,
         ev_uuid_generate(&out->command_id);
     unsigned s = stripe_of(out->stream_id);
     pthread_mutex_lock(&bus->stripes[s]);
-    int queued = decide_locked(bus, &bus->caches[s], h, body, expected_version, ctx, out, done,
-                               cb_ctx);
+    int queued =
+        decide_locked(bus, &bus->caches[s], h, body, expected_version, ctx, out, done, cb_ctx);
     pthread_mutex_unlock(&bus->stripes[s]);
     if (!queued)
         done(cb_ctx, out);

@@ -143,9 +143,8 @@ void cmd_outcome_clear(cmd_outcome *out);
  * one stream are pipelined: the next one decides on the state the queued one leaves.
  * Returns 0 (done will run or has run) -- the outcome is in out->status. */
 typedef void (*cmd_done_cb)(void *cb_ctx, cmd_outcome *out);
-int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body,
-                   uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out,
-                   cmd_done_cb done, void *cb_ctx);
+int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64_t expected_version,
+                   const cmd_context *ctx, cmd_outcome *out, cmd_done_cb done, void *cb_ctx);
 
 /* The aggregate a stream belongs to, by its stream prefix; NULL if none. */
 const cmd_aggregate *cmd_aggregate_of_stream(const cmd_handler_table *tables, size_t ntables,

@@ -21,7 +21,7 @@
  * decrements `pending` last.
  */
 typedef struct cmd_cache_entry {
-    struct cmd_cache_entry *hnext; /* hash chain */
+    struct cmd_cache_entry *hnext;       /* hash chain */
     struct cmd_cache_entry *prev, *next; /* recency list: head is the most recent */
     const cmd_aggregate *agg;
     json_t *state;
@@ -67,9 +67,8 @@ struct cmd_bus {
 
 /* Loads a stream's state (snapshot + tail, or full replay); *replayed gets the number of
  * events applied after the snapshot (all of them without one). */
-int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id,
-                   int use_snapshot, json_t **state_out, uint64_t *version_out,
-                   uint64_t *replayed, sk_error *err);
+int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, int use_snapshot,
+                   json_t **state_out, uint64_t *version_out, uint64_t *replayed, sk_error *err);
 /* Saves state (serialized) as the stream's snapshot at version. */
 int cmd_save_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id,
                       uint64_t version, const char *state_json, sk_error *err);

@@ -49,9 +49,8 @@ static json_t *usable_snapshot(const cmd_aggregate *agg, const store_snapshot *s
     return state;
 }
 
-int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id,
-                   int use_snapshot, json_t **state_out, uint64_t *version_out,
-                   uint64_t *replayed, sk_error *err)
+int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, int use_snapshot,
+                   json_t **state_out, uint64_t *version_out, uint64_t *replayed, sk_error *err)
 {
     json_t *state = NULL;
     uint64_t version = 0;

@@ -116,8 +116,7 @@ static unsigned differs(const token *t, const char *given, size_t given_len)
     return diff;
 }
 
-int svc_auth_check(const svc_auth *auth, const char *given, unsigned *roles,
-                   const char **principal)
+int svc_auth_check(const svc_auth *auth, const char *given, unsigned *roles, const char **principal)
 {
     size_t given_len = strnlen(given, TOKEN_MAX + 1);
     const token *found = NULL;

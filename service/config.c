@@ -53,8 +53,8 @@ static const opt_def opts[] = {
      "largest request body in bytes; larger gets 413 (default 1048576)"},
     {"--timeout", "SKALD_TIMEOUT", OPT_U32, &svc_cfg.timeout_s, 1, 3600,
      "seconds before an idle or slow connection is closed (default 30)"},
-    {"--idempotency-window", "SKALD_IDEMPOTENCY_WINDOW", OPT_U64, &svc_cfg.idempotency_window_s,
-     1, 365ull * 86400, "seconds an Idempotency-Key is remembered (default 86400)"},
+    {"--idempotency-window", "SKALD_IDEMPOTENCY_WINDOW", OPT_U64, &svc_cfg.idempotency_window_s, 1,
+     365ull * 86400, "seconds an Idempotency-Key is remembered (default 86400)"},
     {"--snapshot-every", "SKALD_SNAPSHOT_EVERY", OPT_U32, &svc_cfg.snapshot_every, 0, 1000000,
      "events between snapshots of an aggregate, 0 for none (default 100)"},
     {"--cache-max", "SKALD_CACHE_MAX", OPT_U32, &svc_cfg.cache_max, 0, 100000000,
@@ -204,9 +204,10 @@ int svc_config_parse(int argc, char **argv)
     if (!svc_cfg.tls_cert != !svc_cfg.tls_key)
         return bad("--tls-cert", "%s", "and --tls-key go together");
     if (!svc_cfg.tokens_file && !svc_host_is_loopback(svc_cfg.listen_host))
-        return bad("--listen", "refusing to listen on %s without --tokens: anyone who can "
-                               "reach it could post commands. Give a tokens file or listen "
-                               "on 127.0.0.1",
+        return bad("--listen",
+                   "refusing to listen on %s without --tokens: anyone who can "
+                   "reach it could post commands. Give a tokens file or listen "
+                   "on 127.0.0.1",
                    svc_cfg.listen_host);
     return 0;
 }

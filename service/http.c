@@ -52,8 +52,7 @@ void svc_answer_json(svc_request *rq, unsigned status, json_t *obj)
         svc_answer(rq, 500, "text/plain", strdup("out of memory\n"), 14);
         return;
     }
-    svc_answer(rq, status,
-               status >= 400 ? "application/problem+json" : "application/json", text,
+    svc_answer(rq, status, status >= 400 ? "application/problem+json" : "application/json", text,
                strlen(text));
 }
 
@@ -146,8 +145,8 @@ static int path_matches(const char *pattern, const char *url, char *arg, size_t 
 }
 
 /* The route for method and url; NULL with *path_known set when only the method differs. */
-static const svc_route *find_route(const char *method, const char *url, char *arg,
-                                   size_t arg_size, const svc_route **path_known)
+static const svc_route *find_route(const char *method, const char *url, char *arg, size_t arg_size,
+                                   const svc_route **path_known)
 {
     *path_known = NULL;
     for (size_t i = 0; i < svc_nroutes; i++) {
@@ -189,15 +188,15 @@ static int check_body_headers(svc_request *rq)
 {
     const char *len = svc_header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (len && strtoull(len, NULL, 10) > svc_cfg.body_max) {
-        svc_problem(rq, 413, "body_too_large", NULL, "the body has %s bytes; at most %llu",
-                    len, (unsigned long long)svc_cfg.body_max);
+        svc_problem(rq, 413, "body_too_large", NULL, "the body has %s bytes; at most %llu", len,
+                    (unsigned long long)svc_cfg.body_max);
         return -1;
     }
     if (rq->route->body == SVC_BODY_NONE)
         return 0;
     const char *type = svc_header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
-    const char *want = rq->route->body == SVC_BODY_NDJSON ? "application/x-ndjson"
-                                                          : "application/json";
+    const char *want =
+        rq->route->body == SVC_BODY_NDJSON ? "application/x-ndjson" : "application/json";
     size_t n = strlen(want);
     if (!type || strncasecmp(type, want, n) != 0 || (type[n] != '\0' && type[n] != ';')) {
         svc_problem(rq, 415, "unsupported_media_type", NULL, "send Content-Type: %s", want);
@@ -253,8 +252,8 @@ static int collect(svc_request *rq, const char *data, size_t size)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     svc_app *app = cls;
     svc_request *rq = *con_cls;
@@ -316,13 +315,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char text[512];
     vsnprintf(text, sizeof text, fmt, ap);
     size_t n = strlen(text);
     while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
         text[--n] = '\0';
-    svc_logs(SVC_LOG_WARN, "http", "detail", text, NULL);
+    svc_logs(SVC_LOG_WARN, "http", "detail", text, SVC_END);
 }
 
 static char *read_file(const char *path, sk_error *err)
@@ -377,8 +379,7 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
     }
     /* optional options, ended early by an MHD_OPTION_END where one is not wanted */
     struct MHD_OptionItem extra[] = {
-        {svc_cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, svc_cfg.threads,
-         NULL},
+        {svc_cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, svc_cfg.threads, NULL},
         {MHD_OPTION_END, 0, NULL},
         {MHD_OPTION_END, 0, NULL},
         {MHD_OPTION_END, 0, NULL},
@@ -390,8 +391,8 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
     }
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)svc_cfg.timeout_s,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)svc_cfg.timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)4096, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, extra,
         MHD_OPTION_END);
@@ -399,7 +400,8 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
         free(srv->tls_cert);
         free(srv->tls_key);
         free(srv);
-        return sk_error_set(err, -EADDRINUSE, "", "cannot listen on %s:%u (in use, or TLS files invalid)",
+        return sk_error_set(err, -EADDRINUSE, "",
+                            "cannot listen on %s:%u (in use, or TLS files invalid)",
                             svc_cfg.listen_host, svc_cfg.listen_port);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);

@@ -31,7 +31,7 @@
 
 typedef struct idem_entry {
     struct idem_entry *next;
-    uint64_t fp; /* 0: rebuilt from the log, matches any request */
+    uint64_t fp;       /* 0: rebuilt from the log, matches any request */
     uint64_t position; /* of the answer's last event + 1; 0 if none */
     int64_t expires_us;
     unsigned status; /* 0 while the first request runs */
@@ -159,8 +159,9 @@ static void load_line(svc_idem *idem, const char *line, int64_t now)
     int status;
     if (json_unpack(o, "{s:I}", "p", &position) == 0 && (uint64_t)position > idem->high_water)
         idem->high_water = (uint64_t)position;
-    if (o && json_unpack(o, "{s:s, s:s, s:I, s:i, s:s}", "k", &key, "f", &fp, "e", &expires, "s",
-                         &status, "b", &body) == 0 &&
+    if (o &&
+        json_unpack(o, "{s:s, s:s, s:I, s:i, s:s}", "k", &key, "f", &fp, "e", &expires, "s",
+                    &status, "b", &body) == 0 &&
         expires > now && status > 0) {
         idem_entry **p = slot_of(idem, key);
         if (*p)
@@ -429,8 +430,8 @@ void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const cha
         if (line && write_all(idem->fd, line, len) == 0)
             idem->dirty = 1;
         else
-            svc_logs(SVC_LOG_ERROR, "idempotency journal write failed", "file", idem->path,
-                     "key", key, NULL);
+            svc_logs(SVC_LOG_ERROR, "idempotency journal write failed", "file", idem->path, "key",
+                     key, SVC_END);
         free(line);
     }
     pthread_mutex_unlock(&idem->mu);
@@ -467,5 +468,6 @@ void svc_idem_sync(svc_idem *idem)
     sweep(idem, ev_now_us());
     pthread_mutex_unlock(&idem->mu);
     if (dirty && fdatasync(idem->fd) != 0)
-        svc_logs(SVC_LOG_ERROR, "idempotency journal fdatasync failed", "file", idem->path, NULL);
+        svc_logs(SVC_LOG_ERROR, "idempotency journal fdatasync failed", "file", idem->path,
+                 SVC_END);
 }

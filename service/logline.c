@@ -37,7 +37,9 @@ void svc_log(int level, const char *msg, const json_t *fields)
     snprintf(when + n, sizeof when - n, ".%06ldZ", ts.tv_nsec / 1000);
     json_t *line = json_object();
     json_object_set_new(line, "ts", json_string(when));
-    json_object_set_new(line, "level", json_string(level_names[level >= 0 && level <= SVC_LOG_NOTICE ? level : SVC_LOG_ERROR]));
+    json_object_set_new(
+        line, "level",
+        json_string(level_names[level >= 0 && level <= SVC_LOG_NOTICE ? level : SVC_LOG_ERROR]));
     json_object_set_new(line, "msg", json_string(msg));
     if (fields)
         json_object_update(line, (json_t *)fields);

@@ -20,9 +20,8 @@ static const char *const outcome_names[SVC_OUT_COUNT] = {
     "ok", "rejected", "conflict", "invalid", "replayed", "overloaded", "error"};
 
 /* seconds */
-static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                        0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                        1,      2.5,     5,      10};
+static const double latency_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                        0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 #define LAT_N (sizeof latency_bounds / sizeof latency_bounds[0])
 /* events per group commit */
 static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384};
@@ -36,8 +35,8 @@ typedef struct histogram {
     _Atomic double sum;
 } histogram;
 
-static const unsigned status_codes[] = {200, 400, 401, 403, 404, 405, 409, 413,
-                                        415, 422, 429, 431, 500, 503};
+static const unsigned status_codes[] = {200, 400, 401, 403, 404, 405, 409,
+                                        413, 415, 422, 429, 431, 500, 503};
 #define STATUS_N (sizeof status_codes / sizeof status_codes[0])
 
 struct svc_metrics {
@@ -205,19 +204,20 @@ char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t 
     put_gauge(&o, "skald_log_failed", "1 while the log refuses appends after an I/O failure.",
               st.state == STORE_STATE_FAILED);
     put_gauge(&o, "skald_queue_depth", "Commands accepted and not yet answered.", in_flight);
-    put_gauge(&o, "skald_append_queue_depth", "Appends waiting for the appender.",
-              st.queue_depth);
+    put_gauge(&o, "skald_append_queue_depth", "Appends waiting for the appender.", st.queue_depth);
     cmd_bus_stats bs;
     cmd_bus_get_stats(bus, &bs);
-    put(&o, "# HELP skald_aggregate_cache_total Aggregate loads by source.\n"
-            "# TYPE skald_aggregate_cache_total counter\n"
-            "skald_aggregate_cache_total{result=\"hit\"} %llu\n"
-            "skald_aggregate_cache_total{result=\"miss\"} %llu\n",
+    put(&o,
+        "# HELP skald_aggregate_cache_total Aggregate loads by source.\n"
+        "# TYPE skald_aggregate_cache_total counter\n"
+        "skald_aggregate_cache_total{result=\"hit\"} %llu\n"
+        "skald_aggregate_cache_total{result=\"miss\"} %llu\n",
         (unsigned long long)bs.cache_hits, (unsigned long long)bs.cache_misses);
-    put(&o, "# HELP skald_snapshots_total Snapshots used and saved.\n"
-            "# TYPE skald_snapshots_total counter\n"
-            "skald_snapshots_total{op=\"load\"} %llu\n"
-            "skald_snapshots_total{op=\"save\"} %llu\n",
+    put(&o,
+        "# HELP skald_snapshots_total Snapshots used and saved.\n"
+        "# TYPE skald_snapshots_total counter\n"
+        "skald_snapshots_total{op=\"load\"} %llu\n"
+        "skald_snapshots_total{op=\"save\"} %llu\n",
         (unsigned long long)bs.snapshot_loads, (unsigned long long)bs.snapshots_saved);
     if (o.failed) {
         free(o.data);

@@ -51,13 +51,13 @@ static json_t *success_json(const cmd_outcome *o)
     json_t *events = json_array();
     for (uint32_t i = 0; i < o->count; i++) {
         ev_uuid_format(&o->event_ids[i], eid);
-        json_array_append_new(events, json_pack("{s:s, s:s, s:I, s:I}", "event_id", eid, "type",
-                                                o->event_types[i], "version",
-                                                (json_int_t)(o->first_version + i), "position",
-                                                (json_int_t)(o->first_position + i)));
+        json_array_append_new(
+            events, json_pack("{s:s, s:s, s:I, s:I}", "event_id", eid, "type", o->event_types[i],
+                              "version", (json_int_t)o->first_version + (json_int_t)i, "position",
+                              (json_int_t)o->first_position + (json_int_t)i));
     }
-    return json_pack("{s:s, s:s, s:o, s:I}", "command_id", cid, "stream_id", o->stream_id,
-                     "events", events, "position", (json_int_t)o->position);
+    return json_pack("{s:s, s:s, s:o, s:I}", "command_id", cid, "stream_id", o->stream_id, "events",
+                     events, "position", (json_int_t)o->position);
 }
 
 /* The HTTP status, metrics outcome and JSON of a finished command. */
@@ -77,8 +77,8 @@ static json_t *outcome_json(const cmd_outcome *o, unsigned *status, svc_outcome 
         return svc_problem_json(400, "invalid_field", field, o->err.message);
     case SK_ECONFLICT: {
         *status = 409, *kind = SVC_OUT_CONFLICT;
-        json_t *p = svc_problem_json(409, "wrong_expected_version", "expected_version",
-                                     o->err.message);
+        json_t *p =
+            svc_problem_json(409, "wrong_expected_version", "expected_version", o->err.message);
         json_object_set_new(p, "current_version", json_integer((json_int_t)o->stream_version));
         return p;
     }
@@ -103,9 +103,9 @@ static void log_command(const command_call *c, svc_outcome kind)
         ev_uuid_format(&c->out.command_id, cid);
     if (!ev_uuid_is_nil(&c->ctx.correlation_id))
         ev_uuid_format(&c->ctx.correlation_id, corr);
-    json_t *f = json_pack("{s:s, s:s, s:i, s:I}", "request_id", c->rq->request_id, "command",
-                          c->command, "status", (int)c->status, "us",
-                          (json_int_t)(ev_now_us() - c->started_us));
+    json_t *f =
+        json_pack("{s:s, s:s, s:i, s:I}", "request_id", c->rq->request_id, "command", c->command,
+                  "status", (int)c->status, "us", (json_int_t)(ev_now_us() - c->started_us));
     if (*cid)
         json_object_set_new(f, "command_id", json_string(cid));
     if (*corr)
@@ -250,7 +250,8 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
     if (ev) {
         uint64_t v;
         if (!json_is_integer(ev) || json_integer_value(ev) < 0 ||
-            ((v = (uint64_t)json_integer_value(ev)), expected != STORE_EXPECT_ANY && v != expected)) {
+            ((v = (uint64_t)json_integer_value(ev)),
+             expected != STORE_EXPECT_ANY && v != expected)) {
             json_decref(body);
             return call_refused(c, 400, "invalid_field", "expected_version",
                                 "expected_version must be an integer >= 0 (and agree with "
@@ -280,9 +281,8 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
     if (*c->key) {
         unsigned status;
         char *first = NULL;
-        svc_idem_state st =
-            svc_idem_begin(app->idem, c->key, svc_fingerprint(c->command, raw, raw_len), &status,
-                           &first);
+        svc_idem_state st = svc_idem_begin(
+            app->idem, c->key, svc_fingerprint(c->command, raw, raw_len), &status, &first);
         if (st != SVC_IDEM_NEW) {
             json_decref(body);
             if (st == SVC_IDEM_DONE) {
@@ -427,13 +427,20 @@ static void batch_line_done(batch *b)
     svc_request_done(b->rq);
 }
 
+static int known_line_field(const char *k)
+{
+    return strcmp(k, "type") == 0 || strcmp(k, "body") == 0 || strcmp(k, "expected_version") == 0 ||
+           strcmp(k, "idempotency_key") == 0;
+}
+
 /* Parses one NDJSON line into its call's pieces and starts it. */
 static void start_line(command_call *c, const char *line, size_t len)
 {
     json_error_t jerr;
     json_t *o = parse_json(line, len, &jerr);
     json_t *type = json_object_get(o, "type"), *body = json_object_get(o, "body");
-    json_t *ev = json_object_get(o, "expected_version"), *key = json_object_get(o, "idempotency_key");
+    json_t *ev = json_object_get(o, "expected_version"),
+           *key = json_object_get(o, "idempotency_key");
     const char *bad = NULL;
     if (!o || !json_is_object(o))
         bad = "line is not a JSON object";
@@ -449,9 +456,7 @@ static void start_line(command_call *c, const char *line, size_t len)
     else {
         const char *k;
         json_t *v;
-        json_object_foreach(o, k, v) if (strcmp(k, "type") && strcmp(k, "body") &&
-                                         strcmp(k, "expected_version") &&
-                                         strcmp(k, "idempotency_key")) bad = "unknown field";
+        json_object_foreach(o, k, v) if (!known_line_field(k)) bad = "unknown field";
     }
     if (bad) {
         json_decref(o);
@@ -488,8 +493,8 @@ static int route_batch(svc_request *rq)
     rq->state = b;
     rq->state_free = batch_free;
     /* split first, so the count is final before any line can finish */
-    const char *starts[BATCH_MAX + 1];
-    size_t lens[BATCH_MAX + 1];
+    const char *starts[BATCH_MAX + 1] = {0};
+    size_t lens[BATCH_MAX + 1] = {0};
     const char *p = rq->body ? rq->body : "", *end = p + rq->body_len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -617,8 +622,8 @@ static int route_stream(svc_request *rq)
     uint64_t next = n ? last.version + 1 : from;
     json_t *o = json_pack("{s:s, s:I, s:o}", "stream_id", rq->arg, "version", (json_int_t)version,
                           "events", events);
-    json_object_set_new(o, "next_version", next <= version ? json_integer((json_int_t)next)
-                                                           : json_null());
+    json_object_set_new(o, "next_version",
+                        next <= version ? json_integer((json_int_t)next) : json_null());
     svc_answer_json(rq, 200, o);
     return 0;
 }

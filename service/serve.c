@@ -36,9 +36,9 @@ static const cmd_handler_table *domain_tables(size_t *n)
 
 static int fail(const char *what, const sk_error *err, int rc)
 {
-    json_t *f = json_pack("{s:s, s:s}", "error", err && err->message[0] ? err->message
-                                                                       : sk_strerror(rc),
-                          "code", sk_err_name(rc));
+    json_t *f =
+        json_pack("{s:s, s:s}", "error", err && err->message[0] ? err->message : sk_strerror(rc),
+                  "code", sk_err_name(rc));
     svc_log(SVC_LOG_ERROR, what, f);
     json_decref(f);
     return 1;
@@ -50,8 +50,8 @@ static int open_app(svc_app *app, sk_error *err)
     if (mkdir(d, 0755) != 0 && errno != EEXIST)
         return sk_error_set(err, -errno, "", "cannot create data directory %s: %s", d,
                             strerror(errno));
-    const char *schemas = svc_cfg.schemas_dir ? svc_cfg.schemas_dir
-                                              : SKALD_SOURCE_DIR "/events/schemas";
+    const char *schemas =
+        svc_cfg.schemas_dir ? svc_cfg.schemas_dir : SKALD_SOURCE_DIR "/events/schemas";
     int rc = ev_registry_open(schemas, d, &app->events, err);
     if (rc)
         return rc;
@@ -76,9 +76,8 @@ static int open_app(svc_app *app, sk_error *err)
     cmd_bus_config bc = {
         .log = app->log,
         .events = app->events,
-        .command_schemas_dir = svc_cfg.command_schemas_dir
-                                   ? svc_cfg.command_schemas_dir
-                                   : SKALD_SOURCE_DIR "/commands/schemas",
+        .command_schemas_dir = svc_cfg.command_schemas_dir ? svc_cfg.command_schemas_dir
+                                                           : SKALD_SOURCE_DIR "/commands/schemas",
         .tables = tables,
         .ntables = ntables,
         .snapshots = app->snapshots,
@@ -173,12 +172,12 @@ int svc_serve_main(int argc, char **argv)
              svc_cfg.listen_host, port);
     svc_logs(SVC_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "fsync",
              store_fsync_mode_name(svc_cfg.fsync_mode), "auth", app.auth ? "tokens" : "none",
-             NULL);
+             SVC_END);
     if (write_port_file(port) != 0)
-        svc_logs(SVC_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, NULL);
+        svc_logs(SVC_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, SVC_END);
 
     int sig = wait_for_signal(&app, &set);
-    svc_logs(SVC_LOG_NOTICE, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    svc_logs(SVC_LOG_NOTICE, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", SVC_END);
     atomic_store(&app.draining, true);
     svc_server_stop(srv, DRAIN_TIMEOUT_MS);
     rc = close_app(&app);
@@ -186,6 +185,6 @@ int svc_serve_main(int argc, char **argv)
         fail("shutdown: flushing the log failed", NULL, rc);
         return 1;
     }
-    svc_logs(SVC_LOG_NOTICE, "stopped", NULL);
+    svc_logs(SVC_LOG_NOTICE, "stopped", SVC_END);
     return 0;
 }

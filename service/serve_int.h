@@ -62,6 +62,7 @@ void svc_log(int level, const char *msg, const json_t *fields);
 /* svc_log with fields given as key, value string pairs ending with NULL (NULL or empty
  * values are left out). */
 void svc_logs(int level, const char *msg, ...);
+#define SVC_END ((const char *)NULL) /* ends svc_logs's pairs */
 
 /* ---- auth.c ---- */
 enum { SVC_ROLE_PRODUCER = 1, SVC_ROLE_READER = 2, SVC_ROLE_ADMIN = 4 };
@@ -88,8 +89,7 @@ typedef struct svc_metrics svc_metrics;
 int svc_metrics_create(const cmd_handler_table *tables, size_t ntables, svc_metrics **out);
 void svc_metrics_free(svc_metrics *m);
 /* command: a known command name or anything else (counted as "unknown"). */
-void svc_metrics_command(svc_metrics *m, const char *command, svc_outcome outcome,
-                         double seconds);
+void svc_metrics_command(svc_metrics *m, const char *command, svc_outcome outcome, double seconds);
 void svc_metrics_batch(void *m, const store_batch_stats *st); /* a store_batch_cb */
 void svc_metrics_http(svc_metrics *m, unsigned status);
 /* Renders everything; the caller frees the string. */
@@ -97,7 +97,12 @@ char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t 
 
 /* ---- idempotency.c ---- */
 typedef struct svc_idem svc_idem;
-typedef enum svc_idem_state { SVC_IDEM_NEW = 0, SVC_IDEM_DONE, SVC_IDEM_BUSY, SVC_IDEM_MISMATCH } svc_idem_state;
+typedef enum svc_idem_state {
+    SVC_IDEM_NEW = 0,
+    SVC_IDEM_DONE,
+    SVC_IDEM_BUSY,
+    SVC_IDEM_MISMATCH
+} svc_idem_state;
 /* The metadata key under which a keyed command's events carry its scoped key. */
 #define SVC_META_IDEMPOTENCY "idempotency"
 /* Loads the journal of DATA/idempotency and rebuilds, from log (may be NULL), the answers
@@ -181,8 +186,7 @@ void svc_answer(svc_request *rq, unsigned status, const char *type, char *body, 
 /* Sets a JSON answer; obj is taken. */
 void svc_answer_json(svc_request *rq, unsigned status, json_t *obj);
 /* A problem+json object (for batch lines too); detail formatted. */
-json_t *svc_problem_json(unsigned status, const char *code, const char *field,
-                         const char *detail);
+json_t *svc_problem_json(unsigned status, const char *code, const char *field, const char *detail);
 void svc_problem(svc_request *rq, unsigned status, const char *code, const char *field,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* From any thread, once the answer is set: the connection is resumed and answered. */

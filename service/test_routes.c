@@ -82,8 +82,7 @@ static void every_documented_route_exists(void **state)
                     found = 1;
             }
             if (!found)
-                fail_msg("docs/openapi.json documents %s %s, which the server does not have", m,
-                         p);
+                fail_msg("docs/openapi.json documents %s %s, which the server does not have", m, p);
         }
     }
     assert_int_equal(operations, svc_nroutes);

@@ -66,8 +66,7 @@ int store_snapshots_open(const char *path, int read_only, store_snapshots **out,
         rc = db_error(s, err, "not a snapshot file");
     if (rc == 0 && !read_only && sqlite3_exec(s->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK)
         rc = db_error(s, err, "cannot create the table");
-    if (rc == 0 && !read_only &&
-        sqlite3_prepare_v2(s->db, SAVE, -1, &s->save, NULL) != SQLITE_OK)
+    if (rc == 0 && !read_only && sqlite3_prepare_v2(s->db, SAVE, -1, &s->save, NULL) != SQLITE_OK)
         rc = db_error(s, err, "not a snapshot file");
     if (rc == 0 && sqlite3_prepare_v2(s->db, LOAD, -1, &s->load, NULL) != SQLITE_OK)
         rc = db_error(s, err, "not a snapshot file");
