@@ -149,9 +149,10 @@ static void call_finished(command_call *c, unsigned status, json_t *answer, svc_
     rq->replayed = c->replayed;
     if (c->answer)
         svc_answer(rq, status, status >= 400 ? "application/problem+json" : "application/json",
-                   strdup(c->answer), strlen(c->answer));
+                   c->answer, strlen(c->answer));
     else
         svc_problem(rq, 500, "internal", NULL, "out of memory");
+    c->answer = NULL; /* the request owns it now */
     svc_request_done(rq);
 }
 
