@@ -470,6 +470,9 @@ static void sync_if_due(store_log *log, bool force)
 {
     if (!log->unsynced || log->cfg.fsync_mode == STORE_FSYNC_ALWAYS)
         return;
+    /* never retry a failed fdatasync: a success now would vouch for lost pages */
+    if (atomic_load(&log->state) != STORE_STATE_OK)
+        return;
     if (log->cfg.fsync_mode == STORE_FSYNC_NEVER && !force)
         return;
     uint64_t now = store_now_ns();

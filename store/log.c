@@ -155,6 +155,13 @@ int store_log_close(store_log *log)
         if (atomic_load(&log->state) == STORE_STATE_OK && log->unsynced && log->segment_count > 0) {
             store_segment *active = log->segments[log->segment_count - 1];
             rc = log->io->fdatasync(log->io->ctx, active->fd);
+        } else if (atomic_load(&log->state) == STORE_STATE_FAILED && log->segment_count > 0) {
+            /* As recovery does: pages a failed fdatasync left readable were never written;
+             * a reopen in this boot must not find them whole and append after them. */
+            store_segment *active = log->segments[log->segment_count - 1];
+            rc = log->io->ftruncate(log->io->ctx, active->fd, active->durable_size);
+            if (rc == 0)
+                rc = log->io->fdatasync(log->io->ctx, active->fd);
         }
     }
     log_free(log);
