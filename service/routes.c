@@ -237,8 +237,7 @@ static void call_refused(command_call *c, unsigned status, const char *code, con
  * none); a body field overrides nothing: both given and different is an error.
  * idem_key: the client's key ("" if none).
  */
-static void start_call(command_call *c, json_t *body, uint64_t expected, const char *idem_key,
-                       const char *raw, size_t raw_len)
+static void start_call(command_call *c, json_t *body, uint64_t expected, const char *idem_key)
 {
     svc_request *rq = c->rq;
     svc_app *app = rq->app;
@@ -282,8 +281,13 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
     if (*c->key) {
         unsigned status;
         char *first = NULL;
-        svc_idem_state st = svc_idem_begin(
-            app->idem, c->key, svc_fingerprint(c->command, raw, raw_len), &status, &first);
+        /* the request is its command and canonical body, however the JSON was spelled
+         * and whether it came alone or in a batch */
+        char *canonical = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+        uint64_t fp = svc_fingerprint(c->command, canonical ? canonical : "",
+                                      canonical ? strlen(canonical) : 0);
+        free(canonical);
+        svc_idem_state st = svc_idem_begin(app->idem, c->key, fp, &status, &first);
         if (st != SVC_IDEM_NEW) {
             json_decref(body);
             if (st == SVC_IDEM_DONE) {
@@ -389,7 +393,7 @@ static int route_command(svc_request *rq)
                     jerr.text, jerr.position);
         return 0;
     }
-    start_call(c, body, expected, c->idem_header, rq->body, rq->body_len);
+    start_call(c, body, expected, c->idem_header);
     return 1; /* answered through svc_request_done, perhaps already */
 }
 
@@ -469,7 +473,7 @@ static void start_line(command_call *c, const char *line, size_t len)
     uint64_t expected = ev ? (uint64_t)json_integer_value(ev) : STORE_EXPECT_ANY;
     json_incref(body);
     json_decref(o);
-    start_call(c, body, expected, c->idem_header, line, len);
+    start_call(c, body, expected, c->idem_header);
 }
 
 static int route_batch(svc_request *rq)

@@ -47,12 +47,16 @@ static int fail(const char *what, const sk_error *err, int rc)
 static int open_app(svc_app *app, sk_error *err)
 {
     const char *d = svc_cfg.data_dir;
+    int rc;
+    /* configuration first: a bad tokens file must leave the data directory untouched */
+    if (svc_cfg.tokens_file && (rc = svc_auth_load(svc_cfg.tokens_file, &app->auth, err)) != 0)
+        return rc;
     if (mkdir(d, 0755) != 0 && errno != EEXIST)
         return sk_error_set(err, -errno, "", "cannot create data directory %s: %s", d,
                             strerror(errno));
     const char *schemas =
         svc_cfg.schemas_dir ? svc_cfg.schemas_dir : SKALD_SOURCE_DIR "/events/schemas";
-    int rc = ev_registry_open(schemas, d, &app->events, err);
+    rc = ev_registry_open(schemas, d, &app->events, err);
     if (rc)
         return rc;
     char path[4096];
@@ -86,8 +90,6 @@ static int open_app(svc_app *app, sk_error *err)
     };
     rc = cmd_bus_create(&bc, &app->bus, err);
     if (rc)
-        return rc;
-    if (svc_cfg.tokens_file && (rc = svc_auth_load(svc_cfg.tokens_file, &app->auth, err)) != 0)
         return rc;
     rc = svc_idem_open(d, svc_cfg.idempotency_window_s, app->log, &app->idem, err);
     if (rc)

@@ -1,0 +1,179 @@
+"""At least 40 malformed requests, each answered with a 4xx (problem+json where the server
+can answer at all) and none changing the log: its head is the same before and after."""
+import json
+import socket
+import time
+import unittest
+
+import skaldtest
+from skaldtest import Server, raw_request
+
+J = {"Content-Type": "application/json"}
+LINE = {"sku": "S", "quantity": 1, "unit_price_cents": 1}
+
+
+def order(**over):
+    body = {"order_id": "m1", "customer_id": "c", "lines": [dict(LINE)]}
+    body.update(over)
+    return body
+
+
+# (name, command, body (dict/str/bytes), extra headers, expected status, expected field)
+CASES = [
+    ("not json", "RestockProduct", "{sku:", None, 400, None),
+    ("truncated json", "RestockProduct", '{"sku":"S","quantity":', None, 400, None),
+    ("empty body", "RestockProduct", "", None, 400, None),
+    ("array body", "RestockProduct", "[1,2]", None, 400, None),
+    ("number body", "RestockProduct", "42", None, 400, None),
+    ("string body", "RestockProduct", '"sku"', None, 400, None),
+    ("null body", "RestockProduct", "null", None, 400, None),
+    ("duplicate key", "RestockProduct", '{"sku":"S","sku":"T","quantity":1}', None, 400, None),
+    ("missing sku", "RestockProduct", {"quantity": 1}, None, 400, "sku"),
+    ("missing quantity", "RestockProduct", {"sku": "S"}, None, 400, "quantity"),
+    ("unknown field", "RestockProduct", {"sku": "S", "quantity": 1, "colour": "red"}, None, 400,
+     "colour"),
+    ("quantity as string", "RestockProduct", {"sku": "S", "quantity": "1"}, None, 400, "quantity"),
+    ("quantity as float", "RestockProduct", {"sku": "S", "quantity": 1.5}, None, 400, "quantity"),
+    ("quantity as bool", "RestockProduct", {"sku": "S", "quantity": True}, None, 400, "quantity"),
+    ("quantity null", "RestockProduct", {"sku": "S", "quantity": None}, None, 400, "quantity"),
+    ("quantity zero", "RestockProduct", {"sku": "S", "quantity": 0}, None, 400, "quantity"),
+    ("quantity negative", "RestockProduct", {"sku": "S", "quantity": -1}, None, 400, "quantity"),
+    ("quantity 2^63", "RestockProduct", '{"sku":"S","quantity":9223372036854775808}', None, 400,
+     None),
+    ("quantity 1e400", "RestockProduct", '{"sku":"S","quantity":1e400}', None, 400, None),
+    ("sku as number", "RestockProduct", {"sku": 7, "quantity": 1}, None, 400, "sku"),
+    ("sku empty", "RestockProduct", {"sku": "", "quantity": 1}, None, 400, "sku"),
+    ("sku too long", "RestockProduct", {"sku": "x" * 129, "quantity": 1}, None, 400, "sku"),
+    ("sku as object", "RestockProduct", {"sku": {"a": 1}, "quantity": 1}, None, 400, "sku"),
+    ("negative price", "RegisterProduct", {"sku": "S", "name": "n", "price_cents": -5}, None, 400,
+     "price_cents"),
+    ("negative credit", "OpenCustomer", {"customer_id": "c", "name": "n",
+                                         "credit_limit_cents": -1}, None, 400,
+     "credit_limit_cents"),
+    ("zero amount", "AuthorizePayment", {"customer_id": "c", "order_id": "o",
+                                         "amount_cents": 0}, None, 400, "amount_cents"),
+    ("no lines", "PlaceOrder", order(lines=[]), None, 400, "lines"),
+    ("101 lines", "PlaceOrder", order(lines=[dict(LINE)] * 101), None, 400, "lines"),
+    ("1000 lines", "PlaceOrder", order(lines=[dict(LINE)] * 1000), None, 400, "lines"),
+    ("line quantity 0", "PlaceOrder", order(lines=[{**LINE, "quantity": 0}]), None, 400,
+     "lines[0].quantity"),
+    ("line price negative", "PlaceOrder", order(lines=[dict(LINE), {**LINE, "unit_price_cents": -1}]),
+     None, 400, "lines[1].unit_price_cents"),
+    ("line missing sku", "PlaceOrder", order(lines=[{"quantity": 1, "unit_price_cents": 1}]), None,
+     400, "lines[0].sku"),
+    ("line unknown field", "PlaceOrder", order(lines=[{**LINE, "gift": True}]), None, 400,
+     "lines[0].gift"),
+    ("lines not array", "PlaceOrder", order(lines={"sku": "S"}), None, 400, "lines"),
+    ("invalid utf-8", "RestockProduct", b'{"sku":"\xff\xfe","quantity":1}', None, 400, None),
+    ("NUL in string", "RestockProduct", '{"sku":"a\\u0000b","quantity":1}', None, 400, None),
+    ("deep nesting", "RestockProduct", "[" * 100000 + "]" * 100000, None, 400, None),
+    ("expected_version negative", "RestockProduct", {"sku": "S", "quantity": 1,
+                                                     "expected_version": -1}, None, 400,
+     "expected_version"),
+    ("expected_version string", "RestockProduct", {"sku": "S", "quantity": 1,
+                                                   "expected_version": "1"}, None, 400,
+     "expected_version"),
+    ("command_id not uuid", "RestockProduct", {"sku": "S", "quantity": 1, "command_id": "abc"},
+     None, 400, "command_id"),
+    ("bad If-Match", "RestockProduct", {"sku": "S", "quantity": 1}, {"If-Match": "W/\"1\""}, 400,
+     "If-Match"),
+    ("If-Match negative", "RestockProduct", {"sku": "S", "quantity": 1}, {"If-Match": "-3"}, 400,
+     "If-Match"),
+    ("empty Idempotency-Key", "RestockProduct", {"sku": "S", "quantity": 1},
+     {"Idempotency-Key": ""}, 400, "Idempotency-Key"),
+    ("1000-char Idempotency-Key", "RestockProduct", {"sku": "S", "quantity": 1},
+     {"Idempotency-Key": "k" * 1000}, 400, "Idempotency-Key"),
+    ("Idempotency-Key with space", "RestockProduct", {"sku": "S", "quantity": 1},
+     {"Idempotency-Key": "a b"}, 400, "Idempotency-Key"),
+    ("bad traceparent", "RestockProduct", {"sku": "S", "quantity": 1},
+     {"traceparent": "00-xyz-01"}, 400, "traceparent"),
+    ("zero trace id", "RestockProduct", {"sku": "S", "quantity": 1},
+     {"traceparent": "00-" + "0" * 32 + "-b7ad6b7169203331-01"}, 400, "traceparent"),
+    ("bad X-Correlation-Id", "RestockProduct", {"sku": "S", "quantity": 1},
+     {"X-Correlation-Id": "not-a-uuid"}, 400, "X-Correlation-Id"),
+    ("wrong content type", "RestockProduct", {"sku": "S", "quantity": 1},
+     {"Content-Type": "text/plain"}, 415, None),
+    ("no content type", "RestockProduct", '{"sku":"S","quantity":1}', {"Content-Type": ""}, 415,
+     None),
+    ("unknown command", "DropTables", {"sku": "S"}, None, 404, "type"),
+    ("command name too long", "X" * 500, {"sku": "S"}, None, 404, None),
+]
+
+
+class Malformed(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server()
+        skaldtest.register(cls.srv, "S", 5)
+        s, _, b = cls.srv.command("OpenCustomer", {"customer_id": "c", "name": "n",
+                                                   "credit_limit_cents": 100})
+        assert s == 200, b
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0
+        cls.srv.cleanup()
+
+    def test_each_case_is_4xx_and_changes_nothing(self):
+        self.assertGreaterEqual(len(CASES), 40)
+        head = self.srv.head()
+        for name, ctype, body, headers, status, field in CASES:
+            with self.subTest(name):
+                h = dict(J)
+                h.update(headers or {})
+                if h.get("Content-Type") == "":
+                    del h["Content-Type"]
+                if isinstance(body, dict):
+                    body = json.dumps(body)
+                s, rh, b = self.srv.request("POST", "/v1/commands/" + ctype, body, h)
+                self.assertEqual(s, status, b)
+                self.assertEqual(rh["content-type"], "application/problem+json")
+                self.assertEqual(b["status"], status)
+                self.assertTrue(b["type"].endswith("/" + b["code"]))
+                if field:
+                    self.assertEqual(b.get("field"), field, b)
+        self.assertEqual(self.srv.head(), head)
+
+    def test_hostile_transport(self):
+        head = self.srv.head()
+        port = self.srv.port
+        # 100 MB announced: refused from Content-Length before the body is read
+        t0 = time.time()
+        out = raw_request(port, b"POST /v1/commands/RestockProduct HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+                          + b"{" * 65536)
+        self.assertIn(b" 413 ", out.split(b"\r\n")[0])
+        self.assertLess(time.time() - t0, 10)
+        # 100 MB streamed without a length (chunked): read, dropped, then 413
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(b"POST /v1/commands/RestockProduct HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"100000\r\n" + b"7" * 0x100000 + b"\r\n"
+        sent = 0
+        try:
+            for _ in range(100):
+                sock.sendall(chunk)
+                sent += 1
+            sock.sendall(b"0\r\n\r\n")
+            reply = sock.recv(4096)
+        except (BrokenPipeError, ConnectionResetError):
+            reply = b" 413 "  # closed while we still sent: also refused
+        sock.close()
+        self.assertIn(b" 413 ", reply.split(b"\r\n")[0] if b"\r\n" in reply else reply)
+        # a 64 KiB header and thousands of headers: the buffer is bounded (431, or closed)
+        for req in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n",
+                    b"GET /healthz HTTP/1.1\r\nHost: x\r\n" +
+                    b"".join(b"X-H%d: v\r\n" % i for i in range(5000)) + b"\r\n"):
+            out = raw_request(port, req)
+            status_line = out.split(b"\r\n")[0]
+            self.assertTrue(out == b"" or b" 431 " in status_line or b" 400 " in status_line
+                            or b" 413 " in status_line, status_line)
+        # garbage instead of HTTP
+        out = raw_request(port, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+        self.assertTrue(out == b"" or out.split(b" ")[1].startswith(b"4"), out[:80])
+        self.assertEqual(self.srv.head(), head)
+        self.assertEqual(self.srv.request("GET", "/healthz")[0], 200)
+
+
+if __name__ == "__main__":
+    skaldtest.main(globals())
