@@ -24,6 +24,8 @@ static const char USAGE[] =
     "  log repair    drop everything from a position on (after damage)\n"
     "  schemas list  the schema versions and their ids\n"
     "  schemas check check the .avsc files against the stored versions\n"
+    "  snapshot list|verify|purge|take\n"
+    "                aggregate snapshots: list, compare with a replay, delete, take one\n"
     "\n"
     "Run 'skaldctl COMMAND SUBCOMMAND --help' for the options of each.\n"
     "The data directory comes from --data DIR or $SKALD_DATA.\n"
@@ -96,7 +98,8 @@ int ctl_parse(int argc, char **argv, int first, const char *allowed, const char 
         const char *name = a + 2;
         if (!allowed_flag(allowed, name))
             return ctl_usage_error(usage, "unknown option '%s'", a);
-        bool takes_value = strcmp(name, "json") != 0 && strcmp(name, "yes") != 0;
+        bool takes_value =
+            strcmp(name, "json") != 0 && strcmp(name, "yes") != 0 && strcmp(name, "all") != 0;
         const char *val = NULL;
         if (takes_value) {
             if (i + 1 >= argc)
@@ -114,6 +117,10 @@ int ctl_parse(int argc, char **argv, int first, const char *allowed, const char 
             o->json = true;
         else if (strcmp(name, "yes") == 0)
             o->yes = true;
+        else if (strcmp(name, "all") == 0)
+            o->all = true;
+        else if (strcmp(name, "aggregate") == 0)
+            o->aggregate = val;
         else if (strcmp(name, "from") == 0)
             rc = parse_u64(usage, a, val, &o->from), o->has_from = true;
         else if (strcmp(name, "limit") == 0)
@@ -170,5 +177,7 @@ int main(int argc, char **argv)
         return ctl_log(argc, argv);
     if (strcmp(argv[1], "schemas") == 0)
         return ctl_schemas(argc, argv);
+    if (strcmp(argv[1], "snapshot") == 0)
+        return ctl_snapshot(argc, argv);
     return ctl_usage_error(NULL, "unknown command '%s'", argv[1]);
 }

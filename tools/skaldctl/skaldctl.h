@@ -27,6 +27,8 @@ typedef struct ctl_opts {
     bool has_from, has_limit, has_truncate;
     uint64_t from, limit, truncate_at;
     const char *stream;
+    const char *aggregate; /* --aggregate NAME */
+    bool all;              /* --all */
 } ctl_opts;
 
 /* Parses argv[first..] into opts, allowing only the flags named in `allowed` (a string
@@ -43,5 +45,6 @@ void ctl_progress_end(void);
 
 int ctl_log(int argc, char **argv);
 int ctl_schemas(int argc, char **argv);
+int ctl_snapshot(int argc, char **argv);
 
 #endif
