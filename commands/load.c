@@ -54,6 +54,17 @@ int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id
 {
     json_t *state = NULL;
     uint64_t version = 0;
+    if (store_log_stream_version(bus->log, ev_str_of(stream_id)) == 0) {
+        /* a new stream (a PlaceOrder, a RegisterProduct): nothing to look up or read */
+        state = agg->initial();
+        if (!state)
+            return -ENOMEM;
+        *state_out = state;
+        *version_out = 0;
+        if (replayed)
+            *replayed = 0;
+        return 0;
+    }
     if (use_snapshot && bus->snapshots) {
         store_snapshot snap;
         int found = store_snapshot_load(bus->snapshots, stream_id, &snap, err);

@@ -52,6 +52,13 @@ typedef struct bench_opts {
     uint32_t read_bytes;    /* buffer of the raw read baseline */
     uint32_t stream_events; /* stream-read: events of the target stream */
     int keep;               /* leave the work directory in place */
+    /* http-commands */
+    const char *skald;    /* the skald binary; NULL: next to skald-bench in the build tree */
+    uint32_t connections; /* wrk connections (default 64) */
+    uint32_t duration_s;  /* seconds per wrk run (default 10) */
+    uint32_t wrk_threads; /* wrk threads (default 1: the server needs the other core) */
+    /* aggregate-load */
+    uint64_t history_max; /* the longest history measured (default 100000) */
 } bench_opts;
 
 void bench_opts_init(bench_opts *opts);
@@ -60,6 +67,8 @@ void bench_opts_init(bench_opts *opts);
 int bench_log_append(const bench_opts *opts);
 int bench_log_read(const bench_opts *opts);
 int bench_stream_read(const bench_opts *opts);
+int bench_http_commands(const bench_opts *opts);
+int bench_aggregate_load(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).

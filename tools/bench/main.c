@@ -31,6 +31,12 @@ static const bench_def benches[] = {
      "segment files"},
     {"stream-read", bench_stream_read,
      "microseconds to read one stream from logs of N/100, N/10 and N events; must not grow"},
+    {"http-commands", bench_http_commands,
+     "PlaceOrder + RestockProduct over HTTP (wrk, fsync=always) over --streams products; "
+     "baseline: the same server's no-op endpoint"},
+    {"aggregate-load", bench_aggregate_load,
+     "microseconds to load an aggregate with a snapshot at histories of 100 .. "
+     "--history-max events; must stay flat (a full replay shown beside it)"},
 };
 #define BENCH_COUNT (sizeof benches / sizeof benches[0])
 
@@ -66,6 +72,12 @@ static void usage(FILE *out)
             "  --log DIR            log-read: read this existing log (read-only) instead of\n"
             "                       building one\n"
             "  --keep               keep the work directory and print its path\n"
+            "  --skald PATH         http-commands: the skald binary (default: the build\n"
+            "                       tree's, found from skald-bench's own path)\n"
+            "  --connections C      http-commands: wrk connections (default 64)\n"
+            "  --duration S         http-commands: seconds per wrk run (default 10)\n"
+            "  --wrk-threads T      http-commands: wrk threads (default 1)\n"
+            "  --history-max N      aggregate-load: longest history (default 100000)\n"
             "  -h, --help           show this help\n"
             "\n"
             "Exit status: 0 ran (goals are reported, not enforced), 1 failed, 2 usage error.\n"
@@ -108,6 +120,10 @@ static const num_opt num_opts[] = {
     {"--runs", 1, 100000, offsetof(bench_opts, runs), 0},
     {"--read-bytes", 4096, 1u << 30, offsetof(bench_opts, read_bytes), 0},
     {"--stream-events", 1, 1000000, offsetof(bench_opts, stream_events), 0},
+    {"--connections", 1, 10000, offsetof(bench_opts, connections), 0},
+    {"--duration", 1, 3600, offsetof(bench_opts, duration_s), 0},
+    {"--wrk-threads", 1, 64, offsetof(bench_opts, wrk_threads), 0},
+    {"--history-max", 100, 10000000, offsetof(bench_opts, history_max), 1},
 };
 
 /* 1 if flag is a numeric option (value stored), 0 if not one, or an exit code. */
@@ -144,10 +160,16 @@ static int parse_opts(int argc, char **argv, int first, const char *name, bench_
             opts->keep = 1;
             continue;
         }
-        if (strcmp(flag, "--dir") == 0 || strcmp(flag, "--log") == 0) {
+        if (strcmp(flag, "--dir") == 0 || strcmp(flag, "--log") == 0 ||
+            strcmp(flag, "--skald") == 0) {
             if (!value || !value[0])
-                return usage_error("option '%s' needs a directory", flag);
-            *(strcmp(flag, "--dir") == 0 ? &opts->dir : &opts->log_dir) = value;
+                return usage_error("option '%s' needs a path", flag);
+            if (strcmp(flag, "--dir") == 0)
+                opts->dir = value;
+            else if (strcmp(flag, "--log") == 0)
+                opts->log_dir = value;
+            else
+                opts->skald = value;
             i++;
             continue;
         }

@@ -29,6 +29,10 @@ void bench_opts_init(bench_opts *opts)
     opts->runs = 3;
     opts->read_bytes = 256u << 10; /* store/reader.c reads 256 KiB at a time */
     opts->stream_events = 100;
+    opts->connections = 64;
+    opts->duration_s = 10;
+    opts->wrk_threads = 1;
+    opts->history_max = 100000;
 }
 
 int bench_path_join(char *out, size_t size, const char *dir, const char *name)
