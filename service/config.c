@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 svc_config svc_cfg;
 
@@ -46,7 +47,7 @@ static const opt_def opts[] = {
     {"--fsync", "SKALD_FSYNC", OPT_FSYNC, &fsync_text, 0, 0,
      "always | interval | never (default always: acknowledged means on disk)"},
     {"--threads", "SKALD_THREADS", OPT_U32, &svc_cfg.threads, 1, 64,
-     "HTTP threads, each with its own epoll loop (default 1)"},
+     "HTTP threads, each with its own epoll loop (default: the number of cores)"},
     {"--queue-max", "SKALD_QUEUE_MAX", OPT_U32, &svc_cfg.queue_max, 1, 1000000,
      "commands in flight before new ones get 503 + Retry-After (default 4096)"},
     {"--body-max", "SKALD_BODY_MAX", OPT_U64, &svc_cfg.body_max, 64, 64ull << 20,
@@ -164,7 +165,8 @@ static void set_defaults(void)
 {
     memset(&svc_cfg, 0, sizeof svc_cfg);
     svc_cfg.fsync_mode = STORE_FSYNC_ALWAYS;
-    svc_cfg.threads = 1;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    svc_cfg.threads = cores > 1 ? (uint32_t)(cores < 64 ? cores : 64) : 1;
     svc_cfg.queue_max = 4096;
     svc_cfg.body_max = 1u << 20;
     svc_cfg.timeout_s = 30;

@@ -1,5 +1,7 @@
 """16 clients race on one stream, each command carrying the version it read as
-expected_version: exactly one winner per version, no gap, and every 200 is one event."""
+expected_version: exactly one winner per version, no gap, and every 200 is one event.
+The server runs two HTTP threads, so the race is real on both cores; a second test runs
+clients on separate streams at once and checks each stream is whole."""
 import threading
 import time
 import unittest
@@ -10,7 +12,7 @@ from skaldtest import Server
 
 class Race(unittest.TestCase):
     def test_one_winner_per_version(self):
-        srv = Server()
+        srv = Server("--threads", "2")
         try:
             skaldtest.register(srv, "R")
             wins, conflicts, errors = [], [0], []
@@ -50,6 +52,35 @@ class Race(unittest.TestCase):
             self.assertEqual([e["version"] for e in events], list(range(1, len(events) + 1)))
             self.assertEqual(len(events), 1 + len(wins))
             self.assertEqual(versions, list(range(2, len(events) + 1)))
+        finally:
+            self.assertEqual(srv.stop(), 0)
+            srv.cleanup()
+
+    def test_streams_in_parallel(self):
+        srv = Server("--threads", "2")
+        try:
+            for i in range(8):
+                skaldtest.register(srv, "S%d" % i)
+            oks = [0] * 8
+
+            def client(n):
+                c = srv.conn()
+                for _ in range(50):
+                    s, _, b = srv.command("RestockProduct", {"sku": "S%d" % n, "quantity": 2},
+                                          conn=c)
+                    oks[n] += s == 200
+                c.close()
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(90)
+            self.assertEqual(oks, [50] * 8)
+            for i in range(8):
+                events = srv.stream("product-S%d" % i)
+                self.assertEqual([e["version"] for e in events], list(range(1, 52)))
+            s, _, b = srv.command("ReserveStock", {"sku": "S3", "order_id": "o", "quantity": 101})
+            self.assertEqual((s, b["code"]), (422, "insufficient_stock"))
         finally:
             self.assertEqual(srv.stop(), 0)
             srv.cleanup()

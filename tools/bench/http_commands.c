@@ -2,7 +2,8 @@
  * http_commands.c -- `skald-bench http-commands`: commands per second over HTTP, end to
  * end and durable, against the same server's no-op endpoint.
  *
- * Starts `skald serve` (fsync=always, no tokens: loopback) on a data directory in the
+ * Starts `skald serve` (fsync=always, one HTTP thread since wrk shares the machine, no
+ * tokens: loopback) on a data directory in the
  * work directory, registers and stocks --streams products through the batch endpoint,
  * then runs wrk twice for --duration seconds with --connections connections: once with
  * a 50/50 mix of PlaceOrder (a new order of 1-3 lines over random products) and
@@ -157,8 +158,10 @@ static pid_t start_server(const char *skald, const char *work, uint16_t *port)
     if (pid == 0) {
         FILE *f = freopen(log, "w", stderr);
         (void)f;
+        /* one HTTP thread: wrk runs on the same two cores (two threads measured slower
+         * here, docs/benchmarks.md) */
         execl(skald, skald, "serve", "--data", data, "--listen", "127.0.0.1:0", "--port-file",
-              port_file, "--fsync", "always", (char *)NULL);
+              port_file, "--fsync", "always", "--threads", "1", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; pid > 0 && i < 300; i++) {
