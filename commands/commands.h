@@ -178,5 +178,7 @@ void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out);
 extern const cmd_handler_table cmd_product_handlers;
 extern const cmd_handler_table cmd_customer_handlers;
 extern const cmd_handler_table cmd_order_handlers;
+/* The three above in one array; *count gets its length. */
+const cmd_handler_table *cmd_sample_domain(size_t *count);
 
 #endif /* SKALD_COMMANDS_H */

@@ -574,11 +574,13 @@ static json_t *event_json(svc_app *app, const ev_event *ev, sk_error *err)
     return env;
 }
 
-/* Reads up to limit events from r into an array; *last gets the last event read. */
-static int read_events(svc_request *rq, store_reader *r, uint64_t limit, json_t *events,
-                       ev_event *last, uint64_t *n)
+/* Reads up to limit events from r (closed here) into a new array; *last is the last
+ * event read, *n how many. NULL after answering 503. */
+static json_t *read_page(svc_request *rq, store_reader *r, uint64_t limit, ev_event *last,
+                         uint64_t *n)
 {
     sk_error err = {0};
+    json_t *events = json_array();
     int rc = 0;
     *n = 0;
     while (*n < limit && (rc = store_reader_next(r, last, &err)) == 1) {
@@ -590,11 +592,13 @@ static int read_events(svc_request *rq, store_reader *r, uint64_t limit, json_t 
         json_array_append_new(events, e);
         (*n)++;
     }
+    store_reader_close(r);
     if (rc < 0) {
+        json_decref(events);
         svc_problem(rq, 503, "unavailable", NULL, "cannot read the log: %s", err.message);
-        return -1;
+        return NULL;
     }
-    return 0;
+    return events;
 }
 
 static int route_stream(svc_request *rq)
@@ -615,15 +619,11 @@ static int route_stream(svc_request *rq)
         svc_problem(rq, 503, "unavailable", NULL, "cannot read stream %s", rq->arg);
         return 0;
     }
-    json_t *events = json_array();
     ev_event last;
     uint64_t n;
-    int rc = read_events(rq, r, limit, events, &last, &n);
-    store_reader_close(r);
-    if (rc) {
-        json_decref(events);
+    json_t *events = read_page(rq, r, limit, &last, &n);
+    if (!events)
         return 0;
-    }
     uint64_t next = n ? last.version + 1 : from;
     json_t *o = json_pack("{s:s, s:I, s:o}", "stream_id", rq->arg, "version", (json_int_t)version,
                           "events", events);
@@ -645,15 +645,11 @@ static int route_events(svc_request *rq)
         svc_problem(rq, 503, "unavailable", NULL, "cannot read the log");
         return 0;
     }
-    json_t *events = json_array();
     ev_event last;
     uint64_t n;
-    int rc = read_events(rq, r, limit, events, &last, &n);
-    store_reader_close(r);
-    if (rc) {
-        json_decref(events);
+    json_t *events = read_page(rq, r, limit, &last, &n);
+    if (!events)
         return 0;
-    }
     uint64_t next = n ? last.position + 1 : from;
     json_t *o = json_pack("{s:o, s:I}", "events", events, "head", (json_int_t)head);
     json_object_set_new(o, "next_position",

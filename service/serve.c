@@ -24,16 +24,6 @@ extern const size_t svc_openapi_doc_len;
 
 #define DRAIN_TIMEOUT_MS 30000
 
-static const cmd_handler_table *domain_tables(size_t *n)
-{
-    static cmd_handler_table tables[3];
-    tables[0] = cmd_product_handlers;
-    tables[1] = cmd_customer_handlers;
-    tables[2] = cmd_order_handlers;
-    *n = 3;
-    return tables;
-}
-
 static int fail(const char *what, const sk_error *err, int rc)
 {
     json_t *f =
@@ -72,7 +62,7 @@ static int open_app(svc_app *app, sk_error *err)
     if (rc)
         return rc;
     size_t ntables;
-    const cmd_handler_table *tables = domain_tables(&ntables);
+    const cmd_handler_table *tables = cmd_sample_domain(&ntables);
     rc = svc_metrics_create(tables, ntables, &app->metrics);
     if (rc)
         return sk_error_set(err, rc, "", "out of memory");

@@ -25,6 +25,16 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Both scripts end by printing one line the benchmark parses. */
+#define WRK_DONE_LUA                                                                               \
+    "function done(summary, latency, requests)\n"                                                  \
+    "  local e = summary.errors\n"                                                                 \
+    "  io.write(string.format('WRK requests=%d duration_us=%d non2xx=%d sockerr=%d "               \
+    "p50_us=%d p99_us=%d\\n', summary.requests, summary.duration, e.status,\n"                     \
+    "    e.connect + e.read + e.write + e.timeout, latency:percentile(50),\n"                      \
+    "    latency:percentile(99)))\n"                                                               \
+    "end\n"
+
 /* The mix. Orders get ids unique to this run (a nonce from the bench) and the thread. */
 static const char COMMANDS_LUA[] =
     "local streams, nonce = 10000, 'x'\n"
@@ -50,27 +60,13 @@ static const char COMMANDS_LUA[] =
     "    '{\"order_id\":\"' .. nonce .. '-' .. tostring(tid) .. '-' .. counter ..\n"
     "    '\",\"customer_id\":\"c' .. math.random(0, 99) .. '\",\"lines\":[' ..\n"
     "    table.concat(lines, ',') .. ']}')\n"
-    "end\n"
-    "function done(summary, latency, requests)\n"
-    "  local e = summary.errors\n"
-    "  io.write(string.format('WRK requests=%d duration_us=%d non2xx=%d sockerr=%d "
-    "p50_us=%d p99_us=%d\\n', summary.requests, summary.duration, e.status,\n"
-    "    e.connect + e.read + e.write + e.timeout, latency:percentile(50),\n"
-    "    latency:percentile(99)))\n"
-    "end\n";
+    "end\n" WRK_DONE_LUA;
 
 static const char NOOP_LUA[] =
     "local headers = {['Content-Type'] = 'application/json'}\n"
     "function request() return wrk.format('POST', '/v1/noop', headers,\n"
     "  '{\"order_id\":\"x-1-1\",\"customer_id\":\"c1\",\"lines\":[{\"sku\":\"b1\",\"quantity\":1,"
-    "\"unit_price_cents\":100}]}') end\n"
-    "function done(summary, latency, requests)\n"
-    "  local e = summary.errors\n"
-    "  io.write(string.format('WRK requests=%d duration_us=%d non2xx=%d sockerr=%d "
-    "p50_us=%d p99_us=%d\\n', summary.requests, summary.duration, e.status,\n"
-    "    e.connect + e.read + e.write + e.timeout, latency:percentile(50),\n"
-    "    latency:percentile(99)))\n"
-    "end\n";
+    "\"unit_price_cents\":100}]}') end\n" WRK_DONE_LUA;
 
 typedef struct wrk_result {
     uint64_t requests, duration_us, non2xx, sockerr, p50_us, p99_us;

@@ -28,16 +28,6 @@ static const char TAKE_USAGE[] =
     "Usage: skaldctl snapshot take --data DIR --stream S [--schemas DIR]\n"
     "Replays the stream from its first event and saves a snapshot of its state now.\n";
 
-static const cmd_handler_table *domain(size_t *n)
-{
-    static cmd_handler_table t[3];
-    t[0] = cmd_product_handlers;
-    t[1] = cmd_customer_handlers;
-    t[2] = cmd_order_handlers;
-    *n = 3;
-    return t;
-}
-
 static const char *snapshots_path(const ctl_opts *o, char *buf, size_t size)
 {
     snprintf(buf, size, "%s/snapshots.db", o->data);
@@ -180,7 +170,7 @@ static int verify_one(void *ctx, const store_snapshot *s)
 {
     verify_ctx *v = ctx;
     size_t n;
-    const cmd_handler_table *tables = domain(&n);
+    const cmd_handler_table *tables = cmd_sample_domain(&n);
     const cmd_aggregate *agg = cmd_aggregate_find(tables, n, s->aggregate);
     v->checked++;
     if (!agg) {
@@ -269,7 +259,7 @@ static int snapshot_take(const ctl_opts *o)
     if (!o->stream)
         return ctl_usage_error(TAKE_USAGE, "--stream S is required");
     size_t n;
-    const cmd_handler_table *tables = domain(&n);
+    const cmd_handler_table *tables = cmd_sample_domain(&n);
     const cmd_aggregate *agg = cmd_aggregate_of_stream(tables, n, o->stream);
     if (!agg)
         return ctl_fail("no aggregate owns stream %s (streams are product-, customer-, order-)",

@@ -26,23 +26,13 @@ typedef struct fixture {
     cmd_bus *bus;
 } fixture;
 
-static const cmd_handler_table *tables(size_t *n)
-{
-    static cmd_handler_table t[3];
-    t[0] = cmd_product_handlers;
-    t[1] = cmd_customer_handlers;
-    t[2] = cmd_order_handlers;
-    *n = 3;
-    return t;
-}
-
 static void open_bus(fixture *f, uint32_t every, uint32_t cache_max)
 {
     char cmds[4096];
     const char *src = getenv("SKALD_SOURCE_DIR") ? getenv("SKALD_SOURCE_DIR") : SKALD_SOURCE_DIR;
     snprintf(cmds, sizeof cmds, "%s/commands/schemas", src);
     size_t n;
-    const cmd_handler_table *t = tables(&n);
+    const cmd_handler_table *t = cmd_sample_domain(&n);
     cmd_bus_config bc = {f->log, f->events, cmds, t, n, f->snaps, every, cache_max};
     sk_error err;
     if (cmd_bus_create(&bc, &f->bus, &err) != 0)
@@ -105,7 +95,7 @@ static int run(fixture *f, const char *command, const char *body)
 static void check_stream(fixture *f, const char *stream)
 {
     size_t n;
-    const cmd_aggregate *agg = cmd_aggregate_of_stream(tables(&n), 3, stream);
+    const cmd_aggregate *agg = cmd_aggregate_of_stream(cmd_sample_domain(&n), 3, stream);
     assert_non_null(agg);
     json_t *a, *b;
     uint64_t va, vb;
@@ -303,7 +293,8 @@ static void test_pipelined_commands_keep_order(void **state)
     uint64_t v;
     size_t n;
     sk_error err;
-    assert_int_equal(cmd_bus_load(f->bus, cmd_aggregate_of_stream(tables(&n), 3, "product-Q"),
+    assert_int_equal(cmd_bus_load(f->bus,
+                                  cmd_aggregate_of_stream(cmd_sample_domain(&n), 3, "product-Q"),
                                   "product-Q", 0, &st, &v, &err),
                      0);
     assert_int_equal(v, 1001);
