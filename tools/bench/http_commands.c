@@ -186,7 +186,7 @@ static pid_t start_server(const char *skald, const char *work, uint16_t *port)
 /* Registers and stocks products b0..b<n-1>, 1,000 commands per batch request. */
 static int preload(uint16_t port, uint32_t n)
 {
-    size_t cap = 1000 * 160;
+    size_t cap = (size_t)1000 * 160;
     char *body = malloc(cap);
     if (!body)
         return -ENOMEM;

@@ -36,6 +36,7 @@ static const char *snapshots_path(const ctl_opts *o, char *buf, size_t size)
 
 static int open_snapshots(const ctl_opts *o, int read_only, store_snapshots **out)
 {
+    *out = NULL;
     char path[4096];
     snapshots_path(o, path, sizeof path);
     struct stat st;
@@ -73,7 +74,7 @@ static int list_one(void *ctx, const store_snapshot *s)
 
 static int snapshot_list(const ctl_opts *o)
 {
-    store_snapshots *snaps;
+    store_snapshots *snaps = NULL;
     int rc = open_snapshots(o, 1, &snaps);
     if (rc)
         return rc;
@@ -207,7 +208,7 @@ static int verify_one(void *ctx, const store_snapshot *s)
 
 static int snapshot_verify(const ctl_opts *o)
 {
-    store_snapshots *snaps;
+    store_snapshots *snaps = NULL;
     int rc = open_snapshots(o, 1, &snaps);
     if (rc)
         return rc;
@@ -240,7 +241,7 @@ static int snapshot_purge(const ctl_opts *o)
     int chosen = (o->stream != NULL) + (o->aggregate != NULL) + o->all;
     if (chosen != 1)
         return ctl_usage_error(PURGE_USAGE, "give exactly one of --stream, --aggregate, --all");
-    store_snapshots *snaps;
+    store_snapshots *snaps = NULL;
     int rc = open_snapshots(o, 0, &snaps);
     if (rc)
         return rc;
@@ -279,7 +280,7 @@ static int snapshot_take(const ctl_opts *o)
         return ctl_fail("stream %s has no events", o->stream);
     }
     char path[4096];
-    store_snapshots *snaps;
+    store_snapshots *snaps = NULL;
     store_snapshot snap = {0};
     snprintf(snap.stream_id, sizeof snap.stream_id, "%s", o->stream);
     snprintf(snap.aggregate, sizeof snap.aggregate, "%s", agg->name);
