@@ -318,9 +318,7 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
         done(cb_ctx, out);
         return 0;
     }
-    ev_buf shape = {0};
-    int rc = ev_payload_from_json(bus->commands, command, body, &shape, NULL, &out->err);
-    ev_buf_free(&shape);
+    int rc = ev_payload_check_json(bus->commands, command, body, &out->err);
     if (rc == 0) {
         rc = cmd_stream_id(h, body, out->stream_id, sizeof out->stream_id);
         if (rc)

@@ -201,6 +201,10 @@ int ev_registry_latest(const ev_registry *reg, const char *type, uint32_t *id_ou
 /* Upper bound on the length of any string field unless the field declares "maxLength". */
 #define EV_STRING_MAX 65536
 
+/* Checks value against the newest schema of type exactly as ev_payload_from_json does
+ * (same errors, same field paths) without encoding it. */
+int ev_payload_check_json(const ev_registry *reg, const char *type, const json_t *value,
+                          sk_error *err);
 /*
  * JSON -> Avro binary of the type's newest schema, appended to out. On SK_EBADINPUT,
  * err->field is the path of the first field at fault ("lines[0].quantity") and the message

@@ -127,6 +127,20 @@ static int encode_value(const ev_schema *s, const json_t *value, bool ints_as_re
     return rc;
 }
 
+int ev_payload_check_json(const ev_registry *reg, const char *type, const json_t *value,
+                          sk_error *err)
+{
+    const ev_schema *s = ev_registry_newest(reg, type);
+    if (!s)
+        return sk_error_set(err, SK_ENOTFOUND, "type", "unknown event type '%s'", type);
+    ev_coerce_opts opts = {.strict = true, .ints_as_real = false};
+    json_t *clean = ev_coerce(s->names, s->root, value, &opts, err);
+    if (!clean)
+        return SK_EBADINPUT;
+    json_decref(clean);
+    return 0;
+}
+
 int ev_payload_from_json(const ev_registry *reg, const char *type, const json_t *value, ev_buf *out,
                          uint32_t *schema_id_out, sk_error *err)
 {
