@@ -85,6 +85,43 @@ class Restart(unittest.TestCase):
         self.assertEqual((s, b), (200, second[2]))
         self.assertEqual(len(self.srv.stream("product-K")), 4)
 
+    def test_sigterm_under_load_drains_and_exits_0(self):
+        for i in range(4):
+            skaldtest.register(self.srv, "D%d" % i)
+        acked, lock, stop = [], threading.Lock(), threading.Event()
+
+        def client(n):
+            c = self.srv.conn(timeout=10)
+            for j in range(100000):
+                if stop.is_set():
+                    break
+                try:
+                    s, _, b = self.srv.command("RestockProduct", {"sku": "D%d" % (j % 4),
+                                                                  "quantity": 1}, conn=c)
+                except Exception:
+                    break
+                if s == 200:
+                    with lock:
+                        acked.append(b["events"][0]["event_id"])
+                elif s != 503:  # draining answers 503; nothing else is acceptable
+                    with lock:
+                        acked.append("unexpected %d" % s)
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1)
+        self.srv.proc.send_signal(15)
+        self.assertEqual(self.srv.proc.wait(60), 0)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        self.assertFalse([a for a in acked if a.startswith("unexpected")])
+        self.srv.log.close()
+        self.restart("kill")  # already stopped: just start again on the data
+        ids = {e["event_id"] for i in range(4) for e in self.srv.stream("product-D%d" % i)}
+        self.assertGreater(len(acked), 20)
+        self.assertFalse(set(acked) - ids, "acknowledged events missing after a drain")
+
     def test_sigkill_keeps_every_acknowledged_event(self):
         for i in range(8):
             skaldtest.register(self.srv, "P%d" % i)
