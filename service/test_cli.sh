@@ -37,6 +37,21 @@ expect 2 err "--orders wants a whole number from 1 to" -- seed --data "$dir/d" -
 expect 2 err "--orders wants a whole number" -- seed --data "$dir/d" --orders 12x
 expect 2 err "--seed wants a whole number" -- seed --data "$dir/d" --seed -1
 expect 2 err "unknown option '--bogus'" -- seed --data "$dir/d" --bogus
+expect 0 out '^Usage: skald serve --data DIR' -- serve --help
+for var in DATA LISTEN SCHEMAS COMMAND_SCHEMAS TOKENS TLS_CERT TLS_KEY FSYNC THREADS QUEUE_MAX \
+    BODY_MAX TIMEOUT IDEMPOTENCY_WINDOW SNAPSHOT_EVERY CACHE_MAX PORT_FILE LOG_LEVEL; do
+    expect 0 out "SKALD_$var" -- serve --help
+done
+expect 2 err 'is required' -- serve
+expect 2 err "unknown option" -- serve --data "$dir/d" --bogus
+expect 2 err "'x' is not a whole number in 1..64" -- serve --data "$dir/d" --threads x
+expect 2 err "is not always, interval or never" -- serve --data "$dir/d" --fsync sometimes
+expect 2 err "refusing to listen on 0.0.0.0 without --tokens" -- serve --data "$dir/d" \
+    --listen 0.0.0.0:8080
+expect 2 err "has no valid port" -- serve --data "$dir/d" --listen 127.0.0.1:99999
+expect 2 err "go together" -- serve --data "$dir/d" --tls-cert x.pem
+SKALD_FSYNC=bogus expect 2 err 'SKALD_FSYNC' -- serve --data "$dir/d"
+unset SKALD_FSYNC # dash may keep an assignment made before a function call
 [ -e "$dir/d" ] && fail "a usage error created the data directory"
 
 expect 0 out '^skald seed: [0-9]+ events at positions 0\.\.[0-9]+ .* 20 orders' -- \
