@@ -2,7 +2,7 @@
  * idempotency.c -- responses remembered by idempotency key, for a window (default 24 h).
  *
  * In memory: a hash table of key -> (request fingerprint, state, status, body, expiry).
- * On disk: DATA/idempotency/journal.jsonl, one JSON line per remembered response,
+ * On disk: DATA/idempotency/journal-<hour>.jsonl, one JSON line per remembered response,
  * appended with one write(2) before the response is sent and fdatasync'd about once a
  * second and at shutdown. A process crash (SIGKILL) loses no line: they are in the page
  * cache. What no journal line can cover is a command whose events became durable but
@@ -12,7 +12,9 @@
  * not cover from the log, scanning from the journal's high-water position (the log head
  * at the last start-up, or the last journaled position) to the head. Then it drops what
  * expired and rewrites the journal compacted (temp file, fsync, rename), first line
- * {"p": head}.
+ * {"p": head}. While running, a new file starts each hour and a file is deleted once
+ * everything it holds has expired, so the journal's size follows the window, not the
+ * uptime.
  *
  * One mutex guards the table and the journal: a claim, a finish and a lookup are a few
  * hundred nanoseconds of work under it.
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <dirent.h>
 
 typedef struct idem_entry {
     struct idem_entry *next;
@@ -45,6 +48,9 @@ struct svc_idem {
     size_t nbuckets, count, sweep_cursor;
     int64_t window_us;
     uint64_t high_water; /* log positions below it are covered by the journal */
+    int64_t hour;        /* of the file fd appends to, in units of period_us */
+    int64_t period_us;   /* how long one journal file is appended to: an hour */
+    char dir[4000];
     int fd;
     int dirty;
     char path[4096];
@@ -190,6 +196,65 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
+#define HOUR_US (3600ll * 1000000)
+
+static void journal_path(const svc_idem *idem, int64_t hour, char *out, size_t size)
+{
+    snprintf(out, size, "%s/journal-%010lld.jsonl", idem->dir, (long long)hour);
+}
+
+/* The hour of a journal file name, or -1 if it is not one. */
+static int64_t journal_hour(const char *name)
+{
+    long long hour;
+    int n = 0;
+    if (sscanf(name, "journal-%lld.jsonl%n", &hour, &n) == 1 && name[n] == '\0')
+        return hour;
+    return -1;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int is_journal(const struct dirent *d)
+{
+    return journal_hour(d->d_name) >= 0;
+}
+
+/* Deletes journal files other than keep_hour's: all (before = INT64_MAX), or the empty
+ * ones and those whose every line expired before `before` (hour + 1 + window). */
+static void remove_journals(const svc_idem *idem, int64_t keep_hour, int64_t before_us)
+{
+    struct dirent **names;
+    int n = scandir(idem->dir, &names, is_journal, by_name);
+    for (int i = 0; i < n; i++) {
+        int64_t hour = journal_hour(names[i]->d_name);
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", idem->dir, names[i]->d_name);
+        struct stat st;
+        int empty = stat(path, &st) == 0 && st.st_size == 0;
+        if (hour != keep_hour &&
+            (empty || (hour < INT64_MAX / 4 / idem->period_us &&
+                       (hour + 1) * idem->period_us + idem->window_us < before_us)))
+            unlink(path);
+        free(names[i]);
+    }
+    if (n >= 0)
+        free(names);
+}
+
+static void sync_dir(const char *dir)
+{
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        if (fsync(dfd) != 0)
+            svc_logs(SVC_LOG_ERROR, "cannot sync the idempotency directory", "dir", dir, SVC_END);
+        close(dfd);
+    }
+}
+
 /* Writes the live entries to a new journal and renames it over the old one. */
 static int compact(svc_idem *idem, const char *dir, sk_error *err)
 {
@@ -214,12 +279,9 @@ static int compact(svc_idem *idem, const char *dir, sk_error *err)
     if (rc == 0 && rename(tmp, idem->path) != 0)
         rc = -errno;
     if (rc == 0) {
-        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            if (fsync(dfd) != 0)
-                rc = -errno;
-            close(dfd);
-        }
+        sync_dir(dir);
+        remove_journals(idem, idem->hour, INT64_MAX); /* all is in the new one */
+        sync_dir(dir);
     }
     if (rc)
         return sk_error_set(err, rc, "", "cannot rewrite %s: %s", idem->path, strerror(-rc));
@@ -315,8 +377,8 @@ static int reconcile(svc_idem *idem, store_log *log, uint64_t *scanned, sk_error
     return 0;
 }
 
-int svc_idem_open(const char *data_dir, uint64_t window_s, store_log *log, svc_idem **out,
-                  sk_error *err)
+int svc_idem_open(const char *data_dir, uint64_t window_s, int64_t period_us, store_log *log,
+                  svc_idem **out, sk_error *err)
 {
     svc_idem *idem = calloc(1, sizeof *idem);
     if (!idem)
@@ -326,22 +388,32 @@ int svc_idem_open(const char *data_dir, uint64_t window_s, store_log *log, svc_i
     idem->window_us = (int64_t)window_s * 1000000;
     idem->nbuckets = 1024;
     idem->buckets = calloc(idem->nbuckets, sizeof *idem->buckets);
-    char dir[4000];
-    snprintf(dir, sizeof dir, "%s/idempotency", data_dir);
-    snprintf(idem->path, sizeof idem->path, "%s/journal.jsonl", dir);
+    char *dir = idem->dir;
+    snprintf(dir, sizeof idem->dir, "%s/idempotency", data_dir);
+    idem->period_us = period_us > 0 ? period_us : HOUR_US;
+    idem->hour = ev_now_us() / idem->period_us;
+    journal_path(idem, idem->hour, idem->path, sizeof idem->path);
     int rc = idem->buckets ? 0 : -ENOMEM;
     if (rc == 0 && mkdir(dir, 0755) != 0 && errno != EEXIST)
         rc = sk_error_set(err, -errno, "", "cannot create %s: %s", dir, strerror(errno));
-    FILE *f = rc == 0 ? fopen(idem->path, "r") : NULL;
-    if (f) {
-        char *line = NULL;
-        size_t cap = 0;
-        int64_t now = ev_now_us();
-        while (getline(&line, &cap, f) > 0)
-            load_line(idem, line, now);
-        free(line);
-        fclose(f);
+    struct dirent **names = NULL;
+    int nnames = rc == 0 ? scandir(dir, &names, is_journal, by_name) : 0;
+    for (int i = 0; i < nnames; i++) { /* oldest first: a later line wins */
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            char *line = NULL;
+            size_t cap = 0;
+            int64_t now = ev_now_us();
+            while (getline(&line, &cap, f) > 0)
+                load_line(idem, line, now);
+            free(line);
+            fclose(f);
+        }
+        free(names[i]);
     }
+    free(names);
     uint64_t scanned = 0;
     for (size_t i = 0; rc == 0 && i < idem->nbuckets; i++)
         for (idem_entry *e = idem->buckets[i]; e; e = e->next)
@@ -462,12 +534,34 @@ static void sweep(svc_idem *idem, int64_t now)
 
 void svc_idem_sync(svc_idem *idem)
 {
+    int64_t now = ev_now_us();
+    int old_fd = -1, new_fd = -1;
+    char new_path[sizeof idem->path];
+    int64_t period = idem->period_us;
+    if (now / period != idem->hour) {
+        journal_path(idem, now / period, new_path, sizeof new_path);
+        new_fd = open(new_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (new_fd < 0)
+            svc_logs(SVC_LOG_ERROR, "cannot start a new idempotency journal", "file", new_path,
+                     SVC_END);
+    }
     pthread_mutex_lock(&idem->mu);
     int dirty = idem->dirty;
+    int fd = idem->fd;
     idem->dirty = 0;
-    sweep(idem, ev_now_us());
+    if (new_fd >= 0) {
+        old_fd = idem->fd;
+        idem->fd = new_fd;
+        idem->hour = now / period;
+        memcpy(idem->path, new_path, sizeof idem->path);
+    }
+    sweep(idem, now);
     pthread_mutex_unlock(&idem->mu);
-    if (dirty && fdatasync(idem->fd) != 0)
-        svc_logs(SVC_LOG_ERROR, "idempotency journal fdatasync failed", "file", idem->path,
-                 SVC_END);
+    if (dirty && fdatasync(fd) != 0)
+        svc_logs(SVC_LOG_ERROR, "idempotency journal fdatasync failed", "dir", idem->dir, SVC_END);
+    if (old_fd >= 0) { /* nobody writes to it any more */
+        close(old_fd);
+        sync_dir(idem->dir);
+        remove_journals(idem, idem->hour, now);
+    }
 }

@@ -81,7 +81,7 @@ static int open_app(svc_app *app, sk_error *err)
     rc = cmd_bus_create(&bc, &app->bus, err);
     if (rc)
         return rc;
-    rc = svc_idem_open(d, svc_cfg.idempotency_window_s, app->log, &app->idem, err);
+    rc = svc_idem_open(d, svc_cfg.idempotency_window_s, 0, app->log, &app->idem, err);
     if (rc)
         return rc;
     app->openapi = svc_openapi_doc;

@@ -106,9 +106,10 @@ typedef enum svc_idem_state {
 /* The metadata key under which a keyed command's events carry its scoped key. */
 #define SVC_META_IDEMPOTENCY "idempotency"
 /* Loads the journal of DATA/idempotency and rebuilds, from log (may be NULL), the answers
- * of keyed commands the journal does not cover. */
-int svc_idem_open(const char *data_dir, uint64_t window_s, store_log *log, svc_idem **out,
-                  sk_error *err);
+ * of keyed commands the journal does not cover. period_us: how long one journal file is
+ * appended to (0: an hour; tests use less). */
+int svc_idem_open(const char *data_dir, uint64_t window_s, int64_t period_us, store_log *log,
+                  svc_idem **out, sk_error *err);
 int svc_idem_close(svc_idem *idem); /* syncs the journal; accepts NULL */
 /* Claims key for a request with fingerprint fp. NEW: the caller runs it and must call
  * svc_idem_finish or svc_idem_release. DONE: *status and *body (malloc'd copy) are the
@@ -121,8 +122,10 @@ void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const cha
                      uint64_t position);
 /* Forgets a claim whose response is not to be remembered (a 5xx, a 409). */
 void svc_idem_release(svc_idem *idem, const char *key);
-/* fdatasyncs the journal if it has unsynced lines (called about once a second). */
+/* fdatasyncs the journal if it has unsynced lines, starts a new journal file each period
+ * and deletes files whose keys all expired (called about once a second, from one thread). */
 void svc_idem_sync(svc_idem *idem);
+
 uint64_t svc_fingerprint(const char *command, const void *body, size_t size);
 
 /* ---- http.c / routes.c / serve.c ---- */

@@ -74,7 +74,11 @@ class Restart(unittest.TestCase):
     def test_keyed_answers_rebuilt_from_the_log(self):
         first, second, rejected, cid = self.keyed()
         self.srv.kill()
-        os.unlink(os.path.join(self.srv.data, "idempotency", "journal.jsonl"))
+        journals = os.path.join(self.srv.data, "idempotency")
+        names = [n for n in os.listdir(journals) if n.startswith("journal-")]
+        self.assertTrue(names)
+        for name in names:
+            os.unlink(os.path.join(journals, name))
         data = self.srv.data
         self.srv = Server("--snapshot-every", "5", data=data)
         self.srv.own_data = True
