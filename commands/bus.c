@@ -42,6 +42,14 @@ int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err)
     bus->events = cfg->events;
     bus->snapshots = cfg->snapshots;
     bus->snapshot_every = cfg->snapshot_every;
+    if (cfg->nsnapshot_rules > CMD_SNAPSHOT_RULES_MAX) {
+        ev_registry_destroy(bus->commands);
+        free(bus);
+        return sk_error_set(err, -EINVAL, "", "at most %d snapshot rules", CMD_SNAPSHOT_RULES_MAX);
+    }
+    if (cfg->nsnapshot_rules)
+        memcpy(bus->rules, cfg->snapshot_rules, cfg->nsnapshot_rules * sizeof *bus->rules);
+    bus->nrules = cfg->nsnapshot_rules;
     memcpy(bus->tables, cfg->tables, cfg->ntables * sizeof *cfg->tables);
     bus->ntables = cfg->ntables;
     size_t per_stripe = cfg->cache_max / CMD_STRIPES;
@@ -91,6 +99,17 @@ void cmd_outcome_clear(cmd_outcome *out)
 {
     cmd_result_clear(&out->decision);
     memset(out, 0, sizeof *out);
+}
+
+/* Events between snapshots for agg: its rule, else the bus's default; 0 = never. */
+static uint32_t snapshot_every(const cmd_bus *bus, const cmd_aggregate *agg)
+{
+    if (!bus->snapshots)
+        return 0;
+    for (size_t i = 0; i < bus->nrules; i++)
+        if (strcmp(bus->rules[i].aggregate, agg->name) == 0)
+            return bus->rules[i].every;
+    return bus->snapshot_every;
 }
 
 /* One queued append, from submit to its completion. */
@@ -171,7 +190,8 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
     }
     e->since_snapshot = replayed;
     /* a long replay (no snapshot, or an outdated one) is saved now: it is all durable */
-    if (bus->snapshots && bus->snapshot_every && replayed >= bus->snapshot_every) {
+    uint32_t every = snapshot_every(bus, h->aggregate);
+    if (every && replayed >= every) {
         char *text = json_dumps(e->state, JSON_COMPACT | JSON_SORT_KEYS);
         sk_error err = {0};
         if (text && cmd_save_snapshot(bus, h->aggregate, stream, version, text, &err) == 0)
@@ -212,7 +232,8 @@ static int encode_events(cmd_bus *bus, const cmd_context *ctx, const cmd_event *
 static char *snapshot_after(cmd_bus *bus, const cmd_cache_entry *e, const cmd_event *events,
                             size_t n)
 {
-    if (!bus->snapshots || !bus->snapshot_every || e->since_snapshot + n < bus->snapshot_every)
+    uint32_t every = snapshot_every(bus, e->agg);
+    if (!every || e->since_snapshot + n < every)
         return NULL;
     json_t *copy = json_deep_copy(e->state);
     if (!copy)

@@ -91,6 +91,17 @@ int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t siz
  */
 typedef struct cmd_bus cmd_bus;
 
+/* A snapshot interval for one aggregate type, overriding cmd_bus_config.snapshot_every. */
+typedef struct cmd_snapshot_rule {
+    char aggregate[64]; /* "Product" */
+    uint32_t every;     /* 0: never snapshot this type */
+} cmd_snapshot_rule;
+#define CMD_SNAPSHOT_RULES_MAX 16
+
+/* Parses "Product=50,Order=0" into rules; SK_EBADINPUT with a message naming the part. */
+int cmd_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t *count,
+                             sk_error *err);
+
 typedef struct cmd_bus_config {
     store_log *log;                  /* borrowed; outlives the bus */
     const ev_registry *events;       /* event schemas; borrowed */
@@ -101,6 +112,8 @@ typedef struct cmd_bus_config {
     uint32_t snapshot_every;    /* save a snapshot each time this many events were added
                                    since the last one (0: never) */
     uint32_t cache_max;         /* hot aggregates kept in memory (0: no cache) */
+    const cmd_snapshot_rule *snapshot_rules; /* per aggregate type; copied */
+    size_t nsnapshot_rules;
 } cmd_bus_config;
 
 typedef struct cmd_context {

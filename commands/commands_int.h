@@ -58,6 +58,8 @@ struct cmd_bus {
     ev_registry *commands;
     store_snapshots *snapshots;
     uint32_t snapshot_every;
+    cmd_snapshot_rule rules[CMD_SNAPSHOT_RULES_MAX];
+    size_t nrules;
     cmd_handler_table tables[CMD_TABLES_MAX];
     size_t ntables;
     pthread_mutex_t stripes[CMD_STRIPES];

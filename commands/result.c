@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cmd_result_add(cmd_result *r, const char *type, json_t *payload)
@@ -81,4 +82,35 @@ const cmd_aggregate *cmd_aggregate_find(const cmd_handler_table *tables, size_t 
             if (strcmp(tables[t].handlers[i].aggregate->name, name) == 0)
                 return tables[t].handlers[i].aggregate;
     return NULL;
+}
+
+int cmd_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t *count,
+                             sk_error *err)
+{
+    *count = 0;
+    const char *p = text;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        char digits[16];
+        size_t name_len = eq ? (size_t)(eq - p) : 0, num_len = eq ? len - name_len - 1 : 0;
+        if (*count == CMD_SNAPSHOT_RULES_MAX || !eq || name_len == 0 ||
+            name_len >= sizeof rules->aggregate || num_len == 0 || num_len >= sizeof digits)
+            return sk_error_set(err, SK_EBADINPUT, "", "'%.*s' is not NAME=EVENTS (at most %d)",
+                                (int)len, p, CMD_SNAPSHOT_RULES_MAX);
+        memcpy(digits, eq + 1, num_len);
+        digits[num_len] = '\0';
+        char *stop;
+        unsigned long every = strtoul(digits, &stop, 10);
+        if (*stop || digits[0] == '-' || every > 1000000)
+            return sk_error_set(err, SK_EBADINPUT, "", "'%s' is not a number of events 0..1000000",
+                                digits);
+        memcpy(rules[*count].aggregate, p, name_len);
+        rules[*count].aggregate[name_len] = '\0';
+        rules[*count].every = (uint32_t)every;
+        (*count)++;
+        p += len + (end ? 1 : 0);
+    }
+    return 0;
 }

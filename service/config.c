@@ -58,6 +58,8 @@ static const opt_def opts[] = {
      365ull * 86400, "seconds an Idempotency-Key is remembered (default 86400)"},
     {"--snapshot-every", "SKALD_SNAPSHOT_EVERY", OPT_U32, &svc_cfg.snapshot_every, 0, 1000000,
      "events between snapshots of an aggregate, 0 for none (default 100)"},
+    {"--snapshot-every-type", "SKALD_SNAPSHOT_EVERY_TYPE", OPT_STR, &svc_cfg.snapshot_every_type, 0,
+     0, "per aggregate type, e.g. Product=50,Order=0 (overrides --snapshot-every)"},
     {"--cache-max", "SKALD_CACHE_MAX", OPT_U32, &svc_cfg.cache_max, 0, 100000000,
      "hot aggregates kept in memory (default 10000)"},
     {"--port-file", "SKALD_PORT_FILE", OPT_STR, &svc_cfg.port_file, 0, 0,

@@ -38,6 +38,7 @@ typedef struct svc_config {
     uint32_t timeout_s;
     uint64_t idempotency_window_s;
     uint32_t snapshot_every;
+    const char *snapshot_every_type; /* "Product=50,Order=0" */
     uint32_t cache_max;
     const char *port_file;
     int log_level; /* SVC_LOG_* */

@@ -52,7 +52,7 @@ static int env_open(agg_env *env, const char *work)
     if (rc == 0)
         rc = store_snapshots_open(path, 0, &env->snaps, &err);
     cmd_handler_table tables[] = {cmd_product_handlers};
-    cmd_bus_config bc = {env->log, env->events, cmds, tables, 1, env->snaps, 0, 0};
+    cmd_bus_config bc = {env->log, env->events, cmds, tables, 1, env->snaps, 0, 0, NULL, 0};
     if (rc == 0)
         rc = cmd_bus_create(&bc, &env->bus, &err);
     if (rc == 0)

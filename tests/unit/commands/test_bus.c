@@ -43,7 +43,7 @@ static int setup(void **state)
     store_config_init(&cfg, log_dir);
     assert_int_equal(store_log_open(&cfg, &f->log, &err), 0);
     cmd_handler_table tables[] = {cmd_product_handlers, cmd_customer_handlers, cmd_order_handlers};
-    cmd_bus_config bc = {f->log, f->events, cmds, tables, 3, NULL, 0, 100};
+    cmd_bus_config bc = {f->log, f->events, cmds, tables, 3, NULL, 0, 100, NULL, 0};
     if (cmd_bus_create(&bc, &f->bus, &err) != 0)
         fail_msg("bus: %s", err.message);
     *state = f;

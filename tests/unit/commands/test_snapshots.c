@@ -26,17 +26,26 @@ typedef struct fixture {
     cmd_bus *bus;
 } fixture;
 
-static void open_bus(fixture *f, uint32_t every, uint32_t cache_max)
+static void open_bus_rules(fixture *f, uint32_t every, uint32_t cache_max, const char *rules_text)
 {
     char cmds[4096];
     const char *src = getenv("SKALD_SOURCE_DIR") ? getenv("SKALD_SOURCE_DIR") : SKALD_SOURCE_DIR;
     snprintf(cmds, sizeof cmds, "%s/commands/schemas", src);
     size_t n;
     const cmd_handler_table *t = cmd_sample_domain(&n);
-    cmd_bus_config bc = {f->log, f->events, cmds, t, n, f->snaps, every, cache_max};
+    cmd_snapshot_rule rules[CMD_SNAPSHOT_RULES_MAX];
+    size_t nrules = 0;
     sk_error err;
+    if (rules_text)
+        assert_int_equal(cmd_snapshot_rules_parse(rules_text, rules, &nrules, &err), 0);
+    cmd_bus_config bc = {f->log, f->events, cmds, t, n, f->snaps, every, cache_max, rules, nrules};
     if (cmd_bus_create(&bc, &f->bus, &err) != 0)
         fail_msg("bus: %s", err.message);
+}
+
+static void open_bus(fixture *f, uint32_t every, uint32_t cache_max)
+{
+    open_bus_rules(f, every, cache_max, NULL);
 }
 
 static int setup(void **state)
@@ -237,6 +246,38 @@ static void test_outdated_snapshots_ignored_and_replaced(void **state)
     assert_int_equal(n, 1);
 }
 
+static void test_snapshot_rules_per_type(void **state)
+{
+    fixture *f = *state;
+    cmd_bus_destroy(f->bus);
+    open_bus_rules(f, 10, 64, "Product=3,Customer=0");
+    assert_int_equal(run(f, "RegisterProduct", "{\"sku\":\"R\",\"name\":\"n\",\"price_cents\":1}"),
+                     0);
+    assert_int_equal(run(f, "OpenCustomer",
+                         "{\"customer_id\":\"c\",\"name\":\"n\",\"credit_limit_cents\":100000}"),
+                     0);
+    char body[128];
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(run(f, "RestockProduct", "{\"sku\":\"R\",\"quantity\":1}"), 0);
+        snprintf(body, sizeof body,
+                 "{\"customer_id\":\"c\",\"order_id\":\"o%d\",\"amount_cents\":1}", i);
+        assert_int_equal(run(f, "AuthorizePayment", body), 0);
+    }
+    store_snapshot s;
+    sk_error err;
+    assert_int_equal(store_snapshot_load(f->snaps, "product-R", &s, &err), 1);
+    assert_true(s.version >= 12); /* every 3: the last at 12 of 13 */
+    store_snapshot_clear(&s);
+    assert_int_equal(store_snapshot_load(f->snaps, "customer-c", &s, &err), 0); /* never */
+    cmd_snapshot_rule rules[CMD_SNAPSHOT_RULES_MAX];
+    size_t n;
+    assert_int_equal(cmd_snapshot_rules_parse("Product", rules, &n, &err), SK_EBADINPUT);
+    assert_int_equal(cmd_snapshot_rules_parse("Product=-1", rules, &n, &err), SK_EBADINPUT);
+    assert_int_equal(cmd_snapshot_rules_parse("=5", rules, &n, &err), SK_EBADINPUT);
+    assert_int_equal(cmd_snapshot_rules_parse("", rules, &n, &err), 0);
+    assert_int_equal(n, 0);
+}
+
 typedef struct pipe_state {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -359,6 +400,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outdated_snapshots_ignored_and_replaced, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_commands_keep_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_rules_per_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_lose_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
