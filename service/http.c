@@ -25,6 +25,19 @@ struct svc_server {
     char *tls_cert, *tls_key;
 };
 
+int svc_parse_u64(const char *text, uint64_t *out)
+{
+    char *end;
+    if (!text || !*text || text[0] == '-')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || *end || v >= STORE_EXPECT_ANY)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 const char *svc_header(svc_request *rq, const char *name)
 {
     return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);

@@ -7,7 +7,9 @@
  *   metrics.c      counters and histograms, rendered in Prometheus text format
  *   idempotency.c  remembered responses by key, journaled to survive restarts
  *   http.c         libmicrohttpd: requests, bodies, suspension, responses, problems
- *   routes.c       what each route does
+ *   routes.c       the route table and the small routes (health, metrics, ...)
+ *   command_routes.c  commands and the NDJSON batch
+ *   read_routes.c  reads of a stream and of the log
  *   serve.c        start-up, signals, drain, shutdown
  */
 #ifndef SKALD_SERVE_INT_H
@@ -196,6 +198,13 @@ void svc_problem(svc_request *rq, unsigned status, const char *code, const char 
 /* From any thread, once the answer is set: the connection is resumed and answered. */
 void svc_request_done(svc_request *rq);
 const char *svc_header(svc_request *rq, const char *name);
+/* Decimal digits only, below UINT64_MAX; 0 or -1. */
+int svc_parse_u64(const char *text, uint64_t *out);
+/* The routes of command_routes.c and read_routes.c. */
+int svc_route_command(svc_request *rq);
+int svc_route_batch(svc_request *rq);
+int svc_route_stream(svc_request *rq);
+int svc_route_events(svc_request *rq);
 const char *svc_query(svc_request *rq, const char *name);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
