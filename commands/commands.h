@@ -178,9 +178,10 @@ int cmd_bus_load(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, 
 int cmd_bus_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, sk_error *err);
 
 /* Replays events (from a reader) into state with agg->evolve, decoding each payload
- * through events. *version_out gets the last version applied (unchanged if none). */
+ * through events, up to and including version upto (0: to the end). *version_out gets
+ * the last version applied (unchanged if none). */
 int cmd_replay(const ev_registry *events, const cmd_aggregate *agg, store_reader *reader,
-               json_t *state, uint64_t *version_out, sk_error *err);
+               uint64_t upto, json_t *state, uint64_t *version_out, sk_error *err);
 
 typedef struct cmd_bus_stats {
     uint64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved, in_flight;

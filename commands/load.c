@@ -15,11 +15,11 @@
 #include <string.h>
 
 int cmd_replay(const ev_registry *events, const cmd_aggregate *agg, store_reader *reader,
-               json_t *state, uint64_t *version_out, sk_error *err)
+               uint64_t upto, json_t *state, uint64_t *version_out, sk_error *err)
 {
     ev_event ev;
-    int rc;
-    while ((rc = store_reader_next(reader, &ev, err)) == 1) {
+    int rc = 0;
+    while ((upto == 0 || *version_out < upto) && (rc = store_reader_next(reader, &ev, err)) == 1) {
         json_t *payload = NULL;
         rc = ev_payload_to_json(events, ev.schema_id, ev.payload, ev.payload_size, &payload, err);
         if (rc)
@@ -88,7 +88,7 @@ int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id
     store_reader *r;
     int rc = store_reader_open_stream(bus->log, ev_str_of(stream_id), version + 1, &r);
     if (rc == 0) {
-        rc = cmd_replay(bus->events, agg, r, state, &version, err);
+        rc = cmd_replay(bus->events, agg, r, 0, state, &version, err);
         store_reader_close(r);
     } else {
         sk_error_set(err, rc, "", "cannot read stream %s: %s", stream_id, sk_strerror(rc));

@@ -125,21 +125,8 @@ static json_t *replay(replayer *r, const cmd_aggregate *agg, const char *stream,
         return NULL;
     }
     json_t *state = agg->initial();
-    ev_event ev;
-    int rc;
     *version = 0;
-    while ((upto == 0 || *version < upto) && (rc = store_reader_next(rd, &ev, err)) == 1) {
-        json_t *payload = NULL;
-        if ((rc = ev_payload_to_json(r->events, ev.schema_id, ev.payload, ev.payload_size, &payload,
-                                     err)) != 0)
-            break;
-        char type[EV_TYPE_MAX + 1];
-        memcpy(type, ev.type.ptr, ev.type.len);
-        type[ev.type.len] = '\0';
-        agg->evolve(state, type, payload);
-        json_decref(payload);
-        *version = ev.version;
-    }
+    int rc = cmd_replay(r->events, agg, rd, upto, state, version, err);
     store_reader_close(rd);
     if (rc < 0) {
         json_decref(state);
