@@ -84,6 +84,7 @@ void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out)
     out->cache_misses = atomic_load(&bus->cache_misses);
     out->snapshot_loads = atomic_load(&bus->snapshot_loads);
     out->snapshots_saved = atomic_load(&bus->snapshots_saved);
+    out->snapshot_failures = atomic_load(&bus->snapshot_failures);
     out->in_flight = atomic_load(&bus->in_flight);
 }
 
@@ -112,6 +113,21 @@ static uint32_t snapshot_every(const cmd_bus *bus, const cmd_aggregate *agg)
     return bus->snapshot_every;
 }
 
+/*
+ * An error in the bus's own work (rebuilding a stream, encoding an event a decider made)
+ * is the service's fault, not the request's: an input-kind code from those paths becomes
+ * SK_ESCHEMA, so the HTTP layer answers 500 and not 400/404 naming a field the client
+ * never sent. Store errors (SK_ECORRUPT, SK_EFAILED, -EIO, ...) keep their code.
+ */
+static int internal_error(cmd_outcome *out, int rc, const char *what)
+{
+    if (rc != SK_EBADINPUT && rc != SK_ENOTFOUND && rc != SK_ETOOBIG)
+        return rc;
+    char detail[sizeof out->err.message];
+    snprintf(detail, sizeof detail, "%s", out->err.message);
+    return sk_error_set(&out->err, SK_ESCHEMA, "", "%s %s: %s", what, out->stream_id, detail);
+}
+
 /* One queued append, from submit to its completion. */
 typedef struct pending_append {
     cmd_bus *bus;
@@ -135,8 +151,9 @@ static void append_done(void *ctx, const store_append_result *res)
         out->position = res->first_position + res->count - 1;
         if (p->snapshot_json) {
             sk_error err = {0};
-            cmd_save_snapshot(p->bus, p->entry->agg, out->stream_id, p->snapshot_version,
-                              p->snapshot_json, &err);
+            if (cmd_save_snapshot(p->bus, p->entry->agg, out->stream_id, p->snapshot_version,
+                                  p->snapshot_json, &err) != 0)
+                atomic_fetch_add(&p->bus->snapshot_failures, 1);
         }
     } else {
         out->count = 0;
@@ -173,7 +190,7 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
     uint64_t version, replayed;
     int rc = cmd_load_state(bus, h->aggregate, stream, 1, &state, &version, &replayed, &out->err);
     if (rc) {
-        out->status = rc;
+        out->status = internal_error(out, rc, "cannot rebuild");
         return NULL;
     }
     if (e) { /* reload in place: pending appends still point at it */
@@ -196,6 +213,8 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
         sk_error err = {0};
         if (text && cmd_save_snapshot(bus, h->aggregate, stream, version, text, &err) == 0)
             e->since_snapshot = 0;
+        else
+            atomic_fetch_add(&bus->snapshot_failures, 1);
         free(text);
     }
     return e;
@@ -261,6 +280,8 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
     ev_event evs[CMD_EVENTS_MAX];
     pending_append *p = calloc(1, sizeof *p);
     int rc = p ? encode_events(bus, ctx, events, n, out, evs, bufs) : -ENOMEM;
+    if (rc)
+        rc = internal_error(out, rc, "a decider made an event its schema refuses on");
     char *snapshot = NULL;
     if (rc == 0) {
         snapshot = snapshot_after(bus, e, events, n);

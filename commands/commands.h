@@ -127,7 +127,8 @@ typedef struct cmd_outcome {
     /* 0 done (count may be 0: nothing to change), SK_ENOTFOUND unknown command (404),
      * SK_EBADINPUT shape (400, err.field names the field), SK_EREJECTED business rule
      * (422, decision.reason), SK_ECONFLICT expected version (409, stream_version is the
-     * current one), or a store error (SK_EBUSY, SK_EFAILED, ...: 503). */
+     * current one), SK_ESCHEMA the bus's own work failed (a stream that cannot be rebuilt,
+     * an event its schema refuses: 500), or a store error (SK_EBUSY, SK_EFAILED, ...: 503). */
     int status;
     sk_error err;
     cmd_result decision; /* reason and message when rejected; no events kept */
@@ -185,6 +186,7 @@ int cmd_replay(const ev_registry *events, const cmd_aggregate *agg, store_reader
 
 typedef struct cmd_bus_stats {
     uint64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved, in_flight;
+    uint64_t snapshot_failures; /* saves that failed (a snapshot is a cache: never fatal) */
 } cmd_bus_stats;
 void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out);
 

@@ -84,6 +84,9 @@ static json_t *outcome_json(const cmd_outcome *o, unsigned *status, svc_outcome 
     case SK_EREJECTED:
         *status = 422, *kind = SVC_OUT_REJECTED;
         return svc_problem_json(422, o->decision.reason, NULL, o->decision.message);
+    case SK_ESCHEMA:
+        *status = 500, *kind = SVC_OUT_ERROR;
+        return svc_problem_json(500, "internal", NULL, o->err.message);
     case SK_EBUSY:
         *status = 503, *kind = SVC_OUT_OVERLOADED;
         return svc_problem_json(503, "overloaded", NULL, "the append queue is full; retry");

@@ -217,8 +217,10 @@ char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t 
         "# HELP skald_snapshots_total Snapshots used and saved.\n"
         "# TYPE skald_snapshots_total counter\n"
         "skald_snapshots_total{op=\"load\"} %llu\n"
-        "skald_snapshots_total{op=\"save\"} %llu\n",
-        (unsigned long long)bs.snapshot_loads, (unsigned long long)bs.snapshots_saved);
+        "skald_snapshots_total{op=\"save\"} %llu\n"
+        "skald_snapshots_total{op=\"save_failed\"} %llu\n",
+        (unsigned long long)bs.snapshot_loads, (unsigned long long)bs.snapshots_saved,
+        (unsigned long long)bs.snapshot_failures);
     if (o.failed) {
         free(o.data);
         return NULL;

@@ -278,6 +278,30 @@ static void test_snapshot_rules_per_type(void **state)
     assert_int_equal(n, 0);
 }
 
+/* A stream the bus cannot rebuild is the service's fault (SK_ESCHEMA, HTTP 500), never a
+ * 404 or 400 about the request. */
+static void test_unreadable_stream_is_internal(void **state)
+{
+    fixture *f = *state;
+    uint8_t junk[4] = {1, 2, 3, 4};
+    ev_event ev = {0};
+    ev.type = ev_str_of("ProductRegistered");
+    ev.schema_id = 999999; /* no such schema in the registry */
+    ev.payload = junk;
+    ev.payload_size = sizeof junk;
+    sk_error err;
+    assert_int_equal(
+        store_log_append(f->log, ev_str_of("product-J"), STORE_EXPECT_ANY, &ev, 1, NULL, &err), 0);
+    json_t *j = json_loads("{\"sku\":\"J\",\"quantity\":1}", 0, NULL);
+    cmd_outcome o;
+    assert_int_equal(cmd_bus_execute(f->bus, "RestockProduct", j, STORE_EXPECT_ANY, NULL, &o),
+                     SK_ESCHEMA);
+    assert_non_null(strstr(o.err.message, "product-J"));
+    assert_string_equal(o.err.field, "");
+    cmd_outcome_clear(&o);
+    json_decref(j);
+}
+
 typedef struct pipe_state {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -401,6 +425,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_commands_keep_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_rules_per_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unreadable_stream_is_internal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_lose_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
