@@ -103,7 +103,7 @@ int cmd_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t 
                              sk_error *err);
 
 typedef struct cmd_bus_config {
-    store_log *log;                  /* borrowed; outlives the bus */
+    store_log *log; /* borrowed; outlives the bus; the bus must be its only writer */
     const ev_registry *events;       /* event schemas; borrowed */
     const char *command_schemas_dir; /* one .avsc per command: the shape of its body */
     const cmd_handler_table *tables; /* copied */

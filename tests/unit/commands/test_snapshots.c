@@ -302,6 +302,42 @@ static void test_unreadable_stream_is_internal(void **state)
     json_decref(j);
 }
 
+/* If something else appends to a cached stream (the bus is meant to be the only writer),
+ * the next command's conditional append conflicts instead of writing from a stale state,
+ * and the one after it works from the reloaded stream. */
+static void test_foreign_append_is_caught_by_the_condition(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(run(f, "RegisterProduct", "{\"sku\":\"F\",\"name\":\"n\",\"price_cents\":1}"),
+                     0);
+    assert_int_equal(run(f, "RestockProduct", "{\"sku\":\"F\",\"quantity\":5}"), 0);
+    json_t *res = json_pack("{s:s, s:i}", "sku", "F", "quantity", 100);
+    ev_buf buf = {0};
+    ev_event ev = {0};
+    sk_error err;
+    assert_int_equal(
+        ev_payload_from_json(f->events, "ProductRestocked", res, &buf, &ev.schema_id, &err), 0);
+    ev.type = ev_str_of("ProductRestocked");
+    ev.payload = buf.data;
+    ev.payload_size = (uint32_t)buf.size;
+    assert_int_equal(store_log_append(f->log, ev_str_of("product-F"), 2, &ev, 1, NULL, &err), 0);
+    ev_buf_free(&buf);
+    json_decref(res);
+    assert_int_equal(run(f, "RestockProduct", "{\"sku\":\"F\",\"quantity\":1}"), SK_ECONFLICT);
+    assert_int_equal(run(f, "RestockProduct", "{\"sku\":\"F\",\"quantity\":1}"), 0);
+    assert_int_equal(store_log_stream_version(f->log, ev_str_of("product-F")), 4);
+    check_stream(f, "product-F");
+    json_t *st;
+    uint64_t v;
+    size_t n;
+    const cmd_handler_table *t = cmd_sample_domain(&n);
+    assert_int_equal(cmd_bus_load(f->bus, cmd_aggregate_of_stream(t, n, "product-F"), "product-F",
+                                  0, &st, &v, &err),
+                     0);
+    assert_int_equal(json_integer_value(json_object_get(st, "on_hand")), 106);
+    json_decref(st);
+}
+
 typedef struct pipe_state {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -426,6 +462,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pipelined_commands_keep_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_rules_per_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreadable_stream_is_internal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_append_is_caught_by_the_condition, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_threads_lose_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
