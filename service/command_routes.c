@@ -114,7 +114,7 @@ static void log_command(const command_call *c, svc_outcome kind)
         json_object_set_new(f, "correlation_id", json_string(corr));
     if (*c->out.stream_id)
         json_object_set_new(f, "stream_id", json_string(c->out.stream_id));
-    if (c->status >= 400) {
+    if (c->status >= 400 && c->out.err.message[0]) {
         json_t *d = json_string(c->out.err.message);
         if (d)
             json_object_set_new(f, "detail", d);
@@ -217,6 +217,7 @@ static int idem_key_valid(const char *k)
 static void call_refused(command_call *c, unsigned status, const char *code, const char *field,
                          const char *detail)
 {
+    sk_error_set(&c->out.err, SK_EBADINPUT, field ? field : "", "%s", detail); /* for the log */
     call_finished(c, status, svc_problem_json(status, code, field, detail),
                   status == 503 ? SVC_OUT_OVERLOADED : SVC_OUT_INVALID);
 }
