@@ -90,10 +90,7 @@ void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out)
 
 static unsigned stripe_of(const char *stream)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = stream; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    return h % CMD_STRIPES;
+    return (unsigned)(ev_hash_str(stream) % CMD_STRIPES);
 }
 
 void cmd_outcome_clear(cmd_outcome *out)

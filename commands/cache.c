@@ -14,10 +14,7 @@
 
 static size_t hash_of(const char *s)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a, 64-bit */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return (size_t)(h ^ (h >> 29));
+    return (size_t)ev_hash_str(s);
 }
 
 int cmd_cache_init(cmd_cache *cache, size_t capacity)

@@ -82,6 +82,13 @@ typedef struct ev_str {
 ev_str ev_str_of(const char *cstr); /* view of a C string (NULL gives the empty view) */
 int ev_str_eq(ev_str a, const char *cstr);
 
+/* FNV-1a, 64-bit: ev_hash_add(EV_HASH_INIT, data, size), chainable over several pieces.
+ * The log's stream index stores these values, so the function never changes. */
+#define EV_HASH_INIT 0xcbf29ce484222325ull
+uint64_t ev_hash_add(uint64_t hash, const void *data, size_t size);
+/* ev_hash_add(EV_HASH_INIT, ...) of a C string. */
+uint64_t ev_hash_str(const char *cstr);
+
 typedef struct ev_uuid {
     uint8_t bytes[16];
 } ev_uuid;

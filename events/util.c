@@ -30,6 +30,19 @@ int ev_str_eq(ev_str a, const char *cstr)
     return a.len == n && (n == 0 || memcmp(a.ptr, cstr, n) == 0);
 }
 
+uint64_t ev_hash_add(uint64_t hash, const void *data, size_t size)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < size; i++)
+        hash = (hash ^ p[i]) * 0x100000001b3ull;
+    return hash;
+}
+
+uint64_t ev_hash_str(const char *cstr)
+{
+    return ev_hash_add(EV_HASH_INIT, cstr, strlen(cstr));
+}
+
 int64_t ev_now_us(void)
 {
     struct timespec ts;

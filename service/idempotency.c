@@ -58,22 +58,14 @@ struct svc_idem {
 
 static size_t key_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return (size_t)(h ^ (h >> 31));
+    return (size_t)ev_hash_str(s);
 }
 
 uint64_t svc_fingerprint(const char *command, const void *body, size_t size)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = command; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;
-    const uint8_t *b = body;
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ b[i]) * 1099511628211ull;
-    return h;
+    /* the NUL keeps "AB"+"C" apart from "A"+"BC" */
+    uint64_t h = ev_hash_add(EV_HASH_INIT, command, strlen(command) + 1);
+    return ev_hash_add(h, body, size);
 }
 
 static idem_entry **slot_of(svc_idem *idem, const char *key)

@@ -210,10 +210,5 @@ int store_record_decode(const uint8_t *buf, size_t avail, store_record *out, siz
 
 uint64_t store_stream_hash(ev_str stream_id)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (uint32_t i = 0; i < stream_id.len; i++) {
-        h ^= (uint8_t)stream_id.ptr[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
+    return ev_hash_add(EV_HASH_INIT, stream_id.ptr, stream_id.len);
 }
