@@ -86,6 +86,9 @@ int ev_str_eq(ev_str a, const char *cstr);
  * The log's stream index stores these values, so the function never changes. */
 #define EV_HASH_INIT 0xcbf29ce484222325ull
 uint64_t ev_hash_add(uint64_t hash, const void *data, size_t size);
+/* Reads a whole file (at most 16 MiB) into *out (malloc'd, NUL-terminated; *size_out
+ * excludes the NUL). 0, -errno, SK_ETOOBIG or -ENOMEM. */
+int ev_read_file(const char *path, char **out, size_t *size_out);
 /* ev_hash_add(EV_HASH_INIT, ...) of a C string. */
 uint64_t ev_hash_str(const char *cstr);
 

@@ -67,45 +67,6 @@ static ev_schema *find_id(const ev_registry *reg, uint32_t id)
     return NULL;
 }
 
-static int read_text(const char *path, char **out, size_t *size_out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -errno;
-    char *buf = NULL;
-    size_t size = 0, cap = 0;
-    for (;;) {
-        if (cap - size < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > (16u << 20)) {
-                free(buf);
-                fclose(f);
-                return SK_ETOOBIG;
-            }
-            char *p = realloc(buf, cap);
-            if (!p) {
-                free(buf);
-                fclose(f);
-                return -ENOMEM;
-            }
-            buf = p;
-        }
-        size_t n = fread(buf + size, 1, cap - size, f);
-        size += n;
-        if (n == 0)
-            break;
-    }
-    int rc = ferror(f) ? -EIO : 0;
-    fclose(f);
-    if (rc) {
-        free(buf);
-        return rc;
-    }
-    *out = buf;
-    *size_out = size;
-    return 0;
-}
-
 static int cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -179,7 +140,7 @@ static int load_stored(ev_registry *reg, sk_error *err)
         char path[4096], *text = NULL;
         size_t size = 0;
         snprintf(path, sizeof path, "%s/%s", reg->store_dir, names[i]);
-        rc = read_text(path, &text, &size);
+        rc = ev_read_file(path, &text, &size);
         ev_schema *s = NULL;
         if (rc == 0)
             rc = ev_schema_parse(text, size, path, &s, err);
@@ -258,7 +219,7 @@ static int add_source(ev_registry *reg, const char *path, json_t *seen, sk_error
 {
     char *text = NULL;
     size_t size = 0;
-    int rc = read_text(path, &text, &size);
+    int rc = ev_read_file(path, &text, &size);
     if (rc)
         return sk_error_set(err, rc, "", "cannot read %s: %s", path, sk_strerror(rc));
     ev_schema *s = NULL;

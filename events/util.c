@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -184,4 +185,44 @@ void ev_buf_free(ev_buf *buf)
     free(buf->data);
     buf->data = NULL;
     buf->size = buf->cap = 0;
+}
+
+int ev_read_file(const char *path, char **out, size_t *size_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    char *buf = NULL;
+    size_t size = 0, cap = 0;
+    for (;;) {
+        if (cap - size < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (16u << 20)) {
+                free(buf);
+                fclose(f);
+                return SK_ETOOBIG;
+            }
+            char *p = realloc(buf, cap);
+            if (!p) {
+                free(buf);
+                fclose(f);
+                return -ENOMEM;
+            }
+            buf = p;
+        }
+        size_t n = fread(buf + size, 1, cap - size, f);
+        size += n;
+        if (n == 0)
+            break;
+    }
+    int rc = ferror(f) ? -EIO : 0;
+    fclose(f);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[size] = '\0'; /* the loop always leaves room */
+    *out = buf;
+    *size_out = size;
+    return 0;
 }

@@ -342,29 +342,11 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static char *read_file(const char *path, sk_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        sk_error_set(err, -errno, "", "cannot read %s: %s", path, strerror(errno));
-        return NULL;
-    }
     char *data = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[4096];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = (len + n + 1) * 2;
-            char *grown = realloc(data, cap);
-            if (!grown)
-                break;
-            data = grown;
-        }
-        memcpy(data + len, chunk, n);
-        len += n;
-        data[len] = '\0';
-    }
-    fclose(f);
-    if (!data)
-        sk_error_set(err, SK_EBADINPUT, "", "%s is empty", path);
+    size_t size;
+    int rc = ev_read_file(path, &data, &size);
+    if (rc)
+        sk_error_set(err, rc, "", "cannot read %s: %s", path, sk_strerror(rc));
     return data;
 }
 
