@@ -238,16 +238,14 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
     }
     json_t *ev = json_object_get(body, "expected_version");
     if (ev) {
-        uint64_t v;
-        if (!json_is_integer(ev) || json_integer_value(ev) < 0 ||
-            ((v = (uint64_t)json_integer_value(ev)),
-             expected != STORE_EXPECT_ANY && v != expected)) {
+        json_int_t v = json_is_integer(ev) ? json_integer_value(ev) : -1;
+        if (v < 0 || (expected != STORE_EXPECT_ANY && (uint64_t)v != expected)) {
             json_decref(body);
             return call_refused(c, 400, "invalid_field", "expected_version",
                                 "expected_version must be an integer >= 0 (and agree with "
                                 "If-Match)");
         }
-        expected = v;
+        expected = (uint64_t)v;
         json_object_del(body, "expected_version");
     }
     json_t *cid = json_object_get(body, "command_id");

@@ -131,14 +131,13 @@ static void remove_at(svc_idem *idem, idem_entry **p)
 
 static char *journal_line(const idem_entry *e, size_t *len)
 {
-    json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s, s:I}", "k", e->key, "f", "", "e",
+    char fp[20];
+    snprintf(fp, sizeof fp, "%016" PRIx64, e->fp);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s, s:I}", "k", e->key, "f", fp, "e",
                           (json_int_t)e->expires_us, "s", (int)e->status, "b", e->body, "p",
                           (json_int_t)e->position);
     if (!o)
         return NULL;
-    char fp[20];
-    snprintf(fp, sizeof fp, "%016" PRIx64, e->fp);
-    json_object_set_new(o, "f", json_string(fp));
     char *text = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!text)
@@ -406,13 +405,19 @@ int svc_idem_open(const char *data_dir, uint64_t window_s, int64_t period_us, st
         free(names[i]);
     }
     free(names);
+    /* load_line took the high-water mark from every line's "p" */
     uint64_t scanned = 0;
-    for (size_t i = 0; rc == 0 && i < idem->nbuckets; i++)
-        for (idem_entry *e = idem->buckets[i]; e; e = e->next)
-            if (e->position > idem->high_water)
-                idem->high_water = e->position;
+    size_t journaled = idem->count;
     if (rc == 0 && log)
         rc = reconcile(idem, log, &scanned, err);
+    if (rc == 0) {
+        char loaded[24], from_log[24], events[24];
+        snprintf(loaded, sizeof loaded, "%zu", journaled);
+        snprintf(from_log, sizeof from_log, "%zu", idem->count - journaled);
+        snprintf(events, sizeof events, "%" PRIu64, scanned);
+        svc_logs(SVC_LOG_INFO, "idempotency keys loaded", "journal", loaded, "from_log", from_log,
+                 "events_scanned", events, SVC_END);
+    }
     if (rc == 0)
         rc = compact(idem, dir, err);
     if (rc == 0) {
