@@ -85,7 +85,6 @@ void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out)
     out->snapshot_loads = atomic_load(&bus->snapshot_loads);
     out->snapshots_saved = atomic_load(&bus->snapshots_saved);
     out->snapshot_failures = atomic_load(&bus->snapshot_failures);
-    out->in_flight = atomic_load(&bus->in_flight);
 }
 
 static unsigned stripe_of(const char *stream)
@@ -161,13 +160,11 @@ static void append_done(void *ctx, const store_append_result *res)
         atomic_store(&p->entry->stale, true);
     }
     free(p->snapshot_json);
-    cmd_bus *bus = p->bus;
     cmd_done_cb done = p->done;
     void *cb_ctx = p->cb_ctx;
     /* last touch of the entry: from here on it may be evicted */
     atomic_fetch_sub(&p->entry->pending, 1);
     free(p);
-    atomic_fetch_sub(&bus->in_flight, 1);
     done(cb_ctx, out);
 }
 
@@ -287,12 +284,10 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
         snapshot = snapshot_after(bus, e, events, n);
         *p = (pending_append){bus, e, out, done, cb_ctx, snapshot, e->version + n};
         atomic_fetch_add(&e->pending, 1);
-        atomic_fetch_add(&bus->in_flight, 1);
         rc = store_log_append_async(bus->log, ev_str_of(out->stream_id), e->version, evs, n,
                                     append_done, p, &out->err);
         if (rc) {
             atomic_fetch_sub(&e->pending, 1);
-            atomic_fetch_sub(&bus->in_flight, 1);
             out->count = 0;
             free(snapshot);
             free(p);

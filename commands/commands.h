@@ -103,8 +103,8 @@ int cmd_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t 
                              sk_error *err);
 
 typedef struct cmd_bus_config {
-    store_log *log; /* borrowed; outlives the bus; the bus must be its only writer */
-    const ev_registry *events;       /* event schemas; borrowed */
+    store_log *log;            /* borrowed; outlives the bus; the bus must be its only writer */
+    const ev_registry *events; /* event schemas; borrowed */
     const char *command_schemas_dir; /* one .avsc per command: the shape of its body */
     const cmd_handler_table *tables; /* copied */
     size_t ntables;
@@ -185,7 +185,7 @@ int cmd_replay(const ev_registry *events, const cmd_aggregate *agg, store_reader
                uint64_t upto, json_t *state, uint64_t *version_out, sk_error *err);
 
 typedef struct cmd_bus_stats {
-    uint64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved, in_flight;
+    uint64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved;
     uint64_t snapshot_failures; /* saves that failed (a snapshot is a cache: never fatal) */
 } cmd_bus_stats;
 void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out);

@@ -65,7 +65,7 @@ struct cmd_bus {
     pthread_mutex_t stripes[CMD_STRIPES];
     cmd_cache caches[CMD_STRIPES]; /* caches[i] is guarded by stripes[i] */
     atomic_uint_fast64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved,
-        snapshot_failures, in_flight;
+        snapshot_failures;
 };
 
 /* Loads a stream's state (snapshot + tail, or full replay); *replayed gets the number of
