@@ -49,8 +49,23 @@ expect_status 0 "$ctl" schemas list --data "$dir/d"
 grep -q 'OrderPlaced' "$dir/out" || fail "schemas list lacks OrderPlaced"
 expect_status 0 "$ctl" schemas check --data "$dir/d"
 
-# Damage one byte a quarter into the segment (so later write batches follow it): verify
-# names it and exits 3. The byte is inverted, so it always changes.
+# The seed pipelines its appends, so group commit may write most of it as one batch, and
+# damage inside the last batch is a torn tail, not damage. One command through a short-lived
+# server makes a later batch that certainly follows the byte damaged below.
+"$skald" serve --data "$dir/d" --listen 127.0.0.1:0 --port-file "$dir/port" \
+    >"$dir/serve.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do [[ -s $dir/port ]] && break; sleep 0.1; done
+[[ -s $dir/port ]] || { kill "$server"; fail "the server did not start: $(cat "$dir/serve.log")"; }
+code=$(curl -s -o "$dir/out" -w '%{http_code}' -XPOST -H 'Content-Type: application/json' \
+    -d '{"sku":"LATE-1","name":"Late","price_cents":1}' \
+    "http://127.0.0.1:$(cat "$dir/port")/v1/commands/RegisterProduct")
+kill -TERM "$server"
+wait "$server" || fail "the server did not exit cleanly: $(cat "$dir/serve.log")"
+[[ $code == 201 || $code == 200 ]] || fail "RegisterProduct answered $code: $(cat "$dir/out")"
+
+# Damage one byte a quarter into the segment: verify names it and exits 3. The byte is
+# inverted, so it always changes.
 seg="$dir/d/log/00000000000000000000.log"
 size=$(stat -c %s "$seg")
 off=$((size / 4))
