@@ -12,9 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The bus picks a stream's stripe from its hash modulo CMD_STRIPES, so every stream in one
+ * stripe's cache has the same low bits: the bucket comes from the bits above them. (The
+ * low bits used 1 bucket in 64, and lookups walked long chains; FNV-1a's high half is
+ * poorly mixed for names that differ in their last characters.) */
 static size_t hash_of(const char *s)
 {
-    return (size_t)ev_hash_str(s);
+    return (size_t)(ev_hash_str(s) / CMD_STRIPES);
 }
 
 int cmd_cache_init(cmd_cache *cache, size_t capacity)

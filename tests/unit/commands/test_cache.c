@@ -1,0 +1,90 @@
+/*
+ * test_cache.c -- the aggregate cache of one stripe: lookups find what was added, the
+ * least recent entry without appends in flight is evicted, and the streams of one stripe
+ * (which share the low bits of their hash) spread over the hash table's buckets.
+ */
+#include "commands/commands_int.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define NAMES 256
+
+/* NAMES stream names that the bus puts in stripe 0 (the low bits of their hash are 0). */
+static void stripe0_names(char names[NAMES][64])
+{
+    unsigned found = 0;
+    for (unsigned counter = 0; found < NAMES; counter++) {
+        snprintf(names[found], 64, "product-SKU-%06u", counter);
+        if (ev_hash_str(names[found]) % CMD_STRIPES == 0)
+            found++;
+    }
+}
+
+static size_t longest_chain(const cmd_cache *c)
+{
+    size_t longest = 0;
+    for (size_t b = 0; b < c->nbuckets; b++) {
+        size_t len = 0;
+        for (const cmd_cache_entry *e = c->buckets[b]; e; e = e->hnext)
+            len++;
+        if (len > longest)
+            longest = len;
+    }
+    return longest;
+}
+
+static void test_one_stripe_spreads_over_the_buckets(void **state)
+{
+    (void)state;
+    static char names[NAMES][64];
+    stripe0_names(names);
+    cmd_cache c;
+    assert_int_equal(cmd_cache_init(&c, NAMES), 0);
+    for (unsigned i = 0; i < NAMES; i++)
+        assert_non_null(cmd_cache_add(&c, names[i], NULL, json_object(), i));
+    assert_int_equal(c.count, NAMES);
+    /* 256 entries in 512 buckets: a fair hash gives chains of a few entries; the low bits
+     * alone (all equal within the stripe) used 8 buckets, with chains of 30 or more */
+    size_t longest = longest_chain(&c);
+    print_message("longest chain: %zu of %zu buckets\n", longest, c.nbuckets);
+    assert_true(longest <= 8);
+    for (unsigned i = 0; i < NAMES; i++) {
+        cmd_cache_entry *e = cmd_cache_get(&c, names[i]);
+        assert_non_null(e);
+        assert_int_equal(e->version, i);
+    }
+    cmd_cache_free(&c);
+}
+
+static void test_eviction_skips_pending_entries(void **state)
+{
+    (void)state;
+    cmd_cache c;
+    assert_int_equal(cmd_cache_init(&c, 2), 0);
+    cmd_cache_entry *a = cmd_cache_add(&c, "a", NULL, json_object(), 1);
+    assert_non_null(a);
+    atomic_store(&a->pending, 1); /* an append in flight: a's state is ahead of the log */
+    assert_non_null(cmd_cache_add(&c, "b", NULL, json_object(), 1));
+    assert_non_null(cmd_cache_add(&c, "c", NULL, json_object(), 1));
+    /* over capacity: b is the least recent without appends in flight */
+    assert_non_null(cmd_cache_get(&c, "a"));
+    assert_null(cmd_cache_get(&c, "b"));
+    assert_non_null(cmd_cache_get(&c, "c"));
+    atomic_store(&a->pending, 0);
+    cmd_cache_free(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_stripe_spreads_over_the_buckets),
+        cmocka_unit_test(test_eviction_skips_pending_entries),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
