@@ -1,9 +1,10 @@
 /*
- * cache.c -- the hot aggregates of one stripe: a hash table plus a recency list.
+ * cache.c -- the hot aggregates of one stripe: a hash table plus two recency lists.
  *
  * The bus keeps one cache per stripe and touches it only under that stripe's lock, so
- * nothing here locks. Eviction walks from the least recent end and skips entries with
- * appends in flight (their state is ahead of the log); the newest entry is never evicted.
+ * nothing here locks. It is a segmented LRU (commands_int.h says how). Eviction walks from
+ * the least recent end and skips entries with appends in flight (their state is ahead of
+ * the log); the entry just added is never evicted.
  */
 #include "commands/commands_int.h"
 
@@ -25,6 +26,8 @@ int cmd_cache_init(cmd_cache *cache, size_t capacity)
 {
     memset(cache, 0, sizeof *cache);
     cache->capacity = capacity ? capacity : 1;
+    /* 80% protected, as in the segmented LRUs of databases and caching libraries */
+    cache->protected_max = cache->capacity - cache->capacity / 5;
     cache->nbuckets = 8;
     while (cache->nbuckets < cache->capacity * 2)
         cache->nbuckets *= 2;
@@ -38,40 +41,67 @@ static void entry_free(cmd_cache_entry *e)
     free(e);
 }
 
-void cmd_cache_free(cmd_cache *cache)
+static void list_free(cmd_cache_list *l)
 {
-    cmd_cache_entry *e = cache->head;
+    cmd_cache_entry *e = l->head;
     while (e) {
         cmd_cache_entry *next = e->next;
         entry_free(e);
         e = next;
     }
+}
+
+void cmd_cache_free(cmd_cache *cache)
+{
+    list_free(&cache->probation);
+    list_free(&cache->protected_);
     free(cache->buckets);
     memset(cache, 0, sizeof *cache);
 }
 
-static void list_unlink(cmd_cache *cache, cmd_cache_entry *e)
+static cmd_cache_list *list_of(cmd_cache *cache, const cmd_cache_entry *e)
+{
+    return e->protected_ ? &cache->protected_ : &cache->probation;
+}
+
+static void list_unlink(cmd_cache_list *l, cmd_cache_entry *e)
 {
     if (e->prev)
         e->prev->next = e->next;
     else
-        cache->head = e->next;
+        l->head = e->next;
     if (e->next)
         e->next->prev = e->prev;
     else
-        cache->tail = e->prev;
+        l->tail = e->prev;
     e->prev = e->next = NULL;
+    l->count--;
 }
 
-static void list_push_head(cmd_cache *cache, cmd_cache_entry *e)
+static void list_push_head(cmd_cache_list *l, cmd_cache_entry *e)
 {
     e->prev = NULL;
-    e->next = cache->head;
-    if (cache->head)
-        cache->head->prev = e;
-    cache->head = e;
-    if (!cache->tail)
-        cache->tail = e;
+    e->next = l->head;
+    if (l->head)
+        l->head->prev = e;
+    l->head = e;
+    if (!l->tail)
+        l->tail = e;
+    l->count++;
+}
+
+/* Moves e to the head of protected, demoting protected's least recent past its bound. */
+static void promote(cmd_cache *cache, cmd_cache_entry *e)
+{
+    list_unlink(list_of(cache, e), e);
+    e->protected_ = true;
+    list_push_head(&cache->protected_, e);
+    while (cache->protected_.count > cache->protected_max) {
+        cmd_cache_entry *old = cache->protected_.tail;
+        list_unlink(&cache->protected_, old);
+        old->protected_ = false;
+        list_push_head(&cache->probation, old);
+    }
 }
 
 cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id)
@@ -79,10 +109,8 @@ cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id)
     cmd_cache_entry *e = cache->buckets[hash_of(stream_id) & (cache->nbuckets - 1)];
     while (e && strcmp(e->stream_id, stream_id) != 0)
         e = e->hnext;
-    if (e && e != cache->head) {
-        list_unlink(cache, e);
-        list_push_head(cache, e);
-    }
+    if (e && e != cache->protected_.head)
+        promote(cache, e);
     return e;
 }
 
@@ -92,17 +120,18 @@ static void remove_entry(cmd_cache *cache, cmd_cache_entry *e)
     while (*p != e)
         p = &(*p)->hnext;
     *p = e->hnext;
-    list_unlink(cache, e);
+    list_unlink(list_of(cache, e), e);
     cache->count--;
     entry_free(e);
 }
 
-static void evict(cmd_cache *cache)
+/* Evicts from l's least recent end, skipping entries with appends in flight and keep. */
+static void evict_from(cmd_cache *cache, cmd_cache_list *l, const cmd_cache_entry *keep)
 {
-    cmd_cache_entry *e = cache->tail;
-    while (cache->count > cache->capacity && e && e != cache->head) {
+    cmd_cache_entry *e = l->tail;
+    while (cache->count > cache->capacity && e) {
         cmd_cache_entry *prev = e->prev;
-        if (atomic_load(&e->pending) == 0)
+        if (e != keep && atomic_load(&e->pending) == 0)
             remove_entry(cache, e);
         e = prev;
     }
@@ -125,8 +154,10 @@ cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cm
     size_t b = hash_of(stream_id) & (cache->nbuckets - 1);
     e->hnext = cache->buckets[b];
     cache->buckets[b] = e;
-    list_push_head(cache, e);
+    list_push_head(&cache->probation, e);
     cache->count++;
-    evict(cache);
+    /* the new entry is the caller's: never evicted here */
+    evict_from(cache, &cache->probation, e);
+    evict_from(cache, &cache->protected_, e);
     return e;
 }

@@ -22,7 +22,8 @@
  */
 typedef struct cmd_cache_entry {
     struct cmd_cache_entry *hnext;       /* hash chain */
-    struct cmd_cache_entry *prev, *next; /* recency list: head is the most recent */
+    struct cmd_cache_entry *prev, *next; /* its segment's recency list */
+    bool protected_;                     /* in the protected segment (hit since added) */
     const cmd_aggregate *agg;
     json_t *state;
     uint64_t version;        /* stream version the state includes */
@@ -32,12 +33,24 @@ typedef struct cmd_cache_entry {
     char stream_id[EV_STREAM_ID_MAX + 1];
 } cmd_cache_entry;
 
-/* The entries of one stripe, bounded by capacity (pinned entries may exceed it briefly). */
+/* A recency list: head is the most recent. */
+typedef struct cmd_cache_list {
+    cmd_cache_entry *head, *tail;
+    size_t count;
+} cmd_cache_list;
+
+/*
+ * The entries of one stripe, bounded by capacity (pinned entries may exceed it briefly):
+ * a segmented LRU. New entries enter `probation`; a hit moves an entry to `protected`,
+ * which holds at most protected_max (the least recent go back to probation). Eviction
+ * takes probation's least recent first, so a stream of one-shot aggregates (a new order
+ * per command) cycles through probation without pushing out the ones used again and again.
+ */
 typedef struct cmd_cache {
     cmd_cache_entry **buckets;
     size_t nbuckets; /* a power of two */
-    cmd_cache_entry *head, *tail;
-    size_t count, capacity;
+    cmd_cache_list probation, protected_;
+    size_t count, capacity, protected_max;
 } cmd_cache;
 
 int cmd_cache_init(cmd_cache *cache, size_t capacity); /* 0 or -ENOMEM */

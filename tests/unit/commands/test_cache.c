@@ -1,7 +1,8 @@
 /*
  * test_cache.c -- the aggregate cache of one stripe: lookups find what was added, the
- * least recent entry without appends in flight is evicted, and the streams of one stripe
- * (which share the low bits of their hash) spread over the hash table's buckets.
+ * least recent entry without appends in flight is evicted, aggregates used again survive a
+ * flood of one-shot ones (the segmented LRU), and the streams of one stripe (which share
+ * the low bits of their hash) spread over the hash table's buckets.
  */
 #include "commands/commands_int.h"
 
@@ -80,11 +81,43 @@ static void test_eviction_skips_pending_entries(void **state)
     cmd_cache_free(&c);
 }
 
+static void test_reused_entries_survive_one_shot_ones(void **state)
+{
+    (void)state;
+    cmd_cache c;
+    assert_int_equal(cmd_cache_init(&c, 10), 0);
+    assert_int_equal(c.protected_max, 8);
+    char name[32];
+    for (int i = 0; i < 8; i++) { /* eight products, each used twice */
+        snprintf(name, sizeof name, "product-%d", i);
+        assert_non_null(cmd_cache_add(&c, name, NULL, json_object(), 1));
+        assert_non_null(cmd_cache_get(&c, name));
+    }
+    assert_int_equal(c.protected_.count, 8);
+    for (int i = 0; i < 100; i++) { /* a hundred orders, each used once */
+        snprintf(name, sizeof name, "order-%d", i);
+        assert_non_null(cmd_cache_add(&c, name, NULL, json_object(), 1));
+        assert_true(c.count <= 10);
+    }
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof name, "product-%d", i);
+        assert_non_null(cmd_cache_get(&c, name));
+    }
+    assert_non_null(cmd_cache_get(&c, "order-99"));
+    assert_null(cmd_cache_get(&c, "order-97"));
+    /* a ninth reused entry pushes the least recent protected one back to probation */
+    assert_int_equal(c.protected_.count, 8);
+    assert_true(c.probation.tail && !c.probation.tail->protected_);
+    assert_string_equal(c.probation.head->stream_id, "product-0");
+    cmd_cache_free(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_stripe_spreads_over_the_buckets),
         cmocka_unit_test(test_eviction_skips_pending_entries),
+        cmocka_unit_test(test_reused_entries_survive_one_shot_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
