@@ -9,7 +9,8 @@
  *   5. check expected_version (SK_ECONFLICT with the current version);
  *   6. decide (SK_EREJECTED with the reason);
  *   7. encode the events, queue their append conditional on the version of step 4, and
- *      evolve the cached state with them before unlocking.
+ *      evolve the cached state with them before unlocking (no events: queue a barrier,
+ *      so the answer waits for the appends its decision rests on).
  *
  * Step 7 does not wait for the disk: the next command for the same stream decides on the
  * state the queued append leaves, and its own append is conditional on that version, so
@@ -144,7 +145,7 @@ static void append_done(void *ctx, const store_append_result *res)
         out->first_position = res->first_position;
         out->first_version = res->first_version;
         out->stream_version = res->stream_version;
-        out->position = res->first_position + res->count - 1;
+        out->position = res->last_position;
         if (p->snapshot_json) {
             sk_error err = {0};
             if (cmd_save_snapshot(p->bus, p->entry->agg, out->stream_id, p->snapshot_version,
@@ -309,7 +310,31 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
     return rc;
 }
 
-/* Steps 4-7 under the stripe lock. Returns 1 if an append was queued (done will run
+/*
+ * A decision without events still rests on the entry's state, which may include appends
+ * not yet durable: it is answered through a barrier at the entry's version, after them.
+ * Should one of them fail, the barrier fails or conflicts too, so no answer vouches for a
+ * state that never reached the disk; on success the answer carries the stream's last
+ * position. Returns 0 when queued (done runs later), else an error (done not called).
+ */
+static int queue_barrier(cmd_bus *bus, cmd_cache_entry *e, cmd_outcome *out, cmd_done_cb done,
+                         void *cb_ctx)
+{
+    pending_append *p = calloc(1, sizeof *p);
+    if (!p)
+        return sk_error_set(&out->err, -ENOMEM, "", "out of memory");
+    *p = (pending_append){bus, e, out, done, cb_ctx, NULL, 0};
+    atomic_fetch_add(&e->pending, 1);
+    int rc = store_log_barrier_async(bus->log, ev_str_of(out->stream_id), e->version, append_done,
+                                     p, &out->err);
+    if (rc) {
+        atomic_fetch_sub(&e->pending, 1);
+        free(p);
+    }
+    return rc;
+}
+
+/* Steps 4-7 under the stripe lock. Returns 1 if an append or a barrier was queued (done will run
  * later), else 0 with out->status set. */
 static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h, const json_t *body,
                          uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out,
@@ -330,13 +355,8 @@ static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h, c
         out->status = sk_error_set(&out->err, SK_EREJECTED, "", "%s", out->decision.message);
         return 0;
     }
-    if (out->decision.count == 0) {
-        uint64_t head = store_log_head(bus->log);
-        out->position = head ? head - 1 : 0;
-        out->status = 0;
-        return 0;
-    }
-    int rc = queue_append(bus, e, ctx, out, done, cb_ctx);
+    int rc = out->decision.count ? queue_append(bus, e, ctx, out, done, cb_ctx)
+                                 : queue_barrier(bus, e, out, done, cb_ctx);
     if (rc) {
         out->status = rc;
         return 0;

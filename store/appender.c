@@ -121,29 +121,11 @@ static int build_request(store_log *log, ev_str stream_id, const ev_event *event
     return 0;
 }
 
-int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_version,
-                           const ev_event *events, size_t count, store_append_cb cb, void *cb_ctx,
-                           sk_error *err)
+/* Queues req (built) or answers why not; on an error req is freed and cb never runs. */
+static int enqueue(store_log *log, store_append_req *req, sk_error *err)
 {
-    SK_ASSERT(log && cb);
-    if (count == 0 || count > STORE_APPEND_EVENTS_MAX || !events)
-        return sk_error_set(err, SK_EBADINPUT, "events", "an append takes 1 to %d events",
-                            STORE_APPEND_EVENTS_MAX);
-    if (stream_id.len == 0 || stream_id.len > EV_STREAM_ID_MAX || !stream_id.ptr)
-        return sk_error_set(err, SK_EBADINPUT, "stream_id", "stream id must be 1 to %d bytes",
-                            EV_STREAM_ID_MAX);
-    int rc = check_accepting(log);
-    if (rc)
-        return sk_error_set(err, rc, "", "%s", sk_strerror(rc));
-    store_append_req *req;
-    rc = build_request(log, stream_id, events, count, &req, err);
-    if (rc)
-        return rc;
-    req->cb = cb;
-    req->cb_ctx = cb_ctx;
-    req->expected_version = expected_version;
     pthread_mutex_lock(&log->q_mu);
-    rc = log->stopping ? SK_ECLOSED : check_accepting(log);
+    int rc = log->stopping ? SK_ECLOSED : check_accepting(log);
     if (rc == 0 && log->q_count >= log->cfg.queue_appends_max)
         rc = SK_EBUSY;
     if (rc == 0) {
@@ -161,6 +143,55 @@ int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_v
         return sk_error_set(err, rc, "", "%s", sk_strerror(rc));
     }
     return 0;
+}
+
+static int check_stream_id(ev_str stream_id, sk_error *err)
+{
+    if (stream_id.len == 0 || stream_id.len > EV_STREAM_ID_MAX || !stream_id.ptr)
+        return sk_error_set(err, SK_EBADINPUT, "stream_id", "stream id must be 1 to %d bytes",
+                            EV_STREAM_ID_MAX);
+    return 0;
+}
+
+int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_version,
+                           const ev_event *events, size_t count, store_append_cb cb, void *cb_ctx,
+                           sk_error *err)
+{
+    SK_ASSERT(log && cb);
+    if (count == 0 || count > STORE_APPEND_EVENTS_MAX || !events)
+        return sk_error_set(err, SK_EBADINPUT, "events", "an append takes 1 to %d events",
+                            STORE_APPEND_EVENTS_MAX);
+    int rc = check_stream_id(stream_id, err);
+    if (rc)
+        return rc;
+    rc = check_accepting(log);
+    if (rc)
+        return sk_error_set(err, rc, "", "%s", sk_strerror(rc));
+    store_append_req *req;
+    rc = build_request(log, stream_id, events, count, &req, err);
+    if (rc)
+        return rc;
+    req->cb = cb;
+    req->cb_ctx = cb_ctx;
+    req->expected_version = expected_version;
+    return enqueue(log, req, err);
+}
+
+int store_log_barrier_async(store_log *log, ev_str stream_id, uint64_t expected_version,
+                            store_append_cb cb, void *cb_ctx, sk_error *err)
+{
+    SK_ASSERT(log && cb);
+    int rc = check_stream_id(stream_id, err);
+    if (rc)
+        return rc;
+    store_append_req *req;
+    rc = build_request(log, stream_id, NULL, 0, &req, err);
+    if (rc)
+        return rc;
+    req->cb = cb;
+    req->cb_ctx = cb_ctx;
+    req->expected_version = expected_version;
+    return enqueue(log, req, err);
 }
 
 /* Takes the whole queue in O(1); the appender splits it into batches itself, so the
@@ -294,6 +325,26 @@ static store_stream *stream_for(store_log *log, const store_append_req *req)
     return s;
 }
 
+/* A barrier's result: the stream as the appends before it in this batch leave it. It
+ * looks the stream up without adding it: a barrier makes no stream exist. */
+static void barrier_result(store_log *log, store_append_req *r, uint64_t epoch)
+{
+    const store_stream *s =
+        store_streams_find(&log->streams, (ev_str){r->stream_id, r->stream_len}, r->hash);
+    uint64_t cur = 0, last = 0;
+    if (s && s->pending_epoch == epoch) {
+        cur = s->pending_version;
+        last = s->pending_last_position;
+    } else if (s) {
+        cur = s->version;
+        last = s->last_position;
+    }
+    if (r->expected_version != STORE_EXPECT_ANY && r->expected_version != cur)
+        r->result = (store_append_result){.status = SK_ECONFLICT, .stream_version = cur};
+    else
+        r->result = (store_append_result){.stream_version = cur, .last_position = last};
+}
+
 /*
  * Assigns positions and versions and lays the frames out in log->batch_buf. Appends whose
  * expected version does not match get SK_ECONFLICT and take no room. Returns the number
@@ -314,6 +365,10 @@ static ssize_t assemble(store_log *log, batch *b, uint64_t first_position, uint6
     uint64_t epoch = ++log->batch_epoch, position = first_position;
     size_t used = 0;
     for (store_append_req *r = b->reqs; r; r = r->next) {
+        if (r->count == 0) {
+            barrier_result(log, r, epoch);
+            continue;
+        }
         store_stream *s = stream_for(log, r);
         if (!s)
             return -ENOMEM;
@@ -325,7 +380,8 @@ static ssize_t assemble(store_log *log, batch *b, uint64_t first_position, uint6
         r->result = (store_append_result){.first_position = position,
                                           .first_version = cur + 1,
                                           .count = r->count,
-                                          .stream_version = cur + r->count};
+                                          .stream_version = cur + r->count,
+                                          .last_position = position + r->count - 1};
         uint8_t *src = r->frames;
         for (uint32_t i = 0; i < r->count; i++) {
             size_t fsize = store_get_u32(src) + STORE_FRAME_HEADER_SIZE;
@@ -341,6 +397,7 @@ static ssize_t assemble(store_log *log, batch *b, uint64_t first_position, uint6
             position++;
         }
         s->pending_version = cur + r->count;
+        s->pending_last_position = position - 1;
         s->pending_epoch = epoch;
     }
     return (ssize_t)used;

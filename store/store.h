@@ -149,6 +149,8 @@ typedef struct store_append_result {
     uint32_t count;          /* events appended (on success) */
     uint64_t stream_version; /* the stream's version after the append, or on conflict the
                                 version it has */
+    uint64_t last_position;  /* of the stream's last event after the append (on success;
+                                a barrier on a stream with no events gets 0) */
 } store_append_result;
 
 /* Runs once per accepted append, on the completer thread, after the events are durable
@@ -166,6 +168,18 @@ typedef void (*store_append_cb)(void *cb_ctx, const store_append_result *res);
 int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_version,
                            const ev_event *events, size_t count, store_append_cb cb, void *cb_ctx,
                            sk_error *err);
+
+/*
+ * Queues a barrier on a stream: it writes nothing, and its cb runs after every append
+ * queued before it has completed, as one of them would. Status 0 if the stream is then at
+ * expected_version (STORE_EXPECT_ANY: no check), with its version and last_position;
+ * SK_ECONFLICT with its version otherwise; the error of the batch it shares with appends
+ * that failed. A command that decided on a state some queued appends have not made
+ * durable yet answers through one, so it never acknowledges what a failure could undo.
+ * Returns as store_log_append_async does.
+ */
+int store_log_barrier_async(store_log *log, ev_str stream_id, uint64_t expected_version,
+                            store_append_cb cb, void *cb_ctx, sk_error *err);
 
 /* store_log_append_async and wait. The append's status is the return value; *out (may be
  * NULL) gets the whole result also on SK_ECONFLICT. */

@@ -250,6 +250,7 @@ typedef struct store_stream {
     /* Appender thread only: the version including appends assembled in the current
      * batch, valid while pending_epoch equals the batch epoch. */
     uint64_t pending_version;
+    uint64_t pending_last_position;
     uint64_t pending_epoch;
     store_tail_entry *tail; /* its events in the active segment, in version order */
     uint32_t tail_count, tail_cap;
@@ -292,7 +293,7 @@ typedef struct store_append_req {
     void *cb_ctx;
     uint64_t expected_version;
     uint64_t hash;
-    uint32_t count;
+    uint32_t count; /* 0: a barrier */
     uint32_t stream_len;
     size_t frames_size;
     store_append_result result;

@@ -157,10 +157,44 @@ static void test_outcomes(void **state)
     store_reader_close(r);
 }
 
+/* A command that decides nothing answers with its stream's last position (not the log's)
+ * and, behind a pipelined append, only after that append: the barrier it goes through. */
+static void test_no_event_answer(void **state)
+{
+    fixture *f = *state;
+    cmd_outcome o;
+    assert_int_equal(run(f, "RegisterProduct", "{\"sku\":\"P\",\"name\":\"Pan\",\"price_cents\":9}",
+                         STORE_EXPECT_ANY, &o),
+                     0);
+    cmd_outcome_clear(&o);
+    assert_int_equal(run(f, "RestockProduct", "{\"sku\":\"P\",\"quantity\":5}", 1, &o), 0);
+    cmd_outcome_clear(&o);
+    const char *reserve = "{\"sku\":\"P\",\"order_id\":\"o1\",\"quantity\":2}";
+    assert_int_equal(run(f, "ReserveStock", reserve, STORE_EXPECT_ANY, &o), 0);
+    assert_int_equal(o.count, 1);
+    uint64_t reserved_at = o.position;
+    cmd_outcome_clear(&o);
+    /* other streams move the log's head on */
+    assert_int_equal(run(f, "RegisterProduct", "{\"sku\":\"Q\",\"name\":\"Pot\",\"price_cents\":9}",
+                         STORE_EXPECT_ANY, &o),
+                     0);
+    cmd_outcome_clear(&o);
+    assert_true(store_log_head(f->log) > reserved_at + 1);
+    /* the retry changes nothing and points at the reservation */
+    assert_int_equal(run(f, "ReserveStock", reserve, 3, &o), 0);
+    assert_int_equal(o.count, 0);
+    assert_int_equal(o.stream_version, 3);
+    assert_int_equal(o.position, reserved_at);
+    cmd_outcome_clear(&o);
+    assert_int_equal(run(f, "ReserveStock", reserve, 2, &o), SK_ECONFLICT);
+    cmd_outcome_clear(&o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_event_answer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

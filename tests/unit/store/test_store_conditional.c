@@ -1,7 +1,8 @@
 /*
  * test_store_conditional.c -- conditional appends: 16 threads race on one stream with the
  * version they last saw; exactly one wins each version, the losers learn the current
- * version, and the stream reads back 1..n without a gap.
+ * version, and the stream reads back 1..n without a gap. Barriers complete after the
+ * appends queued before them, with the stream's version and last position.
  */
 #include "storetest.h"
 
@@ -135,11 +136,116 @@ static void test_expectations(void **state)
     free(dir);
 }
 
+#define RESULTS_MAX 8
+
+/* The results of a manual commit's appends and barriers, in completion order. */
+typedef struct results {
+    store_append_result r[RESULTS_MAX];
+    int n;
+} results;
+
+static void keep_result(void *ctx, const store_append_result *res)
+{
+    results *rs = ctx;
+    if (rs->n < RESULTS_MAX)
+        rs->r[rs->n++] = *res;
+}
+
+static void queue_append(store_log *log, const char *stream, uint64_t expected, size_t count,
+                         results *rs)
+{
+    st_event e[2];
+    ev_event evs[2];
+    for (size_t i = 0; i < count; i++) {
+        st_make(&e[i], stream, i, 10);
+        evs[i] = e[i].ev;
+    }
+    sk_error err;
+    assert_int_equal(
+        store_log_append_async(log, ev_str_of(stream), expected, evs, count, keep_result, rs, &err),
+        0);
+}
+
+static void queue_barrier(store_log *log, const char *stream, uint64_t expected, results *rs)
+{
+    sk_error err;
+    assert_int_equal(
+        store_log_barrier_async(log, ev_str_of(stream), expected, keep_result, rs, &err), 0);
+}
+
+static void test_barriers(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    store_config cfg;
+    store_config_init(&cfg, dir);
+    cfg.manual_commit = 1; /* each commit is one batch, so "the same batch" is certain */
+    store_log *log = NULL;
+    sk_error err;
+    assert_int_equal(store_log_open(&cfg, &log, &err), 0);
+    results rs = {0};
+    queue_append(log, "s", STORE_EXPECT_ANY, 2, &rs); /* positions 0, 1 */
+    queue_append(log, "t", STORE_EXPECT_ANY, 1, &rs); /* position 2 */
+    queue_append(log, "s", STORE_EXPECT_ANY, 1, &rs); /* position 3 */
+    assert_int_equal(store_log_commit(log), 3);
+
+    /* later batches: the committed stream */
+    rs.n = 0;
+    queue_barrier(log, "s", STORE_EXPECT_ANY, &rs);
+    queue_barrier(log, "s", 2, &rs);
+    queue_barrier(log, "nothing", STORE_EXPECT_ANY, &rs);
+    assert_int_equal(store_log_commit(log), 3);
+    assert_int_equal(rs.n, 3);
+    assert_int_equal(rs.r[0].status, 0);
+    assert_int_equal(rs.r[0].count, 0);
+    assert_int_equal(rs.r[0].stream_version, 3);
+    assert_int_equal(rs.r[0].last_position, 3);
+    assert_int_equal(rs.r[1].status, SK_ECONFLICT);
+    assert_int_equal(rs.r[1].stream_version, 3);
+    assert_int_equal(rs.r[2].status, 0);
+    assert_int_equal(rs.r[2].stream_version, 0);
+    store_log_stats st;
+    store_log_get_stats(log, &st);
+    assert_int_equal(st.streams, 2); /* a barrier makes no stream exist */
+    assert_int_equal(store_log_head(log), 4);
+
+    /* the same batch: a barrier sees the appends queued before it, in order */
+    rs.n = 0;
+    queue_append(log, "s", 3, 2, &rs);  /* positions 4, 5 */
+    queue_barrier(log, "s", 5, &rs);    /* after them */
+    queue_barrier(log, "t", 1, &rs);    /* untouched */
+    queue_append(log, "s", 99, 1, &rs); /* conflicts */
+    queue_barrier(log, "s", 6, &rs);    /* rests on the conflicting append */
+    assert_int_equal(store_log_commit(log), 5);
+    assert_int_equal(rs.n, 5);
+    assert_int_equal(rs.r[0].status, 0);
+    assert_int_equal(rs.r[0].last_position, 5);
+    assert_int_equal(rs.r[1].status, 0);
+    assert_int_equal(rs.r[1].stream_version, 5);
+    assert_int_equal(rs.r[1].last_position, 5);
+    assert_int_equal(rs.r[2].status, 0);
+    assert_int_equal(rs.r[2].stream_version, 1);
+    assert_int_equal(rs.r[2].last_position, 2);
+    assert_int_equal(rs.r[3].status, SK_ECONFLICT);
+    assert_int_equal(rs.r[4].status, SK_ECONFLICT);
+    assert_int_equal(rs.r[4].stream_version, 5);
+    assert_int_equal(store_log_head(log), 6);
+
+    /* a stream id out of bounds is refused up front */
+    assert_int_equal(
+        store_log_barrier_async(log, ev_str_of(""), STORE_EXPECT_ANY, keep_result, &rs, &err),
+        SK_EBADINPUT);
+    store_log_close(log);
+    st_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_winner_per_version),
         cmocka_unit_test(test_expectations),
+        cmocka_unit_test(test_barriers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -177,8 +177,9 @@ static void count_outcome(void *ctx, const store_append_result *res)
     o->other += res->status != 0 && res->status != SK_EFAILED;
 }
 
-/* Several appends wait in one batch whose fdatasync fails: every one completes with
- * SK_EFAILED (manual commit makes the batch deterministic), none is acknowledged. */
+/* Several appends and a barrier wait in one batch whose fdatasync fails: every one
+ * completes with SK_EFAILED (manual commit makes the batch deterministic), none is
+ * acknowledged. */
 static void test_failed_fdatasync_fails_the_whole_batch(void **state)
 {
     (void)state;
@@ -209,9 +210,12 @@ static void test_failed_fdatasync_fails_the_whole_batch(void **state)
                                                 &e.ev, 1, count_outcome, &o, &err),
                          0);
     }
+    /* a barrier behind them vouches for nothing: it fails with the batch */
+    assert_int_equal(
+        store_log_barrier_async(log, ev_str_of("s"), STORE_EXPECT_ANY, count_outcome, &o, &err), 0);
     store_log_commit(log);
     assert_int_equal(o.ok, 4);
-    assert_int_equal(o.failed, 10);
+    assert_int_equal(o.failed, 11);
     assert_int_equal(o.other, 0);
     store_log_stats st;
     store_log_get_stats(log, &st);
