@@ -11,7 +11,9 @@
  *     payload (with fsync=always every acknowledged event is durable);
  *   - positions run 0..head-1, and each stream's versions run 1..n;
  *   - an append that was never acknowledged is either wholly there or wholly absent;
- *   - verify finds no fault, and each stream reads the same through its index.
+ *   - verify finds no fault, and each stream reads the same through its index;
+ *   - a barrier completes after every append queued before it, and one that succeeded
+ *     with fsync=always vouches for its stream's version: no crash takes it back.
  * The log runs with manual_commit: no appender thread, so a run depends only on the seed
  * and `skald-sim --seed N` replays it exactly.
  */
@@ -25,12 +27,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define STREAMS     24
-#define ROUNDS      4
-#define STEPS_MAX   40
-#define APPENDS_MAX 4096
-#define EVENTS_MAX  5
-#define OPEN_TRIES  3
+#define STREAMS      24
+#define ROUNDS       4
+#define STEPS_MAX    40
+#define APPENDS_MAX  4096
+#define EVENTS_MAX   5
+#define OPEN_TRIES   3
+#define BARRIERS_MAX 1024
 
 /* One append the workload made, and what became of it. */
 typedef struct sim_append {
@@ -47,6 +50,15 @@ typedef struct sim_append {
     uint64_t first_position, first_version;
 } sim_append;
 
+/* One barrier the workload queued. */
+typedef struct sim_barrier {
+    struct sim *sim;
+    int stream;
+    size_t before; /* the appends queued before it: appends[0..before) */
+    int status;    /* of the completion; 1 while pending */
+    uint64_t version, last_position;
+} sim_barrier;
+
 typedef struct sim {
     uint64_t seed;
     int verbose;
@@ -56,6 +68,8 @@ typedef struct sim {
     store_config cfg;
     sim_append *appends;
     size_t count;
+    sim_barrier *barriers;
+    size_t nbarriers;
     uint64_t versions[STREAMS]; /* per stream, as the log has it (for conditions) */
     uint32_t *at;               /* the last scan: position -> index of its append */
     size_t at_cap;
@@ -99,6 +113,38 @@ static void on_done(void *ctx, const store_append_result *res)
         a->acked = true;
         a->first_position = res->first_position;
         a->first_version = res->first_version;
+    }
+}
+
+/* Checked at once: completions run in queue order, so every earlier append is done, and
+ * a success reports the stream as the acknowledged appends before it left it. */
+static void on_barrier(void *ctx, const store_append_result *res)
+{
+    sim_barrier *b = ctx;
+    sim *s = b->sim;
+    b->status = res->status;
+    b->version = res->stream_version;
+    b->last_position = res->last_position;
+    for (size_t i = 0; i < b->before; i++)
+        if (s->appends[i].status == 1) {
+            fail(s, "a barrier completed before append %zu queued ahead of it", i);
+            return;
+        }
+    if (res->status != 0)
+        return;
+    for (size_t i = 0; i < b->before; i++) {
+        const sim_append *a = &s->appends[i];
+        if (a->status != 0 || a->gone || stream_number(a) != b->stream)
+            continue;
+        uint64_t last = a->first_version + a->count - 1;
+        if (last > res->stream_version)
+            fail(s, "a barrier reports version %llu behind append %zu's %llu",
+                 (unsigned long long)res->stream_version, i, (unsigned long long)last);
+        else if (last == res->stream_version &&
+                 res->last_position != a->first_position + a->count - 1)
+            fail(s, "a barrier reports last position %llu, append %zu ends at %llu",
+                 (unsigned long long)res->last_position, i,
+                 (unsigned long long)(a->first_position + a->count - 1));
     }
 }
 
@@ -169,8 +215,25 @@ static int open_log(sim *s, bool faulty)
 /* ---------------------------------------------------------------------------------------
  * The workload.
  */
+static int queue_barrier(sim *s)
+{
+    if (s->nbarriers == BARRIERS_MAX)
+        return 0;
+    sim_barrier *b = &s->barriers[s->nbarriers];
+    *b = (sim_barrier){.sim = s, .stream = (int)rnd(s, STREAMS), .before = s->count, .status = 1};
+    char name[16];
+    snprintf(name, sizeof name, "s-%02d", b->stream);
+    uint64_t expected = rnd(s, 2) ? STORE_EXPECT_ANY : s->versions[b->stream];
+    sk_error err;
+    if (store_log_barrier_async(s->log, ev_str_of(name), expected, on_barrier, b, &err) == 0)
+        s->nbarriers++;
+    return 0;
+}
+
 static int queue_one(sim *s)
 {
+    if (rnd(s, 8) == 0)
+        return queue_barrier(s);
     if (s->count == APPENDS_MAX)
         return 0;
     sim_append *a = &s->appends[s->count];
@@ -603,6 +666,23 @@ static void configure(sim *s, simfs_faults *faults)
     }
 }
 
+/* After a crash: with fsync=always, what a barrier vouched for is still there. */
+static int check_barriers(sim *s)
+{
+    if (s->failure[0])
+        return -1; /* a check inside a completion failed */
+    for (size_t i = 0; i < s->nbarriers && !weak_mode(s); i++) {
+        const sim_barrier *b = &s->barriers[i];
+        if (b->status == 0 && s->versions[b->stream] < b->version)
+            return fail(s,
+                        "stream s-%02d is at version %llu after a crash; barrier %zu "
+                        "vouched for %llu",
+                        b->stream, (unsigned long long)s->versions[b->stream], i,
+                        (unsigned long long)b->version);
+    }
+    return 0;
+}
+
 /* The machine stops where it is (if the crash point was not reached, now), the log
  * object goes away without writing anything, the disk reboots, the log opens again. */
 static int crash_and_check(sim *s)
@@ -622,22 +702,34 @@ static int crash_and_check(sim *s)
         rc = check_streams(s);
     if (rc == 0)
         rc = check_verify(s);
+    if (rc == 0)
+        rc = check_barriers(s);
     return rc;
+}
+
+static size_t barriers_held(const sim *s)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->nbarriers; i++)
+        n += s->barriers[i].status == 0;
+    return n;
 }
 
 static void summarize(const sim *s, FILE *out)
 {
     fprintf(
         out,
-        "seed %llu: fsync=%s, segment %llu bytes, %zu appends, %llu events acknowledged, "
+        "seed %llu: fsync=%s, segment %llu bytes, %zu appends, %zu barriers (%zu held), "
+        "%llu events acknowledged, "
         "%llu appends lost unsynced, %llu conflicts, %llu refused, %llu recoveries, %llu reopens, "
         "%llu repairs, %llu crashes, %llu I/O calls\n",
         (unsigned long long)s->seed, store_fsync_mode_name(s->cfg.fsync_mode),
-        (unsigned long long)s->cfg.segment_bytes_max, s->count, (unsigned long long)s->acked_events,
-        (unsigned long long)s->lost, (unsigned long long)s->conflicts,
-        (unsigned long long)s->rejected, (unsigned long long)s->recoveries,
-        (unsigned long long)s->reopens, (unsigned long long)s->repairs,
-        (unsigned long long)s->crashes, (unsigned long long)simfs_calls(s->fs));
+        (unsigned long long)s->cfg.segment_bytes_max, s->count, s->nbarriers, barriers_held(s),
+        (unsigned long long)s->acked_events, (unsigned long long)s->lost,
+        (unsigned long long)s->conflicts, (unsigned long long)s->rejected,
+        (unsigned long long)s->recoveries, (unsigned long long)s->reopens,
+        (unsigned long long)s->repairs, (unsigned long long)s->crashes,
+        (unsigned long long)simfs_calls(s->fs));
 }
 
 static int run_seed(uint64_t seed, int verbose, bool restarts, FILE *out, char *why,
@@ -646,7 +738,10 @@ static int run_seed(uint64_t seed, int verbose, bool restarts, FILE *out, char *
     sim s = {.seed = seed, .verbose = verbose, .restarts = restarts};
     s.fs = simfs_create(seed, verbose);
     s.appends = calloc(APPENDS_MAX, sizeof *s.appends);
-    if (!s.appends) {
+    s.barriers = calloc(BARRIERS_MAX, sizeof *s.barriers);
+    if (!s.appends || !s.barriers) {
+        free(s.appends);
+        free(s.barriers);
         simfs_destroy(s.fs);
         snprintf(why, why_size, "out of memory");
         return -ENOMEM;
@@ -666,6 +761,7 @@ static int run_seed(uint64_t seed, int verbose, bool restarts, FILE *out, char *
         summarize(&s, out);
     snprintf(why, why_size, "%s", s.failure);
     free(s.appends);
+    free(s.barriers);
     free(s.at);
     simfs_destroy(s.fs);
     return rc;
