@@ -96,7 +96,7 @@ static void promote(cmd_cache *cache, cmd_cache_entry *e)
     list_unlink(list_of(cache, e), e);
     e->protected_ = true;
     list_push_head(&cache->protected_, e);
-    while (cache->protected_.count > cache->protected_max) {
+    while (cache->protected_.count > cache->protected_max && cache->protected_.tail) {
         cmd_cache_entry *old = cache->protected_.tail;
         list_unlink(&cache->protected_, old);
         old->protected_ = false;
