@@ -153,14 +153,11 @@ static int check_stream_id(ev_str stream_id, sk_error *err)
     return 0;
 }
 
-int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_version,
-                           const ev_event *events, size_t count, store_append_cb cb, void *cb_ctx,
-                           sk_error *err)
+/* Checks, builds and queues one request (count 0: a barrier). */
+static int queue_request(store_log *log, ev_str stream_id, uint64_t expected_version,
+                         const ev_event *events, size_t count, store_append_cb cb, void *cb_ctx,
+                         sk_error *err)
 {
-    SK_ASSERT(log && cb);
-    if (count == 0 || count > STORE_APPEND_EVENTS_MAX || !events)
-        return sk_error_set(err, SK_EBADINPUT, "events", "an append takes 1 to %d events",
-                            STORE_APPEND_EVENTS_MAX);
     int rc = check_stream_id(stream_id, err);
     if (rc)
         return rc;
@@ -177,21 +174,22 @@ int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_v
     return enqueue(log, req, err);
 }
 
+int store_log_append_async(store_log *log, ev_str stream_id, uint64_t expected_version,
+                           const ev_event *events, size_t count, store_append_cb cb, void *cb_ctx,
+                           sk_error *err)
+{
+    SK_ASSERT(log && cb);
+    if (count == 0 || count > STORE_APPEND_EVENTS_MAX || !events)
+        return sk_error_set(err, SK_EBADINPUT, "events", "an append takes 1 to %d events",
+                            STORE_APPEND_EVENTS_MAX);
+    return queue_request(log, stream_id, expected_version, events, count, cb, cb_ctx, err);
+}
+
 int store_log_barrier_async(store_log *log, ev_str stream_id, uint64_t expected_version,
                             store_append_cb cb, void *cb_ctx, sk_error *err)
 {
     SK_ASSERT(log && cb);
-    int rc = check_stream_id(stream_id, err);
-    if (rc)
-        return rc;
-    store_append_req *req;
-    rc = build_request(log, stream_id, NULL, 0, &req, err);
-    if (rc)
-        return rc;
-    req->cb = cb;
-    req->cb_ctx = cb_ctx;
-    req->expected_version = expected_version;
-    return enqueue(log, req, err);
+    return queue_request(log, stream_id, expected_version, NULL, 0, cb, cb_ctx, err);
 }
 
 /* Takes the whole queue in O(1); the appender splits it into batches itself, so the
