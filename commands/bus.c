@@ -134,6 +134,7 @@ typedef struct pending_append {
     void *cb_ctx;
     char *snapshot_json; /* the state after this append, to save once it is durable */
     uint64_t snapshot_version;
+    unsigned generation; /* the entry's when this was queued */
 } pending_append;
 
 static void append_done(void *ctx, const store_append_result *res)
@@ -158,7 +159,8 @@ static void append_done(void *ctx, const store_append_result *res)
             out->stream_version = res->stream_version;
         sk_error_set(&out->err, res->status, "", "append to %s failed: %s", out->stream_id,
                      sk_strerror(res->status));
-        atomic_store(&p->entry->stale, true);
+        if (atomic_load(&p->entry->generation) == p->generation)
+            atomic_store(&p->entry->stale, true);
     }
     free(p->snapshot_json);
     cmd_done_cb done = p->done;
@@ -195,6 +197,7 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
         json_decref(e->state);
         e->state = state;
         e->version = version;
+        atomic_fetch_add(&e->generation, 1);
         atomic_store(&e->stale, false);
     } else {
         e = cmd_cache_add(cache, stream, h->aggregate, state, version);
@@ -283,7 +286,8 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
     char *snapshot = NULL;
     if (rc == 0) {
         snapshot = snapshot_after(bus, e, events, n);
-        *p = (pending_append){bus, e, out, done, cb_ctx, snapshot, e->version + n};
+        *p = (pending_append){
+            bus, e, out, done, cb_ctx, snapshot, e->version + n, atomic_load(&e->generation)};
         atomic_fetch_add(&e->pending, 1);
         rc = store_log_append_async(bus->log, ev_str_of(out->stream_id), e->version, evs, n,
                                     append_done, p, &out->err);
@@ -323,7 +327,7 @@ static int queue_barrier(cmd_bus *bus, cmd_cache_entry *e, cmd_outcome *out, cmd
     pending_append *p = calloc(1, sizeof *p);
     if (!p)
         return sk_error_set(&out->err, -ENOMEM, "", "out of memory");
-    *p = (pending_append){bus, e, out, done, cb_ctx, NULL, 0};
+    *p = (pending_append){bus, e, out, done, cb_ctx, NULL, 0, atomic_load(&e->generation)};
     atomic_fetch_add(&e->pending, 1);
     int rc = store_log_barrier_async(bus->log, ev_str_of(out->stream_id), e->version, append_done,
                                      p, &out->err);

@@ -151,6 +151,7 @@ cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cm
     e->version = version;
     atomic_init(&e->pending, 0);
     atomic_init(&e->stale, false);
+    atomic_init(&e->generation, 0);
     size_t b = hash_of(stream_id) & (cache->nbuckets - 1);
     e->hnext = cache->buckets[b];
     cache->buckets[b] = e;

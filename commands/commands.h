@@ -139,7 +139,7 @@ typedef struct cmd_outcome {
     const char *event_types[CMD_EVENTS_MAX];
     uint64_t first_position, first_version;
     uint64_t stream_version; /* after the command (or the current one) */
-    uint64_t position;       /* of the last event, or the log's last position if none */
+    uint64_t position;       /* of the last event; with none, of the stream's last event */
 } cmd_outcome;
 
 int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err);

@@ -30,6 +30,9 @@ typedef struct cmd_cache_entry {
     uint64_t since_snapshot; /* events added since the last snapshot (or the load) */
     atomic_uint pending;
     atomic_bool stale;
+    /* bumped by each reload: a failed append queued before the reload must not mark the
+     * reloaded state stale (it was built without that append) */
+    atomic_uint generation;
     char stream_id[EV_STREAM_ID_MAX + 1];
 } cmd_cache_entry;
 

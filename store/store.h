@@ -187,7 +187,8 @@ int store_log_append(store_log *log, ev_str stream_id, uint64_t expected_version
                      const ev_event *events, size_t count, store_append_result *out, sk_error *err);
 
 /* With cfg.manual_commit only: runs one group commit over everything queued, running the
- * completions before it returns. Returns the number of appends completed, or an error. */
+ * completions before it returns. Returns the number of appends and barriers completed, or
+ * an error. */
 int store_log_commit(store_log *log);
 
 /* ---------------------------------------------------------------------------------------
@@ -223,7 +224,8 @@ uint64_t store_log_stream_version(store_log *log, ev_str stream_id);
 
 /* Observers for metrics: called on the appender thread after each group commit. */
 typedef struct store_batch_stats {
-    uint32_t appends;
+    uint32_t appends; /* barriers included (a batch of barriers alone writes nothing and
+                         is not reported) */
     uint32_t events;
     uint64_t bytes;
     uint64_t write_ns;
