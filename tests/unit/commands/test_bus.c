@@ -1,11 +1,13 @@
 /*
  * test_bus.c -- the command bus against a real log and registry: each outcome (done,
  * nothing to do, unknown command, bad shape naming the field, business rejection,
- * expected-version conflict) and what reaches the log.
+ * expected-version conflict) and what reaches the log; a command that decides nothing
+ * answers with its stream's position; a failed append does not spoil a reloaded entry.
  */
 #include "commands/commands.h"
 
 #define _XOPEN_SOURCE 700
+#include <errno.h>
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,7 +17,24 @@
 #include <string.h>
 #include <cmocka.h>
 
+/* A disk that answers the next fail_writes writes with ENOSPC. */
+typedef struct full_disk {
+    store_io io;
+    int fail_writes;
+} full_disk;
+
+static ssize_t full_pwrite(void *ctx, int fd, const void *buf, size_t size, uint64_t offset)
+{
+    full_disk *d = ctx;
+    if (d->fail_writes > 0) {
+        d->fail_writes--;
+        return -ENOSPC;
+    }
+    return store_io_posix()->pwrite(NULL, fd, buf, size, offset);
+}
+
 typedef struct fixture {
+    full_disk disk;
     char dir[64];
     store_log *log;
     ev_registry *events;
@@ -28,7 +47,9 @@ static const char *source_dir(void)
     return s ? s : SKALD_SOURCE_DIR;
 }
 
-static int setup(void **state)
+/* manual: the log commits only when the test says so, on the test's thread, through a
+ * disk whose writes can fail. */
+static int setup_log(void **state, int manual)
 {
     fixture *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/skald-bus-XXXXXX");
@@ -41,6 +62,13 @@ static int setup(void **state)
     assert_int_equal(ev_registry_open(schemas, f->dir, &f->events, &err), 0);
     store_config cfg;
     store_config_init(&cfg, log_dir);
+    if (manual) {
+        f->disk.io = *store_io_posix(); /* its calls ignore ctx */
+        f->disk.io.ctx = &f->disk;
+        f->disk.io.pwrite = full_pwrite;
+        cfg.io = &f->disk.io;
+        cfg.manual_commit = 1;
+    }
     assert_int_equal(store_log_open(&cfg, &f->log, &err), 0);
     cmd_handler_table tables[] = {cmd_product_handlers, cmd_customer_handlers, cmd_order_handlers};
     cmd_bus_config bc = {f->log, f->events, cmds, tables, 3, NULL, 0, 100, NULL, 0};
@@ -48,6 +76,16 @@ static int setup(void **state)
         fail_msg("bus: %s", err.message);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_log(state, 0);
+}
+
+static int setup_manual(void **state)
+{
+    return setup_log(state, 1);
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *w)
@@ -190,11 +228,85 @@ static void test_no_event_answer(void **state)
     cmd_outcome_clear(&o);
 }
 
+/* Commands submitted by the test, answered from the log's commit. */
+typedef struct step {
+    fixture *f;
+    cmd_outcome out;
+    int done;
+    struct step *then; /* submitted from this one's completion, if any */
+    const char *then_body;
+} step;
+
+static void step_done(void *ctx, cmd_outcome *out)
+{
+    step *s = ctx;
+    (void)out;
+    s->done = 1;
+    if (s->then) {
+        json_t *j = json_loads(s->then_body, 0, NULL);
+        cmd_bus_submit(s->f->bus, "RestockProduct", j, STORE_EXPECT_ANY, NULL, &s->then->out,
+                       step_done, s->then);
+        json_decref(j);
+    }
+}
+
+static void submit(fixture *f, const char *command, const char *body, step *s)
+{
+    json_t *j = json_loads(body, 0, NULL);
+    assert_non_null(j);
+    s->f = f;
+    assert_int_equal(
+        cmd_bus_submit(f->bus, command, j, STORE_EXPECT_ANY, NULL, &s->out, step_done, s), 0);
+    json_decref(j);
+}
+
+/*
+ * Two restocks pipelined on one product fail together (the disk is full). The first
+ * failure's completion submits a third restock, which reloads the product from the log
+ * and queues its append; the second failure's completion then submits a fourth while that
+ * append is still queued. The second failure belongs to the state before the reload: it
+ * must not mark the reloaded entry stale, or the fourth restock would reload without the
+ * queued third one and conflict with it.
+ */
+static void test_failure_before_a_reload_leaves_it_alone(void **state)
+{
+    fixture *f = *state;
+    step reg = {0}, a1 = {0}, a2 = {0}, c = {0}, d = {0};
+    submit(f, "RegisterProduct", "{\"sku\":\"P\",\"name\":\"Pan\",\"price_cents\":9}", &reg);
+    store_log_commit(f->log);
+    assert_true(reg.done);
+    assert_int_equal(reg.out.status, 0);
+    const char *restock = "{\"sku\":\"P\",\"quantity\":1}";
+    a1.then = &c;
+    a1.then_body = restock;
+    a2.then = &d;
+    a2.then_body = restock;
+    c.f = d.f = f;
+    submit(f, "RestockProduct", restock, &a1);
+    submit(f, "RestockProduct", restock, &a2); /* decided on a1's state, in flight */
+    f->disk.fail_writes = 1;
+    store_log_commit(f->log);
+    assert_true(a1.done && a2.done && c.done && d.done);
+    assert_int_equal(a1.out.status, -ENOSPC);
+    assert_int_equal(a2.out.status, -ENOSPC);
+    assert_int_equal(c.out.status, 0);
+    assert_int_equal(c.out.stream_version, 2);
+    if (d.out.status != 0)
+        fail_msg("the fourth restock failed: %d (%s)", d.out.status, d.out.err.message);
+    assert_int_equal(d.out.stream_version, 3);
+    assert_int_equal(store_log_stream_version(f->log, ev_str_of("product-P")), 3);
+    cmd_outcome *outs[] = {&reg.out, &a1.out, &a2.out, &c.out, &d.out};
+    for (size_t i = 0; i < sizeof outs / sizeof *outs; i++)
+        cmd_outcome_clear(outs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_event_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_before_a_reload_leaves_it_alone, setup_manual,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
