@@ -9,8 +9,9 @@
  * a 50/50 mix of PlaceOrder (a new order of 1-3 lines over random products) and
  * RestockProduct (a random product), once against POST /v1/noop with a body of the same
  * size. wrk's Lua done() hook prints the counts and the latency percentile; non-2xx
- * answers are counted and reported, never hidden. The server is stopped with SIGTERM and
- * must exit 0.
+ * answers are counted and reported, never hidden. /metrics read before and after the
+ * commands run gives the server's side: cache hits, group commit sizes, fdatasync time.
+ * The server is stopped with SIGTERM and must exit 0.
  */
 #include "tools/bench/bench.h"
 
@@ -103,9 +104,10 @@ static int find_skald(const bench_opts *opts, char *out, size_t size)
     return 0;
 }
 
-/* One blocking HTTP/1.1 request on a fresh connection; the answer's status, or < 0. */
-static int http_post(uint16_t port, const char *path, const char *ctype, const char *body,
-                     size_t len)
+/* One blocking HTTP/1.1 request on a fresh connection; the answer's status, or < 0.
+ * With reply (size > 0), the start of the whole answer, headers included, NUL-terminated. */
+static int http_request(uint16_t port, const char *method, const char *path, const char *ctype,
+                        const char *body, size_t len, char *reply, size_t size)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
@@ -117,9 +119,9 @@ static int http_post(uint16_t port, const char *path, const char *ctype, const c
     }
     char head[512];
     int n = snprintf(head, sizeof head,
-                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\n"
+                     "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                     path, ctype, len);
+                     method, path, ctype, len);
     int rc = 0;
     if (write(fd, head, (size_t)n) != n)
         rc = -EIO;
@@ -130,18 +132,81 @@ static int http_post(uint16_t port, const char *path, const char *ctype, const c
         else
             off += (size_t)w;
     }
-    char reply[4096];
-    ssize_t got = rc == 0 ? read(fd, reply, sizeof reply - 1) : -1;
-    int status = -EIO;
-    if (got > 12) {
-        reply[got] = '\0';
-        status = atoi(reply + 9);
+    char status_line[64], drain[4096];
+    if (!reply || size == 0) {
+        reply = status_line;
+        size = sizeof status_line;
     }
-    /* drain until close so the server has finished the whole batch */
-    while (got > 0)
-        got = read(fd, reply, sizeof reply);
+    /* read until close (so the server has finished a whole batch), keeping the start */
+    size_t have = 0;
+    ssize_t got = 1;
+    while (rc == 0 && got > 0) {
+        if (have + 1 < size) {
+            got = read(fd, reply + have, size - 1 - have);
+            have += got > 0 ? (size_t)got : 0;
+        } else {
+            got = read(fd, drain, sizeof drain);
+        }
+    }
     close(fd);
-    return rc ? rc : status;
+    reply[have] = '\0';
+    if (rc)
+        return rc;
+    return have > 12 ? atoi(reply + 9) : -EIO;
+}
+
+static int http_post(uint16_t port, const char *path, const char *ctype, const char *body,
+                     size_t len)
+{
+    return http_request(port, "POST", path, ctype, body, len, NULL, 0);
+}
+
+/* What the server's /metrics says about the log and the cache (counters and sums). */
+typedef struct server_stats {
+    double cache_hits, cache_misses, batches, batch_events, fsyncs, fsync_s;
+} server_stats;
+
+/* The value of the sample whose line starts with name (name includes any labels). */
+static double metric(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return 0;
+}
+
+static int read_server_stats(uint16_t port, server_stats *out)
+{
+    size_t size = 256 * 1024;
+    char *text = malloc(size);
+    if (!text)
+        return -ENOMEM;
+    int status = http_request(port, "GET", "/metrics", "text/plain", "", 0, text, size);
+    if (status == 200)
+        *out = (server_stats){
+            metric(text, "skald_aggregate_cache_total{result=\"hit\"}"),
+            metric(text, "skald_aggregate_cache_total{result=\"miss\"}"),
+            metric(text, "skald_append_batch_events_count"),
+            metric(text, "skald_append_batch_events_sum"),
+            metric(text, "skald_fsync_duration_seconds_count"),
+            metric(text, "skald_fsync_duration_seconds_sum"),
+        };
+    free(text);
+    return status == 200 ? 0 : -EIO;
+}
+
+/* The server's side of the commands run: where its time went, for whoever tunes it. */
+static void print_server_side(const server_stats *a, const server_stats *b, double seconds)
+{
+    double hits = b->cache_hits - a->cache_hits, misses = b->cache_misses - a->cache_misses;
+    double batches = b->batches - a->batches, events = b->batch_events - a->batch_events;
+    double fsyncs = b->fsyncs - a->fsyncs, fsync_s = b->fsync_s - a->fsync_s;
+    printf("server:   aggregate cache hits %.0f%% of %.0f; %.0f group commits of %.1f events "
+           "on average; fdatasync %.2f ms on average, busy %.0f%% of the run\n",
+           hits + misses > 0 ? 100 * hits / (hits + misses) : 0, hits + misses, batches,
+           batches > 0 ? events / batches : 0, fsyncs > 0 ? 1e3 * fsync_s / fsyncs : 0,
+           seconds > 0 ? 100 * fsync_s / seconds : 0);
 }
 
 static pid_t start_server(const char *skald, const char *work, uint16_t *port)
@@ -286,8 +351,13 @@ int bench_http_commands(const bench_opts *opts)
     printf("preload: %u products registered and stocked in %.2f s (batch endpoint)\n",
            opts->streams, bench_seconds(bench_now_ns() - t0));
     wrk_result cmds = {0}, noop = {0};
+    server_stats before = {0}, after = {0};
+    if (rc == 0)
+        rc = read_server_stats(port, &before);
     if (rc == 0)
         rc = run_wrk(opts, port, cmd_lua, opts->streams, &cmds);
+    if (rc == 0)
+        rc = read_server_stats(port, &after);
     if (rc == 0)
         rc = run_wrk(opts, port, noop_lua, opts->streams, &noop);
     int stop = stop_server(pid);
@@ -302,6 +372,7 @@ int bench_http_commands(const bench_opts *opts)
            ", socket errors %" PRIu64 "\n",
            cmds.requests, cmds.duration_us / 1e6, c, cmds.p50_us / 1e3, cmds.p99_us / 1e3,
            cmds.non2xx, cmds.sockerr);
+    print_server_side(&before, &after, cmds.duration_us / 1e6);
     printf("noop:     %" PRIu64 " in %.1f s = %.0f/s, p50 %.2f ms, p99 %.2f ms, non-2xx %" PRIu64
            "\n",
            noop.requests, noop.duration_us / 1e6, n, noop.p50_us / 1e3, noop.p99_us / 1e3,
