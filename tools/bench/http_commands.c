@@ -170,18 +170,24 @@ typedef struct server_stats {
 static double metric(const char *text, const char *name)
 {
     size_t n = strlen(name);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, name, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
+    const char *line = text;
+    while (line && *line) {
+        if (strncmp(line, name, n) == 0 && line[n] == ' ')
+            return strtod(line + n + 1, NULL);
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
     return 0;
 }
 
 static int read_server_stats(uint16_t port, server_stats *out)
 {
-    size_t size = 256 * 1024;
+    size_t size = (size_t)256 * 1024;
     char *text = malloc(size);
     if (!text)
         return -ENOMEM;
+    text[0] = '\0';
     int status = http_request(port, "GET", "/metrics", "text/plain", "", 0, text, size);
     if (status == 200)
         *out = (server_stats){
