@@ -121,7 +121,6 @@ static void remove_entry(cmd_cache *cache, cmd_cache_entry *e)
         p = &(*p)->hnext;
     *p = e->hnext;
     list_unlink(list_of(cache, e), e);
-    cache->count--;
     entry_free(e);
 }
 
@@ -129,7 +128,7 @@ static void remove_entry(cmd_cache *cache, cmd_cache_entry *e)
 static void evict_from(cmd_cache *cache, cmd_cache_list *l, const cmd_cache_entry *keep)
 {
     cmd_cache_entry *e = l->tail;
-    while (cache->count > cache->capacity && e) {
+    while (cmd_cache_count(cache) > cache->capacity && e) {
         cmd_cache_entry *prev = e->prev;
         if (e != keep && atomic_load(&e->pending) == 0)
             remove_entry(cache, e);
@@ -156,7 +155,6 @@ cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cm
     e->hnext = cache->buckets[b];
     cache->buckets[b] = e;
     list_push_head(&cache->probation, e);
-    cache->count++;
     /* the new entry is the caller's: never evicted here */
     evict_from(cache, &cache->probation, e);
     evict_from(cache, &cache->protected_, e);

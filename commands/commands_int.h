@@ -53,8 +53,14 @@ typedef struct cmd_cache {
     cmd_cache_entry **buckets;
     size_t nbuckets; /* a power of two */
     cmd_cache_list probation, protected_;
-    size_t count, capacity, protected_max;
+    size_t capacity, protected_max;
 } cmd_cache;
+
+/* Entries held: both segments. */
+static inline size_t cmd_cache_count(const cmd_cache *cache)
+{
+    return cache->probation.count + cache->protected_.count;
+}
 
 int cmd_cache_init(cmd_cache *cache, size_t capacity); /* 0 or -ENOMEM */
 void cmd_cache_free(cmd_cache *cache);

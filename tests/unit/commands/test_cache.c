@@ -49,7 +49,7 @@ static void test_one_stripe_spreads_over_the_buckets(void **state)
     assert_int_equal(cmd_cache_init(&c, NAMES), 0);
     for (unsigned i = 0; i < NAMES; i++)
         assert_non_null(cmd_cache_add(&c, names[i], NULL, json_object(), i));
-    assert_int_equal(c.count, NAMES);
+    assert_int_equal(cmd_cache_count(&c), NAMES);
     /* 256 entries in 512 buckets: a fair hash gives chains of a few entries; the low bits
      * alone (all equal within the stripe) used 8 buckets, with chains of 30 or more */
     size_t longest = longest_chain(&c);
@@ -97,7 +97,7 @@ static void test_reused_entries_survive_one_shot_ones(void **state)
     for (int i = 0; i < 100; i++) { /* a hundred orders, each used once */
         snprintf(name, sizeof name, "order-%d", i);
         assert_non_null(cmd_cache_add(&c, name, NULL, json_object(), 1));
-        assert_true(c.count <= 10);
+        assert_true(cmd_cache_count(&c) <= 10);
     }
     for (int i = 0; i < 8; i++) {
         snprintf(name, sizeof name, "product-%d", i);
