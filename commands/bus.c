@@ -265,6 +265,29 @@ static char *snapshot_after(cmd_bus *bus, const cmd_cache_entry *e, const cmd_ev
     return text;
 }
 
+/* The record of one append or barrier about to be queued for e: counted in e->pending,
+ * so e is not evicted before its completion. NULL on -ENOMEM (out->err says so). */
+static pending_append *pending_start(cmd_bus *bus, cmd_cache_entry *e, cmd_outcome *out,
+                                     cmd_done_cb done, void *cb_ctx)
+{
+    pending_append *p = calloc(1, sizeof *p);
+    if (!p) {
+        sk_error_set(&out->err, -ENOMEM, "", "out of memory");
+        return NULL;
+    }
+    *p = (pending_append){bus, e, out, done, cb_ctx, NULL, 0, atomic_load(&e->generation)};
+    atomic_fetch_add(&e->pending, 1);
+    return p;
+}
+
+/* Undoes pending_start when the log refused to queue. */
+static void pending_abandon(pending_append *p)
+{
+    atomic_fetch_sub(&p->entry->pending, 1);
+    free(p->snapshot_json);
+    free(p);
+}
+
 /*
  * Queues the decision's append at the entry's version and advances the entry. Returns 0
  * when queued (done will run from the completion, perhaps before this returns: nothing
@@ -279,26 +302,23 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
     out->decision.count = 0; /* the payloads are this function's now */
     ev_buf bufs[CMD_EVENTS_MAX] = {{0}};
     ev_event evs[CMD_EVENTS_MAX];
-    pending_append *p = calloc(1, sizeof *p);
-    int rc = p ? encode_events(bus, ctx, events, n, out, evs, bufs) : -ENOMEM;
+    int rc = encode_events(bus, ctx, events, n, out, evs, bufs);
     if (rc)
         rc = internal_error(out, rc, "a decider made an event its schema refuses on");
-    char *snapshot = NULL;
-    if (rc == 0) {
-        snapshot = snapshot_after(bus, e, events, n);
-        *p = (pending_append){
-            bus, e, out, done, cb_ctx, snapshot, e->version + n, atomic_load(&e->generation)};
-        atomic_fetch_add(&e->pending, 1);
+    pending_append *p = rc ? NULL : pending_start(bus, e, out, done, cb_ctx);
+    if (rc == 0 && !p)
+        rc = -ENOMEM;
+    bool snapshotted = false;
+    if (p) {
+        p->snapshot_json = snapshot_after(bus, e, events, n);
+        p->snapshot_version = e->version + n;
+        snapshotted = p->snapshot_json != NULL;
         rc = store_log_append_async(bus->log, ev_str_of(out->stream_id), e->version, evs, n,
                                     append_done, p, &out->err);
         if (rc) {
-            atomic_fetch_sub(&e->pending, 1);
             out->count = 0;
-            free(snapshot);
-            free(p);
+            pending_abandon(p);
         }
-    } else {
-        free(p);
     }
     for (size_t i = 0; i < n; i++)
         ev_buf_free(&bufs[i]);
@@ -307,7 +327,7 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
         for (size_t i = 0; i < n; i++)
             e->agg->evolve(e->state, events[i].type, events[i].payload);
         e->version += n;
-        e->since_snapshot = snapshot ? 0 : e->since_snapshot + n;
+        e->since_snapshot = snapshotted ? 0 : e->since_snapshot + n;
     }
     for (size_t i = 0; i < n; i++)
         json_decref(events[i].payload);
@@ -324,17 +344,13 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
 static int queue_barrier(cmd_bus *bus, cmd_cache_entry *e, cmd_outcome *out, cmd_done_cb done,
                          void *cb_ctx)
 {
-    pending_append *p = calloc(1, sizeof *p);
+    pending_append *p = pending_start(bus, e, out, done, cb_ctx);
     if (!p)
-        return sk_error_set(&out->err, -ENOMEM, "", "out of memory");
-    *p = (pending_append){bus, e, out, done, cb_ctx, NULL, 0, atomic_load(&e->generation)};
-    atomic_fetch_add(&e->pending, 1);
+        return -ENOMEM;
     int rc = store_log_barrier_async(bus->log, ev_str_of(out->stream_id), e->version, append_done,
                                      p, &out->err);
-    if (rc) {
-        atomic_fetch_sub(&e->pending, 1);
-        free(p);
-    }
+    if (rc)
+        pending_abandon(p);
     return rc;
 }
 
