@@ -199,7 +199,11 @@ static int read_server_stats(uint16_t port, server_stats *out)
             metric(text, "skald_fsync_duration_seconds_sum"),
         };
     free(text);
-    return status == 200 ? 0 : -EIO;
+    if (status != 200) {
+        fprintf(stderr, "skald-bench: GET /metrics answered %d\n", status);
+        return -EIO;
+    }
+    return 0;
 }
 
 /* The server's side of the commands run: where its time went, for whoever tunes it. */
