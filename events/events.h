@@ -44,7 +44,9 @@
     X(READONLY, -1008, "log is open read-only")                                                    \
     X(BUSY, -1009, "queue is full; retry later")                                                   \
     X(CLOSED, -1010, "log is closing")                                                             \
-    X(TOOBIG, -1011, "value exceeds its size limit")
+    X(TOOBIG, -1011, "value exceeds its size limit")                                               \
+    X(CANCELED, -1012, "stopped by another thread")                                                \
+    X(TRUNCATED, -1013, "the log was cut back below this reader's position")
 
 enum {
 #define SK_ERRNO_ENUM(name, value, msg) SK_E##name = (value),

@@ -512,6 +512,9 @@ static void commit_batch(store_log *log, batch *b)
         /* The bytes are durable but the indexes could not grow: readers would miss
          * them, so stop here and let recovery rebuild from the file. */
         store_log_set_failed(log, "out of memory indexing a batch", rc);
+    } else if (log->cfg.fsync_mode != STORE_FSYNC_INTERVAL) {
+        /* always: synced above; never: subscribers follow the written head. */
+        store_log_durable_advance(log, next);
     }
     atomic_fetch_add(&log->stat_batches, 1);
     atomic_fetch_add(&log->stat_batch_events, b->entry_count);
@@ -534,7 +537,7 @@ static void sync_if_due(store_log *log, bool force)
     if (!force && now - log->last_fsync_ns < (uint64_t)log->cfg.fsync_interval_ms * 1000000u)
         return;
     store_segment *seg = log->segments[log->segment_count - 1];
-    uint64_t size = seg->size;
+    uint64_t size = seg->size, head = atomic_load(&log->head);
     int rc = log->io->fdatasync(log->io->ctx, seg->fd);
     atomic_fetch_add(&log->stat_fsyncs, 1);
     if (rc != 0) {
@@ -544,6 +547,8 @@ static void sync_if_due(store_log *log, bool force)
     seg->durable_size = size;
     log->unsynced = false;
     log->last_fsync_ns = now;
+    if (log->cfg.fsync_mode == STORE_FSYNC_INTERVAL)
+        store_log_durable_advance(log, head);
 }
 
 /* Commits everything in reqs, one batch at a time. Returns the appends completed. */

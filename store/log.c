@@ -91,7 +91,9 @@ static int check_config(const store_config *cfg, sk_error *err)
 /* Frees everything the log holds; the appender must be stopped. */
 static void log_free(store_log *log)
 {
+    SK_ASSERT(log->reader_count == 0); /* readers and subscriptions close first */
     store_log_unload(log);
+    store_durable_file_close(log);
     store_dir_unlock(log->io, log->lock_handle);
     free(log->batch_buf);
     free(log->dir);
@@ -100,6 +102,8 @@ static void log_free(store_log *log)
     pthread_cond_destroy(&log->q_cond);
     pthread_mutex_destroy(&log->c_mu);
     pthread_cond_destroy(&log->c_cond);
+    pthread_mutex_destroy(&log->readers_mu);
+    pthread_cond_destroy(&log->readers_cond);
     free(log);
 }
 
@@ -116,7 +120,10 @@ int store_log_open(const store_config *cfg, store_log **out, sk_error *err)
     log->cfg.io = log->io;
     log->dir = strdup(cfg->dir);
     log->lock_handle = -1;
+    log->durable_fd = -1;
     log->cfg.dir = log->dir;
+    pthread_mutex_init(&log->readers_mu, NULL);
+    pthread_cond_init(&log->readers_cond, NULL);
     pthread_mutex_init(&log->mu, NULL);
     pthread_mutex_init(&log->q_mu, NULL);
     pthread_cond_init(&log->q_cond, NULL);
@@ -201,6 +208,8 @@ int store_log_recover(store_log *log, sk_error *err)
         store_appender_start(log); /* also clears `stopping` in manual-commit mode */
         return rc;
     }
+    /* Readers keep their positions; they must not hold segments while they are replaced. */
+    store_readers_hold(log);
     pthread_mutex_lock(&log->mu);
     store_log_unload(log);
     rc = store_streams_init(&log->streams);
@@ -208,7 +217,9 @@ int store_log_recover(store_log *log, sk_error *err)
     log->unsynced = false;
     if (rc == 0)
         rc = store_log_load(log, err);
+    store_readers_resume(log);
     if (rc == 0) {
+        atomic_fetch_add(&log->stat_recoveries, 1);
         atomic_store(&log->state, STORE_STATE_OK);
         fprintf(stderr,
                 "{\"level\":\"info\",\"subsystem\":\"store\",\"msg\":\"log recovered; appends "
@@ -266,6 +277,12 @@ void store_log_get_stats(store_log *log, store_log_stats *out)
     out->corrupt_position = log->corrupt_position;
     pthread_mutex_unlock(&log->mu);
     out->next_position = atomic_load(&log->head);
+    out->durable_position = atomic_load(&log->durable_head);
+    out->recoveries = atomic_load(&log->stat_recoveries);
+    pthread_mutex_lock(&log->readers_mu);
+    out->readers = log->reader_count;
+    out->subscriptions = log->sub_count;
+    pthread_mutex_unlock(&log->readers_mu);
     out->batches = atomic_load(&log->stat_batches);
     out->batch_events = atomic_load(&log->stat_batch_events);
     out->fsyncs = atomic_load(&log->stat_fsyncs);

@@ -13,13 +13,20 @@
  * without the lock. Each record read is checked against the stream id (a hash collision
  * is skipped) and the expected version.
  *
- * A reader must be closed before store_log_recover or store_log_close.
+ * Lifetime: the log keeps a list of its open readers. Each call on a reader marks it busy
+ * (an atomic flag of its own, so readers never contend) unless a recovery is holding
+ * readers back; recovery sets `recovering`, waits for the busy flags to clear, replaces
+ * the segments, bumps the log's generation and lets readers go. A reader that sees a new
+ * generation drops the segment pointers it held and seeks again from its position. So a
+ * long-lived reader never blocks a recovery for longer than one call, and never reads a
+ * freed segment. Readers must still be closed before store_log_close.
  */
 #include "store/store_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define READ_CHUNK (256u << 10)
 /* A stream read fetches one record at a time: most fit in this; a longer one costs a
@@ -36,7 +43,11 @@ typedef struct plan_entry {
 
 struct store_reader {
     store_log *log;
+    struct store_reader *prev, *next_open; /* in log->readers; guarded by readers_mu */
+    _Atomic int busy;                      /* inside a call (see the file comment) */
+    uint64_t generation;                   /* of the segment pointers held */
     bool by_stream;
+    bool durable_only; /* stop at the durable head (subscriptions) */
     uint8_t *buf;
     size_t cap;
     uint64_t buf_offset; /* file offset of buf[0] in seg */
@@ -69,8 +80,97 @@ static int reader_alloc(store_log *log, store_reader **out)
         free(r);
         return -ENOMEM;
     }
+    pthread_mutex_lock(&log->readers_mu);
+    r->generation = atomic_load(&log->generation);
+    r->next_open = log->readers;
+    if (log->readers)
+        log->readers->prev = r;
+    log->readers = r;
+    log->reader_count++;
+    pthread_mutex_unlock(&log->readers_mu);
     *out = r;
     return 0;
+}
+
+/* Drops what points into the segments; the next read seeks again from the position. */
+static void forget_segments(store_reader *r)
+{
+    r->seg = NULL;
+    r->buf_seg = NULL;
+    r->buf_len = 0;
+    r->plan_count = r->plan_next = 0;
+    r->seg_index = 0;
+}
+
+/* Marks the reader busy, waiting first if a recovery holds readers back. The flag is
+ * set before `recovering` is read, and recovery sets `recovering` before it reads the
+ * flags (both sequentially consistent): one of the two always sees the other. */
+static void reader_enter(store_reader *r)
+{
+    store_log *log = r->log;
+    for (;;) {
+        atomic_store(&r->busy, 1);
+        if (!atomic_load(&log->recovering))
+            break;
+        atomic_store(&r->busy, 0);
+        pthread_mutex_lock(&log->readers_mu);
+        while (atomic_load(&log->recovering))
+            pthread_cond_wait(&log->readers_cond, &log->readers_mu);
+        pthread_mutex_unlock(&log->readers_mu);
+    }
+    uint64_t gen = atomic_load(&log->generation);
+    if (gen != r->generation) {
+        forget_segments(r);
+        r->generation = gen;
+    }
+}
+
+static void reader_leave(store_reader *r)
+{
+    atomic_store(&r->busy, 0);
+}
+
+void store_readers_hold(store_log *log)
+{
+    atomic_store(&log->recovering, 1);
+    for (;;) {
+        bool busy = false;
+        pthread_mutex_lock(&log->readers_mu);
+        for (store_reader *r = log->readers; r && !busy; r = r->next_open)
+            busy = atomic_load(&r->busy) != 0;
+        pthread_mutex_unlock(&log->readers_mu);
+        if (!busy)
+            return;
+        /* A call on a reader is one record read: this wait is short and rare. */
+        struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void store_readers_resume(store_log *log)
+{
+    pthread_mutex_lock(&log->readers_mu);
+    atomic_fetch_add(&log->generation, 1);
+    atomic_store(&log->recovering, 0);
+    pthread_cond_broadcast(&log->readers_cond);
+    pthread_mutex_unlock(&log->readers_mu);
+}
+
+int store_reader_open_durable(store_log *log, uint64_t from_position, store_reader **out)
+{
+    store_reader *r;
+    int rc = reader_alloc(log, &r);
+    if (rc)
+        return rc;
+    r->next_position = from_position;
+    r->durable_only = true;
+    *out = r;
+    return 0;
+}
+
+uint64_t store_reader_position(const store_reader *r)
+{
+    return r->next_position;
 }
 
 int store_reader_open(store_log *log, uint64_t from_position, store_reader **out)
@@ -112,6 +212,16 @@ void store_reader_close(store_reader *r)
 {
     if (!r)
         return;
+    store_log *log = r->log;
+    pthread_mutex_lock(&log->readers_mu);
+    if (r->prev)
+        r->prev->next_open = r->next_open;
+    else
+        log->readers = r->next_open;
+    if (r->next_open)
+        r->next_open->prev = r->prev;
+    log->reader_count--;
+    pthread_mutex_unlock(&log->readers_mu);
     free(r->buf);
     free(r->stream);
     free(r);
@@ -209,7 +319,8 @@ static int seek_position(store_reader *r, sk_error *err)
 
 static int next_by_position(store_reader *r, ev_event *out, sk_error *err)
 {
-    if (r->next_position >= store_log_head(r->log))
+    uint64_t limit = r->durable_only ? atomic_load(&r->log->durable_head) : store_log_head(r->log);
+    if (r->next_position >= limit)
         return 0;
     if (!r->seg || r->next_position >= atomic_load(&r->seg->next_position)) {
         int rc = seek_position(r, err);
@@ -369,5 +480,8 @@ static int next_by_stream(store_reader *r, ev_event *out, sk_error *err)
 
 int store_reader_next(store_reader *r, ev_event *out, sk_error *err)
 {
-    return r->by_stream ? next_by_stream(r, out, err) : next_by_position(r, out, err);
+    reader_enter(r);
+    int rc = r->by_stream ? next_by_stream(r, out, err) : next_by_position(r, out, err);
+    reader_leave(r);
+    return rc;
 }

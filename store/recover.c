@@ -47,7 +47,7 @@ static int make_dirs(const store_io *io, const char *dir)
     return 0;
 }
 
-static int add_segment(store_log *log, uint64_t first, int fd, uint64_t size)
+int store_log_add_segment(store_log *log, uint64_t first, int fd, uint64_t size)
 {
     if (log->segment_count == log->segment_cap) {
         uint32_t ncap = log->segment_cap ? log->segment_cap * 2 : 16;
@@ -231,7 +231,7 @@ static int open_segments(store_log *log, const store_segment_list *l, sk_error *
         uint64_t size = 0;
         int rc = log->io->file_size(log->io->ctx, fd, &size);
         if (rc == 0)
-            rc = add_segment(log, l->firsts[i], fd, size);
+            rc = store_log_add_segment(log, l->firsts[i], fd, size);
         if (rc != 0) {
             log->io->close(log->io->ctx, fd);
             return sk_error_set(err, rc, "", "cannot read log segment %s: %s", path,
@@ -375,7 +375,7 @@ int store_log_load(store_log *log, sk_error *err)
         int fd = -1;
         rc = create_segment_file(log, 0, &fd);
         if (rc == 0) {
-            rc = add_segment(log, 0, fd, 0);
+            rc = store_log_add_segment(log, 0, fd, 0);
             if (rc != 0)
                 log->io->close(log->io->ctx, fd);
         }
@@ -390,7 +390,7 @@ int store_log_load(store_log *log, sk_error *err)
         if (rc == SK_ECORRUPT && log->cfg.read_only) {
             drop_segments_from(log, i + 1);
             atomic_store(&log->head, log->segments[i]->next_position);
-            return 0;
+            return store_log_durable_load(log);
         }
     }
     if (rc)
@@ -406,6 +406,12 @@ int store_log_load(store_log *log, sk_error *err)
     if (rc)
         return rc;
     atomic_store(&log->head, active->next_position);
+    if (log->cfg.read_only)
+        return store_log_durable_load(log);
+    /* Everything the load kept is durable: a torn tail was cut and synced. */
+    if (log->durable_fd < 0)
+        (void)store_durable_file_open(log); /* without it only followers lose */
+    store_log_durable_reset(log, active->next_position);
     return 0;
 }
 
@@ -456,6 +462,8 @@ int store_log_roll(store_log *log)
             return rc;
         log->unsynced = false;
         old->durable_size = old->size;
+        if (log->cfg.fsync_mode == STORE_FSYNC_INTERVAL)
+            store_log_durable_advance(log, old->next_position);
     }
     pthread_mutex_lock(&log->mu);
     rc = store_streams_build_sidx(&log->streams, old);
@@ -481,7 +489,7 @@ int store_log_roll(store_log *log)
     /* Adding the segment and clearing the tails is one step for readers: tails describe
      * the active segment. */
     pthread_mutex_lock(&log->mu);
-    rc = add_segment(log, old->next_position, fd, 0);
+    rc = store_log_add_segment(log, old->next_position, fd, 0);
     if (rc == 0)
         store_streams_clear_tails(&log->streams);
     pthread_mutex_unlock(&log->mu);

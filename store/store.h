@@ -13,6 +13,7 @@
  *                                           durable
  *   store_log_append(log, ...)              the same, waiting for the completion
  *   store_reader_open / store_reader_open_stream / store_reader_next / store_reader_close
+ *   store_sub_open / store_sub_next / store_sub_wait / store_sub_close   tail the log
  *   store_log_close(log)                    completes queued appends, flushes, checkpoints
  *
  * Error rules
@@ -126,7 +127,10 @@ int store_log_close(store_log *log);
 
 /*
  * After SK_EFAILED: waits for in-flight work, drops every byte not known to be durable,
- * and runs recovery again. On success the log accepts appends again.
+ * and runs recovery again. On success the log accepts appends again. Open readers and
+ * subscriptions stay valid: recovery waits for any call in progress on them to return,
+ * holds new calls back while it runs, and afterwards they carry on from their positions.
+ * Not from a completion callback (it waits for the completer thread).
  */
 int store_log_recover(store_log *log, sk_error *err);
 
@@ -214,6 +218,10 @@ typedef struct store_log_stats {
     uint64_t queue_depth;      /* appends waiting now */
     uint64_t corrupt_position; /* read-only open of a damaged log: first bad position */
     int corrupt;               /* 1 if the read-only open met mid-log damage */
+    uint64_t durable_position; /* the durable head (store_log_durable_head) */
+    uint32_t readers;          /* readers and subscriptions open now */
+    uint32_t subscriptions;    /* of which subscriptions */
+    uint64_t recoveries;       /* successful store_log_recover calls since open */
 } store_log_stats;
 
 void store_log_get_stats(store_log *log, store_log_stats *out);
@@ -235,7 +243,10 @@ typedef void (*store_batch_cb)(void *cb_ctx, const store_batch_stats *stats);
 void store_log_set_batch_observer(store_log *log, store_batch_cb cb, void *cb_ctx);
 
 /* ---------------------------------------------------------------------------------------
- * Reading. A reader sees events committed before each store_reader_next call.
+ * Reading. A reader sees events committed (written, in every fsync mode) before each
+ * store_reader_next call; a subscription (below) sees only durable ones. The log tracks
+ * its readers: they survive store_log_recover (see there), and must be closed before
+ * store_log_close.
  */
 typedef struct store_reader store_reader;
 
@@ -252,6 +263,73 @@ int store_reader_open_stream(store_log *log, ev_str stream_id, uint64_t from_ver
  */
 int store_reader_next(store_reader *reader, ev_event *out, sk_error *err);
 void store_reader_close(store_reader *reader); /* accepts NULL */
+
+/* ---------------------------------------------------------------------------------------
+ * Subscriptions (subscription.c): tailing the log as it grows.
+ *
+ *   store_sub_open(log, from, &sub)
+ *   loop: while ((rc = store_sub_next(sub, &ev, &err)) == 1) handle(ev);
+ *         if (rc < 0) stop;                          SK_ECANCELED after store_sub_stop
+ *         store_sub_wait(sub, timeout_ms)            or wait for store_sub_fd in epoll/poll
+ *   store_sub_close(sub)
+ *
+ * A subscription delivers every event from its position on, in position order, each
+ * exactly once, across segment rollovers and across an in-place store_log_recover. It
+ * only ever delivers events below the durable head (store_log_durable_head), so nothing
+ * it hands out can be taken back by a crash:
+ *   fsync=always    the durable head moves with each group commit, after its fdatasync;
+ *   fsync=interval  it moves after each periodic fdatasync (and at a segment roll), so a
+ *                   subscriber lags the acknowledged head by up to fsync_interval_ms;
+ *   fsync=never     nothing is synced, so it follows the written head: a crash or a
+ *                   failed write can take back events a subscriber saw, and
+ *                   store_sub_next then answers SK_ETRUNCATED.
+ * Waking costs nothing while a subscriber is busy: only a subscriber that has caught up
+ * (store_sub_next returned 0) is signalled, once, when the durable head passes it.
+ *
+ * On a log opened read-only, the subscription follows the writer of the same directory
+ * from another process: the writer publishes its durable head in the file DURABLE after
+ * each sync; the follower reads the log up to it, never further, and is woken by inotify
+ * when the file changes.
+ *
+ * Threads: a store_sub belongs to one thread at a time, except store_sub_stop and
+ * store_sub_fd, which any thread may call. Close every subscription (and reader) before
+ * store_log_close.
+ */
+typedef struct store_sub store_sub;
+
+/* Opens a subscription delivering events from from_position on (it may be at or past the
+ * head: it then waits for them). Ownership: *out belongs to the caller, who closes it
+ * with store_sub_close. 0, -ENOMEM, -EMFILE (no descriptor for its eventfd). */
+int store_sub_open(store_log *log, uint64_t from_position, store_sub **out);
+
+/* 1 and *out filled (views valid until the next call on this subscription); 0 when it
+ * has caught up with the durable head (its fd is then signalled when more is durable, or
+ * when it is stopped); SK_ECANCELED once store_sub_stop was called; SK_ETRUNCATED if the
+ * log was cut back below its position (fsync=never only); SK_ENOTFOUND if its position
+ * is before the first record kept; SK_ECORRUPT or a negated errno from the read. */
+int store_sub_next(store_sub *sub, ev_event *out, sk_error *err);
+
+/* Waits until store_sub_next may have something to return, at most timeout_ms (< 0: no
+ * limit). 1 when woken, 0 on timeout, SK_ECANCELED when stopped. Call it after
+ * store_sub_next returned 0. */
+int store_sub_wait(store_sub *sub, int timeout_ms);
+
+/* A descriptor that becomes readable when store_sub_next may return more (or the
+ * subscription was stopped): for one thread waiting on many subscriptions with epoll or
+ * poll. Owned by the subscription; do not read or close it. */
+int store_sub_fd(const store_sub *sub);
+
+/* From any thread: wakes a waiting subscriber; its next store_sub_next and store_sub_wait
+ * answer SK_ECANCELED. Idempotent. */
+void store_sub_stop(store_sub *sub);
+
+/* The position of the next event it will deliver. */
+uint64_t store_sub_position(const store_sub *sub);
+
+void store_sub_close(store_sub *sub); /* accepts NULL */
+
+/* Every position below it is durable (see above for each fsync mode). */
+uint64_t store_log_durable_head(store_log *log);
 
 /* ---------------------------------------------------------------------------------------
  * Offline tools (skaldctl). They work on a directory, not an open log.

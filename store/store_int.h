@@ -338,7 +338,22 @@ struct store_log {
     store_batch_cb batch_cb;
     void *batch_cb_ctx;
 
-    _Atomic uint64_t stat_batches, stat_batch_events, stat_fsyncs;
+    /* The durable head: every position below it survives a crash (subscription.c). */
+    _Atomic uint64_t durable_head;
+    int durable_fd; /* the DURABLE file of a writer (appender thread), -1 if none */
+
+    /* Open readers and subscriptions, so recovery can hold them back and they can carry
+     * on after it (reader.c, subscription.c). Lists and counts guarded by readers_mu. */
+    pthread_mutex_t readers_mu;
+    pthread_cond_t readers_cond; /* broadcast when a recovery ends */
+    struct store_reader *readers;
+    struct store_sub *subs;
+    uint32_t reader_count, sub_count;
+    _Atomic uint32_t subs_armed; /* subscriptions waiting to be signalled */
+    _Atomic int recovering;      /* set while recovery holds readers back */
+    _Atomic uint64_t generation; /* bumped by each recovery: segment pointers are stale */
+
+    _Atomic uint64_t stat_batches, stat_batch_events, stat_fsyncs, stat_recoveries;
     _Atomic int state; /* store_state */
     int lock_handle;   /* the directory lock of a read-write open, or -1 */
 
@@ -370,5 +385,37 @@ int store_appender_commit(store_log *log);
 void store_appender_fail_queue(store_log *log, int status);
 /* Segment lookup under log->mu: the segment holding position (or NULL). */
 store_segment *store_log_segment_for(store_log *log, uint64_t position);
+
+/* ---------------------------------------------------------------------------------------
+ * Readers the log tracks (reader.c) and the durable head (subscription.c).
+ */
+/* A position reader that stops at the durable head instead of the written head. */
+int store_reader_open_durable(store_log *log, uint64_t from_position, store_reader **out);
+uint64_t store_reader_position(const store_reader *r);
+/* Recovery: waits until no reader is inside a call, and holds new calls back until
+ * store_readers_resume, which also tells every reader its segment pointers are stale. */
+void store_readers_hold(store_log *log);
+void store_readers_resume(store_log *log);
+/* Moves the durable head to position (never back, except after a recovery cut the log),
+ * publishes it in the DURABLE file and signals the subscriptions that were waiting for
+ * it. Appender thread (or store_log_commit), and recovery. */
+void store_log_durable_advance(store_log *log, uint64_t position);
+/* Sets the durable head after a load without signalling (open, recovery). */
+void store_log_durable_reset(store_log *log, uint64_t position);
+/* Read-only opens: the durable head from the writer's DURABLE file, capped at the head. */
+int store_log_durable_load(store_log *log);
+/* A writer opens the DURABLE file at load; a follower reads it: 0 and *out, -ENOENT
+ * without a file, -EAGAIN if no whole value could be read. */
+int store_durable_file_read(store_log *log, uint64_t *out);
+int store_durable_file_open(store_log *log);
+void store_durable_file_close(store_log *log);
+/* Read-only follower: brings the log up to the writer's published durable head (new
+ * records of the active segment, new segments). 1 if the head moved, 0 if not, or an
+ * error. */
+int store_log_follow(store_log *log);
+/* Adds a segment (first position, open fd, size) at the end; under log->mu once the log
+ * is shared (recover.c). */
+int store_log_add_segment(store_log *log, uint64_t first, int fd, uint64_t size);
+#define STORE_DURABLE_FILE "DURABLE"
 
 #endif /* SKALD_STORE_INT_H */
