@@ -409,8 +409,9 @@ int store_log_load(store_log *log, sk_error *err)
     if (log->cfg.read_only)
         return store_log_durable_load(log);
     /* Everything the load kept is durable: a torn tail was cut and synced. */
-    if (log->durable_fd < 0)
-        (void)store_durable_file_open(log); /* without it only followers lose */
+    if (log->durable_fd < 0 && (rc = store_durable_file_open(log)) != 0)
+        return sk_error_set(err, rc, "", "cannot open %s/%s: %s", log->dir, STORE_DURABLE_FILE,
+                            sk_strerror(rc));
     store_log_durable_reset(log, active->next_position);
     return 0;
 }

@@ -13,7 +13,11 @@
  *   - an append that was never acknowledged is either wholly there or wholly absent;
  *   - verify finds no fault, and each stream reads the same through its index;
  *   - a barrier completes after every append queued before it, and one that succeeded
- *     with fsync=always vouches for its stream's version: no crash takes it back.
+ *     with fsync=always vouches for its stream's version: no crash takes it back;
+ *   - subscribers tail the log throughout (one from position 0 for the whole seed, one
+ *     opened each round at a random position): each sees every position once, in order,
+ *     across recoveries in place and reopens, and with fsync=always|interval everything
+ *     any of them saw is still in the log, at the same position, after every crash.
  * The log runs with manual_commit: no appender thread, so a run depends only on the seed
  * and `skald-sim --seed N` replays it exactly.
  */
@@ -34,6 +38,7 @@
 #define EVENTS_MAX   5
 #define OPEN_TRIES   3
 #define BARRIERS_MAX 1024
+#define SUBS         2
 
 /* One append the workload made, and what became of it. */
 typedef struct sim_append {
@@ -76,6 +81,11 @@ typedef struct sim {
     uint64_t scanned; /* positions the last scan read */
     char failure[1024];
     uint64_t acked_events, crashes, recoveries, reopens, repairs, conflicts, rejected, lost;
+    /* Subscribers: what they were shown, by position (seen_ids[0..seen_count)). */
+    store_sub *subs[SUBS];
+    uint64_t sub_next[SUBS]; /* the position each expects next */
+    ev_uuid *seen_ids;
+    uint64_t seen_count, seen_cap, sub_events, truncations;
 } sim;
 
 static int fail(sim *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -330,6 +340,133 @@ static void refresh_versions(sim *s)
     }
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Subscribers.
+ */
+static void close_subs(sim *s)
+{
+    for (int k = 0; k < SUBS; k++) {
+        store_sub_close(s->subs[k]);
+        s->subs[k] = NULL;
+    }
+}
+
+static int open_sub(sim *s, int k, uint64_t from)
+{
+    if (store_sub_open(s->log, from, &s->subs[k]) != 0)
+        return fail(s, "cannot open subscription %d at %llu", k, (unsigned long long)from);
+    s->sub_next[k] = from;
+    return 0;
+}
+
+/* Opens the subscribers that are not open: the first where it stopped, the second at a
+ * random position it has already seen (so it checks against what the first saw). */
+static int open_subs(sim *s)
+{
+    int rc = 0;
+    if (!s->subs[0])
+        rc = open_sub(s, 0, s->sub_next[0]);
+    if (rc == 0 && !s->subs[1])
+        rc = open_sub(s, 1, rnd(s, s->sub_next[0] + 1));
+    return rc;
+}
+
+static int remember_seen(sim *s, const ev_event *ev)
+{
+    if (s->seen_count == s->seen_cap) {
+        size_t cap = s->seen_cap ? s->seen_cap * 2 : 1024;
+        ev_uuid *n = realloc(s->seen_ids, cap * sizeof *n);
+        if (!n)
+            return fail(s, "out of memory");
+        s->seen_ids = n;
+        s->seen_cap = cap;
+    }
+    s->seen_ids[s->seen_count++] = ev->event_id;
+    return 0;
+}
+
+/* One subscriber reads what it can: each event is the next position, and one that
+ * another subscriber saw at that position is the same event. */
+static int read_sub(sim *s, int k)
+{
+    ev_event ev;
+    sk_error err = {0};
+    int rc;
+    while ((rc = store_sub_next(s->subs[k], &ev, &err)) == 1) {
+        if (ev.position != s->sub_next[k])
+            return fail(s, "subscriber %d got position %llu where %llu was next", k,
+                        (unsigned long long)ev.position, (unsigned long long)s->sub_next[k]);
+        if (ev.position >= store_log_durable_head(s->log))
+            return fail(s, "subscriber %d got position %llu past the durable head", k,
+                        (unsigned long long)ev.position);
+        if (ev.position < s->seen_count) {
+            if (memcmp(s->seen_ids[ev.position].bytes, ev.event_id.bytes, 16) != 0)
+                return fail(s, "subscribers saw two different events at position %llu",
+                            (unsigned long long)ev.position);
+        } else if (ev.position == s->seen_count && remember_seen(s, &ev) != 0) {
+            return -1;
+        }
+        s->sub_next[k]++;
+        s->sub_events++;
+    }
+    if (rc == SK_ETRUNCATED && s->cfg.fsync_mode == STORE_FSYNC_NEVER) {
+        /* fsync=never: a recovery took back events it saw; it starts over at the head. */
+        uint64_t head = store_log_durable_head(s->log);
+        s->truncations++;
+        store_sub_close(s->subs[k]);
+        s->subs[k] = NULL;
+        if (s->seen_count > head)
+            s->seen_count = head;
+        for (int j = 0; j < SUBS; j++)
+            if (s->sub_next[j] > head)
+                s->sub_next[j] = head;
+        return open_sub(s, k, s->sub_next[k]);
+    }
+    if (rc < 0 && rc != SK_ECORRUPT && rc > -1000) {
+        /* An injected read error: the consumer opens again where it was. */
+        store_sub_close(s->subs[k]);
+        s->subs[k] = NULL;
+        return open_sub(s, k, s->sub_next[k]);
+    }
+    if (rc < 0)
+        return fail(s, "subscriber %d failed at %llu: %s", k, (unsigned long long)s->sub_next[k],
+                    err.message);
+    return 0;
+}
+
+static int read_subs(sim *s)
+{
+    int rc = 0;
+    for (int k = 0; k < SUBS && rc == 0; k++)
+        if (s->subs[k])
+            rc = read_sub(s, k);
+    return rc;
+}
+
+/* After a crash or a reopen: with a durable fsync mode, everything a subscriber saw is in
+ * the log at the same position (check_log has mapped positions to appends). */
+static int check_seen(sim *s)
+{
+    if (s->cfg.fsync_mode == STORE_FSYNC_NEVER) {
+        uint64_t head = store_log_head(s->log);
+        if (s->seen_count > head)
+            s->seen_count = head; /* never: what was not synced may be gone */
+        for (int k = 0; k < SUBS; k++)
+            if (s->sub_next[k] > head)
+                s->sub_next[k] = head;
+    }
+    if (s->seen_count > s->scanned)
+        return fail(s, "subscribers saw %llu positions; after the crash the log has %llu",
+                    (unsigned long long)s->seen_count, (unsigned long long)s->scanned);
+    for (uint64_t p = 0; p < s->seen_count; p++) {
+        const sim_append *a = &s->appends[s->at[p]];
+        if (memcmp(a->ids[p - a->first_position].bytes, s->seen_ids[p].bytes, 16) != 0)
+            return fail(s, "position %llu holds another event than subscribers saw before the crash",
+                        (unsigned long long)p);
+    }
+    return 0;
+}
+
 /* store_log_recover drops what is not known durable: nothing durable may go with it. */
 static int check_recovered(sim *s)
 {
@@ -375,17 +512,25 @@ static int check_streams(sim *s);
  * then check what the log holds. */
 static int reopen(sim *s)
 {
+    close_subs(s);
     store_log_close(s->log);
     s->log = NULL;
     int rc = open_log(s, true);
     if (rc != 0)
         return rc == -EAGAIN ? 0 : rc; /* the round ends; the crash path opens it */
+    if (simfs_crashed(s->fs))
+        return 0; /* the machine stopped at the open's last call (one whose failure the log
+                     tolerates, such as publishing the durable head): the crash path runs */
     s->reopens++;
     trace(s, "reopened");
     simfs_hold(s->fs, true);
     rc = check_log(s, false);
     if (rc == 0)
         rc = check_streams(s);
+    if (rc == 0)
+        rc = check_seen(s);
+    if (rc == 0)
+        rc = open_subs(s);
     simfs_hold(s->fs, false);
     return rc;
 }
@@ -422,7 +567,11 @@ static int run_round(sim *s)
         absorb(s, from);
         note_durable(s);
         if (rc == 0)
+            rc = read_subs(s);
+        if (rc == 0)
             rc = handle_failure(s);
+        if (rc == 0 && s->log)
+            rc = read_subs(s);
     }
     return rc;
 }
@@ -689,6 +838,7 @@ static int crash_and_check(sim *s)
 {
     if (!simfs_crashed(s->fs))
         simfs_crash_after(s->fs, 1);
+    close_subs(s);
     store_log_close(s->log); /* every call fails: nothing more reaches the disk */
     s->log = NULL;
     s->crashes++;
@@ -704,6 +854,8 @@ static int crash_and_check(sim *s)
         rc = check_verify(s);
     if (rc == 0)
         rc = check_barriers(s);
+    if (rc == 0)
+        rc = check_seen(s);
     return rc;
 }
 
@@ -722,14 +874,16 @@ static void summarize(const sim *s, FILE *out)
         "seed %llu: fsync=%s, segment %llu bytes, %zu appends, %zu barriers (%zu held), "
         "%llu events acknowledged, "
         "%llu appends lost unsynced, %llu conflicts, %llu refused, %llu recoveries, %llu reopens, "
-        "%llu repairs, %llu crashes, %llu I/O calls\n",
+        "%llu repairs, %llu crashes, %llu I/O calls, %llu events to subscribers (%llu "
+        "positions seen, %llu truncations)\n",
         (unsigned long long)s->seed, store_fsync_mode_name(s->cfg.fsync_mode),
         (unsigned long long)s->cfg.segment_bytes_max, s->count, s->nbarriers, barriers_held(s),
         (unsigned long long)s->acked_events, (unsigned long long)s->lost,
         (unsigned long long)s->conflicts, (unsigned long long)s->rejected,
         (unsigned long long)s->recoveries, (unsigned long long)s->reopens,
         (unsigned long long)s->repairs, (unsigned long long)s->crashes,
-        (unsigned long long)simfs_calls(s->fs));
+        (unsigned long long)simfs_calls(s->fs), (unsigned long long)s->sub_events,
+        (unsigned long long)s->seen_count, (unsigned long long)s->truncations);
 }
 
 static int run_seed(uint64_t seed, int verbose, bool restarts, FILE *out, char *why,
@@ -752,10 +906,13 @@ static int run_seed(uint64_t seed, int verbose, bool restarts, FILE *out, char *
     for (int round = 0; rc == 0 && round < ROUNDS; round++) {
         simfs_set_faults(s.fs, &faults);
         simfs_crash_after(s.fs, 20 + rnd(&s, 600));
-        rc = run_round(&s);
+        rc = s.log ? open_subs(&s) : 0;
+        if (rc == 0)
+            rc = run_round(&s);
         if (rc == 0)
             rc = crash_and_check(&s);
     }
+    close_subs(&s);
     store_log_close(s.log);
     if (verbose || rc)
         summarize(&s, out);
@@ -763,6 +920,7 @@ static int run_seed(uint64_t seed, int verbose, bool restarts, FILE *out, char *
     free(s.appends);
     free(s.barriers);
     free(s.at);
+    free(s.seen_ids);
     simfs_destroy(s.fs);
     return rc;
 }
