@@ -67,6 +67,15 @@ int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err)
     return 0;
 }
 
+void cmd_bus_invalidate_cache(cmd_bus *bus)
+{
+    for (int i = 0; i < CMD_STRIPES; i++) {
+        pthread_mutex_lock(&bus->stripes[i]);
+        cmd_cache_mark_all_stale(&bus->caches[i]);
+        pthread_mutex_unlock(&bus->stripes[i]);
+    }
+}
+
 void cmd_bus_destroy(cmd_bus *bus)
 {
     if (!bus)

@@ -114,6 +114,14 @@ cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id)
     return e;
 }
 
+void cmd_cache_mark_all_stale(cmd_cache *cache)
+{
+    for (cmd_cache_entry *e = cache->probation.head; e; e = e->next)
+        atomic_store(&e->stale, true);
+    for (cmd_cache_entry *e = cache->protected_.head; e; e = e->next)
+        atomic_store(&e->stale, true);
+}
+
 static void remove_entry(cmd_cache *cache, cmd_cache_entry *e)
 {
     cmd_cache_entry **p = &cache->buckets[hash_of(e->stream_id) & (cache->nbuckets - 1)];

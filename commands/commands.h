@@ -144,6 +144,10 @@ typedef struct cmd_outcome {
 
 int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err);
 void cmd_bus_destroy(cmd_bus *bus); /* accepts NULL */
+/* After the log recovered in place (store_log_recover): a recovery may drop events that
+ * were acknowledged but not yet durable (fsync=interval|never), so every cached aggregate
+ * is reloaded from the log before its next command. Any thread. */
+void cmd_bus_invalidate_cache(cmd_bus *bus);
 /* Runs one command; the result is in *out (also for rejections), the return value is
  * out->status. body is borrowed. */
 int cmd_bus_execute(cmd_bus *bus, const char *command, const json_t *body,

@@ -66,6 +66,8 @@ int cmd_cache_init(cmd_cache *cache, size_t capacity); /* 0 or -ENOMEM */
 void cmd_cache_free(cmd_cache *cache);
 /* The entry of stream_id (now the most recent), or NULL. */
 cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id);
+/* Marks every entry stale, so each is reloaded from the log before its next use. */
+void cmd_cache_mark_all_stale(cmd_cache *cache);
 /* Adds an entry holding state (taken) and evicts the least recent unpinned entries past
  * capacity. NULL on -ENOMEM (state is freed). */
 cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,

@@ -203,6 +203,15 @@ char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t 
     put_gauge(&o, "skald_log_bytes", "Bytes in the log's segments.", st.bytes);
     put_gauge(&o, "skald_log_failed", "1 while the log refuses appends after an I/O failure.",
               st.state == STORE_STATE_FAILED);
+    put_gauge(&o, "skald_log_durable_position",
+              "Every position below it is durable; subscribers read up to it.",
+              st.durable_position);
+    put_gauge(&o, "skald_log_subscriptions", "Subscriptions tailing the log.", st.subscriptions);
+    put(&o,
+        "# HELP skald_log_recoveries_total Recoveries in place after the log failed.\n"
+        "# TYPE skald_log_recoveries_total counter\n"
+        "skald_log_recoveries_total %llu\n",
+        (unsigned long long)st.recoveries);
     put_gauge(&o, "skald_queue_depth", "Commands accepted and not yet answered.", in_flight);
     put_gauge(&o, "skald_append_queue_depth", "Appends waiting for the appender.", st.queue_depth);
     cmd_bus_stats bs;

@@ -64,6 +64,7 @@ static int open_app(svc_app *app, sk_error *err)
     store_config lc;
     store_config_init(&lc, path);
     lc.fsync_mode = svc_cfg.fsync_mode;
+    lc.io = svc_faults_io();
     rc = store_log_open(&lc, &app->log, err);
     if (rc)
         return rc;
@@ -128,15 +129,18 @@ static int write_port_file(uint16_t port)
     return 0;
 }
 
-/* Waits for SIGTERM/SIGINT, syncing the idempotency journal about once a second. */
+/* Waits for SIGTERM/SIGINT, syncing the idempotency journal and recovering a failed log
+ * (recovery.c) about once a second. */
 static int wait_for_signal(svc_app *app, const sigset_t *set)
 {
+    svc_recovery rec = {0};
     for (;;) {
         struct timespec tick = {1, 0};
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
         svc_idem_sync(app->idem);
+        svc_recovery_tick(app, &rec);
     }
 }
 

@@ -151,6 +151,18 @@ typedef struct svc_app {
 } svc_app;
 
 /* A request in flight. Routes read it and answer through svc_answer* / svc_problem. */
+/* The log's I/O seam with test faults when SKALD_FAULT_FILE is set (faults.c), else
+ * NULL (the real one). */
+const store_io *svc_faults_io(void);
+
+/* Recovery of a failed log in place (recovery.c); main thread only. */
+typedef struct svc_recovery {
+    uint64_t next_try_ms; /* monotonic time of the next try */
+    uint32_t backoff_ms;  /* 0 while the log is not failed */
+} svc_recovery;
+/* Called about once a second: recovers the log if it is FAILED and the backoff allows. */
+void svc_recovery_tick(svc_app *app, svc_recovery *rec);
+
 typedef struct svc_request svc_request;
 enum { SVC_BODY_NONE = 0, SVC_BODY_JSON, SVC_BODY_NDJSON };
 typedef struct svc_route {
