@@ -165,7 +165,7 @@ static void command_done(void *ctx, cmd_outcome *out)
     unsigned status;
     svc_outcome kind;
     json_t *answer = outcome_json(out, &status, &kind);
-    if (status == 503 && kind == SVC_OUT_OVERLOADED)
+    if (status == 503) /* overloaded, or the log failed: it recovers in place (recovery.c) */
         c->rq->retry_after = 1;
     atomic_fetch_sub(&app->in_flight, 1);
     call_finished(c, status, answer, kind);
