@@ -456,7 +456,7 @@ static void test_read_only_follows_the_writer(void **state)
     assert_int_equal(store_log_open(&cfg, &follower, &err), 0);
     store_sub *sub;
     assert_int_equal(store_sub_open(follower, 0, &sub), 0);
-    uint64_t total = (uint64_t)(400 * st_scale()) + 40;
+    uint64_t total = (uint64_t)(400 * st_scale()) + 150;
     tail_arg ta = {.sub = sub, .total = total};
     pthread_t tt, at;
     pthread_create(&tt, NULL, tail_thread, &ta);
