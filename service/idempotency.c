@@ -9,10 +9,19 @@
  * whose answer was never sent (killed in between) or whose line a machine crash lost:
  * so each keyed command's events carry the scoped key in their metadata
  * ("idempotency"), and start-up rebuilds the answers of keyed commands the journal does
- * not cover from the log, scanning from the journal's high-water position (the log head
- * at the last start-up, or the last journaled position) to the head. Then it drops what
- * expired and rewrites the journal compacted (temp file, fsync, rename), first line
- * {"p": head}. While running, a new file starts each hour and a file is deleted once
+ * not cover from the log, scanning from the journal's high-water mark to the head. Then
+ * it drops what expired and rewrites the journal compacted (temp file, fsync, rename),
+ * first line {"p": head}.
+ *
+ * The high-water mark is a consumer checkpoint that moves with the log: every log
+ * position below it belongs to a command whose answer line is durable in the journal, or
+ * to no keyed command. Each keyed command records the log head when it claims its key
+ * (its events come after it) and stays on the in-flight list until its answer is
+ * journaled; the mark is the oldest in-flight claim's head, or the log head when none is
+ * in flight. svc_idem_sync computes it, makes the journal durable, then appends it as a
+ * line {"p": mark}, at most every MARK_EVERY_US while the log moves (made durable by the
+ * next sync; if a crash loses it, the previous mark still holds). So start-up after any
+ * crash reads only the last few seconds of the log, not everything since the last start. While running, a new file starts each hour and a file is deleted once
  * everything it holds has expired, so the journal's size follows the window, not the
  * uptime.
  *
@@ -34,6 +43,8 @@
 
 typedef struct idem_entry {
     struct idem_entry *next;
+    struct idem_entry *fl_prev, *fl_next; /* the in-flight list, while status is 0 */
+    uint64_t head_at_claim;               /* the log head when the key was claimed */
     uint64_t fp;       /* 0: rebuilt from the log, matches any request */
     uint64_t position; /* of the answer's last event + 1; 0 if none */
     int64_t expires_us;
@@ -48,6 +59,10 @@ struct svc_idem {
     size_t nbuckets, count, sweep_cursor;
     int64_t window_us;
     uint64_t high_water; /* log positions below it are covered by the journal */
+    store_log *log;      /* borrowed; NULL in tests without a log */
+    idem_entry *inflight_head, *inflight_tail; /* claims not yet finished, oldest first */
+    uint64_t mark_written;  /* the last mark appended to the journal */
+    int64_t mark_at_us;     /* when */
     int64_t hour;        /* of the file fd appends to, in units of period_us */
     int64_t period_us;   /* how long one journal file is appended to: an hour */
     char dir[4000];
@@ -121,9 +136,37 @@ static idem_entry *insert(svc_idem *idem, const char *key, uint64_t fp, int64_t 
     return e;
 }
 
+static void inflight_push(svc_idem *idem, idem_entry *e)
+{
+    e->head_at_claim = idem->log ? store_log_head(idem->log) : 0;
+    e->fl_prev = idem->inflight_tail;
+    e->fl_next = NULL;
+    if (idem->inflight_tail)
+        idem->inflight_tail->fl_next = e;
+    else
+        idem->inflight_head = e;
+    idem->inflight_tail = e;
+}
+
+static void inflight_unlink(svc_idem *idem, idem_entry *e)
+{
+    if (e->status)
+        return; /* not in flight */
+    if (e->fl_prev)
+        e->fl_prev->fl_next = e->fl_next;
+    else if (idem->inflight_head == e)
+        idem->inflight_head = e->fl_next;
+    if (e->fl_next)
+        e->fl_next->fl_prev = e->fl_prev;
+    else if (idem->inflight_tail == e)
+        idem->inflight_tail = e->fl_prev;
+    e->fl_prev = e->fl_next = NULL;
+}
+
 static void remove_at(svc_idem *idem, idem_entry **p)
 {
     idem_entry *e = *p;
+    inflight_unlink(idem, e);
     *p = e->next;
     idem->count--;
     entry_free(e);
@@ -154,7 +197,10 @@ static void load_line(svc_idem *idem, const char *line, int64_t now)
     const char *key, *fp, *body;
     json_int_t expires, position = 0;
     int status;
-    if (json_unpack(o, "{s:I}", "p", &position) == 0 && (uint64_t)position > idem->high_water)
+    /* A line without a key is a mark; an answer's own position says nothing about the
+     * commands still in flight when it was written. */
+    if (json_unpack(o, "{s:I}", "p", &position) == 0 && !json_object_get(o, "k") &&
+        (uint64_t)position > idem->high_water)
         idem->high_water = (uint64_t)position;
     if (o &&
         json_unpack(o, "{s:s, s:s, s:I, s:i, s:s}", "k", &key, "f", &fp, "e", &expires, "s",
@@ -187,7 +233,8 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-#define HOUR_US (3600ll * 1000000)
+#define HOUR_US      (3600ll * 1000000)
+#define MARK_EVERY_US (2ll * 1000000)
 
 static void journal_path(const svc_idem *idem, int64_t hour, char *out, size_t size)
 {
@@ -377,6 +424,7 @@ int svc_idem_open(const char *data_dir, uint64_t window_s, int64_t period_us, st
     pthread_mutex_init(&idem->mu, NULL);
     idem->fd = -1;
     idem->window_us = (int64_t)window_s * 1000000;
+    idem->log = log;
     idem->nbuckets = 1024;
     idem->buckets = calloc(idem->nbuckets, sizeof *idem->buckets);
     char *dir = idem->dir;
@@ -418,6 +466,8 @@ int svc_idem_open(const char *data_dir, uint64_t window_s, int64_t period_us, st
         svc_logs(SVC_LOG_INFO, "idempotency keys loaded", "journal", loaded, "from_log", from_log,
                  "events_scanned", events, SVC_END);
     }
+    idem->mark_written = idem->high_water; /* compact writes it as the first line */
+    idem->mark_at_us = ev_now_us();
     if (rc == 0)
         rc = compact(idem, dir, err);
     if (rc == 0) {
@@ -477,8 +527,12 @@ svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsi
             *status = e->status;
             *body = strdup(e->body);
         }
-    } else if (!insert(idem, key, fp, now + idem->window_us)) {
-        st = SVC_IDEM_BUSY; /* out of memory: ask the client to come back */
+    } else {
+        idem_entry *e = insert(idem, key, fp, now + idem->window_us);
+        if (e)
+            inflight_push(idem, e);
+        else
+            st = SVC_IDEM_BUSY; /* out of memory: ask the client to come back */
     }
     pthread_mutex_unlock(&idem->mu);
     return st;
@@ -490,6 +544,7 @@ void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const cha
     pthread_mutex_lock(&idem->mu);
     idem_entry *e = *slot_of(idem, key);
     if (e) {
+        inflight_unlink(idem, e);
         e->status = status;
         e->position = position;
         e->body = strdup(body);
@@ -512,6 +567,23 @@ void svc_idem_release(svc_idem *idem, const char *key)
     idem_entry **p = slot_of(idem, key);
     if (*p && !(*p)->status)
         remove_at(idem, p);
+    pthread_mutex_unlock(&idem->mu);
+}
+
+/* Appends the high-water mark (see the file comment) when it moved, at most every
+ * MARK_EVERY_US; the next sync makes it durable. */
+static void write_mark(svc_idem *idem, uint64_t mark, int64_t now)
+{
+    if (mark <= idem->mark_written || now - idem->mark_at_us < MARK_EVERY_US)
+        return;
+    char line[64];
+    int n = snprintf(line, sizeof line, "{\"p\":%llu}\n", (unsigned long long)mark);
+    pthread_mutex_lock(&idem->mu);
+    if (write_all(idem->fd, line, (size_t)n) == 0) {
+        idem->dirty = 1;
+        idem->mark_written = mark;
+        idem->mark_at_us = now;
+    }
     pthread_mutex_unlock(&idem->mu);
 }
 
@@ -553,9 +625,15 @@ void svc_idem_sync(svc_idem *idem)
         memcpy(idem->path, new_path, sizeof idem->path);
     }
     sweep(idem, now);
+    /* The mark for after this fdatasync: the lines it vouches for were written before. */
+    uint64_t mark = idem->inflight_head ? idem->inflight_head->head_at_claim
+                    : idem->log         ? store_log_head(idem->log)
+                                        : 0;
     pthread_mutex_unlock(&idem->mu);
     if (dirty && fdatasync(fd) != 0)
         svc_logs(SVC_LOG_ERROR, "idempotency journal fdatasync failed", "dir", idem->dir, SVC_END);
+    else
+        write_mark(idem, mark, now);
     if (old_fd >= 0) { /* nobody writes to it any more */
         close(old_fd);
         sync_dir(idem->dir);
