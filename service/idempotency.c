@@ -21,9 +21,10 @@
  * in flight. svc_idem_sync computes it, makes the journal durable, then appends it as a
  * line {"p": mark}, at most every MARK_EVERY_US while the log moves (made durable by the
  * next sync; if a crash loses it, the previous mark still holds). So start-up after any
- * crash reads only the last few seconds of the log, not everything since the last start. While running, a new file starts each hour and a file is deleted once
- * everything it holds has expired, so the journal's size follows the window, not the
- * uptime.
+ * crash reads only the last few seconds of the log, not everything since the last start.
+ *
+ * While running, a new file starts each hour and a file is deleted once everything it
+ * holds has expired, so the journal's size follows the window, not the uptime.
  *
  * One mutex guards the table and the journal: a claim, a finish and a lookup are a few
  * hundred nanoseconds of work under it.
@@ -45,8 +46,8 @@ typedef struct idem_entry {
     struct idem_entry *next;
     struct idem_entry *fl_prev, *fl_next; /* the in-flight list, while status is 0 */
     uint64_t head_at_claim;               /* the log head when the key was claimed */
-    uint64_t fp;       /* 0: rebuilt from the log, matches any request */
-    uint64_t position; /* of the answer's last event + 1; 0 if none */
+    uint64_t fp;                          /* 0: rebuilt from the log, matches any request */
+    uint64_t position;                    /* of the answer's last event + 1; 0 if none */
     int64_t expires_us;
     unsigned status; /* 0 while the first request runs */
     char *body;
@@ -61,10 +62,10 @@ struct svc_idem {
     uint64_t high_water; /* log positions below it are covered by the journal */
     store_log *log;      /* borrowed; NULL in tests without a log */
     idem_entry *inflight_head, *inflight_tail; /* claims not yet finished, oldest first */
-    uint64_t mark_written;  /* the last mark appended to the journal */
-    int64_t mark_at_us;     /* when */
-    int64_t hour;        /* of the file fd appends to, in units of period_us */
-    int64_t period_us;   /* how long one journal file is appended to: an hour */
+    uint64_t mark_written;                     /* the last mark appended to the journal */
+    int64_t mark_at_us;                        /* when */
+    int64_t hour;      /* of the file fd appends to, in units of period_us */
+    int64_t period_us; /* how long one journal file is appended to: an hour */
     char dir[4000];
     int fd;
     int dirty;
@@ -233,7 +234,7 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-#define HOUR_US      (3600ll * 1000000)
+#define HOUR_US       (3600ll * 1000000)
 #define MARK_EVERY_US (2ll * 1000000)
 
 static void journal_path(const svc_idem *idem, int64_t hour, char *out, size_t size)

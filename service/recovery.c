@@ -41,8 +41,7 @@ void svc_recovery_tick(svc_app *app, svc_recovery *rec)
     if (rc == 0) {
         cmd_bus_invalidate_cache(app->bus);
         rec->backoff_ms = 0;
-        svc_logs(SVC_LOG_NOTICE, "the log recovered in place; appends are accepted again",
-                 SVC_END);
+        svc_logs(SVC_LOG_NOTICE, "the log recovered in place; appends are accepted again", SVC_END);
         return;
     }
     rec->backoff_ms = rec->backoff_ms ? rec->backoff_ms * 2 : RECOVERY_BACKOFF_MIN_MS;

@@ -17,8 +17,7 @@
 #include <stdlib.h>
 
 /* Indexes one record read from the active segment at offset. */
-static int add_record(store_log *log, store_segment *seg, const store_record *rec,
-                      uint64_t offset)
+static int add_record(store_log *log, store_segment *seg, const store_record *rec, uint64_t offset)
 {
     uint64_t hash = store_stream_hash(rec->ev.stream_id);
     store_stream *s = store_streams_get(&log->streams, rec->ev.stream_id, hash);

@@ -461,7 +461,8 @@ static int check_seen(sim *s)
     for (uint64_t p = 0; p < s->seen_count; p++) {
         const sim_append *a = &s->appends[s->at[p]];
         if (memcmp(a->ids[p - a->first_position].bytes, s->seen_ids[p].bytes, 16) != 0)
-            return fail(s, "position %llu holds another event than subscribers saw before the crash",
+            return fail(s,
+                        "position %llu holds another event than subscribers saw before the crash",
                         (unsigned long long)p);
     }
     return 0;
