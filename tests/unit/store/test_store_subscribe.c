@@ -235,8 +235,7 @@ static void *epoll_thread(void *p)
         for (int i = 0; i < SUBS_EPOLL; i++) {
             ev_event ev;
             sk_error err = {0};
-            int rc;
-            while (ready[i] && (rc = store_sub_next(a->subs[i], &ev, &err)) == 1) {
+            while (ready[i] && store_sub_next(a->subs[i], &ev, &err) == 1) {
                 if (ev.position != a->seen[i]++)
                     a->error = 1;
                 if (a->seen[i] == a->total)
