@@ -13,8 +13,8 @@
  *   append_events_per_s  events appended / (end of the last fdatasync - release): the
  *                        rate at which events became durable, which is the most any
  *                        subscriber can see.
- *   events_per_s         the slowest subscriber: events received / (its last event - its
- *                        start).
+ *   events_per_s         the slowest subscriber: events received / (its last event -
+ *                        release), the same start as the appenders' clock.
  *   wake_p99_us          from the end of a batch's fdatasync to a subscriber that had
  *                        caught up holding its first event of that batch.
  *
@@ -143,8 +143,8 @@ typedef struct sub_thread {
     run_shared *shared;
     int status;
     uint64_t received;
-    uint64_t start_ns, last_ns; /* after the barrier; when it held its last event */
-    uint64_t waits;             /* store_sub_next answers of 0 (caught up) */
+    uint64_t last_ns; /* when it held its last event */
+    uint64_t waits;   /* store_sub_next answers of 0 (caught up) */
     wake_sample *samples;
     size_t sample_count, sample_cap;
     uint64_t samples_dropped;
@@ -195,7 +195,6 @@ static void *sub_main(void *arg)
     bool waited = false; /* store_sub_next answered 0 since the last event */
     bool fresh = false;  /* events held since last_ns was taken */
     pthread_barrier_wait(&sh->start);
-    t->start_ns = bench_now_ns();
     int rc = 0;
     while (t->received != atomic_load(&sh->end)) {
         rc = store_sub_next(t->sub, &ev, &err);
@@ -410,7 +409,9 @@ static int report(const bench_opts *opts, const batch_table *bt, const sub_threa
     uint64_t waits_min = UINT64_MAX, waits_max = 0;
     for (uint32_t i = 0; i < opts->subscribers; i++) {
         const sub_thread *t = &subs[i];
-        uint64_t ns = t->last_ns > t->start_ns ? t->last_ns - t->start_ns : 1;
+        /* From the release, as the appenders' rate: a subscriber scheduled late after the
+         * barrier is not credited for it. */
+        uint64_t ns = t->last_ns > f->t0_ns ? t->last_ns - f->t0_ns : 1;
         double eps = (double)t->received / bench_seconds(ns);
         slowest = i == 0 || eps < slowest ? eps : slowest;
         fastest = eps > fastest ? eps : fastest;
