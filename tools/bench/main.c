@@ -18,7 +18,7 @@
 
 /* subscribe's defaults: about 10-20 s of appends on a 2-core machine, and a bound on the
  * time whatever the machine. */
-#define SUBSCRIBE_EVENTS_DEFAULT     10000000
+#define SUBSCRIBE_EVENTS_DEFAULT     5000000
 #define SUBSCRIBE_DURATION_DEFAULT_S 60
 
 typedef struct bench_def {
@@ -67,7 +67,7 @@ static void usage(FILE *out)
             "                       default: the current directory. The log and the raw\n"
             "                       baseline files both live there, so they share a file system.\n"
             "  --events N           events to append or read; for stream-read the largest log\n"
-            "                       (default 1000000; subscribe 10000000)\n"
+            "                       (default 1000000; subscribe 5000000)\n"
             "  --threads T          concurrent appenders, log-append and subscribe (default 8)\n"
             "  --subscribers S      subscribe: subscriber threads (default 8)\n"
             "  --window W           appends in flight per appender (default 4096)\n"
