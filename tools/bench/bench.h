@@ -41,12 +41,13 @@
     } while (0)
 
 typedef struct bench_opts {
-    const char *dir;     /* parent of the work directory; NULL: the current directory */
-    const char *log_dir; /* log-read only: read this existing log instead of building one */
-    uint64_t events;     /* events to append (log-append, log-read) or the largest log */
-    uint32_t threads;    /* concurrent appenders (log-append) */
-    uint32_t window;     /* appends in flight per appender */
-    uint32_t streams;    /* stream ids the events spread over */
+    const char *dir;      /* parent of the work directory; NULL: the current directory */
+    const char *log_dir;  /* log-read only: read this existing log instead of building one */
+    uint64_t events;      /* events to append (log-append, log-read) or the largest log */
+    uint32_t threads;     /* concurrent appenders (log-append, subscribe) */
+    uint32_t subscribers; /* subscribe: subscriber threads tailing the log (default 8) */
+    uint32_t window;      /* appends in flight per appender */
+    uint32_t streams;     /* stream ids the events spread over */
     uint32_t payload_bytes;
     uint32_t runs;          /* repetitions of a read measurement */
     uint32_t read_bytes;    /* buffer of the raw read baseline */
@@ -55,7 +56,8 @@ typedef struct bench_opts {
     /* http-commands */
     const char *skald;    /* the skald binary; NULL: next to skald-bench in the build tree */
     uint32_t connections; /* wrk connections (default 64) */
-    uint32_t duration_s;  /* seconds per wrk run (default 10) */
+    uint32_t duration_s;  /* seconds per wrk run (default 10); subscribe: most seconds of
+                             appends (default 60) */
     uint32_t wrk_threads; /* wrk threads (default 1: the server needs the other core) */
     /* aggregate-load */
     uint64_t history_max; /* the longest history measured (default 100000) */
@@ -69,6 +71,7 @@ int bench_log_read(const bench_opts *opts);
 int bench_stream_read(const bench_opts *opts);
 int bench_http_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
+int bench_subscribe(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).

@@ -16,6 +16,11 @@
 
 #define EXIT_USAGE 2
 
+/* subscribe's defaults: about 10-20 s of appends on a 2-core machine, and a bound on the
+ * time whatever the machine. */
+#define SUBSCRIBE_EVENTS_DEFAULT     5000000
+#define SUBSCRIBE_DURATION_DEFAULT_S 60
+
 typedef struct bench_def {
     const char *name;
     int (*run)(const bench_opts *opts);
@@ -37,6 +42,9 @@ static const bench_def benches[] = {
     {"aggregate-load", bench_aggregate_load,
      "microseconds to load an aggregate with a snapshot at histories of 100 .. "
      "--history-max events; must stay flat (a full replay shown beside it)"},
+    {"subscribe", bench_subscribe,
+     "--subscribers threads tail the log from 0 while log-append's appenders run "
+     "(fsync=always); subscriber rate against the durable append rate, wake-up p99"},
 };
 #define BENCH_COUNT (sizeof benches / sizeof benches[0])
 
@@ -59,8 +67,9 @@ static void usage(FILE *out)
             "                       default: the current directory. The log and the raw\n"
             "                       baseline files both live there, so they share a file system.\n"
             "  --events N           events to append or read; for stream-read the largest log\n"
-            "                       (default 1000000)\n"
-            "  --threads T          concurrent appenders, log-append (default 8)\n"
+            "                       (default 1000000; subscribe 5000000)\n"
+            "  --threads T          concurrent appenders, log-append and subscribe (default 8)\n"
+            "  --subscribers S      subscribe: subscriber threads (default 8)\n"
             "  --window W           appends in flight per appender (default 4096)\n"
             "  --streams S          streams the events spread over (default 10000)\n"
             "  --payload-bytes B    payload per event (default 77: a 200-byte record)\n"
@@ -75,7 +84,8 @@ static void usage(FILE *out)
             "  --skald PATH         http-commands: the skald binary (default: the build\n"
             "                       tree's, found from skald-bench's own path)\n"
             "  --connections C      http-commands: wrk connections (default 64)\n"
-            "  --duration S         http-commands: seconds per wrk run (default 10)\n"
+            "  --duration S         http-commands: seconds per wrk run (default 10);\n"
+            "                       subscribe: the appenders stop after S s (default 60)\n"
             "  --wrk-threads T      http-commands: wrk threads (default 1)\n"
             "  --history-max N      aggregate-load: longest history (default 100000)\n"
             "  -h, --help           show this help\n"
@@ -114,6 +124,7 @@ typedef struct num_opt {
 static const num_opt num_opts[] = {
     {"--events", 1, 1000000000, offsetof(bench_opts, events), 1},
     {"--threads", 1, 256, offsetof(bench_opts, threads), 0},
+    {"--subscribers", 1, 256, offsetof(bench_opts, subscribers), 0},
     {"--window", 1, 65536, offsetof(bench_opts, window), 0},
     {"--streams", 1, 1000000, offsetof(bench_opts, streams), 0},
     {"--payload-bytes", 0, EV_PAYLOAD_MAX, offsetof(bench_opts, payload_bytes), 0},
@@ -153,7 +164,7 @@ static int parse_num_opt(bench_opts *opts, const char *flag, const char *value)
 /* Fills opts from argv[first..]; 0, or the exit code of a usage error (printed). */
 static int parse_opts(int argc, char **argv, int first, const char *name, bench_opts *opts)
 {
-    int runs_set = 0;
+    int runs_set = 0, events_set = 0, duration_set = 0;
     for (int i = first; i < argc; i++) {
         const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(flag, "--keep") == 0) {
@@ -179,10 +190,16 @@ static int parse_opts(int argc, char **argv, int first, const char *name, bench_
         if (rc == 0)
             return usage_error("unknown option '%s'", flag);
         runs_set |= strcmp(flag, "--runs") == 0;
+        events_set |= strcmp(flag, "--events") == 0;
+        duration_set |= strcmp(flag, "--duration") == 0;
         i++;
     }
     if (!runs_set && strcmp(name, "stream-read") == 0)
         opts->runs = 50;
+    if (!events_set && strcmp(name, "subscribe") == 0)
+        opts->events = SUBSCRIBE_EVENTS_DEFAULT;
+    if (!duration_set && strcmp(name, "subscribe") == 0)
+        opts->duration_s = SUBSCRIBE_DURATION_DEFAULT_S;
     if (strcmp(name, "stream-read") == 0 && opts->events / 100 < opts->stream_events)
         return usage_error("stream-read needs --events of at least 100 x --stream-events");
     if (opts->log_dir && strcmp(name, "log-read") != 0)

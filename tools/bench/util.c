@@ -23,6 +23,7 @@ void bench_opts_init(bench_opts *opts)
     memset(opts, 0, sizeof *opts);
     opts->events = 1000000;
     opts->threads = 8;
+    opts->subscribers = 8;
     opts->window = 4096;
     opts->streams = 10000;
     opts->payload_bytes = 77;
