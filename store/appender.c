@@ -401,9 +401,22 @@ static ssize_t assemble(store_log *log, batch *b, uint64_t first_position, uint6
     return (ssize_t)used;
 }
 
-/* Makes a written batch visible to readers and to later conditional appends. */
-static int publish(store_log *log, store_segment *seg, const batch *b, uint64_t end_offset,
-                   uint64_t next_position)
+/* Makes a written batch readable by position: its bytes, then the head. Position readers
+ * need no more than this (they read forward from where they are, bounded by the segment's
+ * size, and an index entry that is not there yet only means a longer skip), so
+ * subscribers are woken before the indexes below are updated. */
+static void publish_head(store_log *log, store_segment *seg, uint64_t end_offset,
+                         uint64_t next_position)
+{
+    atomic_store(&seg->size, end_offset);
+    atomic_store(&seg->next_position, next_position);
+    atomic_store(&log->head, next_position);
+}
+
+/* Indexes a published batch: the sparse position index, the stream tails and versions
+ * (for stream readers and later conditional appends). Completions run after this, so a
+ * client that got its answer reads its events by stream. */
+static int publish_indexes(store_log *log, store_segment *seg, const batch *b)
 {
     int rc = 0;
     pthread_mutex_lock(&log->mu);
@@ -416,9 +429,6 @@ static int publish(store_log *log, store_segment *seg, const batch *b, uint64_t 
         e->stream->version = e->version;
         e->stream->last_position = e->position;
     }
-    seg->size = end_offset;
-    seg->next_position = next_position;
-    atomic_store(&log->head, next_position);
     pthread_mutex_unlock(&log->mu);
     return rc;
 }
@@ -507,14 +517,15 @@ static void commit_batch(store_log *log, batch *b)
     }
     t2 = store_now_ns();
     uint64_t next = first + b->entry_count;
-    rc = publish(log, seg, b, offset + (uint64_t)len, next);
-    if (rc != 0) {
-        /* The bytes are durable but the indexes could not grow: readers would miss
-         * them, so stop here and let recovery rebuild from the file. */
-        store_log_set_failed(log, "out of memory indexing a batch", rc);
-    } else if (log->cfg.fsync_mode != STORE_FSYNC_INTERVAL) {
-        /* always: synced above; never: subscribers follow the written head. */
+    publish_head(log, seg, offset + (uint64_t)len, next);
+    /* always: synced above; never: subscribers follow the written head. */
+    if (log->cfg.fsync_mode != STORE_FSYNC_INTERVAL)
         store_log_durable_advance(log, next);
+    rc = publish_indexes(log, seg, b);
+    if (rc != 0) {
+        /* The bytes are durable but the indexes could not grow: stream readers would
+         * miss them, so stop here and let recovery rebuild from the file. */
+        store_log_set_failed(log, "out of memory indexing a batch", rc);
     }
     atomic_fetch_add(&log->stat_batches, 1);
     atomic_fetch_add(&log->stat_batch_events, b->entry_count);
