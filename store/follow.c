@@ -17,8 +17,7 @@
 #include <stdlib.h>
 
 /* Indexes one record read from the active segment at offset. */
-static int add_record(store_log *log, store_segment *seg, const store_record *rec,
-                      uint64_t offset)
+static int add_record(store_log *log, store_segment *seg, const store_record *rec, uint64_t offset)
 {
     uint64_t hash = store_stream_hash(rec->ev.stream_id);
     store_stream *s = store_streams_get(&log->streams, rec->ev.stream_id, hash);
@@ -97,11 +96,14 @@ int store_log_follow(store_log *log)
     uint64_t target = 0;
     if (!log->cfg.read_only || store_durable_file_read(log, &target) != 0)
         return 0;
-    uint64_t before = atomic_load(&log->head), durable_before = atomic_load(&log->durable_head);
-    if (target <= durable_before)
+    if (target <= atomic_load(&log->durable_head))
         return 0;
     int rc = 0;
     pthread_mutex_lock(&log->mu);
+    /* Read under the lock: another subscription of this log may have followed further
+     * (to a newer DURABLE) while this one waited for it, and the durable head must never
+     * move back below what a subscription has delivered. */
+    uint64_t before = atomic_load(&log->head), durable_before = atomic_load(&log->durable_head);
     uint64_t head = before;
     while (rc >= 0 && head < target && !log->corrupt) {
         if (log->segment_count > 0) {
