@@ -96,11 +96,14 @@ int store_log_follow(store_log *log)
     uint64_t target = 0;
     if (!log->cfg.read_only || store_durable_file_read(log, &target) != 0)
         return 0;
-    uint64_t before = atomic_load(&log->head), durable_before = atomic_load(&log->durable_head);
-    if (target <= durable_before)
+    if (target <= atomic_load(&log->durable_head))
         return 0;
     int rc = 0;
     pthread_mutex_lock(&log->mu);
+    /* Read under the lock: another subscription of this log may have followed further
+     * (to a newer DURABLE) while this one waited for it, and the durable head must never
+     * move back below what a subscription has delivered. */
+    uint64_t before = atomic_load(&log->head), durable_before = atomic_load(&log->durable_head);
     uint64_t head = before;
     while (rc >= 0 && head < target && !log->corrupt) {
         if (log->segment_count > 0) {

@@ -291,8 +291,13 @@ static int caught_up(store_sub *sub)
         drain(sub->efd);
         if (atomic_load(&sub->stopped))
             return SK_ECANCELED;
+        /* Another subscription of this log may have followed to where this one's wake-up
+         * pointed (its inotify events are drained now): what counts is whether the
+         * durable head is past this reader, not whether this call moved it. */
         int rc = store_log_follow(log);
-        return rc < 0 ? rc : rc > 0;
+        if (rc < 0)
+            return rc;
+        return store_reader_position(sub->reader) < atomic_load(&log->durable_head);
     }
     drain(sub->efd);
     if (atomic_load(&sub->stopped))

@@ -1,12 +1,18 @@
 /*
- * log_cmd.c -- `skaldctl log info|verify|dump|repair`.
+ * log_cmd.c -- `skaldctl log info|verify|dump|tail|repair`.
  *
  * Everything but repair opens the log read-only (it never writes, and it works on a log
  * that is damaged or in use by a running service); repair works on the closed directory.
+ * tail follows a running service's log from another process through a subscription on
+ * the read-only log, which sees only what the service has made durable.
  */
 #include "tools/skaldctl/skaldctl.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +33,15 @@ static const char DUMP_USAGE[] =
     "with their payloads decoded to JSON through the data directory's schema registry.\n"
     "  --from P     first position (with --stream: first version; default the start)\n"
     "  --limit N    at most N events\n"
+    "  --stream S   only stream S\n"
+    "  --json       one JSON object per event: the envelope and \"payload\"\n"
+    "  --schemas    the .avsc files (default $SKALD_SCHEMAS, else the source tree's)\n";
+static const char TAIL_USAGE[] =
+    "Usage: skaldctl log tail --data DIR [--from P] [--stream S] [--json] [--schemas DIR]\n"
+    "Follows the log as the running service appends to it, printing each event once it is\n"
+    "durable, as `log dump` prints it, until SIGINT or SIGTERM (then exit status 0).\n"
+    "  --from P     first position (also with --stream); default the durable head when\n"
+    "               tail starts, so only events appended after it are shown (as tail -f)\n"
     "  --stream S   only stream S\n"
     "  --json       one JSON object per event: the envelope and \"payload\"\n"
     "  --schemas    the .avsc files (default $SKALD_SCHEMAS, else the source tree's)\n";
@@ -245,6 +260,125 @@ static int log_dump(const ctl_opts *o)
     return status;
 }
 
+/* The signal thread of log tail: it takes SIGINT and SIGTERM (blocked in every thread)
+ * and stops the subscription, which wakes the main thread wherever it is. */
+typedef struct tail_signals {
+    sigset_t set;
+    store_sub *sub;
+    _Atomic int signo; /* the signal taken, 0 until then */
+} tail_signals;
+
+static void *tail_signal_thread(void *arg)
+{
+    tail_signals *ts = arg;
+    int signo = 0;
+    if (sigwait(&ts->set, &signo) == 0)
+        atomic_store(&ts->signo, signo);
+    store_sub_stop(ts->sub);
+    return NULL;
+}
+
+/* An event written with a schema id the registry does not know: the service registered
+ * it after tail opened the registry (a newer build). Reopen it, at most once per new id,
+ * so a tail left running keeps decoding across an upgrade. */
+static void tail_refresh_registry(const ctl_opts *o, ev_registry **reg, uint32_t schema_id,
+                                  uint32_t *reloaded_for)
+{
+    ev_schema_info info;
+    if ((*reg && ev_registry_find(*reg, schema_id, &info) == 0) || schema_id <= *reloaded_for)
+        return;
+    *reloaded_for = schema_id;
+    ev_registry *fresh = NULL;
+    sk_error err = {0};
+    if (ev_registry_open_readonly(o->schemas, o->data, &fresh, &err) == 0) {
+        ev_registry_destroy(*reg);
+        *reg = fresh;
+    }
+}
+
+static int log_tail(const ctl_opts *o)
+{
+    /* Block the signals before any thread exists, so every thread inherits the mask and
+     * only sigwait takes them. A SIGINT ignored by the parent (a background job of a
+     * shell) stays ignored. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    struct sigaction old;
+    if (sigaction(SIGINT, NULL, &old) != 0 || old.sa_handler != SIG_IGN)
+        sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    ev_registry *reg = NULL;
+    sk_error err = {0};
+    if (ev_registry_open_readonly(o->schemas, o->data, &reg, &err) != 0)
+        fprintf(stderr, "skaldctl: payloads are not decoded: %s\n", err.message);
+    store_log *log;
+    if (open_ro(o, &log)) {
+        ev_registry_destroy(reg);
+        return CTL_FAILED;
+    }
+    uint64_t from = o->has_from ? o->from : store_log_durable_head(log);
+    store_sub *sub = NULL;
+    int rc = store_sub_open(log, from, &sub);
+    if (rc) {
+        store_log_close(log);
+        ev_registry_destroy(reg);
+        return ctl_fail("cannot follow the log: %s", sk_strerror(rc));
+    }
+    tail_signals ts = {.set = set, .sub = sub};
+    pthread_t thread;
+    rc = pthread_create(&thread, NULL, tail_signal_thread, &ts);
+    if (rc) {
+        store_sub_close(sub);
+        store_log_close(log);
+        ev_registry_destroy(reg);
+        return ctl_fail("cannot start the signal thread: %s", strerror(rc));
+    }
+
+    int status = CTL_OK;
+    uint32_t reloaded_for = 0;
+    ev_event ev;
+    for (;;) {
+        rc = store_sub_next(sub, &ev, &err);
+        if (rc == 1) {
+            if (!o->stream || ev_str_eq(ev.stream_id, o->stream)) {
+                tail_refresh_registry(o, &reg, ev.schema_id, &reloaded_for);
+                print_event(o, reg, &ev);
+            }
+            continue;
+        }
+        if (rc == 0) {
+            /* Caught up: what this batch printed reaches a pipe before tail sleeps. */
+            if (fflush(stdout) != 0) {
+                status = ctl_fail("cannot write the events: %s", strerror(errno));
+                break;
+            }
+            rc = store_sub_wait(sub, -1);
+            if (rc >= 0 || rc == SK_ECANCELED)
+                continue; /* store_sub_next answers SK_ECANCELED after a stop */
+            status = ctl_fail("waiting for the log at position %" PRIu64 " failed: %s",
+                              store_sub_position(sub), sk_strerror(rc));
+            break;
+        }
+        if (rc != SK_ECANCELED)
+            status =
+                ctl_fail("following the log stopped at position %" PRIu64 ": %s",
+                         store_sub_position(sub), err.message[0] ? err.message : sk_strerror(rc));
+        break;
+    }
+    if (fflush(stdout) != 0 && status == CTL_OK)
+        status = ctl_fail("cannot write the events: %s", strerror(errno));
+    /* On an error no signal came: send the thread one so that it ends. */
+    if (atomic_load(&ts.signo) == 0)
+        pthread_kill(thread, SIGTERM);
+    pthread_join(thread, NULL);
+    store_sub_close(sub);
+    store_log_close(log);
+    ev_registry_destroy(reg);
+    return status;
+}
+
 static bool confirm(const char *question)
 {
     fprintf(stderr, "%s [y/N] ", question);
@@ -296,9 +430,10 @@ static int log_repair(const ctl_opts *o)
 
 int ctl_log(int argc, char **argv)
 {
-    static const char LOG_USAGE[] = "Usage: skaldctl log info|verify|dump|repair [OPTIONS]\n";
+    static const char LOG_USAGE[] = "Usage: skaldctl log info|verify|dump|tail|repair [OPTIONS]\n";
     if (argc < 3)
-        return ctl_usage_error(LOG_USAGE, "log needs a subcommand: info, verify, dump, repair");
+        return ctl_usage_error(LOG_USAGE,
+                               "log needs a subcommand: info, verify, dump, tail, repair");
     const char *sub = argv[2];
     ctl_opts o;
     int rc;
@@ -322,6 +457,12 @@ int ctl_log(int argc, char **argv)
             o.help)
             return rc;
         return log_dump(&o);
+    }
+    if (strcmp(sub, "tail") == 0) {
+        if ((rc = ctl_parse(argc, argv, 3, "data,json,from,stream,schemas", TAIL_USAGE, &o)) ||
+            o.help)
+            return rc;
+        return log_tail(&o);
     }
     if (strcmp(sub, "repair") == 0) {
         if ((rc = ctl_parse(argc, argv, 3, "data,truncate-at,yes", REPAIR_USAGE, &o)) || o.help)

@@ -21,6 +21,7 @@ static const char USAGE[] =
     "  log info      segments, positions, bytes and streams of the log\n"
     "  log verify    check every record's CRC, the positions and the indexes\n"
     "  log dump      print events with their payloads decoded to JSON\n"
+    "  log tail      follow the running service's log, printing new events\n"
     "  log repair    drop everything from a position on (after damage)\n"
     "  schemas list  the schema versions and their ids\n"
     "  schemas check check the .avsc files against the stored versions\n"

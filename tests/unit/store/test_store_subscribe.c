@@ -483,6 +483,163 @@ static void test_read_only_follows_the_writer(void **state)
     free(dir);
 }
 
+/* A gate in the I/O seam: once armed, the next call through it waits until it is opened. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int armed, waiting, open;
+} gate;
+
+static void gate_pass(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    if (g->armed) {
+        g->armed = 0;
+        g->waiting = 1;
+        pthread_cond_broadcast(&g->cond);
+        while (!g->open)
+            pthread_cond_wait(&g->cond, &g->mu);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Waits (at most 10 s) until a call is held at the gate. */
+static void gate_wait_held(gate *g)
+{
+    uint64_t deadline = now_ms() + 10000;
+    pthread_mutex_lock(&g->mu);
+    while (!g->waiting && now_ms() < deadline) {
+        pthread_mutex_unlock(&g->mu);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&g->mu);
+    }
+    int held = g->waiting;
+    pthread_mutex_unlock(&g->mu);
+    assert_true(held);
+}
+
+static void gate_open(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = 1;
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* The follower's seam: a gate on closing the DURABLE file (just after reading it) and one
+ * on file_size (which store_log_follow calls holding log->mu). */
+typedef struct follow_gates {
+    gate durable_close, file_size;
+    _Atomic int durable_fd;
+} follow_gates;
+
+static int fg_open(void *ctx, const char *path, int flags, int mode)
+{
+    follow_gates *g = ctx;
+    int fd = store_io_posix()->open(NULL, path, flags, mode);
+    size_t n = strlen(path);
+    if (fd >= 0 && n >= 8 && strcmp(path + n - 8, "/DURABLE") == 0)
+        atomic_store(&g->durable_fd, fd);
+    return fd;
+}
+
+static int fg_close(void *ctx, int fd)
+{
+    follow_gates *g = ctx;
+    if (fd == atomic_load(&g->durable_fd))
+        gate_pass(&g->durable_close);
+    return store_io_posix()->close(NULL, fd);
+}
+
+static int fg_file_size(void *ctx, int fd, uint64_t *size_out)
+{
+    gate_pass(&((follow_gates *)ctx)->file_size);
+    return store_io_posix()->file_size(NULL, fd, size_out);
+}
+
+typedef struct next_arg {
+    store_sub *sub;
+    int rc;
+    ev_event ev;
+} next_arg;
+
+static void *next_thread(void *p)
+{
+    next_arg *a = p;
+    sk_error err = {0};
+    a->rc = store_sub_next(a->sub, &a->ev, &err);
+    return NULL;
+}
+
+/* Two subscriptions of one read-only log follow on two threads. B reads DURABLE (3) and
+ * is held; the writer moves on to 5; A reads 5 and follows holding log->mu; B, let go,
+ * waits for the lock. B must not then store its older 3 over A's 5: a durable head
+ * moving back hides events already followed and answers SK_ETRUNCATED to a subscription
+ * that delivered past it. store_log_follow read the head and durable head before taking
+ * log->mu. */
+static void test_follower_durable_head_never_moves_back(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    store_log *writer = open_mode(dir, STORE_FSYNC_ALWAYS, 10, 0, NULL);
+    for (uint64_t i = 0; i < 2; i++)
+        assert_int_equal(append_n(writer, "w", i, 10), 0);
+    follow_gates g = {
+        .durable_close = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER},
+        .file_size = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER},
+        .durable_fd = -1};
+    store_io io = *store_io_posix();
+    io.ctx = &g;
+    io.open = fg_open;
+    io.close = fg_close;
+    io.file_size = fg_file_size;
+    store_config cfg;
+    store_config_init(&cfg, dir);
+    cfg.read_only = 1;
+    cfg.io = &io;
+    store_log *follower = NULL;
+    sk_error err = {0};
+    assert_int_equal(store_log_open(&cfg, &follower, &err), 0);
+    assert_int_equal(store_log_durable_head(follower), 2);
+    store_sub *a_sub, *b_sub;
+    assert_int_equal(store_sub_open(follower, 2, &a_sub), 0);
+    assert_int_equal(store_sub_open(follower, 2, &b_sub), 0);
+
+    assert_int_equal(append_n(writer, "w", 2, 10), 0); /* DURABLE: 3 */
+    g.durable_close.armed = 1;
+    next_arg b = {.sub = b_sub};
+    pthread_t bt, at;
+    pthread_create(&bt, NULL, next_thread, &b);
+    gate_wait_held(&g.durable_close); /* B has read 3 */
+    for (uint64_t i = 3; i < 5; i++)
+        assert_int_equal(append_n(writer, "w", i, 10), 0); /* DURABLE: 5 */
+    g.file_size.armed = 1;
+    next_arg a = {.sub = a_sub};
+    pthread_create(&at, NULL, next_thread, &a);
+    gate_wait_held(&g.file_size); /* A has read 5 and holds log->mu */
+    gate_open(&g.durable_close);  /* B goes on to wait for log->mu */
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+    gate_open(&g.file_size);
+    pthread_join(at, NULL);
+    pthread_join(bt, NULL);
+    assert_int_equal(a.rc, 1);
+    assert_int_equal(b.rc, 1);
+    assert_int_equal(store_log_durable_head(follower), 5);
+    assert_int_equal(a.ev.position, 2);
+    assert_int_equal(b.ev.position, 2);
+    uint64_t a_next = 3, b_next = 3;
+    assert_int_equal(drain_sub(a_sub, &a_next), 2);
+    assert_int_equal(drain_sub(b_sub, &b_next), 2);
+    store_sub_close(a_sub);
+    store_sub_close(b_sub);
+    assert_int_equal(store_log_close(follower), 0);
+    assert_int_equal(store_log_close(writer), 0);
+    st_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_never_follows_the_written_head),
         cmocka_unit_test(test_recover_in_place_keeps_readers),
         cmocka_unit_test(test_read_only_follows_the_writer),
+        cmocka_unit_test(test_follower_durable_head_never_moves_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
