@@ -29,8 +29,8 @@
 
 int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err)
 {
-    if (cfg->ntables > CMD_TABLES_MAX)
-        return sk_error_set(err, -EINVAL, "", "at most %d handler tables", CMD_TABLES_MAX);
+    if (!cfg->domains)
+        return sk_error_set(err, -EINVAL, "", "no domains: set cmd_bus_config.domains");
     cmd_bus *bus = calloc(1, sizeof *bus);
     if (!bus)
         return -ENOMEM;
@@ -51,8 +51,7 @@ int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err)
     if (cfg->nsnapshot_rules)
         memcpy(bus->rules, cfg->snapshot_rules, cfg->nsnapshot_rules * sizeof *bus->rules);
     bus->nrules = cfg->nsnapshot_rules;
-    memcpy(bus->tables, cfg->tables, cfg->ntables * sizeof *cfg->tables);
-    bus->ntables = cfg->ntables;
+    bus->domains = cfg->domains;
     size_t per_stripe = cfg->cache_max / CMD_STRIPES;
     for (int i = 0; i < CMD_STRIPES; i++) {
         pthread_mutex_init(&bus->stripes[i], NULL);
@@ -388,7 +387,7 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
                    const cmd_context *ctx, cmd_outcome *out, cmd_done_cb done, void *cb_ctx)
 {
     memset(out, 0, sizeof *out);
-    const cmd_handler *h = cmd_handler_find(bus->tables, bus->ntables, command);
+    const cmd_handler *h = cmd_handler_find(bus->domains, command);
     if (!h) {
         out->status =
             sk_error_set(&out->err, SK_ENOTFOUND, "type", "unknown command '%s'", command);

@@ -7,15 +7,18 @@
  * snapshots and the saga's retries safe). State is a JSON object owned by the caller;
  * commands and events are the JSON shapes of their schemas.
  *
- * Calling sequence (the command bus, a later part of this layer, does this):
- *   h = cmd_handler_find(tables, n, "ReserveStock")       unknown -> 404
- *   h->stream_id(cmd, buf)                                "product-SKU-1"
- *   state = h->aggregate->initial(); for each event: state = evolve(state, ...)
+ * Calling sequence (what the command bus below does with each command):
+ *   h = cmd_handler_find(cmd_domains, "ReserveStock")     unknown -> 404
+ *   cmd_stream_id(h, cmd, buf, size)                      "product-SKU-1"
+ *   state = h->aggregate->initial(); for each event: h->aggregate->evolve(state, ...)
+ *                                                         (in place)
  *   h->decide(state, cmd, &result)                        events, or rejected + reason
  *   cmd_result_clear(&result)
  *
- * A domain adds files (commands/product.c, ...) that export a table of handlers; no
- * engine file changes for a new domain.
+ * Engine and domain apart: the engine (bus.c, cache.c, load.c, result.c and this header)
+ * knows no domain. A domain adds files (commands/product.c, ...) that export handler
+ * tables, gathers them into a cmd_domain, and is listed in the registration table
+ * cmd_domains (commands/domains.c); no engine file changes for a new domain.
  */
 #ifndef SKALD_COMMANDS_H
 #define SKALD_COMMANDS_H
@@ -65,14 +68,30 @@ typedef struct cmd_handler {
     void (*decide)(const json_t *state, const json_t *cmd, cmd_result *out);
 } cmd_handler;
 
+/* The handlers of one aggregate. */
 typedef struct cmd_handler_table {
     const cmd_handler *handlers;
     size_t count;
 } cmd_handler_table;
 
-/* The handler for a command name across tables, or NULL (HTTP 404). */
-const cmd_handler *cmd_handler_find(const cmd_handler_table *tables, size_t ntables,
-                                    const char *command);
+/*
+ * A domain: the handler tables of its aggregates. A domain file defines one (the sample
+ * domain is commands/sample.c); the engine only ever sees it through cmd_domains.
+ */
+typedef struct cmd_domain {
+    const char *name;                       /* "order fulfillment" */
+    const cmd_handler_table *const *tables; /* NULL-terminated; static */
+} cmd_domain;
+
+/*
+ * The registration table: the domains this program runs, NULL-terminated. It is defined
+ * by commands/domains.c, a domain file (a program may link its own definition instead),
+ * never by the engine: a new domain adds its files and one line there.
+ */
+extern const cmd_domain *const cmd_domains[];
+
+/* The handler for a command name across domains (NULL-terminated), or NULL (HTTP 404). */
+const cmd_handler *cmd_handler_find(const cmd_domain *const *domains, const char *command);
 /* "<prefix><id>" for the command's stream into out; SK_EBADINPUT if the id field is
  * missing or empty, SK_ETOOBIG if the stream id would exceed EV_STREAM_ID_MAX. */
 int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t size);
@@ -85,9 +104,10 @@ int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t siz
  *   cmd_outcome_clear(&outcome); cmd_bus_destroy(bus)
  *
  * Commands for one stream are serialized (a striped lock on the stream id); commands for
- * different streams run in parallel. The aggregate is rebuilt from its stream on every
- * command (snapshots come later), and the events are appended with the version it was
- * rebuilt at, so nothing else can slip in between.
+ * different streams run in parallel. The aggregate comes from a bounded cache of hot
+ * aggregates, or is loaded from its newest usable snapshot plus the events after it; the
+ * events are appended conditional on the version it was at, so nothing else can slip in
+ * between (bus.c gives the steps).
  */
 typedef struct cmd_bus cmd_bus;
 
@@ -98,20 +118,16 @@ typedef struct cmd_snapshot_rule {
 } cmd_snapshot_rule;
 #define CMD_SNAPSHOT_RULES_MAX 16
 
-/* Parses "Product=50,Order=0" into rules; SK_EBADINPUT with a message naming the part. */
-int cmd_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t *count,
-                             sk_error *err);
-
 typedef struct cmd_bus_config {
     store_log *log;            /* borrowed; outlives the bus; the bus must be its only writer */
     const ev_registry *events; /* event schemas; borrowed */
-    const char *command_schemas_dir; /* one .avsc per command: the shape of its body */
-    const cmd_handler_table *tables; /* copied */
-    size_t ntables;
-    store_snapshots *snapshots; /* NULL: no snapshots; borrowed */
-    uint32_t snapshot_every;    /* save a snapshot each time this many events were added
-                                   since the last one (0: never) */
-    uint32_t cache_max;         /* hot aggregates kept in memory (0: no cache) */
+    const char *command_schemas_dir;  /* one .avsc per command: the shape of its body */
+    const cmd_domain *const *domains; /* NULL-terminated (cmd_domains); borrowed, outlives
+                                         the bus */
+    store_snapshots *snapshots;       /* NULL: no snapshots; borrowed */
+    uint32_t snapshot_every;          /* save a snapshot each time this many events were added
+                                         since the last one (0: never) */
+    uint32_t cache_max;               /* hot aggregates kept in memory (0: no cache) */
     const cmd_snapshot_rule *snapshot_rules; /* per aggregate type; copied */
     size_t nsnapshot_rules;
 } cmd_bus_config;
@@ -161,11 +177,10 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
                    const cmd_context *ctx, cmd_outcome *out, cmd_done_cb done, void *cb_ctx);
 
 /* The aggregate a stream belongs to, by its stream prefix; NULL if none. */
-const cmd_aggregate *cmd_aggregate_of_stream(const cmd_handler_table *tables, size_t ntables,
+const cmd_aggregate *cmd_aggregate_of_stream(const cmd_domain *const *domains,
                                              const char *stream_id);
 /* The aggregate named name ("Product"); NULL if none. */
-const cmd_aggregate *cmd_aggregate_find(const cmd_handler_table *tables, size_t ntables,
-                                        const char *name);
+const cmd_aggregate *cmd_aggregate_find(const cmd_domain *const *domains, const char *name);
 
 /*
  * Rebuilds a stream's state outside the cache: from its newest snapshot whose
@@ -189,12 +204,5 @@ typedef struct cmd_bus_stats {
     uint64_t snapshot_failures; /* saves that failed (a snapshot is a cache: never fatal) */
 } cmd_bus_stats;
 void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out);
-
-/* The sample domain: order fulfillment. */
-extern const cmd_handler_table cmd_product_handlers;
-extern const cmd_handler_table cmd_customer_handlers;
-extern const cmd_handler_table cmd_order_handlers;
-/* The three above in one array; *count gets its length. */
-const cmd_handler_table *cmd_sample_domain(size_t *count);
 
 #endif /* SKALD_COMMANDS_H */

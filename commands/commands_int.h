@@ -71,8 +71,7 @@ cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id);
 cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,
                                json_t *state, uint64_t version);
 
-#define CMD_STRIPES    64
-#define CMD_TABLES_MAX 16
+#define CMD_STRIPES 64
 
 struct cmd_bus {
     store_log *log;
@@ -82,8 +81,7 @@ struct cmd_bus {
     uint32_t snapshot_every;
     cmd_snapshot_rule rules[CMD_SNAPSHOT_RULES_MAX];
     size_t nrules;
-    cmd_handler_table tables[CMD_TABLES_MAX];
-    size_t ntables;
+    const cmd_domain *const *domains; /* borrowed: the config's */
     pthread_mutex_t stripes[CMD_STRIPES];
     cmd_cache caches[CMD_STRIPES]; /* caches[i] is guarded by stripes[i] */
     atomic_uint_fast64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved,

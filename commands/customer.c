@@ -7,6 +7,7 @@
  * that already holds a payment changes nothing (saga retries stay single).
  */
 #include "commands/commands_int.h"
+#include "commands/sample.h"
 
 #include <string.h>
 

@@ -7,6 +7,7 @@
  * send a total that disagrees with the lines.
  */
 #include "commands/commands_int.h"
+#include "commands/sample.h"
 
 #include <string.h>
 

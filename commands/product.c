@@ -8,6 +8,7 @@
  * that retries a step does not reserve twice.
  */
 #include "commands/commands_int.h"
+#include "commands/sample.h"
 
 #include <string.h>
 

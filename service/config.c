@@ -14,7 +14,15 @@
 
 svc_config svc_cfg;
 
-typedef enum opt_kind { OPT_STR, OPT_U32, OPT_U64, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL } opt_kind;
+typedef enum opt_kind {
+    OPT_STR,
+    OPT_U32,
+    OPT_U64,
+    OPT_LISTEN,
+    OPT_FSYNC,
+    OPT_LEVEL,
+    OPT_SNAPSHOT_RULES
+} opt_kind;
 
 typedef struct opt_def {
     const char *flag; /* "--data" */
@@ -58,8 +66,8 @@ static const opt_def opts[] = {
      365ull * 86400, "seconds an Idempotency-Key is remembered (default 86400)"},
     {"--snapshot-every", "SKALD_SNAPSHOT_EVERY", OPT_U32, &svc_cfg.snapshot_every, 0, 1000000,
      "events between snapshots of an aggregate, 0 for none (default 100)"},
-    {"--snapshot-every-type", "SKALD_SNAPSHOT_EVERY_TYPE", OPT_STR, &svc_cfg.snapshot_every_type, 0,
-     0, "per aggregate type, e.g. Product=50,Order=0 (overrides --snapshot-every)"},
+    {"--snapshot-every-type", "SKALD_SNAPSHOT_EVERY_TYPE", OPT_SNAPSHOT_RULES, NULL, 0, 0,
+     "per aggregate type, e.g. Product=50,Order=0 (overrides --snapshot-every)"},
     {"--cache-max", "SKALD_CACHE_MAX", OPT_U32, &svc_cfg.cache_max, 0, 100000000,
      "hot aggregates kept in memory (default 10000)"},
     {"--port-file", "SKALD_PORT_FILE", OPT_STR, &svc_cfg.port_file, 0, 0,
@@ -126,8 +134,43 @@ static int parse_listen(const char *flag, const char *text)
     return 0;
 }
 
+int svc_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t *count,
+                             sk_error *err)
+{
+    *count = 0;
+    const char *p = text;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        char digits[16];
+        size_t name_len = eq ? (size_t)(eq - p) : 0, num_len = eq ? len - name_len - 1 : 0;
+        if (*count == CMD_SNAPSHOT_RULES_MAX || !eq || name_len == 0 ||
+            name_len >= sizeof rules->aggregate || num_len == 0 || num_len >= sizeof digits)
+            return sk_error_set(err, SK_EBADINPUT, "", "'%.*s' is not NAME=EVENTS (at most %d)",
+                                (int)len, p, CMD_SNAPSHOT_RULES_MAX);
+        memcpy(digits, eq + 1, num_len);
+        digits[num_len] = '\0';
+        char *stop;
+        unsigned long every = strtoul(digits, &stop, 10);
+        if (*stop || digits[0] == '-' || every > 1000000)
+            return sk_error_set(err, SK_EBADINPUT, "", "'%s' is not a number of events 0..1000000",
+                                digits);
+        memcpy(rules[*count].aggregate, p, name_len);
+        rules[*count].aggregate[name_len] = '\0';
+        if (!cmd_aggregate_find(cmd_domains, rules[*count].aggregate))
+            return sk_error_set(err, SK_EBADINPUT, "", "no aggregate '%s'",
+                                rules[*count].aggregate);
+        rules[*count].every = (uint32_t)every;
+        (*count)++;
+        p += len + (end ? 1 : 0);
+    }
+    return 0;
+}
+
 static int set_opt(const opt_def *o, const char *value)
 {
+    sk_error err;
     char *end;
     unsigned long long v;
     switch (o->kind) {
@@ -145,6 +188,11 @@ static int set_opt(const opt_def *o, const char *value)
     case OPT_LEVEL:
         if (svc_log_level_parse(value, &svc_cfg.log_level) != 0)
             return bad(o->flag, "'%s' is not debug, info, warn or error", value);
+        return 0;
+    case OPT_SNAPSHOT_RULES:
+        if (svc_snapshot_rules_parse(value, svc_cfg.snapshot_rules, &svc_cfg.nsnapshot_rules,
+                                     &err) != 0)
+            return bad(o->flag, "%s", err.message);
         return 0;
     case OPT_U32:
     case OPT_U64:

@@ -41,16 +41,6 @@ static int open_app(svc_app *app, sk_error *err)
     /* configuration first: a bad tokens file must leave the data directory untouched */
     if (svc_cfg.tokens_file && (rc = svc_auth_load(svc_cfg.tokens_file, &app->auth, err)) != 0)
         return rc;
-    size_t ntables, nrules = 0;
-    const cmd_handler_table *tables = cmd_sample_domain(&ntables);
-    cmd_snapshot_rule rules[CMD_SNAPSHOT_RULES_MAX];
-    if (svc_cfg.snapshot_every_type &&
-        (rc = cmd_snapshot_rules_parse(svc_cfg.snapshot_every_type, rules, &nrules, err)) != 0)
-        return rc;
-    for (size_t i = 0; i < nrules; i++)
-        if (!cmd_aggregate_find(tables, ntables, rules[i].aggregate))
-            return sk_error_set(err, SK_EBADINPUT, "", "--snapshot-every-type: no aggregate '%s'",
-                                rules[i].aggregate);
     if (mkdir(d, 0755) != 0 && errno != EEXIST)
         return sk_error_set(err, -errno, "", "cannot create data directory %s: %s", d,
                             strerror(errno));
@@ -72,7 +62,7 @@ static int open_app(svc_app *app, sk_error *err)
     if (rc)
         return rc;
 
-    rc = svc_metrics_create(tables, ntables, &app->metrics);
+    rc = svc_metrics_create(cmd_domains, &app->metrics);
     if (rc)
         return sk_error_set(err, rc, "", "out of memory");
     store_log_set_batch_observer(app->log, svc_metrics_batch, app->metrics);
@@ -81,13 +71,12 @@ static int open_app(svc_app *app, sk_error *err)
         .events = app->events,
         .command_schemas_dir = svc_cfg.command_schemas_dir ? svc_cfg.command_schemas_dir
                                                            : SKALD_SOURCE_DIR "/commands/schemas",
-        .tables = tables,
-        .ntables = ntables,
+        .domains = cmd_domains,
         .snapshots = app->snapshots,
         .snapshot_every = svc_cfg.snapshot_every,
         .cache_max = svc_cfg.cache_max,
-        .snapshot_rules = rules,
-        .nsnapshot_rules = nrules,
+        .snapshot_rules = svc_cfg.snapshot_rules,
+        .nsnapshot_rules = svc_cfg.nsnapshot_rules,
     };
     rc = cmd_bus_create(&bc, &app->bus, err);
     if (rc)

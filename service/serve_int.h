@@ -40,7 +40,8 @@ typedef struct svc_config {
     uint32_t timeout_s;
     uint64_t idempotency_window_s;
     uint32_t snapshot_every;
-    const char *snapshot_every_type; /* "Product=50,Order=0" */
+    cmd_snapshot_rule snapshot_rules[CMD_SNAPSHOT_RULES_MAX]; /* --snapshot-every-type */
+    size_t nsnapshot_rules;
     uint32_t cache_max;
     const char *port_file;
     int log_level; /* SVC_LOG_* */
@@ -52,6 +53,10 @@ extern svc_config svc_cfg;
 /* Fills svc_cfg from argv (after "serve") and the environment. 0, 1 when --help was
  * printed, or -1 after printing a usage error naming the flag. */
 int svc_config_parse(int argc, char **argv);
+/* Parses "Product=50,Order=0" into rules, each naming an aggregate of cmd_domains;
+ * SK_EBADINPUT with a message naming the part at fault. */
+int svc_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t *count,
+                             sk_error *err);
 /* 1 if host is a loopback address or "localhost". */
 int svc_host_is_loopback(const char *host);
 
@@ -89,7 +94,7 @@ typedef enum svc_outcome {
     SVC_OUT_COUNT
 } svc_outcome;
 typedef struct svc_metrics svc_metrics;
-int svc_metrics_create(const cmd_handler_table *tables, size_t ntables, svc_metrics **out);
+int svc_metrics_create(const cmd_domain *const *domains, svc_metrics **out);
 void svc_metrics_free(svc_metrics *m);
 /* command: a known command name or anything else (counted as "unknown"). */
 void svc_metrics_command(svc_metrics *m, const char *command, svc_outcome outcome, double seconds);

@@ -157,9 +157,7 @@ static void report(const verify_ctx *v, const store_snapshot *s, const char *ver
 static int verify_one(void *ctx, const store_snapshot *s)
 {
     verify_ctx *v = ctx;
-    size_t n;
-    const cmd_handler_table *tables = cmd_sample_domain(&n);
-    const cmd_aggregate *agg = cmd_aggregate_find(tables, n, s->aggregate);
+    const cmd_aggregate *agg = cmd_aggregate_find(cmd_domains, s->aggregate);
     v->checked++;
     if (!agg) {
         v->failed++;
@@ -246,11 +244,10 @@ static int snapshot_take(const ctl_opts *o)
 {
     if (!o->stream)
         return ctl_usage_error(TAKE_USAGE, "--stream S is required");
-    size_t n;
-    const cmd_handler_table *tables = cmd_sample_domain(&n);
-    const cmd_aggregate *agg = cmd_aggregate_of_stream(tables, n, o->stream);
+    const cmd_aggregate *agg = cmd_aggregate_of_stream(cmd_domains, o->stream);
     if (!agg)
-        return ctl_fail("no aggregate owns stream %s (streams are product-, customer-, order-)",
+        return ctl_fail("no aggregate owns stream %s (its name must start with an aggregate's "
+                        "stream prefix)",
                         o->stream);
     replayer r;
     int rc = replayer_open(o, &r);

@@ -70,8 +70,11 @@ static int setup_log(void **state, int manual)
         cfg.manual_commit = 1;
     }
     assert_int_equal(store_log_open(&cfg, &f->log, &err), 0);
-    cmd_handler_table tables[] = {cmd_product_handlers, cmd_customer_handlers, cmd_order_handlers};
-    cmd_bus_config bc = {f->log, f->events, cmds, tables, 3, NULL, 0, 100, NULL, 0};
+    cmd_bus_config bc = {.log = f->log,
+                         .events = f->events,
+                         .command_schemas_dir = cmds,
+                         .domains = cmd_domains,
+                         .cache_max = 100};
     if (cmd_bus_create(&bc, &f->bus, &err) != 0)
         fail_msg("bus: %s", err.message);
     *state = f;

@@ -12,9 +12,7 @@
 
 static const cmd_handler *find(const char *command)
 {
-    const cmd_handler_table tables[] = {cmd_product_handlers, cmd_customer_handlers,
-                                        cmd_order_handlers};
-    return cmd_handler_find(tables, 3, command);
+    return cmd_handler_find(cmd_domains, command);
 }
 
 typedef struct given {
