@@ -7,7 +7,8 @@
  *   4. take the aggregate from the stripe's cache, or load it (snapshot + the events
  *      after it) and cache it;
  *   5. check expected_version (SK_ECONFLICT with the current version);
- *   6. decide (SK_EREJECTED with the reason);
+ *   6. decide (SK_EREJECTED with the reason; a decider's own failure, such as -ENOMEM,
+ *      is the command's error, never "done, nothing to change");
  *   7. encode the events, queue their append conditional on the version of step 4, and
  *      evolve the cached state with them before unlocking (no events: queue a barrier,
  *      so the answer waits for the appends its decision rests on).
@@ -256,9 +257,12 @@ static char *snapshot_after(cmd_bus *bus, const cmd_cache_entry *e, const cmd_ev
         return NULL;
     json_t *copy = json_deep_copy(e->state);
     if (!copy)
-        return NULL;
+        return NULL; /* no snapshot this time: the next interval tries again */
     for (size_t i = 0; i < n; i++)
-        e->agg->evolve(copy, events[i].type, events[i].payload);
+        if (e->agg->evolve(copy, events[i].type, events[i].payload) != 0) {
+            json_decref(copy);
+            return NULL;
+        }
     char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(copy);
     return text;
@@ -322,9 +326,14 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
     for (size_t i = 0; i < n; i++)
         ev_buf_free(&bufs[i]);
     if (rc == 0) {
-        /* queued: the state moves on now, for the commands behind this one */
-        for (size_t i = 0; i < n; i++)
-            e->agg->evolve(e->state, events[i].type, events[i].payload);
+        /* queued: the state moves on now, for the commands behind this one. Should evolve
+         * fail (out of memory), the cached state is no longer the log's: the entry goes
+         * stale and the next command reloads it from the log, which is the truth. */
+        int erc = 0;
+        for (size_t i = 0; i < n && erc == 0; i++)
+            erc = e->agg->evolve(e->state, events[i].type, events[i].payload);
+        if (erc)
+            atomic_store(&e->stale, true);
         e->version += n;
         e->since_snapshot = snapshotted ? 0 : e->since_snapshot + n;
     }
@@ -369,13 +378,19 @@ static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h, c
             out->stream_id, (unsigned long long)e->version, (unsigned long long)expected_version);
         return 0;
     }
-    h->decide(e->state, body, &out->decision);
+    int rc = h->decide(e->state, body, &out->decision);
+    if (rc) {
+        cmd_result_clear(&out->decision);
+        out->status = sk_error_set(&out->err, rc, "", "%s on %s could not be decided: %s",
+                                   h->command, out->stream_id, sk_strerror(rc));
+        return 0;
+    }
     if (out->decision.rejected) {
         out->status = sk_error_set(&out->err, SK_EREJECTED, "", "%s", out->decision.message);
         return 0;
     }
-    int rc = out->decision.count ? queue_append(bus, e, ctx, out, done, cb_ctx)
-                                 : queue_barrier(bus, e, out, done, cb_ctx);
+    rc = out->decision.count ? queue_append(bus, e, ctx, out, done, cb_ctx)
+                             : queue_barrier(bus, e, out, done, cb_ctx);
     if (rc) {
         out->status = rc;
         return 0;

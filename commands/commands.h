@@ -42,7 +42,9 @@ typedef struct cmd_result {
     size_t count; /* 0 with rejected false: the command changes nothing */
 } cmd_result;
 
-/* Adds an event; takes ownership of payload (also on failure, -ENOSPC when full). */
+/* Adds an event; takes ownership of payload (also on failure). -ENOMEM when payload is
+ * NULL (so `return cmd_result_add(out, T, json_pack(...))` reports a failed json_pack),
+ * -ENOSPC when the result is full. */
 int cmd_result_add(cmd_result *r, const char *type, json_t *payload);
 /* Marks the command rejected; returns nothing new (reason is a static code). */
 void cmd_result_reject(cmd_result *r, const char *reason, const char *fmt, ...)
@@ -54,18 +56,22 @@ typedef struct cmd_aggregate {
     const char *name;          /* "Product" */
     const char *stream_prefix; /* "product-" */
     uint32_t state_version;    /* version of the state's shape, for snapshots */
-    json_t *(*initial)(void);
+    json_t *(*initial)(void);  /* NULL when out of memory */
     /* Applies one event to state in place (state is owned by the caller). Unknown event
-     * types leave it unchanged. */
-    void (*evolve)(json_t *state, const char *type, const json_t *payload);
+     * types leave it unchanged. 0, or -ENOMEM: then state is partly updated and must be
+     * thrown away (the bus reloads the aggregate from the log). */
+    int (*evolve)(json_t *state, const char *type, const json_t *payload);
 } cmd_aggregate;
 
 typedef struct cmd_handler {
     const char *command; /* "RegisterProduct" */
     const cmd_aggregate *aggregate;
     const char *id_field; /* the command field that names the stream: "sku" */
-    /* Decides; state and cmd are borrowed; out starts cleared. */
-    void (*decide)(const json_t *state, const json_t *cmd, cmd_result *out);
+    /* Decides; state and cmd are borrowed; out starts cleared. 0 with events, with none,
+     * or with out->rejected set (a business rule: 422); or a negative code (-ENOMEM) when
+     * the decision could not be made: the caller clears out and answers an error, never
+     * "done, nothing to change". */
+    int (*decide)(const json_t *state, const json_t *cmd, cmd_result *out);
 } cmd_handler;
 
 /* The handlers of one aggregate. */

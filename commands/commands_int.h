@@ -7,6 +7,7 @@
 
 #include "commands/commands.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -112,15 +113,24 @@ static inline bool cmd_bool(const json_t *obj, const char *key)
     return json_is_true(json_object_get(obj, key));
 }
 
-/* The object under key, created empty if absent (state is built by evolve only). */
+/* The object under key, created empty if absent (state is built by evolve only); NULL
+ * when out of memory. */
 static inline json_t *cmd_child(json_t *obj, const char *key)
 {
     json_t *c = json_object_get(obj, key);
     if (!json_is_object(c)) {
         c = json_object();
-        json_object_set_new(obj, key, c);
+        if (json_object_set_new(obj, key, c) != 0)
+            return NULL;
     }
     return c;
+}
+
+/* json_object_set_new as an error code: 0, or -ENOMEM (value is freed either way, and a
+ * NULL value -- a failed json_integer() -- is a failure too). */
+static inline int cmd_set(json_t *obj, const char *key, json_t *value)
+{
+    return json_object_set_new(obj, key, value) == 0 ? 0 : -ENOMEM;
 }
 
 static inline long long cmd_sum(const json_t *obj)

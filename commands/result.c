@@ -12,7 +12,9 @@
 
 int cmd_result_add(cmd_result *r, const char *type, json_t *payload)
 {
-    if (r->count == CMD_EVENTS_MAX || !payload) {
+    if (!payload)
+        return -ENOMEM;
+    if (r->count == CMD_EVENTS_MAX) {
         json_decref(payload);
         return -ENOSPC;
     }

@@ -14,6 +14,7 @@
  */
 #include "events/events_int.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@ typedef struct cctx {
     const ev_coerce_opts *opts;
     ev_path path;
     sk_error *err;
+    int rc; /* 0 until the walk fails: SK_EBADINPUT (the value) or -ENOMEM */
     int depth;
 } cctx;
 
@@ -57,8 +59,17 @@ static json_t *fail(cctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    sk_error_set(c->err, SK_EBADINPUT, c->path.text, "%s: %s",
-                 c->path.len ? c->path.text : "payload", msg);
+    c->rc = sk_error_set(c->err, SK_EBADINPUT, c->path.text, "%s: %s",
+                         c->path.len ? c->path.text : "payload", msg);
+    return NULL;
+}
+
+/* An allocation failed: not the value's fault, so not SK_EBADINPUT (a 400 would blame
+ * the client for the server running out of memory). */
+static json_t *oom(cctx *c)
+{
+    c->rc = sk_error_set(c->err, -ENOMEM, c->path.text, "out of memory checking %s",
+                         c->path.len ? c->path.text : "payload");
     return NULL;
 }
 
@@ -152,6 +163,8 @@ static json_t *coerce_array(cctx *c, const json_t *def, const json_t *v, const j
             return fail(c, "array has %zu items; it must have %lld to %lld", n, min, max);
     }
     json_t *out = json_array();
+    if (!out)
+        return oom(c);
     for (size_t i = 0; i < n; i++) {
         size_t mark = ev_path_push_index(&c->path, i);
         json_t *item = coerce_node(c, json_object_get(def, "items"), json_array_get(v, i), NULL);
@@ -160,7 +173,10 @@ static json_t *coerce_array(cctx *c, const json_t *def, const json_t *v, const j
             json_decref(out);
             return NULL;
         }
-        json_array_append_new(out, item);
+        if (json_array_append_new(out, item) != 0) {
+            json_decref(out);
+            return oom(c);
+        }
     }
     return out;
 }
@@ -170,6 +186,8 @@ static json_t *coerce_map(cctx *c, const json_t *def, const json_t *v)
     if (!json_is_object(v))
         return fail(c, "expected an object (a map), got %s", json_type_name(v));
     json_t *out = json_object();
+    if (!out)
+        return oom(c);
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)v, key, val)
@@ -181,7 +199,10 @@ static json_t *coerce_map(cctx *c, const json_t *def, const json_t *v)
             json_decref(out);
             return NULL;
         }
-        json_object_set_new(out, key, item);
+        if (json_object_set_new(out, key, item) != 0) {
+            json_decref(out);
+            return oom(c);
+        }
     }
     return out;
 }
@@ -192,6 +213,8 @@ static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
     if (!json_is_object(v))
         return fail(c, "expected an object (record %s), got %s", rname, json_type_name(v));
     json_t *out = json_object();
+    if (!out)
+        return oom(c);
     size_t i, present = 0;
     const json_t *f;
     json_array_foreach(json_object_get(def, "fields"), i, f)
@@ -219,7 +242,10 @@ static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
             json_decref(out);
             return NULL;
         }
-        json_object_set_new(out, name, r);
+        if (json_object_set_new(out, name, r) != 0) {
+            json_decref(out);
+            return oom(c);
+        }
     }
     if (c->opts->strict && json_object_size(v) > present) {
         const char *key;
@@ -331,12 +357,18 @@ static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const j
         break;
     }
     c->depth--;
+    if (!r && c->rc == 0)
+        return oom(c); /* a leaf (json_integer, json_stringn, ...) could not be made */
     return r;
 }
 
-json_t *ev_coerce(const json_t *names, const json_t *node, const json_t *value,
-                  const ev_coerce_opts *opts, sk_error *err)
+int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
+              const ev_coerce_opts *opts, json_t **out, sk_error *err)
 {
     cctx c = {.names = names, .opts = opts, .err = err};
-    return coerce_node(&c, node, value, NULL);
+    json_t *r = coerce_node(&c, node, value, NULL);
+    if (!r)
+        return c.rc ? c.rc : -ENOMEM;
+    *out = r;
+    return 0;
 }

@@ -24,13 +24,13 @@ static json_t *counter_initial(void)
     return json_pack("{s:I}", "count", (json_int_t)0);
 }
 
-static void counter_evolve(json_t *st, const char *type, const json_t *ev)
+static int counter_evolve(json_t *st, const char *type, const json_t *ev)
 {
     if (strcmp(type, "Incremented") != 0)
-        return;
+        return 0;
     json_int_t count = json_integer_value(json_object_get(st, "count")) +
                        json_integer_value(json_object_get(ev, "by"));
-    json_object_set_new(st, "count", json_integer(count));
+    return json_object_set_new(st, "count", json_integer(count)) == 0 ? 0 : -ENOMEM;
 }
 
 static const cmd_aggregate counter = {
@@ -41,12 +41,12 @@ static const cmd_aggregate counter = {
     .evolve = counter_evolve,
 };
 
-static void increment(const json_t *st, const json_t *cmd, cmd_result *out)
+static int increment(const json_t *st, const json_t *cmd, cmd_result *out)
 {
     (void)st;
-    cmd_result_add(out, "Incremented",
-                   json_pack("{s:O, s:O}", "counter_id", json_object_get(cmd, "counter_id"), "by",
-                             json_object_get(cmd, "by")));
+    return cmd_result_add(out, "Incremented",
+                          json_pack("{s:O, s:O}", "counter_id", json_object_get(cmd, "counter_id"),
+                                    "by", json_object_get(cmd, "by")));
 }
 
 static const cmd_handler counter_handlers[] = {{"Increment", &counter, "counter_id", increment}};
