@@ -134,9 +134,12 @@ static void call_finished(command_call *c, unsigned status, json_t *answer, svc_
     json_decref(answer);
     if (*c->key) {
         /* business outcomes are remembered; conflicts and failures may be retried */
+        /* a journal failure is not this answer's: the command happened and is answered
+         * as it came out (the store logged it, refuses the next keyed commands and
+         * reports it in /readyz until the journal is rewritten) */
         if ((status == 200 || status == 422) && c->answer)
-            svc_idem_finish(app->idem, c->key, status, c->answer,
-                            status == 200 && c->out.count ? c->out.position + 1 : 0);
+            (void)svc_idem_finish(app->idem, c->key, status, c->answer,
+                                  status == 200 && c->out.count ? c->out.position + 1 : 0);
         else
             svc_idem_release(app->idem, c->key);
     }
@@ -288,7 +291,14 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
                 call_finished(c, status, again, SVC_OUT_REPLAYED);
                 return;
             }
-            *c->key = '\0'; /* the claim is someone else's */
+            *c->key = '\0'; /* the claim is someone else's, or was not made */
+            if (st == SVC_IDEM_UNAVAILABLE) {
+                rq->retry_after = 1;
+                return call_refused(c, 503, "idempotency_unavailable", "Idempotency-Key",
+                                    "the idempotency journal cannot be written, so a keyed "
+                                    "command could not be answered the same way twice; "
+                                    "retry (GET /readyz says why)");
+            }
             if (st == SVC_IDEM_BUSY) {
                 rq->retry_after = 1;
                 return call_refused(c, 409, "request_in_progress", "Idempotency-Key",

@@ -81,7 +81,11 @@ static int open_app(svc_app *app, sk_error *err)
     rc = cmd_bus_create(&bc, &app->bus, err);
     if (rc)
         return rc;
-    rc = svc_idem_open(d, svc_cfg.idempotency_window_s, 0, app->log, &app->idem, err);
+    svc_idem_config ic;
+    svc_idem_config_init(&ic, d);
+    ic.window_s = svc_cfg.idempotency_window_s;
+    ic.log = app->log;
+    rc = svc_idem_open(&ic, &app->idem, err);
     if (rc)
         return rc;
     app->openapi = svc_openapi_doc;
@@ -125,7 +129,7 @@ static int wait_for_signal(svc_app *app, const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
-        svc_idem_sync(app->idem);
+        (void)svc_idem_sync(app->idem); /* a failure is logged, kept and shown in /readyz */
     }
 }
 
