@@ -435,16 +435,16 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
 }
 
 /* The synchronous form waits for done on a condition variable. */
-typedef struct waiter {
+typedef struct sync_wait {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int done;
-} waiter;
+} sync_wait;
 
 static void wake(void *ctx, cmd_outcome *out)
 {
     (void)out;
-    waiter *w = ctx;
+    sync_wait *w = ctx;
     pthread_mutex_lock(&w->mu);
     w->done = 1;
     pthread_cond_signal(&w->cv);
@@ -454,7 +454,7 @@ static void wake(void *ctx, cmd_outcome *out)
 int cmd_bus_execute(cmd_bus *bus, const char *command, const json_t *body,
                     uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out)
 {
-    waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     cmd_bus_submit(bus, command, body, expected_version, ctx, out, wake, &w);
     pthread_mutex_lock(&w.mu);
     while (!w.done)

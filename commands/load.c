@@ -70,8 +70,8 @@ int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id
     }
     if (use_snapshot && bus->snapshots) {
         store_snapshot snap;
-        int found = store_snapshot_load(bus->snapshots, stream_id, &snap, err);
-        if (found == 1) {
+        int loaded = store_snapshot_load(bus->snapshots, stream_id, &snap, err);
+        if (loaded == 1) {
             state = usable_snapshot(agg, &snap,
                                     store_log_stream_version(bus->log, ev_str_of(stream_id)));
             if (state) {

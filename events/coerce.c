@@ -21,14 +21,14 @@
 #include <stdio.h>
 #include <string.h>
 
-typedef struct cctx {
+typedef struct coerce_walk {
     const json_t *names;
     const ev_coerce_opts *opts;
     ev_path path;
     sk_error *err;
     int rc; /* 0 until the walk fails: SK_EBADINPUT (the value) or -ENOMEM */
     int depth;
-} cctx;
+} coerce_walk;
 
 static const char *json_type_name(const json_t *v)
 {
@@ -51,8 +51,8 @@ static const char *json_type_name(const json_t *v)
     }
 }
 
-static json_t *fail(cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static json_t *fail(cctx *c, const char *fmt, ...)
+static json_t *fail(coerce_walk *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *fail(coerce_walk *c, const char *fmt, ...)
 {
     char msg[400];
     va_list ap;
@@ -66,14 +66,15 @@ static json_t *fail(cctx *c, const char *fmt, ...)
 
 /* An allocation failed: not the value's fault, so not SK_EBADINPUT (a 400 would blame
  * the client for the server running out of memory). */
-static json_t *oom(cctx *c)
+static json_t *oom(coerce_walk *c)
 {
     c->rc = sk_error_set(c->err, -ENOMEM, c->path.text, "out of memory checking %s",
                          c->path.len ? c->path.text : "payload");
     return NULL;
 }
 
-static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const json_t *attrs);
+static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v,
+                           const json_t *attrs);
 
 /* A limit attribute ("maxLength", "minItems", ...) on the field or on the type object. */
 static long long attr_limit(const json_t *attrs, const json_t *def, const char *key,
@@ -85,7 +86,7 @@ static long long attr_limit(const json_t *attrs, const json_t *def, const char *
     return json_is_integer(a) ? json_integer_value(a) : fallback;
 }
 
-static json_t *coerce_integer(cctx *c, const json_t *def, ev_kind kind, const json_t *v,
+static json_t *coerce_integer(coerce_walk *c, const json_t *def, ev_kind kind, const json_t *v,
                               const json_t *attrs)
 {
     long long x;
@@ -114,8 +115,8 @@ static json_t *coerce_integer(cctx *c, const json_t *def, ev_kind kind, const js
     return json_integer(x);
 }
 
-static json_t *coerce_string(cctx *c, const json_t *def, const json_t *v, const json_t *attrs,
-                             ev_kind kind)
+static json_t *coerce_string(coerce_walk *c, const json_t *def, const json_t *v,
+                             const json_t *attrs, ev_kind kind)
 {
     if (!json_is_string(v))
         return fail(c, "expected a string, got %s", json_type_name(v));
@@ -135,7 +136,7 @@ static json_t *coerce_string(cctx *c, const json_t *def, const json_t *v, const 
     return json_stringn(json_string_value(v), len);
 }
 
-static json_t *coerce_enum(cctx *c, const json_t *def, const json_t *v)
+static json_t *coerce_enum(coerce_walk *c, const json_t *def, const json_t *v)
 {
     if (!json_is_string(v))
         return fail(c, "expected one of the symbols of %s, got %s",
@@ -151,7 +152,7 @@ static json_t *coerce_enum(cctx *c, const json_t *def, const json_t *v)
                 json_string_value(json_object_get(def, "name")));
 }
 
-static json_t *coerce_array(cctx *c, const json_t *def, const json_t *v, const json_t *attrs)
+static json_t *coerce_array(coerce_walk *c, const json_t *def, const json_t *v, const json_t *attrs)
 {
     if (!json_is_array(v))
         return fail(c, "expected an array, got %s", json_type_name(v));
@@ -181,7 +182,7 @@ static json_t *coerce_array(cctx *c, const json_t *def, const json_t *v, const j
     return out;
 }
 
-static json_t *coerce_map(cctx *c, const json_t *def, const json_t *v)
+static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
 {
     if (!json_is_object(v))
         return fail(c, "expected an object (a map), got %s", json_type_name(v));
@@ -207,7 +208,7 @@ static json_t *coerce_map(cctx *c, const json_t *def, const json_t *v)
     return out;
 }
 
-static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
+static json_t *coerce_record(coerce_walk *c, const json_t *def, const json_t *v)
 {
     const char *rname = json_string_value(json_object_get(def, "name"));
     if (!json_is_object(v))
@@ -263,7 +264,7 @@ static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
 }
 
 /* Does a branch of this kind take a JSON value of v's type? */
-static bool branch_accepts(const cctx *c, ev_kind k, const json_t *v)
+static bool branch_accepts(const coerce_walk *c, ev_kind k, const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_NULL:
@@ -286,7 +287,7 @@ static bool branch_accepts(const cctx *c, ev_kind k, const json_t *v)
     return false;
 }
 
-static json_t *coerce_union(cctx *c, const json_t *def, const json_t *v, const json_t *attrs)
+static json_t *coerce_union(coerce_walk *c, const json_t *def, const json_t *v, const json_t *attrs)
 {
     size_t i;
     const json_t *b;
@@ -307,7 +308,7 @@ static json_t *coerce_union(cctx *c, const json_t *def, const json_t *v, const j
     return fail(c, "expected one of (%s), got %s", kinds, json_type_name(v));
 }
 
-static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const json_t *attrs)
+static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, const json_t *attrs)
 {
     const json_t *def = ev_schema_deref(c->names, node);
     ev_kind kind = ev_schema_kind(c->names, node);
@@ -365,7 +366,7 @@ static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const j
 int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
               const ev_coerce_opts *opts, json_t **out, sk_error *err)
 {
-    cctx c = {.names = names, .opts = opts, .err = err};
+    coerce_walk c = {.names = names, .opts = opts, .err = err};
     json_t *r = coerce_node(&c, node, value, NULL);
     if (!r)
         return c.rc ? c.rc : -ENOMEM;

@@ -82,7 +82,7 @@ static char *mark_invalid_utf8(const char *text, size_t size, size_t *out_size)
     return out;
 }
 
-/* Finds the first string (key or value) holding the marker; 1 and the path if found. */
+/* Finds the first string (key or value) holding the marker; 1 and the path if marker_found. */
 static int find_marker(const json_t *v, ev_path *path, int depth)
 {
     if (depth > 64)
@@ -161,12 +161,12 @@ static int invalid_utf8(const char *text, size_t size, sk_error *err)
     json_t *j = json_loadb(marked, marked_size, 0, NULL);
     ev_path path = {.len = 0};
     path.text[0] = '\0';
-    int found = j ? find_marker(j, &path, 0) : 0;
+    int marker_found = j ? find_marker(j, &path, 0) : 0;
     json_decref(j);
     free(marked);
-    return sk_error_set(err, SK_EBADINPUT, found ? path.text : "", "%s: invalid UTF-8 in %s",
-                        found && path.len ? path.text : "payload",
-                        found ? "the field's text" : "the request body");
+    return sk_error_set(err, SK_EBADINPUT, marker_found ? path.text : "", "%s: invalid UTF-8 in %s",
+                        marker_found && path.len ? path.text : "payload",
+                        marker_found ? "the field's text" : "the request body");
 }
 
 int ev_payload_from_json_text(const ev_registry *reg, const char *type, const char *text,

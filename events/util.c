@@ -56,12 +56,12 @@ static uint64_t rotl(uint64_t x, int k)
     return (x << k) | (x >> (64 - k));
 }
 
-typedef struct rng {
+typedef struct uuid_rng {
     uint64_t s[4];
     int seeded;
-} rng;
+} uuid_rng;
 
-static uint64_t rng_next(rng *r)
+static uint64_t rng_next(uuid_rng *r)
 {
     if (!r->seeded) {
         if (getrandom(r->s, sizeof r->s, 0) != (ssize_t)sizeof r->s) {
@@ -88,7 +88,7 @@ static uint64_t rng_next(rng *r)
 
 void ev_uuid_generate(ev_uuid *out)
 {
-    static _Thread_local rng r;
+    static _Thread_local uuid_rng r;
     uint64_t ms = (uint64_t)(ev_now_us() / 1000);
     uint64_t a = rng_next(&r), b = rng_next(&r);
     for (int i = 0; i < 6; i++)

@@ -92,9 +92,10 @@ static void print_help(void)
            "exit 0. Exit status: 0 clean stop, 1 runtime failure, 2 usage error.\n");
 }
 
-static int bad(const char *flag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *flag, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static int bad(const char *flag, const char *fmt, ...)
+static int usage_error(const char *flag, const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "skald serve: %s: ", flag);
@@ -117,19 +118,19 @@ static int parse_listen(const char *flag, const char *text)
 {
     const char *colon = strrchr(text, ':');
     if (!colon || colon == text || (size_t)(colon - text) >= sizeof svc_cfg.listen_host)
-        return bad(flag, "'%s' is not HOST:PORT", text);
+        return usage_error(flag, "'%s' is not HOST:PORT", text);
     char *end;
     errno = 0;
     unsigned long port = strtoul(colon + 1, &end, 10);
     if (errno || *end || end == colon + 1 || port > 65535)
-        return bad(flag, "'%s' has no valid port (0..65535)", text);
+        return usage_error(flag, "'%s' has no valid port (0..65535)", text);
     memcpy(svc_cfg.listen_host, text, (size_t)(colon - text));
     svc_cfg.listen_host[colon - text] = '\0';
     struct in_addr a;
     if (strcmp(svc_cfg.listen_host, "localhost") == 0)
         snprintf(svc_cfg.listen_host, sizeof svc_cfg.listen_host, "127.0.0.1");
     else if (inet_pton(AF_INET, svc_cfg.listen_host, &a) != 1)
-        return bad(flag, "'%s': the host must be an IPv4 address or localhost", text);
+        return usage_error(flag, "'%s': the host must be an IPv4 address or localhost", text);
     svc_cfg.listen_port = (uint16_t)port;
     return 0;
 }
@@ -176,31 +177,31 @@ static int set_opt(const opt_def *o, const char *value)
     switch (o->kind) {
     case OPT_STR:
         if (!*value)
-            return bad(o->flag, "%s", "must not be empty");
+            return usage_error(o->flag, "%s", "must not be empty");
         *(const char **)o->target = value;
         return 0;
     case OPT_LISTEN:
         return parse_listen(o->flag, value);
     case OPT_FSYNC:
         if (store_fsync_mode_parse(value, &svc_cfg.fsync_mode) != 0)
-            return bad(o->flag, "'%s' is not always, interval or never", value);
+            return usage_error(o->flag, "'%s' is not always, interval or never", value);
         return 0;
     case OPT_LEVEL:
         if (svc_log_level_parse(value, &svc_cfg.log_level) != 0)
-            return bad(o->flag, "'%s' is not debug, info, warn or error", value);
+            return usage_error(o->flag, "'%s' is not debug, info, warn or error", value);
         return 0;
     case OPT_SNAPSHOT_RULES:
         if (svc_snapshot_rules_parse(value, svc_cfg.snapshot_rules, &svc_cfg.nsnapshot_rules,
                                      &err) != 0)
-            return bad(o->flag, "%s", err.message);
+            return usage_error(o->flag, "%s", err.message);
         return 0;
     case OPT_U32:
     case OPT_U64:
         errno = 0;
         v = strtoull(value, &end, 10);
         if (errno || *end || end == value || value[0] == '-' || v < o->min || v > o->max) {
-            return bad(o->flag, "'%s' is not a whole number in %llu..%llu", value,
-                       (unsigned long long)o->min, (unsigned long long)o->max);
+            return usage_error(o->flag, "'%s' is not a whole number in %llu..%llu", value,
+                               (unsigned long long)o->min, (unsigned long long)o->max);
         }
         if (o->kind == OPT_U32)
             *(uint32_t *)o->target = (uint32_t)v;
@@ -233,7 +234,7 @@ int svc_config_parse(int argc, char **argv)
     for (size_t i = 0; i < NOPTS; i++) {
         const char *v = getenv(opts[i].env);
         if (v && *v && set_opt(&opts[i], v) != 0)
-            return bad(opts[i].env, "%s", "(from the environment) is invalid");
+            return usage_error(opts[i].env, "%s", "(from the environment) is invalid");
     }
     for (int a = 0; a < argc; a++) {
         if (strcmp(argv[a], "-h") == 0 || strcmp(argv[a], "--help") == 0) {
@@ -245,21 +246,21 @@ int svc_config_parse(int argc, char **argv)
             if (strcmp(argv[a], opts[i].flag) == 0)
                 o = &opts[i];
         if (!o)
-            return bad(argv[a], "%s", "unknown option");
+            return usage_error(argv[a], "%s", "unknown option");
         if (a + 1 >= argc)
-            return bad(o->flag, "%s", "needs a value");
+            return usage_error(o->flag, "%s", "needs a value");
         if (set_opt(o, argv[++a]) != 0)
             return -1;
     }
     if (!svc_cfg.data_dir)
-        return bad("--data", "%s", "is required (or set SKALD_DATA)");
+        return usage_error("--data", "%s", "is required (or set SKALD_DATA)");
     if (!svc_cfg.tls_cert != !svc_cfg.tls_key)
-        return bad("--tls-cert", "%s", "and --tls-key go together");
+        return usage_error("--tls-cert", "%s", "and --tls-key go together");
     if (!svc_cfg.tokens_file && !svc_host_is_loopback(svc_cfg.listen_host))
-        return bad("--listen",
-                   "refusing to listen on %s without --tokens: anyone who can "
-                   "reach it could post commands. Give a tokens file or listen "
-                   "on 127.0.0.1",
-                   svc_cfg.listen_host);
+        return usage_error("--listen",
+                           "refusing to listen on %s without --tokens: anyone who can "
+                           "reach it could post commands. Give a tokens file or listen "
+                           "on 127.0.0.1",
+                           svc_cfg.listen_host);
     return 0;
 }

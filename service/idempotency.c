@@ -320,10 +320,10 @@ static int compact(svc_idem *idem, sk_error *err)
 static void set_failed(svc_idem *idem, int rc, const char *what)
 {
     if (!idem->failed)
-        svc_logs(SVC_LOG_ERROR,
-                 "idempotency journal entered the failed state; keyed commands get 503 until "
-                 "it is rewritten",
-                 "what", what, "error", sk_strerror(rc), "file", idem->path, SVC_END);
+        svc_log(SVC_LOG_ERROR,
+                "idempotency journal entered the failed state; keyed commands get 503 until "
+                "it is rewritten",
+                "what", what, "error", sk_strerror(rc), "file", idem->path, SVC_END);
     idem->failed = rc;
     snprintf(idem->failure, sizeof idem->failure, "%s %s: %s", what, idem->path, sk_strerror(rc));
 }
@@ -378,14 +378,14 @@ static const char *meta_value(const ev_event *ev, const char *key, char *buf, si
 /* Rebuilds answers of keyed commands in the log from the high-water mark to the head. */
 static int reconcile(svc_idem *idem, store_log *log, uint64_t *scanned, sk_error *err)
 {
-    store_reader *rd;
-    int rc = store_reader_open(log, idem->high_water, &rd);
+    store_reader *reader;
+    int rc = store_reader_open(log, idem->high_water, &reader);
     if (rc)
         return sk_error_set(err, rc, "", "cannot read the log to rebuild idempotency keys");
     rebuilt r = {0};
     ev_event ev;
     char key[512];
-    while ((rc = store_reader_next(rd, &ev, err)) == 1) {
+    while ((rc = store_reader_next(reader, &ev, err)) == 1) {
         (*scanned)++;
         if (!meta_value(&ev, SVC_META_IDEMPOTENCY, key, sizeof key))
             continue;
@@ -410,7 +410,7 @@ static int reconcile(svc_idem *idem, store_log *log, uint64_t *scanned, sk_error
         r.last_position = ev.position;
     }
     rebuilt_flush(idem, &r);
-    store_reader_close(rd);
+    store_reader_close(reader);
     if (rc < 0)
         return rc;
     idem->high_water = store_log_head(log);
@@ -478,8 +478,8 @@ int svc_idem_open(const svc_idem_config *cfg, svc_idem **out, sk_error *err)
         snprintf(loaded, sizeof loaded, "%zu", journaled);
         snprintf(from_log, sizeof from_log, "%zu", idem->count - journaled);
         snprintf(events, sizeof events, "%" PRIu64, scanned);
-        svc_logs(SVC_LOG_INFO, "idempotency keys loaded", "journal", loaded, "from_log", from_log,
-                 "events_scanned", events, SVC_END);
+        svc_log(SVC_LOG_INFO, "idempotency keys loaded", "journal", loaded, "from_log", from_log,
+                "events_scanned", events, SVC_END);
     }
     if (rc == 0)
         rc = compact(idem, err);
@@ -661,8 +661,8 @@ int svc_idem_sync(svc_idem *idem)
         if (compact(idem, &err) == 0) {
             idem->failed = 0;
             idem->failure[0] = '\0';
-            svc_logs(SVC_LOG_NOTICE, "idempotency journal rewritten; keyed commands accepted again",
-                     "file", idem->path, SVC_END);
+            svc_log(SVC_LOG_NOTICE, "idempotency journal rewritten; keyed commands accepted again",
+                    "file", idem->path, SVC_END);
         }
     }
     rc = idem->failed;

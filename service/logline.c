@@ -24,7 +24,7 @@ int svc_log_level_parse(const char *text, int *out)
     return SK_EBADINPUT;
 }
 
-void svc_log(int level, const char *msg, const json_t *fields)
+void svc_log_fields(int level, const char *msg, const json_t *fields)
 {
     if (level < svc_cfg.log_level)
         return;
@@ -54,7 +54,7 @@ void svc_log(int level, const char *msg, const json_t *fields)
     free(text);
 }
 
-void svc_logs(int level, const char *msg, ...)
+void svc_log(int level, const char *msg, ...)
 {
     if (level < svc_cfg.log_level)
         return;
@@ -68,6 +68,6 @@ void svc_logs(int level, const char *msg, ...)
             json_object_set_new(fields, key, json_string(value));
     }
     va_end(ap);
-    svc_log(level, msg, fields);
+    svc_log_fields(level, msg, fields);
     json_decref(fields);
 }

@@ -66,11 +66,11 @@ enum { SVC_LOG_DEBUG = 0, SVC_LOG_INFO, SVC_LOG_WARN, SVC_LOG_ERROR, SVC_LOG_NOT
 int svc_log_level_parse(const char *text, int *out);
 /* Writes {"ts","level","msg", ...fields} as one line on stderr; fields (may be NULL) is
  * borrowed. */
-void svc_log(int level, const char *msg, const json_t *fields);
-/* svc_log with fields given as key, value string pairs ending with NULL (NULL or empty
+void svc_log_fields(int level, const char *msg, const json_t *fields);
+/* svc_log_fields with fields given as key, value string pairs ending with SVC_END (NULL or empty
  * values are left out). */
-void svc_logs(int level, const char *msg, ...);
-#define SVC_END ((const char *)NULL) /* ends svc_logs's pairs */
+void svc_log(int level, const char *msg, ...);
+#define SVC_END ((const char *)NULL) /* ends svc_log's pairs */
 
 /* ---- auth.c ---- */
 enum { SVC_ROLE_PRODUCER = 1, SVC_ROLE_READER = 2, SVC_ROLE_ADMIN = 4 };

@@ -147,9 +147,9 @@ static int progress_shown;
 void ctl_progress(const char *what, uint64_t done, uint64_t total)
 {
     if (isatty(2)) {
-        int width = 30, fill = total ? (int)(done * (uint64_t)width / total) : width;
-        fprintf(stderr, "\r%s [%.*s%*s] %llu/%llu", what, fill, "##############################",
-                width - fill, "", (unsigned long long)done, (unsigned long long)total);
+        int width = 30, filled = total ? (int)(done * (uint64_t)width / total) : width;
+        fprintf(stderr, "\r%s [%.*s%*s] %llu/%llu", what, filled, "##############################",
+                width - filled, "", (unsigned long long)done, (unsigned long long)total);
         progress_shown = 1;
     } else {
         fprintf(stderr, "%s: %llu of %llu\n", what, (unsigned long long)done,

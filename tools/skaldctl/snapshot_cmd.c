@@ -119,15 +119,15 @@ static void replayer_close(replayer *r)
 static json_t *replay(replayer *r, const cmd_aggregate *agg, const char *stream, uint64_t upto,
                       uint64_t *version, sk_error *err)
 {
-    store_reader *rd;
-    if (store_reader_open_stream(r->log, ev_str_of(stream), 1, &rd) != 0) {
+    store_reader *reader;
+    if (store_reader_open_stream(r->log, ev_str_of(stream), 1, &reader) != 0) {
         sk_error_set(err, SK_ENOTFOUND, "", "cannot read stream %s", stream);
         return NULL;
     }
     json_t *state = agg->initial();
     *version = 0;
-    int rc = cmd_replay(r->events, agg, rd, upto, state, version, err);
-    store_reader_close(rd);
+    int rc = cmd_replay(r->events, agg, reader, upto, state, version, err);
+    store_reader_close(reader);
     if (rc < 0) {
         json_decref(state);
         return NULL;
