@@ -1,7 +1,7 @@
 #!/bin/sh
-# smoke.sh -- checks that skald-bench's command line and every benchmark work, on tiny
+# test_bench_smoke.sh -- checks that skald-bench's command line and every benchmark work, on tiny
 # logs: each run exits 0 and its last line is its BENCH line with the expected keys.
-# No timing is asserted. Usage: smoke.sh path/to/skald-bench WORK_PARENT_DIR
+# No timing is asserted. Usage: test_bench_smoke.sh path/to/skald-bench WORK_PARENT_DIR
 set -u
 bench=$1
 parent=$(mktemp -d "$2/bench-smoke.XXXXXX") || exit 1
