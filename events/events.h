@@ -70,6 +70,48 @@ int sk_error_set(sk_error *err, int code, const char *field, const char *fmt, ..
 void sk_error_clear(sk_error *err);
 
 /* ---------------------------------------------------------------------------------------
+ * Logging: one logger for every layer (events/log.c).
+ *
+ * Layers report with sk_log(level, subsystem, message, key, value, ..., SK_LOG_END): the
+ * values are strings, NULL or "" ones are left out, at most 16 are kept. Nothing is
+ * formatted below the level set with sk_log_set_level (default info); notice and fatal
+ * always pass. Where the message goes is the program's choice: a sink installed with
+ * sk_log_set_sink gets every message that passes the level (from any thread, so it must
+ * be thread-safe; fields are borrowed for the call); with none, sk_log_write_json writes
+ * it as one JSON line on stderr, the shape the service writes all its lines in.
+ */
+typedef enum sk_log_level {
+    SK_LOG_DEBUG = 0,
+    SK_LOG_INFO,
+    SK_LOG_WARN,
+    SK_LOG_ERROR,
+    SK_LOG_NOTICE, /* always written: start, stop, entering and leaving failed states */
+    SK_LOG_FATAL   /* always written: an assertion failed; the process aborts */
+} sk_log_level;
+
+typedef struct sk_log_field {
+    const char *key;
+    const char *value;
+} sk_log_field;
+
+typedef void (*sk_log_fn)(void *ctx, sk_log_level level, const char *subsystem, const char *message,
+                          const sk_log_field *fields, size_t count);
+
+#define SK_LOG_END ((const char *)NULL) /* ends sk_log's key, value pairs */
+void sk_log(sk_log_level level, const char *subsystem, const char *message, ...);
+/* Installs fn (NULL: back to sk_log_write_json). Process-wide; ctx is borrowed. */
+void sk_log_set_sink(sk_log_fn fn, void *ctx);
+void sk_log_set_level(sk_log_level level);
+int sk_log_enabled(sk_log_level level); /* 1 if a message at level would be written */
+/* "debug" | "info" | "warn" | "error" -> level; 0 or SK_EBADINPUT. */
+int sk_log_level_parse(const char *text, sk_log_level *out);
+const char *sk_log_level_name(sk_log_level level);
+/* The JSON line writer: {"ts","level","subsystem","msg", ...fields} on stderr in one
+ * write, if level passes. fields (may be NULL) is borrowed; its values may be any JSON. */
+void sk_log_write_json(sk_log_level level, const char *subsystem, const char *message,
+                       const json_t *fields);
+
+/* ---------------------------------------------------------------------------------------
  * Small value types.
  */
 

@@ -92,7 +92,7 @@ int svc_auth_load(const char *path, svc_auth **out, sk_error *err)
         rc = sk_error_set(err, SK_EBADINPUT, "", "tokens file %s holds no token", path);
     struct stat st;
     if (rc == 0 && stat(path, &st) == 0 && (st.st_mode & 077))
-        svc_log(SVC_LOG_WARN, "the tokens file is readable by other users; chmod 600 it", "file",
+        svc_log(SK_LOG_WARN, "the tokens file is readable by other users; chmod 600 it", "file",
                 path, SVC_END);
     if (rc) {
         svc_auth_free(auth);

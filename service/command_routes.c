@@ -103,7 +103,7 @@ static json_t *outcome_json(const cmd_outcome *o, unsigned *status, svc_outcome 
 
 static void log_command(const command_call *c, svc_outcome kind)
 {
-    if (svc_cfg.log_level > SVC_LOG_INFO && kind != SVC_OUT_ERROR)
+    if (!sk_log_enabled(kind == SVC_OUT_ERROR ? SK_LOG_ERROR : SK_LOG_INFO))
         return;
     char cid[EV_UUID_TEXT_SIZE] = "", corr[EV_UUID_TEXT_SIZE] = "";
     if (!ev_uuid_is_nil(&c->out.command_id))
@@ -124,7 +124,7 @@ static void log_command(const command_call *c, svc_outcome kind)
         if (d)
             json_object_set_new(f, "detail", d);
     }
-    svc_log_fields(kind == SVC_OUT_ERROR ? SVC_LOG_ERROR : SVC_LOG_INFO, "command", f);
+    svc_log_fields(kind == SVC_OUT_ERROR ? SK_LOG_ERROR : SK_LOG_INFO, "command", f);
     json_decref(f);
 }
 

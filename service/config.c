@@ -187,7 +187,7 @@ static int set_opt(const opt_def *o, const char *value)
             return usage_error(o->flag, "'%s' is not always, interval or never", value);
         return 0;
     case OPT_LEVEL:
-        if (svc_log_level_parse(value, &svc_cfg.log_level) != 0)
+        if (sk_log_level_parse(value, &svc_cfg.log_level) != 0)
             return usage_error(o->flag, "'%s' is not debug, info, warn or error", value);
         return 0;
     case OPT_SNAPSHOT_RULES:
@@ -224,7 +224,7 @@ static void set_defaults(void)
     svc_cfg.idempotency_window_s = 86400;
     svc_cfg.snapshot_every = 100;
     svc_cfg.cache_max = 10000;
-    svc_cfg.log_level = SVC_LOG_INFO;
+    svc_cfg.log_level = SK_LOG_INFO;
     parse_listen("--listen", listen_text);
 }
 

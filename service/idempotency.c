@@ -320,7 +320,7 @@ static int compact(svc_idem *idem, sk_error *err)
 static void set_failed(svc_idem *idem, int rc, const char *what)
 {
     if (!idem->failed)
-        svc_log(SVC_LOG_ERROR,
+        svc_log(SK_LOG_ERROR,
                 "idempotency journal entered the failed state; keyed commands get 503 until "
                 "it is rewritten",
                 "what", what, "error", sk_strerror(rc), "file", idem->path, SVC_END);
@@ -478,7 +478,7 @@ int svc_idem_open(const svc_idem_config *cfg, svc_idem **out, sk_error *err)
         snprintf(loaded, sizeof loaded, "%zu", journaled);
         snprintf(from_log, sizeof from_log, "%zu", idem->count - journaled);
         snprintf(events, sizeof events, "%" PRIu64, scanned);
-        svc_log(SVC_LOG_INFO, "idempotency keys loaded", "journal", loaded, "from_log", from_log,
+        svc_log(SK_LOG_INFO, "idempotency keys loaded", "journal", loaded, "from_log", from_log,
                 "events_scanned", events, SVC_END);
     }
     if (rc == 0)
@@ -661,7 +661,7 @@ int svc_idem_sync(svc_idem *idem)
         if (compact(idem, &err) == 0) {
             idem->failed = 0;
             idem->failure[0] = '\0';
-            svc_log(SVC_LOG_NOTICE, "idempotency journal rewritten; keyed commands accepted again",
+            svc_log(SK_LOG_NOTICE, "idempotency journal rewritten; keyed commands accepted again",
                     "file", idem->path, SVC_END);
         }
     }

@@ -29,7 +29,7 @@ static int fail(const char *what, const sk_error *err, int rc)
     json_t *f =
         json_pack("{s:s, s:s}", "error", err && err->message[0] ? err->message : sk_strerror(rc),
                   "code", sk_err_name(rc));
-    svc_log_fields(SVC_LOG_ERROR, what, f);
+    svc_log_fields(SK_LOG_ERROR, what, f);
     json_decref(f);
     return 1;
 }
@@ -138,6 +138,8 @@ int svc_serve_main(int argc, char **argv)
     int prc = svc_config_parse(argc, argv);
     if (prc)
         return prc > 0 ? 0 : 2;
+    /* every layer's messages become this process's JSON lines, at --log-level */
+    sk_log_set_level(svc_cfg.log_level);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -166,14 +168,14 @@ int svc_serve_main(int argc, char **argv)
     char url[128];
     snprintf(url, sizeof url, "%s://%s:%u", svc_cfg.tls_cert ? "https" : "http",
              svc_cfg.listen_host, port);
-    svc_log(SVC_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "fsync",
+    svc_log(SK_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "fsync",
             store_fsync_mode_name(svc_cfg.fsync_mode), "auth", app.auth ? "tokens" : "none",
             SVC_END);
     if (write_port_file(port) != 0)
-        svc_log(SVC_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, SVC_END);
+        svc_log(SK_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, SVC_END);
 
     int sig = wait_for_signal(&app, &set);
-    svc_log(SVC_LOG_NOTICE, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", SVC_END);
+    svc_log(SK_LOG_NOTICE, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", SVC_END);
     atomic_store(&app.draining, true);
     svc_server_stop(srv, DRAIN_TIMEOUT_MS);
     rc = close_app(&app);
@@ -181,6 +183,6 @@ int svc_serve_main(int argc, char **argv)
         fail("shutdown: flushing the log failed", NULL, rc);
         return 1;
     }
-    svc_log(SVC_LOG_NOTICE, "stopped", SVC_END);
+    svc_log(SK_LOG_NOTICE, "stopped", SVC_END);
     return 0;
 }

@@ -44,7 +44,7 @@ typedef struct svc_config {
     size_t nsnapshot_rules;
     uint32_t cache_max;
     const char *port_file;
-    int log_level; /* SVC_LOG_* */
+    sk_log_level log_level; /* --log-level; also set with sk_log_set_level */
 } svc_config;
 
 /* The process-wide configuration (the one global the style allows). */
@@ -61,16 +61,14 @@ int svc_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t 
 int svc_host_is_loopback(const char *host);
 
 /* ---- logline.c ---- */
-/* NOTICE is always written (start, stop), whatever --log-level says. */
-enum { SVC_LOG_DEBUG = 0, SVC_LOG_INFO, SVC_LOG_WARN, SVC_LOG_ERROR, SVC_LOG_NOTICE };
-int svc_log_level_parse(const char *text, int *out);
-/* Writes {"ts","level","msg", ...fields} as one line on stderr; fields (may be NULL) is
- * borrowed. */
-void svc_log_fields(int level, const char *msg, const json_t *fields);
-/* svc_log_fields with fields given as key, value string pairs ending with SVC_END (NULL or empty
- * values are left out). */
-void svc_log(int level, const char *msg, ...);
-#define SVC_END ((const char *)NULL) /* ends svc_log's pairs */
+/* The service's log lines, through the one logger of events/log.c (subsystem "service"):
+ * {"ts","level","subsystem","msg", ...fields} on stderr. fields (may be NULL) is borrowed
+ * and its values may be any JSON (numbers for the per-command line). */
+void svc_log_fields(sk_log_level level, const char *msg, const json_t *fields);
+/* The same with string fields given as key, value pairs ending with SVC_END (NULL or
+ * empty values are left out). */
+void svc_log(sk_log_level level, const char *msg, ...);
+#define SVC_END SK_LOG_END /* ends svc_log's pairs */
 
 /* ---- auth.c ---- */
 enum { SVC_ROLE_PRODUCER = 1, SVC_ROLE_READER = 2, SVC_ROLE_ADMIN = 4 };
