@@ -133,6 +133,10 @@ uint64_t ev_hash_add(uint64_t hash, const void *data, size_t size);
 int ev_read_file(const char *path, char **out, size_t *size_out);
 /* ev_hash_add(EV_HASH_INIT, ...) of a C string. */
 uint64_t ev_hash_str(const char *cstr);
+/* fsync of a directory, so the entries created, renamed or removed in it are durable: the
+ * one helper every layer uses (store/ reaches it through its I/O seam's sync_dir).
+ * 0 or -errno. */
+int ev_fsync_dir(const char *path);
 
 typedef struct ev_uuid {
     uint8_t bytes[16];

@@ -13,11 +13,13 @@
 #include "events/events.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 ev_str ev_str_of(const char *cstr)
 {
@@ -225,4 +227,14 @@ int ev_read_file(const char *path, char **out, size_t *size_out)
     *out = buf;
     *size_out = size;
     return 0;
+}
+
+int ev_fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
 }
