@@ -211,4 +211,66 @@ typedef struct cmd_bus_stats {
 } cmd_bus_stats;
 void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out);
 
+/* ---------------------------------------------------------------------------------------
+ * Idempotency (commands/idempotency.c): answers remembered by key for a window, journaled
+ * to survive restarts, so a retried command is answered the same way and appends nothing.
+ *
+ *   cmd_idem_config_init(&cfg, data_dir); adjust; cmd_idem_open(&cfg, &idem, &err)
+ *   per keyed command: cmd_idem_begin -> run it -> cmd_idem_finish or cmd_idem_release
+ *   about once a second, from one thread: cmd_idem_sync
+ *   cmd_idem_close(idem)
+ *
+ * Every function but open/close/sync may be called from any thread.
+ */
+typedef struct cmd_idem cmd_idem;
+typedef enum cmd_idem_state {
+    CMD_IDEM_NEW = 0,
+    CMD_IDEM_DONE,
+    CMD_IDEM_BUSY,
+    CMD_IDEM_MISMATCH,
+    CMD_IDEM_UNAVAILABLE /* the journal failed: keyed commands are refused (503) */
+} cmd_idem_state;
+/* The metadata key under which a keyed command's events carry its scoped key. */
+#define CMD_META_IDEMPOTENCY "idempotency"
+typedef struct cmd_idem_config {
+    const char *data_dir;               /* the journal is DATA/idempotency/; borrowed during open */
+    uint64_t window_s;                  /* how long an answer is remembered; default 86400 */
+    int64_t period_us;                  /* how long one journal file is appended to (0: an hour) */
+    store_log *log;                     /* rebuilds answers the journal lacks from it; NULL: none */
+    const store_io *io;                 /* NULL: store_io_posix(); tests inject failures */
+    int64_t (*now_us)(void *clock_ctx); /* NULL: ev_now_us (tests move time by hand) */
+    void *clock_ctx;
+} cmd_idem_config;
+void cmd_idem_config_init(cmd_idem_config *cfg, const char *data_dir);
+/* Loads the journal and rebuilds, from cfg->log, the answers of keyed commands the
+ * journal does not cover, then rewrites the journal compacted. *out is the caller's. */
+int cmd_idem_open(const cmd_idem_config *cfg, cmd_idem **out, sk_error *err);
+/* Syncs the journal; accepts NULL. 0, or the failure that left it failed (the answers in
+ * memory since then were not saved). */
+int cmd_idem_close(cmd_idem *idem);
+/* Claims key for a request with fingerprint fp. NEW: the caller runs it and must call
+ * cmd_idem_finish or cmd_idem_release. DONE: *status and *body (malloc'd copy) are the
+ * first response. BUSY: the first is still running. MISMATCH: same key, other request.
+ * UNAVAILABLE: the journal is failed (cmd_idem_health says why); nothing was claimed. */
+cmd_idem_state cmd_idem_begin(cmd_idem *idem, const char *key, uint64_t fp, unsigned *status,
+                              char **body);
+/* Remembers the response of a claimed key and appends it to the journal; position: one
+ * past the log position of the answer's last event, 0 if it has none. 0, -ENOMEM (the
+ * claim is dropped: not remembered), or the journal's failure: remembered in memory,
+ * not yet on disk, and the store is failed until cmd_idem_sync rewrites the journal. */
+int cmd_idem_finish(cmd_idem *idem, const char *key, unsigned status, const char *body,
+                    uint64_t position);
+/* Forgets a claim whose response is not to be remembered (a 5xx, a 409). */
+void cmd_idem_release(cmd_idem *idem, const char *key);
+/* Called about once a second from one thread: fdatasyncs the journal if it has unsynced
+ * lines, starts a new journal file each period and deletes files whose keys all expired,
+ * and, when failed, tries to rewrite the journal (the way out of the failed state).
+ * 0, or the failure the journal is still in. */
+int cmd_idem_sync(cmd_idem *idem);
+/* 0 while the journal is writable; else its failure, with why (for /readyz). */
+int cmd_idem_health(cmd_idem *idem, char *why, size_t size);
+
+/* A request's fingerprint: its command name and canonical body, hashed. */
+uint64_t cmd_idem_fingerprint(const char *command, const void *body, size_t size);
+
 #endif /* SKALD_COMMANDS_H */

@@ -147,10 +147,10 @@ static void call_finished(command_call *c, unsigned status, json_t *answer, svc_
          * as it came out (the store logged it, refuses the next keyed commands and
          * reports it in /readyz until the journal is rewritten) */
         if ((status == 200 || status == 422) && c->answer)
-            (void)svc_idem_finish(app->idem, c->key, status, c->answer,
+            (void)cmd_idem_finish(app->idem, c->key, status, c->answer,
                                   status == 200 && c->out.count ? c->out.position + 1 : 0);
         else
-            svc_idem_release(app->idem, c->key);
+            cmd_idem_release(app->idem, c->key);
     }
     svc_metrics_command(app->metrics, c->command, kind,
                         (double)(ev_now_us() - c->started_us) / 1e6);
@@ -289,13 +289,13 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
         /* the request is its command and canonical body, however the JSON was spelled
          * and whether it came alone or in a batch */
         char *canonical = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-        uint64_t fp = svc_fingerprint(c->command, canonical ? canonical : "",
-                                      canonical ? strlen(canonical) : 0);
+        uint64_t fp = cmd_idem_fingerprint(c->command, canonical ? canonical : "",
+                                           canonical ? strlen(canonical) : 0);
         free(canonical);
-        svc_idem_state st = svc_idem_begin(app->idem, c->key, fp, &status, &first);
-        if (st != SVC_IDEM_NEW) {
+        cmd_idem_state st = cmd_idem_begin(app->idem, c->key, fp, &status, &first);
+        if (st != CMD_IDEM_NEW) {
             json_decref(body);
-            if (st == SVC_IDEM_DONE) {
+            if (st == CMD_IDEM_DONE) {
                 c->replayed = 1;
                 json_t *again = json_loads(first, 0, NULL);
                 free(first);
@@ -304,7 +304,7 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
                 return;
             }
             *c->key = '\0'; /* the claim is someone else's, or was not made */
-            if (st == SVC_IDEM_UNAVAILABLE) {
+            if (st == CMD_IDEM_UNAVAILABLE) {
                 rq->retry_after = 1;
                 call_refused(c, 503, "idempotency_unavailable", "Idempotency-Key",
                              "the idempotency journal cannot be written, so a keyed "
@@ -312,7 +312,7 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
                              "retry (GET /readyz says why)");
                 return;
             }
-            if (st == SVC_IDEM_BUSY) {
+            if (st == CMD_IDEM_BUSY) {
                 rq->retry_after = 1;
                 call_refused(c, 409, "request_in_progress", "Idempotency-Key",
                              "a request with this key is still running; retry");
@@ -332,7 +332,7 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
     }
     if (*c->key)
         c->meta[c->ctx.metadata_count++] =
-            (ev_metadata_entry){ev_str_of(SVC_META_IDEMPOTENCY), ev_str_of(c->key)};
+            (ev_metadata_entry){ev_str_of(CMD_META_IDEMPOTENCY), ev_str_of(c->key)};
     c->ctx.metadata = c->meta;
     atomic_fetch_add(&app->in_flight, 1);
     cmd_bus_submit(app->bus, c->command, body, expected, &c->ctx, &c->out, command_done, c);

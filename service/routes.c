@@ -33,7 +33,7 @@ static int route_readyz(svc_request *rq)
                                                    : "not ready");
         return 0;
     }
-    if (svc_idem_health(rq->app->idem, why, sizeof why) != 0) {
+    if (cmd_idem_health(rq->app->idem, why, sizeof why) != 0) {
         rq->retry_after = 1;
         svc_problem(rq, 503, "idempotency_unavailable", NULL,
                     "the idempotency journal failed (%s); keyed commands get 503 until it "

@@ -81,11 +81,11 @@ static int open_app(svc_app *app, sk_error *err)
     rc = cmd_bus_create(&bc, &app->bus, err);
     if (rc)
         return rc;
-    svc_idem_config ic;
-    svc_idem_config_init(&ic, d);
+    cmd_idem_config ic;
+    cmd_idem_config_init(&ic, d);
     ic.window_s = svc_cfg.idempotency_window_s;
     ic.log = app->log;
-    rc = svc_idem_open(&ic, &app->idem, err);
+    rc = cmd_idem_open(&ic, &app->idem, err);
     if (rc)
         return rc;
     app->openapi = svc_openapi_doc;
@@ -99,7 +99,7 @@ static int close_app(svc_app *app)
     cmd_bus_destroy(app->bus);
     int rc = store_log_close(app->log);
     store_snapshots_close(app->snapshots);
-    int irc = svc_idem_close(app->idem);
+    int irc = cmd_idem_close(app->idem);
     svc_auth_free(app->auth);
     svc_metrics_free(app->metrics);
     ev_registry_destroy(app->events);
@@ -129,7 +129,7 @@ static int wait_for_signal(svc_app *app, const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
-        (void)svc_idem_sync(app->idem); /* a failure is logged, kept and shown in /readyz */
+        (void)cmd_idem_sync(app->idem); /* a failure is logged, kept and shown in /readyz */
     }
 }
 

@@ -5,7 +5,6 @@
  *   logline.c      one JSON object per log line
  *   auth.c         the tokens file, constant-time lookup, roles
  *   metrics.c      counters and histograms, rendered in Prometheus text format
- *   idempotency.c  remembered responses by key, journaled to survive restarts
  *   http.c         libmicrohttpd: requests, bodies, suspension, responses, problems
  *   routes.c       the route table and the small routes (health, metrics, ...)
  *   command_routes.c  commands and the NDJSON batch
@@ -101,57 +100,6 @@ void svc_metrics_http(svc_metrics *m, unsigned status);
 /* Renders everything; the caller frees the string. */
 char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t in_flight);
 
-/* ---- idempotency.c ---- */
-typedef struct svc_idem svc_idem;
-typedef enum svc_idem_state {
-    SVC_IDEM_NEW = 0,
-    SVC_IDEM_DONE,
-    SVC_IDEM_BUSY,
-    SVC_IDEM_MISMATCH,
-    SVC_IDEM_UNAVAILABLE /* the journal failed: keyed commands are refused (503) */
-} svc_idem_state;
-/* The metadata key under which a keyed command's events carry its scoped key. */
-#define SVC_META_IDEMPOTENCY "idempotency"
-typedef struct svc_idem_config {
-    const char *data_dir;               /* the journal is DATA/idempotency/; borrowed during open */
-    uint64_t window_s;                  /* how long an answer is remembered; default 86400 */
-    int64_t period_us;                  /* how long one journal file is appended to (0: an hour) */
-    store_log *log;                     /* rebuilds answers the journal lacks from it; NULL: none */
-    const store_io *io;                 /* NULL: store_io_posix(); tests inject failures */
-    int64_t (*now_us)(void *clock_ctx); /* NULL: ev_now_us (tests move time by hand) */
-    void *clock_ctx;
-} svc_idem_config;
-void svc_idem_config_init(svc_idem_config *cfg, const char *data_dir);
-/* Loads the journal and rebuilds, from cfg->log, the answers of keyed commands the
- * journal does not cover, then rewrites the journal compacted. *out is the caller's. */
-int svc_idem_open(const svc_idem_config *cfg, svc_idem **out, sk_error *err);
-/* Syncs the journal; accepts NULL. 0, or the failure that left it failed (the answers in
- * memory since then were not saved). */
-int svc_idem_close(svc_idem *idem);
-/* Claims key for a request with fingerprint fp. NEW: the caller runs it and must call
- * svc_idem_finish or svc_idem_release. DONE: *status and *body (malloc'd copy) are the
- * first response. BUSY: the first is still running. MISMATCH: same key, other request.
- * UNAVAILABLE: the journal is failed (svc_idem_health says why); nothing was claimed. */
-svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsigned *status,
-                              char **body);
-/* Remembers the response of a claimed key and appends it to the journal; position: one
- * past the log position of the answer's last event, 0 if it has none. 0, -ENOMEM (the
- * claim is dropped: not remembered), or the journal's failure: remembered in memory,
- * not yet on disk, and the store is failed until svc_idem_sync rewrites the journal. */
-int svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char *body,
-                    uint64_t position);
-/* Forgets a claim whose response is not to be remembered (a 5xx, a 409). */
-void svc_idem_release(svc_idem *idem, const char *key);
-/* Called about once a second from one thread: fdatasyncs the journal if it has unsynced
- * lines, starts a new journal file each period and deletes files whose keys all expired,
- * and, when failed, tries to rewrite the journal (the way out of the failed state).
- * 0, or the failure the journal is still in. */
-int svc_idem_sync(svc_idem *idem);
-/* 0 while the journal is writable; else its failure, with why (for /readyz). */
-int svc_idem_health(svc_idem *idem, char *why, size_t size);
-
-uint64_t svc_fingerprint(const char *command, const void *body, size_t size);
-
 /* ---- http.c / routes.c / serve.c ---- */
 typedef struct svc_server svc_server;
 
@@ -163,7 +111,7 @@ typedef struct svc_app {
     cmd_bus *bus;
     svc_auth *auth; /* NULL: no tokens file */
     svc_metrics *metrics;
-    svc_idem *idem;
+    cmd_idem *idem;
     const char *openapi; /* the document served at /v1/openapi.json */
     size_t openapi_len;
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */

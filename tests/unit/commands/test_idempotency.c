@@ -6,7 +6,7 @@
  * through the I/O seam, refuses keyed commands until the journal is rewritten, and loses
  * no answer.
  */
-#include "service/serve_int.h"
+#include "commands/commands.h"
 
 #include <errno.h>
 #define _XOPEN_SOURCE 700
@@ -46,7 +46,7 @@ typedef struct harness {
     int64_t now_us;
     store_io io;
     int fail_writes, fail_syncs; /* with this negated errno; 0: succeed */
-    svc_idem_config cfg;
+    cmd_idem_config cfg;
 } harness;
 
 static int64_t test_now(void *ctx)
@@ -78,7 +78,7 @@ static void harness_init(harness *h, const char *data, uint64_t window_s, int64_
     h->io.ctx = h;
     h->io.pwrite = failing_pwrite;
     h->io.fdatasync = failing_fdatasync;
-    svc_idem_config_init(&h->cfg, data);
+    cmd_idem_config_init(&h->cfg, data);
     h->cfg.window_s = window_s;
     h->cfg.period_us = period_us;
     h->cfg.io = &h->io;
@@ -93,33 +93,33 @@ static void claims_and_replays(void **state)
     assert_non_null(mkdtemp(data));
     harness h;
     harness_init(&h, data, 3600, 0);
-    svc_idem *idem;
+    cmd_idem *idem;
     sk_error err;
-    assert_int_equal(svc_idem_open(&h.cfg, &idem, &err), 0);
+    assert_int_equal(cmd_idem_open(&h.cfg, &idem, &err), 0);
     unsigned status = 0;
     char *body = NULL;
-    assert_int_equal(svc_idem_begin(idem, "k/a/1", 7, &status, &body), SVC_IDEM_NEW);
-    assert_int_equal(svc_idem_begin(idem, "k/a/1", 7, &status, &body), SVC_IDEM_BUSY);
-    assert_int_equal(svc_idem_finish(idem, "k/a/1", 200, "{\"x\":1}", 5), 0);
-    assert_int_equal(svc_idem_begin(idem, "k/a/1", 7, &status, &body), SVC_IDEM_DONE);
+    assert_int_equal(cmd_idem_begin(idem, "k/a/1", 7, &status, &body), CMD_IDEM_NEW);
+    assert_int_equal(cmd_idem_begin(idem, "k/a/1", 7, &status, &body), CMD_IDEM_BUSY);
+    assert_int_equal(cmd_idem_finish(idem, "k/a/1", 200, "{\"x\":1}", 5), 0);
+    assert_int_equal(cmd_idem_begin(idem, "k/a/1", 7, &status, &body), CMD_IDEM_DONE);
     assert_int_equal(status, 200);
     assert_string_equal(body, "{\"x\":1}");
     free(body);
-    assert_int_equal(svc_idem_begin(idem, "k/a/1", 8, &status, &body), SVC_IDEM_MISMATCH);
+    assert_int_equal(cmd_idem_begin(idem, "k/a/1", 8, &status, &body), CMD_IDEM_MISMATCH);
     /* a released claim (a 409, a 5xx) can be claimed again */
-    assert_int_equal(svc_idem_begin(idem, "k/a/2", 7, &status, &body), SVC_IDEM_NEW);
-    svc_idem_release(idem, "k/a/2");
-    assert_int_equal(svc_idem_begin(idem, "k/a/2", 7, &status, &body), SVC_IDEM_NEW);
-    svc_idem_release(idem, "k/a/2");
-    assert_int_equal(svc_idem_close(idem), 0);
+    assert_int_equal(cmd_idem_begin(idem, "k/a/2", 7, &status, &body), CMD_IDEM_NEW);
+    cmd_idem_release(idem, "k/a/2");
+    assert_int_equal(cmd_idem_begin(idem, "k/a/2", 7, &status, &body), CMD_IDEM_NEW);
+    cmd_idem_release(idem, "k/a/2");
+    assert_int_equal(cmd_idem_close(idem), 0);
 
-    assert_int_equal(svc_idem_open(&h.cfg, &idem, &err), 0);
-    assert_int_equal(svc_idem_begin(idem, "k/a/1", 7, &status, &body), SVC_IDEM_DONE);
+    assert_int_equal(cmd_idem_open(&h.cfg, &idem, &err), 0);
+    assert_int_equal(cmd_idem_begin(idem, "k/a/1", 7, &status, &body), CMD_IDEM_DONE);
     assert_string_equal(body, "{\"x\":1}");
     free(body);
-    assert_int_equal(svc_idem_begin(idem, "k/a/2", 7, &status, &body), SVC_IDEM_NEW);
-    svc_idem_release(idem, "k/a/2");
-    assert_int_equal(svc_idem_close(idem), 0);
+    assert_int_equal(cmd_idem_begin(idem, "k/a/2", 7, &status, &body), CMD_IDEM_NEW);
+    cmd_idem_release(idem, "k/a/2");
+    assert_int_equal(cmd_idem_close(idem), 0);
     assert_int_equal(journal_files(data), 1); /* compacted into one file at open */
     nftw(data, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
@@ -133,34 +133,34 @@ static void files_rotate_and_expire(void **state)
     /* window 1 s, a new file every 200 ms; the clock starts 50 ms into a period */
     harness_init(&h, data, 1, 200000);
     h.now_us += 50000;
-    svc_idem *idem;
+    cmd_idem *idem;
     sk_error err;
-    assert_int_equal(svc_idem_open(&h.cfg, &idem, &err), 0);
+    assert_int_equal(cmd_idem_open(&h.cfg, &idem, &err), 0);
     unsigned status;
     char *body;
     char key[32];
     for (int i = 0; i < 6; i++) {
         snprintf(key, sizeof key, "k/r/%d", i);
-        assert_int_equal(svc_idem_begin(idem, key, 1, &status, &body), SVC_IDEM_NEW);
-        assert_int_equal(svc_idem_finish(idem, key, 200, "{}", 0), 0);
+        assert_int_equal(cmd_idem_begin(idem, key, 1, &status, &body), CMD_IDEM_NEW);
+        assert_int_equal(cmd_idem_finish(idem, key, 200, "{}", 0), 0);
         h.now_us += 200000; /* one period per key */
-        assert_int_equal(svc_idem_sync(idem), 0);
+        assert_int_equal(cmd_idem_sync(idem), 0);
     }
     /* seven files were started (at open, then one per period); the first one's keys are
      * past its period + the window (1.2 s < 1.25 s): it went, the six others stay */
     assert_int_equal(journal_files(data), 6);
     /* keys younger than the window still replay */
-    assert_int_equal(svc_idem_begin(idem, "k/r/5", 1, &status, &body), SVC_IDEM_DONE);
+    assert_int_equal(cmd_idem_begin(idem, "k/r/5", 1, &status, &body), CMD_IDEM_DONE);
     free(body);
     h.now_us += 1500000;
-    assert_int_equal(svc_idem_sync(idem), 0);
+    assert_int_equal(cmd_idem_sync(idem), 0);
     h.now_us += 200000;
-    assert_int_equal(svc_idem_sync(idem), 0);
+    assert_int_equal(cmd_idem_sync(idem), 0);
     /* all expired: gone from memory, and only the current file is left */
-    assert_int_equal(svc_idem_begin(idem, "k/r/5", 1, &status, &body), SVC_IDEM_NEW);
-    svc_idem_release(idem, "k/r/5");
+    assert_int_equal(cmd_idem_begin(idem, "k/r/5", 1, &status, &body), CMD_IDEM_NEW);
+    cmd_idem_release(idem, "k/r/5");
     assert_int_equal(journal_files(data), 1);
-    assert_int_equal(svc_idem_close(idem), 0);
+    assert_int_equal(cmd_idem_close(idem), 0);
     nftw(data, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -176,48 +176,48 @@ static void journal_failures_refuse_keys_until_rewritten(void **state)
         assert_non_null(mkdtemp(data));
         harness h;
         harness_init(&h, data, 3600, 0);
-        svc_idem *idem;
+        cmd_idem *idem;
         sk_error err;
         unsigned status;
         char *body;
         char why[512];
-        assert_int_equal(svc_idem_open(&h.cfg, &idem, &err), 0);
-        assert_int_equal(svc_idem_begin(idem, "k/f/1", 1, &status, &body), SVC_IDEM_NEW);
-        assert_int_equal(svc_idem_finish(idem, "k/f/1", 200, "{\"n\":1}", 0), 0);
-        assert_int_equal(svc_idem_begin(idem, "k/f/2", 2, &status, &body), SVC_IDEM_NEW);
+        assert_int_equal(cmd_idem_open(&h.cfg, &idem, &err), 0);
+        assert_int_equal(cmd_idem_begin(idem, "k/f/1", 1, &status, &body), CMD_IDEM_NEW);
+        assert_int_equal(cmd_idem_finish(idem, "k/f/1", 200, "{\"n\":1}", 0), 0);
+        assert_int_equal(cmd_idem_begin(idem, "k/f/2", 2, &status, &body), CMD_IDEM_NEW);
         int injected;
         if (which < 2) { /* the answer's own write fails */
             injected = h.fail_writes = errors[which];
-            assert_int_equal(svc_idem_finish(idem, "k/f/2", 422, "{\"n\":2}", 0), injected);
+            assert_int_equal(cmd_idem_finish(idem, "k/f/2", 422, "{\"n\":2}", 0), injected);
         } else { /* the line is written, its fdatasync fails */
             injected = h.fail_syncs = -EIO;
-            assert_int_equal(svc_idem_finish(idem, "k/f/2", 422, "{\"n\":2}", 0), 0);
-            assert_int_equal(svc_idem_sync(idem), injected);
+            assert_int_equal(cmd_idem_finish(idem, "k/f/2", 422, "{\"n\":2}", 0), 0);
+            assert_int_equal(cmd_idem_sync(idem), injected);
         }
         /* failed: keyed commands refused, the reason says what and why */
-        assert_int_equal(svc_idem_health(idem, why, sizeof why), injected);
+        assert_int_equal(cmd_idem_health(idem, why, sizeof why), injected);
         assert_non_null(strstr(why, "journal-"));
-        assert_int_equal(svc_idem_begin(idem, "k/f/3", 3, &status, &body), SVC_IDEM_UNAVAILABLE);
+        assert_int_equal(cmd_idem_begin(idem, "k/f/3", 3, &status, &body), CMD_IDEM_UNAVAILABLE);
         /* the disk is still failing: the rewrite fails too and the state stays */
-        assert_int_equal(svc_idem_sync(idem), injected);
-        assert_int_equal(svc_idem_begin(idem, "k/f/3", 3, &status, &body), SVC_IDEM_UNAVAILABLE);
+        assert_int_equal(cmd_idem_sync(idem), injected);
+        assert_int_equal(cmd_idem_begin(idem, "k/f/3", 3, &status, &body), CMD_IDEM_UNAVAILABLE);
         /* the disk recovers: the next tick rewrites the journal and keys are accepted */
         h.fail_writes = h.fail_syncs = 0;
-        assert_int_equal(svc_idem_sync(idem), 0);
-        assert_int_equal(svc_idem_health(idem, why, sizeof why), 0);
-        assert_int_equal(svc_idem_begin(idem, "k/f/3", 3, &status, &body), SVC_IDEM_NEW);
-        svc_idem_release(idem, "k/f/3");
-        assert_int_equal(svc_idem_close(idem), 0);
+        assert_int_equal(cmd_idem_sync(idem), 0);
+        assert_int_equal(cmd_idem_health(idem, why, sizeof why), 0);
+        assert_int_equal(cmd_idem_begin(idem, "k/f/3", 3, &status, &body), CMD_IDEM_NEW);
+        cmd_idem_release(idem, "k/f/3");
+        assert_int_equal(cmd_idem_close(idem), 0);
         /* both answers survive a restart: the rewrite saved the one whose line failed */
-        assert_int_equal(svc_idem_open(&h.cfg, &idem, &err), 0);
-        assert_int_equal(svc_idem_begin(idem, "k/f/1", 1, &status, &body), SVC_IDEM_DONE);
+        assert_int_equal(cmd_idem_open(&h.cfg, &idem, &err), 0);
+        assert_int_equal(cmd_idem_begin(idem, "k/f/1", 1, &status, &body), CMD_IDEM_DONE);
         assert_string_equal(body, "{\"n\":1}");
         free(body);
-        assert_int_equal(svc_idem_begin(idem, "k/f/2", 2, &status, &body), SVC_IDEM_DONE);
+        assert_int_equal(cmd_idem_begin(idem, "k/f/2", 2, &status, &body), CMD_IDEM_DONE);
         assert_int_equal(status, 422);
         assert_string_equal(body, "{\"n\":2}");
         free(body);
-        assert_int_equal(svc_idem_close(idem), 0);
+        assert_int_equal(cmd_idem_close(idem), 0);
         nftw(data, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
     }
 }

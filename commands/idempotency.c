@@ -1,6 +1,10 @@
 /*
  * idempotency.c -- responses remembered by idempotency key, for a window (default 24 h).
  *
+ * Engine code of the command side: every producer of commands (the HTTP service, and the
+ * saga orchestrator as it arrives) goes through the same store, so a key means the same
+ * everywhere.
+ *
  * In memory: a hash table of key -> (request fingerprint, state, status, body, expiry).
  * On disk: DATA/idempotency/journal-<hour>.jsonl, one JSON line per remembered response,
  * appended with one write(2) before the response is sent and fdatasync'd about once a
@@ -18,8 +22,8 @@
  *
  * Journal failures are sticky, like the log's: a failed write or fdatasync puts the store
  * in the failed state (the kernel may have dropped the pages, so a retried fdatasync
- * could lie). While failed, keyed commands are refused (SVC_IDEM_UNAVAILABLE: 503) and
- * /readyz says why; every svc_idem_sync tries to leave the state by rewriting the whole
+ * could lie). While failed, keyed commands are refused (CMD_IDEM_UNAVAILABLE: 503) and
+ * /readyz says why; every cmd_idem_sync tries to leave the state by rewriting the whole
  * journal from memory (temp file, fdatasync, rename, directory fsync), which drops
  * whatever the failed file held. The answer of the command whose line failed is still
  * sent (its events are in the log either way). What remains exposed is the second between
@@ -32,7 +36,7 @@
  * One mutex guards the table, the journal and the state: a claim, a finish and a lookup
  * are a few hundred nanoseconds of work under it.
  */
-#include "service/serve_int.h"
+#include "commands/commands.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +59,7 @@ typedef struct idem_entry {
     char key[]; /* NUL-terminated */
 } idem_entry;
 
-struct svc_idem {
+struct cmd_idem {
     pthread_mutex_t mu;
     idem_entry **buckets;
     size_t nbuckets, count, sweep_cursor;
@@ -75,7 +79,7 @@ struct svc_idem {
     char path[4096];
 };
 
-static int64_t clock_now(svc_idem *idem)
+static int64_t clock_now(cmd_idem *idem)
 {
     return idem->now_us ? idem->now_us(idem->clock_ctx) : ev_now_us();
 }
@@ -91,14 +95,14 @@ static size_t key_hash(const char *s)
     return (size_t)ev_hash_str(s);
 }
 
-uint64_t svc_fingerprint(const char *command, const void *body, size_t size)
+uint64_t cmd_idem_fingerprint(const char *command, const void *body, size_t size)
 {
     /* the NUL keeps "AB"+"C" apart from "A"+"BC" */
     uint64_t h = ev_hash_add(EV_HASH_INIT, command, strlen(command) + 1);
     return ev_hash_add(h, body, size);
 }
 
-static idem_entry **slot_of(svc_idem *idem, const char *key)
+static idem_entry **slot_of(cmd_idem *idem, const char *key)
 {
     idem_entry **p = &idem->buckets[key_hash(key) & (idem->nbuckets - 1)];
     while (*p && strcmp((*p)->key, key) != 0)
@@ -112,7 +116,7 @@ static void entry_free(idem_entry *e)
     free(e);
 }
 
-static void grow(svc_idem *idem)
+static void grow(cmd_idem *idem)
 {
     size_t n = idem->nbuckets * 2;
     idem_entry **b = calloc(n, sizeof *b);
@@ -133,7 +137,7 @@ static void grow(svc_idem *idem)
     idem->nbuckets = n;
 }
 
-static idem_entry *insert(svc_idem *idem, const char *key, uint64_t fp, int64_t expires_us)
+static idem_entry *insert(cmd_idem *idem, const char *key, uint64_t fp, int64_t expires_us)
 {
     size_t len = strlen(key);
     idem_entry *e = calloc(1, sizeof *e + len + 1);
@@ -151,7 +155,7 @@ static idem_entry *insert(svc_idem *idem, const char *key, uint64_t fp, int64_t 
     return e;
 }
 
-static void remove_at(svc_idem *idem, idem_entry **p)
+static void remove_at(cmd_idem *idem, idem_entry **p)
 {
     idem_entry *e = *p;
     *p = e->next;
@@ -178,7 +182,7 @@ static char *journal_line(const idem_entry *e, size_t *len)
     return text;
 }
 
-static void load_line(svc_idem *idem, const char *line, int64_t now)
+static void load_line(cmd_idem *idem, const char *line, int64_t now)
 {
     json_t *o = json_loads(line, 0, NULL);
     const char *key, *fp, *body;
@@ -221,7 +225,7 @@ static int write_all(const store_io *io, int fd, uint64_t *offset, const char *d
 
 #define HOUR_US (3600ll * 1000000)
 
-static void journal_path(const svc_idem *idem, int64_t hour, char *out, size_t size)
+static void journal_path(const cmd_idem *idem, int64_t hour, char *out, size_t size)
 {
     snprintf(out, size, "%s/journal-%010lld.jsonl", idem->dir, (long long)hour);
 }
@@ -248,7 +252,7 @@ static int is_journal(const struct dirent *d)
 
 /* Deletes journal files other than keep_hour's: all (before = INT64_MAX), or the empty
  * ones and those whose every line expired before `before` (hour + 1 + window). */
-static void remove_journals(const svc_idem *idem, int64_t keep_hour, int64_t before_us)
+static void remove_journals(const cmd_idem *idem, int64_t keep_hour, int64_t before_us)
 {
     struct dirent **names;
     int n = scandir(idem->dir, &names, is_journal, by_name);
@@ -274,7 +278,7 @@ static void remove_journals(const svc_idem *idem, int64_t keep_hour, int64_t bef
  * journal file and makes the new one the file appended to. Called at open, and to leave
  * the failed state.
  */
-static int compact(svc_idem *idem, sk_error *err)
+static int compact(cmd_idem *idem, sk_error *err)
 {
     const store_io *io = idem->io;
     char tmp[4200];
@@ -317,13 +321,13 @@ static int compact(svc_idem *idem, sk_error *err)
 }
 
 /* Enters the failed state (under mu). The first failure is logged; later ones are not. */
-static void set_failed(svc_idem *idem, int rc, const char *what)
+static void set_failed(cmd_idem *idem, int rc, const char *what)
 {
     if (!idem->failed)
-        svc_log(SK_LOG_ERROR,
-                "idempotency journal entered the failed state; keyed commands get 503 until "
-                "it is rewritten",
-                "what", what, "error", sk_strerror(rc), "file", idem->path, SVC_END);
+        sk_log(SK_LOG_ERROR, "idempotency",
+               "idempotency journal entered the failed state; keyed commands get 503 until "
+               "it is rewritten",
+               "what", what, "error", sk_strerror(rc), "file", idem->path, SK_LOG_END);
     idem->failed = rc;
     snprintf(idem->failure, sizeof idem->failure, "%s %s: %s", what, idem->path, sk_strerror(rc));
 }
@@ -337,7 +341,7 @@ typedef struct rebuilt {
     uint64_t last_position;
 } rebuilt;
 
-static void rebuilt_flush(svc_idem *idem, rebuilt *r)
+static void rebuilt_flush(cmd_idem *idem, rebuilt *r)
 {
     if (!r->answer)
         return;
@@ -375,11 +379,24 @@ static const char *meta_value(const ev_event *ev, const char *key, char *buf, si
     return NULL;
 }
 
-/* Rebuilds answers of keyed commands in the log from the high-water mark to the head. */
-static int reconcile(svc_idem *idem, store_log *log, uint64_t *scanned, sk_error *err)
+/*
+ * Where the start-up scan of the log begins: the journal's high-water mark (the log head
+ * at the last start-up, or past the last journaled position), below which every keyed
+ * command's answer is in the journal. This is the one place the position is chosen:
+ * when idempotency becomes a consumer of the log with a checkpoint of its own, this is
+ * the function that reads that checkpoint instead.
+ */
+static uint64_t reconcile_scan_from(const cmd_idem *idem)
+{
+    return idem->high_water;
+}
+
+/* Rebuilds the answers of keyed commands in the log, from reconcile_scan_from to the
+ * head, that the journal does not hold. */
+static int reconcile(cmd_idem *idem, store_log *log, uint64_t *scanned, sk_error *err)
 {
     store_reader *reader;
-    int rc = store_reader_open(log, idem->high_water, &reader);
+    int rc = store_reader_open(log, reconcile_scan_from(idem), &reader);
     if (rc)
         return sk_error_set(err, rc, "", "cannot read the log to rebuild idempotency keys");
     rebuilt r = {0};
@@ -387,7 +404,7 @@ static int reconcile(svc_idem *idem, store_log *log, uint64_t *scanned, sk_error
     char key[512];
     while ((rc = store_reader_next(reader, &ev, err)) == 1) {
         (*scanned)++;
-        if (!meta_value(&ev, SVC_META_IDEMPOTENCY, key, sizeof key))
+        if (!meta_value(&ev, CMD_META_IDEMPOTENCY, key, sizeof key))
             continue;
         if (!r.answer || strcmp(r.key, key) != 0 ||
             memcmp(&r.command_id, &ev.command_id, sizeof r.command_id) != 0) {
@@ -417,16 +434,16 @@ static int reconcile(svc_idem *idem, store_log *log, uint64_t *scanned, sk_error
     return 0;
 }
 
-void svc_idem_config_init(svc_idem_config *cfg, const char *data_dir)
+void cmd_idem_config_init(cmd_idem_config *cfg, const char *data_dir)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->data_dir = data_dir;
     cfg->window_s = 86400;
 }
 
-int svc_idem_open(const svc_idem_config *cfg, svc_idem **out, sk_error *err)
+int cmd_idem_open(const cmd_idem_config *cfg, cmd_idem **out, sk_error *err)
 {
-    svc_idem *idem = calloc(1, sizeof *idem);
+    cmd_idem *idem = calloc(1, sizeof *idem);
     if (!idem)
         return -ENOMEM;
     pthread_mutex_init(&idem->mu, NULL);
@@ -478,20 +495,20 @@ int svc_idem_open(const svc_idem_config *cfg, svc_idem **out, sk_error *err)
         snprintf(loaded, sizeof loaded, "%zu", journaled);
         snprintf(from_log, sizeof from_log, "%zu", idem->count - journaled);
         snprintf(events, sizeof events, "%" PRIu64, scanned);
-        svc_log(SK_LOG_INFO, "idempotency keys loaded", "journal", loaded, "from_log", from_log,
-                "events_scanned", events, SVC_END);
+        sk_log(SK_LOG_INFO, "idempotency", "idempotency keys loaded", "journal", loaded, "from_log",
+               from_log, "events_scanned", events, SK_LOG_END);
     }
     if (rc == 0)
         rc = compact(idem, err);
     if (rc) {
-        svc_idem_close(idem);
+        cmd_idem_close(idem);
         return rc;
     }
     *out = idem;
     return 0;
 }
 
-int svc_idem_close(svc_idem *idem)
+int cmd_idem_close(cmd_idem *idem)
 {
     if (!idem)
         return 0;
@@ -515,15 +532,15 @@ int svc_idem_close(svc_idem *idem)
     return rc;
 }
 
-svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsigned *status,
+cmd_idem_state cmd_idem_begin(cmd_idem *idem, const char *key, uint64_t fp, unsigned *status,
                               char **body)
 {
     int64_t now = clock_now(idem);
-    svc_idem_state st = SVC_IDEM_NEW;
+    cmd_idem_state st = CMD_IDEM_NEW;
     pthread_mutex_lock(&idem->mu);
     if (idem->failed) {
         pthread_mutex_unlock(&idem->mu);
-        return SVC_IDEM_UNAVAILABLE;
+        return CMD_IDEM_UNAVAILABLE;
     }
     idem_entry **p = slot_of(idem, key);
     if (*p && (*p)->expires_us <= now && (*p)->status)
@@ -531,22 +548,22 @@ svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsi
     if (*p) {
         idem_entry *e = *p;
         if (e->fp != fp && e->fp != 0)
-            st = SVC_IDEM_MISMATCH;
+            st = CMD_IDEM_MISMATCH;
         else if (!e->status)
-            st = SVC_IDEM_BUSY;
+            st = CMD_IDEM_BUSY;
         else {
-            st = SVC_IDEM_DONE;
+            st = CMD_IDEM_DONE;
             *status = e->status;
             *body = strdup(e->body);
         }
     } else if (!insert(idem, key, fp, now + idem->window_us)) {
-        st = SVC_IDEM_BUSY; /* out of memory: ask the client to come back */
+        st = CMD_IDEM_BUSY; /* out of memory: ask the client to come back */
     }
     pthread_mutex_unlock(&idem->mu);
     return st;
 }
 
-int svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char *body,
+int cmd_idem_finish(cmd_idem *idem, const char *key, unsigned status, const char *body,
                     uint64_t position)
 {
     int rc = 0;
@@ -581,7 +598,7 @@ int svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char
     return rc;
 }
 
-void svc_idem_release(svc_idem *idem, const char *key)
+void cmd_idem_release(cmd_idem *idem, const char *key)
 {
     pthread_mutex_lock(&idem->mu);
     idem_entry **p = slot_of(idem, key);
@@ -591,7 +608,7 @@ void svc_idem_release(svc_idem *idem, const char *key)
 }
 
 /* Drops expired entries from a slice of the table, so no call holds the lock long. */
-static void sweep(svc_idem *idem, int64_t now)
+static void sweep(cmd_idem *idem, int64_t now)
 {
     for (size_t n = 0; n < 4096 && n < idem->nbuckets; n++) {
         size_t i = idem->sweep_cursor++ & (idem->nbuckets - 1);
@@ -606,7 +623,7 @@ static void sweep(svc_idem *idem, int64_t now)
 
 /* Opens the journal file of period hour for appending and makes its directory entry
  * durable; the descriptor, or a negative code. */
-static int open_period_file(svc_idem *idem, int64_t hour, char *path, size_t size, uint64_t *offset)
+static int open_period_file(cmd_idem *idem, int64_t hour, char *path, size_t size, uint64_t *offset)
 {
     const store_io *io = idem->io;
     journal_path(idem, hour, path, size);
@@ -623,7 +640,7 @@ static int open_period_file(svc_idem *idem, int64_t hour, char *path, size_t siz
     return fd;
 }
 
-int svc_idem_sync(svc_idem *idem)
+int cmd_idem_sync(cmd_idem *idem)
 {
     const store_io *io = idem->io;
     int64_t now = clock_now(idem);
@@ -661,8 +678,9 @@ int svc_idem_sync(svc_idem *idem)
         if (compact(idem, &err) == 0) {
             idem->failed = 0;
             idem->failure[0] = '\0';
-            svc_log(SK_LOG_NOTICE, "idempotency journal rewritten; keyed commands accepted again",
-                    "file", idem->path, SVC_END);
+            sk_log(SK_LOG_NOTICE, "idempotency",
+                   "idempotency journal rewritten; keyed commands accepted again", "file",
+                   idem->path, SK_LOG_END);
         }
     }
     rc = idem->failed;
@@ -670,7 +688,7 @@ int svc_idem_sync(svc_idem *idem)
     return rc;
 }
 
-int svc_idem_health(svc_idem *idem, char *why, size_t size)
+int cmd_idem_health(cmd_idem *idem, char *why, size_t size)
 {
     pthread_mutex_lock(&idem->mu);
     int rc = idem->failed;
