@@ -351,11 +351,11 @@ static void test_allocation_failure_is_an_error(void **state)
     cmd_outcome_clear(&o);
     char reserve[128];
     snprintf(reserve, sizeof reserve, "{\"sku\":\"A\",\"order_id\":\"p\",\"quantity\":%llu}",
-             (unsigned long long)(2 * restocks));
+             (unsigned long long)restocks * 2);
     assert_int_equal(run(f, "ReserveStock", reserve, STORE_EXPECT_ANY, &o), SK_EREJECTED);
     cmd_outcome_clear(&o);
     snprintf(reserve, sizeof reserve, "{\"sku\":\"A\",\"order_id\":\"p\",\"quantity\":%llu}",
-             (unsigned long long)(2 * restocks - 1));
+             (unsigned long long)restocks * 2 - 1);
     assert_int_equal(run(f, "ReserveStock", reserve, STORE_EXPECT_ANY, &o), 0);
     cmd_outcome_clear(&o);
 }

@@ -44,8 +44,8 @@ static void test_sink_and_level(void **state)
     sk_log_set_level(SK_LOG_WARN);
     sk_log(SK_LOG_INFO, "store", "below the level", "k", "v", SK_LOG_END);
     assert_int_equal(s.count, 0);
-    sk_log(SK_LOG_ERROR, "store", "failed", "dir", "/d", "empty", "", "none", NULL, "error", "EIO",
-           SK_LOG_END);
+    sk_log(SK_LOG_ERROR, "store", "failed", "dir", "/d", "empty", "", "none", (const char *)NULL,
+           "error", "EIO", SK_LOG_END);
     assert_int_equal(s.count, 1);
     assert_int_equal(s.level, SK_LOG_ERROR);
     assert_string_equal(s.subsystem, "store");
