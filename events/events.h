@@ -137,6 +137,14 @@ uint64_t ev_hash_str(const char *cstr);
  * one helper every layer uses (store/ reaches it through its I/O seam's sync_dir).
  * 0 or -errno. */
 int ev_fsync_dir(const char *path);
+/*
+ * Where a file Skald ships (the schemas: "events/schemas", "commands/schemas") is, for
+ * the running binary: under the install prefix, <bindir>/../share/skald/<what> (what
+ * `cmake --install` lays out), when that exists; else, for a binary that runs from the
+ * build tree, the source tree's <what>. An installed binary never looks in the source
+ * tree. 0 and the path in out, or -ENOENT (out names where it looked).
+ */
+int ev_shipped_path(const char *what, char *out, size_t size);
 
 typedef struct ev_uuid {
     uint8_t bytes[16];

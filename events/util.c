@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -237,4 +238,51 @@ int ev_fsync_dir(const char *path)
     int rc = fsync(fd) < 0 ? -errno : 0;
     close(fd);
     return rc;
+}
+
+#ifndef SKALD_DATA_FROM_BIN
+#define SKALD_DATA_FROM_BIN "../share/skald"
+#endif
+
+/* The directory of the running binary into out; 0 or -errno. */
+static int exe_dir(char *out, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", out, size - 1);
+    if (n <= 0)
+        return n < 0 ? -errno : -ENOENT;
+    out[n] = '\0';
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        return -ENOENT;
+    *slash = '\0';
+    return 0;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int ev_shipped_path(const char *what, char *out, size_t size)
+{
+    char dir[4096];
+    int rc = exe_dir(dir, sizeof dir);
+    if (rc)
+        return rc;
+    int n = snprintf(out, size, "%s/" SKALD_DATA_FROM_BIN "/%s", dir, what);
+    if (n < 0 || (size_t)n >= size)
+        return -ENAMETOOLONG;
+    if (is_dir(out))
+        return 0;
+#if defined(SKALD_SOURCE_DIR) && defined(SKALD_BUILD_DIR)
+    size_t len = strlen(SKALD_BUILD_DIR);
+    if (strncmp(dir, SKALD_BUILD_DIR, len) == 0 && (dir[len] == '/' || dir[len] == '\0')) {
+        n = snprintf(out, size, "%s/%s", SKALD_SOURCE_DIR, what);
+        if (n < 0 || (size_t)n >= size)
+            return -ENAMETOOLONG;
+        return is_dir(out) ? 0 : -ENOENT;
+    }
+#endif
+    return -ENOENT; /* out names the installed location looked at */
 }

@@ -682,8 +682,15 @@ static int open_data(seed_ctx *s)
     const char *schemas = opt->schemas_dir;
     if (!schemas)
         schemas = getenv("SKALD_SCHEMAS");
-    if (!schemas || !*schemas)
-        schemas = SKALD_SOURCE_DIR "/events/schemas";
+    char shipped[4096];
+    if (!schemas || !*schemas) {
+        int rc = ev_shipped_path("events/schemas", shipped, sizeof shipped);
+        if (rc)
+            return sk_error_set(s->err, rc, "schemas",
+                                "no events/schemas folder at %s (installed?); pass --schemas",
+                                shipped);
+        schemas = shipped;
+    }
     int rc = make_dir(opt->data_dir, s->err);
     if (rc)
         return rc;

@@ -34,6 +34,20 @@ static int fail(const char *what, const sk_error *err, int rc)
     return 1;
 }
 
+/* The flag's folder, else the one this binary ships (ev_shipped_path). */
+static int schemas_dir(const char *given, const char *what, char *out, size_t size, sk_error *err)
+{
+    if (given) {
+        snprintf(out, size, "%s", given);
+        return 0;
+    }
+    int rc = ev_shipped_path(what, out, size);
+    if (rc)
+        return sk_error_set(err, rc, "", "no %s folder at %s (installed?); pass --%s", what, out,
+                            strcmp(what, "events/schemas") == 0 ? "schemas" : "command-schemas");
+    return 0;
+}
+
 static int open_app(svc_app *app, sk_error *err)
 {
     const char *d = svc_cfg.data_dir;
@@ -44,8 +58,11 @@ static int open_app(svc_app *app, sk_error *err)
     if (mkdir(d, 0755) != 0 && errno != EEXIST)
         return sk_error_set(err, -errno, "", "cannot create data directory %s: %s", d,
                             strerror(errno));
-    const char *schemas =
-        svc_cfg.schemas_dir ? svc_cfg.schemas_dir : SKALD_SOURCE_DIR "/events/schemas";
+    char schemas[4096], command_schemas[4096];
+    if ((rc = schemas_dir(svc_cfg.schemas_dir, "events/schemas", schemas, sizeof schemas, err)) ||
+        (rc = schemas_dir(svc_cfg.command_schemas_dir, "commands/schemas", command_schemas,
+                          sizeof command_schemas, err)))
+        return rc;
     rc = ev_registry_open(schemas, d, &app->events, err);
     if (rc)
         return rc;
@@ -69,8 +86,7 @@ static int open_app(svc_app *app, sk_error *err)
     cmd_bus_config bc = {
         .log = app->log,
         .events = app->events,
-        .command_schemas_dir = svc_cfg.command_schemas_dir ? svc_cfg.command_schemas_dir
-                                                           : SKALD_SOURCE_DIR "/commands/schemas",
+        .command_schemas_dir = command_schemas,
         .domains = cmd_domains,
         .snapshots = app->snapshots,
         .snapshot_every = svc_cfg.snapshot_every,

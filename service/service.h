@@ -39,7 +39,8 @@
 
 typedef struct svc_seed_options {
     const char *data_dir;    /* the Skald data directory (created if missing); borrowed */
-    const char *schemas_dir; /* the .avsc folder; NULL: $SKALD_SCHEMAS or the source tree's */
+    const char *schemas_dir; /* the .avsc folder; NULL: $SKALD_SCHEMAS or the shipped one
+                                (ev_shipped_path) */
     uint32_t orders;         /* orders to place, 1..SVC_SEED_ORDERS_MAX; default 1000 */
     uint64_t seed;           /* decides every choice of the sample; default 42 */
     int if_empty;            /* 1: a log that already holds events is left alone */

@@ -51,6 +51,7 @@ check log-append "events_per_s raw_events_per_s ratio mean_batch" \
 check log-read "events_per_s raw_events_per_s ratio" --events 20000 --runs 1
 check stream-read "us_200 us_2k us_20k growth" --events 20000 --runs 5
 check aggregate-load "snap_us_100 snap_us_1000 growth replay_us_1000" --history-max 1000 --runs 5
+check uuid-text "ev_format_ns ev_parse_ns libuuid_format_ns libuuid_parse_ns ratio" --events 20000
 if command -v wrk >/dev/null; then
     check http-commands "commands_per_s p99_ms noop_per_s ratio errors" \
         --duration 1 --connections 4 --streams 200

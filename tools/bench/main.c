@@ -37,6 +37,9 @@ static const bench_def benches[] = {
     {"aggregate-load", bench_aggregate_load,
      "microseconds to load an aggregate with a snapshot at histories of 100 .. "
      "--history-max events; must stay flat (a full replay shown beside it)"},
+    {"uuid-text", bench_uuid_text,
+     "ns to format and parse an id as text: Skald's ev_uuid_* against libuuid's "
+     "uuid_unparse_lower/uuid_parse; ratio = libuuid's time over Skald's"},
 };
 #define BENCH_COUNT (sizeof benches / sizeof benches[0])
 

@@ -29,7 +29,7 @@ static const char DUMP_USAGE[] =
     "  --limit N    at most N events\n"
     "  --stream S   only stream S\n"
     "  --json       one JSON object per event: the envelope and \"payload\"\n"
-    "  --schemas    the .avsc files (default $SKALD_SCHEMAS, else the source tree's)\n";
+    "  --schemas    the .avsc files (default $SKALD_SCHEMAS, else the installed ones)\n";
 static const char REPAIR_USAGE[] =
     "Usage: skaldctl log repair --data DIR --truncate-at P [--yes]\n"
     "Removes every event at position P and after (cut back to the start of the append\n"

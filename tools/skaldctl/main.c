@@ -84,8 +84,12 @@ int ctl_parse(int argc, char **argv, int first, const char *allowed, const char 
     memset(o, 0, sizeof *o);
     o->data = getenv("SKALD_DATA");
     o->schemas = getenv("SKALD_SCHEMAS");
-    if (!o->schemas)
-        o->schemas = SKALD_SOURCE_DIR "/events/schemas";
+    static char shipped[4096];
+    if (!o->schemas) {
+        /* on failure shipped names the folder looked for, which opening it then reports */
+        (void)ev_shipped_path("events/schemas", shipped, sizeof shipped);
+        o->schemas = shipped;
+    }
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
