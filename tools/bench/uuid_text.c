@@ -106,7 +106,7 @@ int bench_uuid_text(const bench_opts *opts)
     free(ids);
     printf("BENCH uuid-text ids=%llu ev_format_ns=%.1f ev_parse_ns=%.1f libuuid_format_ns=%.1f "
            "libuuid_parse_ns=%.1f ratio=%.2f\n",
-           (unsigned long long)(rounds * IDS), ev.format_ns, ev.parse_ns, lib.format_ns,
-           lib.parse_ns, (lib.format_ns + lib.parse_ns) / (ev.format_ns + ev.parse_ns));
+           (unsigned long long)rounds * IDS, ev.format_ns, ev.parse_ns, lib.format_ns, lib.parse_ns,
+           (lib.format_ns + lib.parse_ns) / (ev.format_ns + ev.parse_ns));
     return 0;
 }
