@@ -7,7 +7,8 @@
  *   4. take the aggregate from the stripe's cache, or load it (snapshot + the events
  *      after it) and cache it;
  *   5. check expected_version (SK_ECONFLICT with the current version);
- *   6. decide (SK_EREJECTED with the reason);
+ *   6. decide (SK_EREJECTED with the reason; a decider's own failure, such as -ENOMEM,
+ *      is the command's error, never "done, nothing to change");
  *   7. encode the events, queue their append conditional on the version of step 4, and
  *      evolve the cached state with them before unlocking (no events: queue a barrier,
  *      so the answer waits for the appends its decision rests on).
@@ -29,8 +30,8 @@
 
 int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err)
 {
-    if (cfg->ntables > CMD_TABLES_MAX)
-        return sk_error_set(err, -EINVAL, "", "at most %d handler tables", CMD_TABLES_MAX);
+    if (!cfg->domains)
+        return sk_error_set(err, -EINVAL, "", "no domains: set cmd_bus_config.domains");
     cmd_bus *bus = calloc(1, sizeof *bus);
     if (!bus)
         return -ENOMEM;
@@ -51,8 +52,7 @@ int cmd_bus_create(const cmd_bus_config *cfg, cmd_bus **out, sk_error *err)
     if (cfg->nsnapshot_rules)
         memcpy(bus->rules, cfg->snapshot_rules, cfg->nsnapshot_rules * sizeof *bus->rules);
     bus->nrules = cfg->nsnapshot_rules;
-    memcpy(bus->tables, cfg->tables, cfg->ntables * sizeof *cfg->tables);
-    bus->ntables = cfg->ntables;
+    bus->domains = cfg->domains;
     size_t per_stripe = cfg->cache_max / CMD_STRIPES;
     for (int i = 0; i < CMD_STRIPES; i++) {
         pthread_mutex_init(&bus->stripes[i], NULL);
@@ -266,9 +266,12 @@ static char *snapshot_after(cmd_bus *bus, const cmd_cache_entry *e, const cmd_ev
         return NULL;
     json_t *copy = json_deep_copy(e->state);
     if (!copy)
-        return NULL;
+        return NULL; /* no snapshot this time: the next interval tries again */
     for (size_t i = 0; i < n; i++)
-        e->agg->evolve(copy, events[i].type, events[i].payload);
+        if (e->agg->evolve(copy, events[i].type, events[i].payload) != 0) {
+            json_decref(copy);
+            return NULL;
+        }
     char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(copy);
     return text;
@@ -332,9 +335,14 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
     for (size_t i = 0; i < n; i++)
         ev_buf_free(&bufs[i]);
     if (rc == 0) {
-        /* queued: the state moves on now, for the commands behind this one */
-        for (size_t i = 0; i < n; i++)
-            e->agg->evolve(e->state, events[i].type, events[i].payload);
+        /* queued: the state moves on now, for the commands behind this one. Should evolve
+         * fail (out of memory), the cached state is no longer the log's: the entry goes
+         * stale and the next command reloads it from the log, which is the truth. */
+        int erc = 0;
+        for (size_t i = 0; i < n && erc == 0; i++)
+            erc = e->agg->evolve(e->state, events[i].type, events[i].payload);
+        if (erc)
+            atomic_store(&e->stale, true);
         e->version += n;
         e->since_snapshot = snapshotted ? 0 : e->since_snapshot + n;
     }
@@ -379,13 +387,19 @@ static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h, c
             out->stream_id, (unsigned long long)e->version, (unsigned long long)expected_version);
         return 0;
     }
-    h->decide(e->state, body, &out->decision);
+    int rc = h->decide(e->state, body, &out->decision);
+    if (rc) {
+        cmd_result_clear(&out->decision);
+        out->status = sk_error_set(&out->err, rc, "", "%s on %s could not be decided: %s",
+                                   h->command, out->stream_id, sk_strerror(rc));
+        return 0;
+    }
     if (out->decision.rejected) {
         out->status = sk_error_set(&out->err, SK_EREJECTED, "", "%s", out->decision.message);
         return 0;
     }
-    int rc = out->decision.count ? queue_append(bus, e, ctx, out, done, cb_ctx)
-                                 : queue_barrier(bus, e, out, done, cb_ctx);
+    rc = out->decision.count ? queue_append(bus, e, ctx, out, done, cb_ctx)
+                             : queue_barrier(bus, e, out, done, cb_ctx);
     if (rc) {
         out->status = rc;
         return 0;
@@ -397,7 +411,7 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
                    const cmd_context *ctx, cmd_outcome *out, cmd_done_cb done, void *cb_ctx)
 {
     memset(out, 0, sizeof *out);
-    const cmd_handler *h = cmd_handler_find(bus->tables, bus->ntables, command);
+    const cmd_handler *h = cmd_handler_find(bus->domains, command);
     if (!h) {
         out->status =
             sk_error_set(&out->err, SK_ENOTFOUND, "type", "unknown command '%s'", command);
@@ -430,16 +444,16 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
 }
 
 /* The synchronous form waits for done on a condition variable. */
-typedef struct waiter {
+typedef struct sync_wait {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int done;
-} waiter;
+} sync_wait;
 
 static void wake(void *ctx, cmd_outcome *out)
 {
     (void)out;
-    waiter *w = ctx;
+    sync_wait *w = ctx;
     pthread_mutex_lock(&w->mu);
     w->done = 1;
     pthread_cond_signal(&w->cv);
@@ -449,7 +463,7 @@ static void wake(void *ctx, cmd_outcome *out)
 int cmd_bus_execute(cmd_bus *bus, const char *command, const json_t *body,
                     uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out)
 {
-    waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    sync_wait w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     cmd_bus_submit(bus, command, body, expected_version, ctx, out, wake, &w);
     pthread_mutex_lock(&w.mu);
     while (!w.done)

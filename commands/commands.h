@@ -7,15 +7,18 @@
  * snapshots and the saga's retries safe). State is a JSON object owned by the caller;
  * commands and events are the JSON shapes of their schemas.
  *
- * Calling sequence (the command bus, a later part of this layer, does this):
- *   h = cmd_handler_find(tables, n, "ReserveStock")       unknown -> 404
- *   h->stream_id(cmd, buf)                                "product-SKU-1"
- *   state = h->aggregate->initial(); for each event: state = evolve(state, ...)
+ * Calling sequence (what the command bus below does with each command):
+ *   h = cmd_handler_find(cmd_domains, "ReserveStock")     unknown -> 404
+ *   cmd_stream_id(h, cmd, buf, size)                      "product-SKU-1"
+ *   state = h->aggregate->initial(); for each event: h->aggregate->evolve(state, ...)
+ *                                                         (in place)
  *   h->decide(state, cmd, &result)                        events, or rejected + reason
  *   cmd_result_clear(&result)
  *
- * A domain adds files (commands/product.c, ...) that export a table of handlers; no
- * engine file changes for a new domain.
+ * Engine and domain apart: the engine (bus.c, cache.c, load.c, result.c and this header)
+ * knows no domain. A domain adds files (commands/product.c, ...) that export handler
+ * tables, gathers them into a cmd_domain, and is listed in the registration table
+ * cmd_domains (commands/domains.c); no engine file changes for a new domain.
  */
 #ifndef SKALD_COMMANDS_H
 #define SKALD_COMMANDS_H
@@ -39,7 +42,9 @@ typedef struct cmd_result {
     size_t count; /* 0 with rejected false: the command changes nothing */
 } cmd_result;
 
-/* Adds an event; takes ownership of payload (also on failure, -ENOSPC when full). */
+/* Adds an event; takes ownership of payload (also on failure). -ENOMEM when payload is
+ * NULL (so `return cmd_result_add(out, T, json_pack(...))` reports a failed json_pack),
+ * -ENOSPC when the result is full. */
 int cmd_result_add(cmd_result *r, const char *type, json_t *payload);
 /* Marks the command rejected; returns nothing new (reason is a static code). */
 void cmd_result_reject(cmd_result *r, const char *reason, const char *fmt, ...)
@@ -51,28 +56,48 @@ typedef struct cmd_aggregate {
     const char *name;          /* "Product" */
     const char *stream_prefix; /* "product-" */
     uint32_t state_version;    /* version of the state's shape, for snapshots */
-    json_t *(*initial)(void);
+    json_t *(*initial)(void);  /* NULL when out of memory */
     /* Applies one event to state in place (state is owned by the caller). Unknown event
-     * types leave it unchanged. */
-    void (*evolve)(json_t *state, const char *type, const json_t *payload);
+     * types leave it unchanged. 0, or -ENOMEM: then state is partly updated and must be
+     * thrown away (the bus reloads the aggregate from the log). */
+    int (*evolve)(json_t *state, const char *type, const json_t *payload);
 } cmd_aggregate;
 
 typedef struct cmd_handler {
     const char *command; /* "RegisterProduct" */
     const cmd_aggregate *aggregate;
     const char *id_field; /* the command field that names the stream: "sku" */
-    /* Decides; state and cmd are borrowed; out starts cleared. */
-    void (*decide)(const json_t *state, const json_t *cmd, cmd_result *out);
+    /* Decides; state and cmd are borrowed; out starts cleared. 0 with events, with none,
+     * or with out->rejected set (a business rule: 422); or a negative code (-ENOMEM) when
+     * the decision could not be made: the caller clears out and answers an error, never
+     * "done, nothing to change". */
+    int (*decide)(const json_t *state, const json_t *cmd, cmd_result *out);
 } cmd_handler;
 
+/* The handlers of one aggregate. */
 typedef struct cmd_handler_table {
     const cmd_handler *handlers;
     size_t count;
 } cmd_handler_table;
 
-/* The handler for a command name across tables, or NULL (HTTP 404). */
-const cmd_handler *cmd_handler_find(const cmd_handler_table *tables, size_t ntables,
-                                    const char *command);
+/*
+ * A domain: the handler tables of its aggregates. A domain file defines one (the sample
+ * domain is commands/sample.c); the engine only ever sees it through cmd_domains.
+ */
+typedef struct cmd_domain {
+    const char *name;                       /* "order fulfillment" */
+    const cmd_handler_table *const *tables; /* NULL-terminated; static */
+} cmd_domain;
+
+/*
+ * The registration table: the domains this program runs, NULL-terminated. It is defined
+ * by commands/domains.c, a domain file (a program may link its own definition instead),
+ * never by the engine: a new domain adds its files and one line there.
+ */
+extern const cmd_domain *const cmd_domains[];
+
+/* The handler for a command name across domains (NULL-terminated), or NULL (HTTP 404). */
+const cmd_handler *cmd_handler_find(const cmd_domain *const *domains, const char *command);
 /* "<prefix><id>" for the command's stream into out; SK_EBADINPUT if the id field is
  * missing or empty, SK_ETOOBIG if the stream id would exceed EV_STREAM_ID_MAX. */
 int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t size);
@@ -85,9 +110,10 @@ int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t siz
  *   cmd_outcome_clear(&outcome); cmd_bus_destroy(bus)
  *
  * Commands for one stream are serialized (a striped lock on the stream id); commands for
- * different streams run in parallel. The aggregate is rebuilt from its stream on every
- * command (snapshots come later), and the events are appended with the version it was
- * rebuilt at, so nothing else can slip in between.
+ * different streams run in parallel. The aggregate comes from a bounded cache of hot
+ * aggregates, or is loaded from its newest usable snapshot plus the events after it; the
+ * events are appended conditional on the version it was at, so nothing else can slip in
+ * between (bus.c gives the steps).
  */
 typedef struct cmd_bus cmd_bus;
 
@@ -98,20 +124,16 @@ typedef struct cmd_snapshot_rule {
 } cmd_snapshot_rule;
 #define CMD_SNAPSHOT_RULES_MAX 16
 
-/* Parses "Product=50,Order=0" into rules; SK_EBADINPUT with a message naming the part. */
-int cmd_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t *count,
-                             sk_error *err);
-
 typedef struct cmd_bus_config {
     store_log *log;            /* borrowed; outlives the bus; the bus must be its only writer */
     const ev_registry *events; /* event schemas; borrowed */
-    const char *command_schemas_dir; /* one .avsc per command: the shape of its body */
-    const cmd_handler_table *tables; /* copied */
-    size_t ntables;
-    store_snapshots *snapshots; /* NULL: no snapshots; borrowed */
-    uint32_t snapshot_every;    /* save a snapshot each time this many events were added
-                                   since the last one (0: never) */
-    uint32_t cache_max;         /* hot aggregates kept in memory (0: no cache) */
+    const char *command_schemas_dir;  /* one .avsc per command: the shape of its body */
+    const cmd_domain *const *domains; /* NULL-terminated (cmd_domains); borrowed, outlives
+                                         the bus */
+    store_snapshots *snapshots;       /* NULL: no snapshots; borrowed */
+    uint32_t snapshot_every;          /* save a snapshot each time this many events were added
+                                         since the last one (0: never) */
+    uint32_t cache_max;               /* hot aggregates kept in memory (0: no cache) */
     const cmd_snapshot_rule *snapshot_rules; /* per aggregate type; copied */
     size_t nsnapshot_rules;
 } cmd_bus_config;
@@ -165,11 +187,10 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
                    const cmd_context *ctx, cmd_outcome *out, cmd_done_cb done, void *cb_ctx);
 
 /* The aggregate a stream belongs to, by its stream prefix; NULL if none. */
-const cmd_aggregate *cmd_aggregate_of_stream(const cmd_handler_table *tables, size_t ntables,
+const cmd_aggregate *cmd_aggregate_of_stream(const cmd_domain *const *domains,
                                              const char *stream_id);
 /* The aggregate named name ("Product"); NULL if none. */
-const cmd_aggregate *cmd_aggregate_find(const cmd_handler_table *tables, size_t ntables,
-                                        const char *name);
+const cmd_aggregate *cmd_aggregate_find(const cmd_domain *const *domains, const char *name);
 
 /*
  * Rebuilds a stream's state outside the cache: from its newest snapshot whose
@@ -194,11 +215,66 @@ typedef struct cmd_bus_stats {
 } cmd_bus_stats;
 void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out);
 
-/* The sample domain: order fulfillment. */
-extern const cmd_handler_table cmd_product_handlers;
-extern const cmd_handler_table cmd_customer_handlers;
-extern const cmd_handler_table cmd_order_handlers;
-/* The three above in one array; *count gets its length. */
-const cmd_handler_table *cmd_sample_domain(size_t *count);
+/* ---------------------------------------------------------------------------------------
+ * Idempotency (commands/idempotency.c): answers remembered by key for a window, journaled
+ * to survive restarts, so a retried command is answered the same way and appends nothing.
+ *
+ *   cmd_idem_config_init(&cfg, data_dir); adjust; cmd_idem_open(&cfg, &idem, &err)
+ *   per keyed command: cmd_idem_begin -> run it -> cmd_idem_finish or cmd_idem_release
+ *   about once a second, from one thread: cmd_idem_sync
+ *   cmd_idem_close(idem)
+ *
+ * Every function but open/close/sync may be called from any thread.
+ */
+typedef struct cmd_idem cmd_idem;
+typedef enum cmd_idem_state {
+    CMD_IDEM_NEW = 0,
+    CMD_IDEM_DONE,
+    CMD_IDEM_BUSY,
+    CMD_IDEM_MISMATCH,
+    CMD_IDEM_UNAVAILABLE /* the journal failed: keyed commands are refused (503) */
+} cmd_idem_state;
+/* The metadata key under which a keyed command's events carry its scoped key. */
+#define CMD_META_IDEMPOTENCY "idempotency"
+typedef struct cmd_idem_config {
+    const char *data_dir;               /* the journal is DATA/idempotency/; borrowed during open */
+    uint64_t window_s;                  /* how long an answer is remembered; default 86400 */
+    int64_t period_us;                  /* how long one journal file is appended to (0: an hour) */
+    store_log *log;                     /* rebuilds answers the journal lacks from it; NULL: none */
+    const store_io *io;                 /* NULL: store_io_posix(); tests inject failures */
+    int64_t (*now_us)(void *clock_ctx); /* NULL: ev_now_us (tests move time by hand) */
+    void *clock_ctx;
+} cmd_idem_config;
+void cmd_idem_config_init(cmd_idem_config *cfg, const char *data_dir);
+/* Loads the journal and rebuilds, from cfg->log, the answers of keyed commands the
+ * journal does not cover, then rewrites the journal compacted. *out is the caller's. */
+int cmd_idem_open(const cmd_idem_config *cfg, cmd_idem **out, sk_error *err);
+/* Syncs the journal; accepts NULL. 0, or the failure that left it failed (the answers in
+ * memory since then were not saved). */
+int cmd_idem_close(cmd_idem *idem);
+/* Claims key for a request with fingerprint fp. NEW: the caller runs it and must call
+ * cmd_idem_finish or cmd_idem_release. DONE: *status and *body (malloc'd copy) are the
+ * first response. BUSY: the first is still running. MISMATCH: same key, other request.
+ * UNAVAILABLE: the journal is failed (cmd_idem_health says why); nothing was claimed. */
+cmd_idem_state cmd_idem_begin(cmd_idem *idem, const char *key, uint64_t fp, unsigned *status,
+                              char **body);
+/* Remembers the response of a claimed key and appends it to the journal; position: one
+ * past the log position of the answer's last event, 0 if it has none. 0, -ENOMEM (the
+ * claim is dropped: not remembered), or the journal's failure: remembered in memory,
+ * not yet on disk, and the store is failed until cmd_idem_sync rewrites the journal. */
+int cmd_idem_finish(cmd_idem *idem, const char *key, unsigned status, const char *body,
+                    uint64_t position);
+/* Forgets a claim whose response is not to be remembered (a 5xx, a 409). */
+void cmd_idem_release(cmd_idem *idem, const char *key);
+/* Called about once a second from one thread: fdatasyncs the journal if it has unsynced
+ * lines, starts a new journal file each period and deletes files whose keys all expired,
+ * and, when failed, tries to rewrite the journal (the way out of the failed state).
+ * 0, or the failure the journal is still in. */
+int cmd_idem_sync(cmd_idem *idem);
+/* 0 while the journal is writable; else its failure, with why (for /readyz). */
+int cmd_idem_health(cmd_idem *idem, char *why, size_t size);
+
+/* A request's fingerprint: its command name and canonical body, hashed. */
+uint64_t cmd_idem_fingerprint(const char *command, const void *body, size_t size);
 
 #endif /* SKALD_COMMANDS_H */

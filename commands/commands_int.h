@@ -7,6 +7,7 @@
 
 #include "commands/commands.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -73,8 +74,7 @@ void cmd_cache_mark_all_stale(cmd_cache *cache);
 cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,
                                json_t *state, uint64_t version);
 
-#define CMD_STRIPES    64
-#define CMD_TABLES_MAX 16
+#define CMD_STRIPES 64
 
 struct cmd_bus {
     store_log *log;
@@ -84,8 +84,7 @@ struct cmd_bus {
     uint32_t snapshot_every;
     cmd_snapshot_rule rules[CMD_SNAPSHOT_RULES_MAX];
     size_t nrules;
-    cmd_handler_table tables[CMD_TABLES_MAX];
-    size_t ntables;
+    const cmd_domain *const *domains; /* borrowed: the config's */
     pthread_mutex_t stripes[CMD_STRIPES];
     cmd_cache caches[CMD_STRIPES]; /* caches[i] is guarded by stripes[i] */
     atomic_uint_fast64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved,
@@ -116,15 +115,24 @@ static inline bool cmd_bool(const json_t *obj, const char *key)
     return json_is_true(json_object_get(obj, key));
 }
 
-/* The object under key, created empty if absent (state is built by evolve only). */
+/* The object under key, created empty if absent (state is built by evolve only); NULL
+ * when out of memory. */
 static inline json_t *cmd_child(json_t *obj, const char *key)
 {
     json_t *c = json_object_get(obj, key);
     if (!json_is_object(c)) {
         c = json_object();
-        json_object_set_new(obj, key, c);
+        if (json_object_set_new(obj, key, c) != 0)
+            return NULL;
     }
     return c;
+}
+
+/* json_object_set_new as an error code: 0, or -ENOMEM (value is freed either way, and a
+ * NULL value -- a failed json_integer() -- is a failure too). */
+static inline int cmd_set(json_t *obj, const char *key, json_t *value)
+{
+    return json_object_set_new(obj, key, value) == 0 ? 0 : -ENOMEM;
 }
 
 static inline long long cmd_sum(const json_t *obj)

@@ -27,8 +27,11 @@ int cmd_replay(const ev_registry *events, const cmd_aggregate *agg, store_reader
         char type[EV_TYPE_MAX + 1];
         memcpy(type, ev.type.ptr, ev.type.len);
         type[ev.type.len] = '\0';
-        agg->evolve(state, type, payload);
+        rc = agg->evolve(state, type, payload);
         json_decref(payload);
+        if (rc)
+            return sk_error_set(err, rc, "", "cannot apply %s at version %llu of a %s: %s", type,
+                                (unsigned long long)ev.version, agg->name, sk_strerror(rc));
         *version_out = ev.version;
     }
     return rc;
@@ -67,8 +70,8 @@ int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id
     }
     if (use_snapshot && bus->snapshots) {
         store_snapshot snap;
-        int found = store_snapshot_load(bus->snapshots, stream_id, &snap, err);
-        if (found == 1) {
+        int loaded = store_snapshot_load(bus->snapshots, stream_id, &snap, err);
+        if (loaded == 1) {
             state = usable_snapshot(agg, &snap,
                                     store_log_stream_version(bus->log, ev_str_of(stream_id)));
             if (state) {

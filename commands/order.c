@@ -7,7 +7,9 @@
  * send a total that disagrees with the lines.
  */
 #include "commands/commands_int.h"
+#include "commands/sample.h"
 
+#include <errno.h>
 #include <string.h>
 
 static json_t *initial(void)
@@ -15,18 +17,23 @@ static json_t *initial(void)
     return json_pack("{s:s}", "status", "none");
 }
 
-static void evolve(json_t *st, const char *type, const json_t *ev)
+static int evolve(json_t *st, const char *type, const json_t *ev)
 {
+    int rc = 0;
     if (strcmp(type, "OrderPlaced") == 0) {
-        json_object_set_new(st, "status", json_string("placed"));
-        json_object_set_new(st, "order_id", json_string(cmd_str(ev, "order_id")));
-        json_object_set_new(st, "customer_id", json_string(cmd_str(ev, "customer_id")));
-        json_object_set_new(st, "total_cents", json_integer(cmd_int(ev, "total_cents")));
+        rc = cmd_set(st, "status", json_string("placed"));
+        if (rc == 0)
+            rc = cmd_set(st, "order_id", json_string(cmd_str(ev, "order_id")));
+        if (rc == 0)
+            rc = cmd_set(st, "customer_id", json_string(cmd_str(ev, "customer_id")));
+        if (rc == 0)
+            rc = cmd_set(st, "total_cents", json_integer(cmd_int(ev, "total_cents")));
     } else if (strcmp(type, "OrderConfirmed") == 0) {
-        json_object_set_new(st, "status", json_string("confirmed"));
+        rc = cmd_set(st, "status", json_string("confirmed"));
     } else if (strcmp(type, "OrderCancelled") == 0) {
-        json_object_set_new(st, "status", json_string("cancelled"));
+        rc = cmd_set(st, "status", json_string("cancelled"));
     }
+    return rc;
 }
 
 static const cmd_aggregate order = {
@@ -37,33 +44,39 @@ static const cmd_aggregate order = {
     .evolve = evolve,
 };
 
-static void place(const json_t *st, const json_t *cmd, cmd_result *out)
+static int place(const json_t *st, const json_t *cmd, cmd_result *out)
 {
     if (strcmp(cmd_str(st, "status"), "none") != 0) {
         cmd_result_reject(out, "already_exists", "order %s was already placed",
                           cmd_str(cmd, "order_id"));
-        return;
+        return 0;
     }
     long long total = 0;
     size_t i;
     const json_t *line;
     json_t *lines = json_array();
+    if (!lines)
+        return -ENOMEM;
     json_array_foreach(json_object_get(cmd, "lines"), i, line)
     {
         long long q = cmd_int(line, "quantity"), p = cmd_int(line, "unit_price_cents"), sub;
         if (__builtin_mul_overflow(q, p, &sub) || __builtin_add_overflow(total, sub, &total)) {
             json_decref(lines);
             cmd_result_reject(out, "total_overflow", "line %zu makes the order total overflow", i);
-            return;
+            return 0;
         }
-        json_array_append_new(lines,
-                              json_pack("{s:s, s:I, s:I}", "sku", cmd_str(line, "sku"), "quantity",
-                                        (json_int_t)q, "unit_price_cents", (json_int_t)p));
+        if (json_array_append_new(lines, json_pack("{s:s, s:I, s:I}", "sku", cmd_str(line, "sku"),
+                                                   "quantity", (json_int_t)q, "unit_price_cents",
+                                                   (json_int_t)p)) != 0) {
+            json_decref(lines);
+            return -ENOMEM;
+        }
     }
-    cmd_result_add(out, "OrderPlaced",
-                   json_pack("{s:s, s:s, s:o, s:I}", "order_id", cmd_str(cmd, "order_id"),
-                             "customer_id", cmd_str(cmd, "customer_id"), "lines", lines,
-                             "total_cents", (json_int_t)total));
+    /* "o" hands lines to the new object, and frees it if json_pack fails */
+    return cmd_result_add(out, "OrderPlaced",
+                          json_pack("{s:s, s:s, s:o, s:I}", "order_id", cmd_str(cmd, "order_id"),
+                                    "customer_id", cmd_str(cmd, "customer_id"), "lines", lines,
+                                    "total_cents", (json_int_t)total));
 }
 
 static bool placed(const json_t *st, const json_t *cmd, const char *verb, cmd_result *out)
@@ -81,19 +94,21 @@ static bool placed(const json_t *st, const json_t *cmd, const char *verb, cmd_re
     return true;
 }
 
-static void confirm(const json_t *st, const json_t *cmd, cmd_result *out)
+static int confirm(const json_t *st, const json_t *cmd, cmd_result *out)
 {
-    if (placed(st, cmd, "confirmed", out))
-        cmd_result_add(out, "OrderConfirmed",
-                       json_pack("{s:s}", "order_id", cmd_str(cmd, "order_id")));
+    if (!placed(st, cmd, "confirmed", out))
+        return 0;
+    return cmd_result_add(out, "OrderConfirmed",
+                          json_pack("{s:s}", "order_id", cmd_str(cmd, "order_id")));
 }
 
-static void cancel(const json_t *st, const json_t *cmd, cmd_result *out)
+static int cancel(const json_t *st, const json_t *cmd, cmd_result *out)
 {
-    if (placed(st, cmd, "cancelled", out))
-        cmd_result_add(out, "OrderCancelled",
-                       json_pack("{s:s, s:s}", "order_id", cmd_str(cmd, "order_id"), "reason",
-                                 cmd_str(cmd, "reason")));
+    if (!placed(st, cmd, "cancelled", out))
+        return 0;
+    return cmd_result_add(out, "OrderCancelled",
+                          json_pack("{s:s, s:s}", "order_id", cmd_str(cmd, "order_id"), "reason",
+                                    cmd_str(cmd, "reason")));
 }
 
 static const cmd_handler handlers[] = {

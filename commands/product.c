@@ -8,7 +8,9 @@
  * that retries a step does not reserve twice.
  */
 #include "commands/commands_int.h"
+#include "commands/sample.h"
 
+#include <errno.h>
 #include <string.h>
 
 static json_t *initial(void)
@@ -16,27 +18,32 @@ static json_t *initial(void)
     return json_pack("{s:b, s:I, s:{}}", "exists", 0, "on_hand", (json_int_t)0, "reserved");
 }
 
-static void evolve(json_t *st, const char *type, const json_t *ev)
+static int evolve(json_t *st, const char *type, const json_t *ev)
 {
     json_t *reserved = cmd_child(st, "reserved");
+    if (!reserved)
+        return -ENOMEM;
     const char *order = cmd_str(ev, "order_id");
+    int rc = 0;
     if (strcmp(type, "ProductRegistered") == 0) {
-        json_object_set_new(st, "exists", json_true());
-        json_object_set_new(st, "sku", json_string(cmd_str(ev, "sku")));
-        json_object_set_new(st, "name", json_string(cmd_str(ev, "name")));
-        json_object_set_new(st, "price_cents", json_integer(cmd_int(ev, "price_cents")));
+        rc = cmd_set(st, "exists", json_true());
+        if (rc == 0)
+            rc = cmd_set(st, "sku", json_string(cmd_str(ev, "sku")));
+        if (rc == 0)
+            rc = cmd_set(st, "name", json_string(cmd_str(ev, "name")));
+        if (rc == 0)
+            rc = cmd_set(st, "price_cents", json_integer(cmd_int(ev, "price_cents")));
     } else if (strcmp(type, "ProductRestocked") == 0) {
-        json_object_set_new(st, "on_hand",
-                            json_integer(cmd_int(st, "on_hand") + cmd_int(ev, "quantity")));
+        rc = cmd_set(st, "on_hand", json_integer(cmd_int(st, "on_hand") + cmd_int(ev, "quantity")));
     } else if (strcmp(type, "StockReserved") == 0) {
-        json_object_set_new(reserved, order, json_integer(cmd_int(ev, "quantity")));
+        rc = cmd_set(reserved, order, json_integer(cmd_int(ev, "quantity")));
     } else if (strcmp(type, "StockReleased") == 0) {
         json_object_del(reserved, order);
     } else if (strcmp(type, "StockCommitted") == 0) {
-        json_object_set_new(st, "on_hand",
-                            json_integer(cmd_int(st, "on_hand") - cmd_int(ev, "quantity")));
+        rc = cmd_set(st, "on_hand", json_integer(cmd_int(st, "on_hand") - cmd_int(ev, "quantity")));
         json_object_del(reserved, order);
     }
+    return rc;
 }
 
 static const cmd_aggregate product = {
@@ -55,72 +62,72 @@ static bool missing(const json_t *st, const json_t *cmd, cmd_result *out)
     return true;
 }
 
-static void register_product(const json_t *st, const json_t *cmd, cmd_result *out)
+static int register_product(const json_t *st, const json_t *cmd, cmd_result *out)
 {
     if (cmd_bool(st, "exists")) {
         cmd_result_reject(out, "already_exists", "product %s is already registered",
                           cmd_str(cmd, "sku"));
-        return;
+        return 0;
     }
-    cmd_result_add(out, "ProductRegistered",
-                   json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "name",
-                             cmd_str(cmd, "name"), "price_cents",
-                             (json_int_t)cmd_int(cmd, "price_cents")));
+    return cmd_result_add(out, "ProductRegistered",
+                          json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "name",
+                                    cmd_str(cmd, "name"), "price_cents",
+                                    (json_int_t)cmd_int(cmd, "price_cents")));
 }
 
-static void restock(const json_t *st, const json_t *cmd, cmd_result *out)
+static int restock(const json_t *st, const json_t *cmd, cmd_result *out)
 {
     if (missing(st, cmd, out))
-        return;
-    cmd_result_add(out, "ProductRestocked",
-                   json_pack("{s:s, s:I}", "sku", cmd_str(cmd, "sku"), "quantity",
-                             (json_int_t)cmd_int(cmd, "quantity")));
+        return 0;
+    return cmd_result_add(out, "ProductRestocked",
+                          json_pack("{s:s, s:I}", "sku", cmd_str(cmd, "sku"), "quantity",
+                                    (json_int_t)cmd_int(cmd, "quantity")));
 }
 
-static void reserve(const json_t *st, const json_t *cmd, cmd_result *out)
+static int reserve(const json_t *st, const json_t *cmd, cmd_result *out)
 {
     if (missing(st, cmd, out))
-        return;
+        return 0;
     const char *order = cmd_str(cmd, "order_id");
     const json_t *reserved = json_object_get(st, "reserved");
     if (json_object_get(reserved, order))
-        return; /* already reserved for this order */
+        return 0; /* already reserved for this order */
     long long want = cmd_int(cmd, "quantity");
     long long available = cmd_int(st, "on_hand") - cmd_sum(reserved);
     if (want > available) {
         cmd_result_reject(out, "insufficient_stock",
                           "product %s has %lld available, %lld requested", cmd_str(cmd, "sku"),
                           available, want);
-        return;
+        return 0;
     }
-    cmd_result_add(out, "StockReserved",
-                   json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id", order,
-                             "quantity", (json_int_t)want));
+    return cmd_result_add(out, "StockReserved",
+                          json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id",
+                                    order, "quantity", (json_int_t)want));
 }
 
-static void release(const json_t *st, const json_t *cmd, cmd_result *out)
+static int release(const json_t *st, const json_t *cmd, cmd_result *out)
 {
     const char *order = cmd_str(cmd, "order_id");
     const json_t *held = json_object_get(json_object_get(st, "reserved"), order);
     if (!held)
-        return; /* nothing reserved: nothing to release */
-    cmd_result_add(out, "StockReleased",
-                   json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id", order,
-                             "quantity", (json_int_t)json_integer_value(held)));
+        return 0; /* nothing reserved: nothing to release */
+    return cmd_result_add(out, "StockReleased",
+                          json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id",
+                                    order, "quantity", (json_int_t)json_integer_value(held)));
 }
 
-static void commit(const json_t *st, const json_t *cmd, cmd_result *out)
+static int commit(const json_t *st, const json_t *cmd, cmd_result *out)
 {
     const char *order = cmd_str(cmd, "order_id");
     const json_t *held = json_object_get(json_object_get(st, "reserved"), order);
     if (!held) {
         cmd_result_reject(out, "no_reservation", "order %s holds no reservation of %s", order,
                           cmd_str(cmd, "sku"));
-        return;
+        return 0;
     }
-    cmd_result_add(out, "StockCommitted",
-                   json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id", order,
-                             "quantity", (json_int_t)json_integer_value(held)));
+    return cmd_result_add(out, "StockCommitted",
+                          json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id",
+                                    order, "quantity", (json_int_t)json_integer_value(held)));
 }
 
 static const cmd_handler handlers[] = {

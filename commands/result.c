@@ -12,7 +12,9 @@
 
 int cmd_result_add(cmd_result *r, const char *type, json_t *payload)
 {
-    if (r->count == CMD_EVENTS_MAX || !payload) {
+    if (!payload)
+        return -ENOMEM;
+    if (r->count == CMD_EVENTS_MAX) {
         json_decref(payload);
         return -ENOSPC;
     }
@@ -40,13 +42,13 @@ void cmd_result_clear(cmd_result *r)
     memset(r, 0, sizeof *r);
 }
 
-const cmd_handler *cmd_handler_find(const cmd_handler_table *tables, size_t ntables,
-                                    const char *command)
+const cmd_handler *cmd_handler_find(const cmd_domain *const *domains, const char *command)
 {
-    for (size_t t = 0; t < ntables; t++)
-        for (size_t i = 0; i < tables[t].count; i++)
-            if (strcmp(tables[t].handlers[i].command, command) == 0)
-                return &tables[t].handlers[i];
+    for (; *domains; domains++)
+        for (const cmd_handler_table *const *t = (*domains)->tables; *t; t++)
+            for (size_t i = 0; i < (*t)->count; i++)
+                if (strcmp((*t)->handlers[i].command, command) == 0)
+                    return &(*t)->handlers[i];
     return NULL;
 }
 
@@ -61,56 +63,26 @@ int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t siz
     return 0;
 }
 
-const cmd_aggregate *cmd_aggregate_of_stream(const cmd_handler_table *tables, size_t ntables,
+const cmd_aggregate *cmd_aggregate_of_stream(const cmd_domain *const *domains,
                                              const char *stream_id)
 {
-    for (size_t t = 0; t < ntables; t++)
-        for (size_t i = 0; i < tables[t].count; i++) {
-            const cmd_aggregate *agg = tables[t].handlers[i].aggregate;
-            size_t n = strlen(agg->stream_prefix);
-            if (strncmp(stream_id, agg->stream_prefix, n) == 0 && stream_id[n] != '\0')
-                return agg;
-        }
+    for (; *domains; domains++)
+        for (const cmd_handler_table *const *t = (*domains)->tables; *t; t++)
+            for (size_t i = 0; i < (*t)->count; i++) {
+                const cmd_aggregate *agg = (*t)->handlers[i].aggregate;
+                size_t n = strlen(agg->stream_prefix);
+                if (strncmp(stream_id, agg->stream_prefix, n) == 0 && stream_id[n] != '\0')
+                    return agg;
+            }
     return NULL;
 }
 
-const cmd_aggregate *cmd_aggregate_find(const cmd_handler_table *tables, size_t ntables,
-                                        const char *name)
+const cmd_aggregate *cmd_aggregate_find(const cmd_domain *const *domains, const char *name)
 {
-    for (size_t t = 0; t < ntables; t++)
-        for (size_t i = 0; i < tables[t].count; i++)
-            if (strcmp(tables[t].handlers[i].aggregate->name, name) == 0)
-                return tables[t].handlers[i].aggregate;
+    for (; *domains; domains++)
+        for (const cmd_handler_table *const *t = (*domains)->tables; *t; t++)
+            for (size_t i = 0; i < (*t)->count; i++)
+                if (strcmp((*t)->handlers[i].aggregate->name, name) == 0)
+                    return (*t)->handlers[i].aggregate;
     return NULL;
-}
-
-int cmd_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t *count,
-                             sk_error *err)
-{
-    *count = 0;
-    const char *p = text;
-    while (*p) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        char digits[16];
-        size_t name_len = eq ? (size_t)(eq - p) : 0, num_len = eq ? len - name_len - 1 : 0;
-        if (*count == CMD_SNAPSHOT_RULES_MAX || !eq || name_len == 0 ||
-            name_len >= sizeof rules->aggregate || num_len == 0 || num_len >= sizeof digits)
-            return sk_error_set(err, SK_EBADINPUT, "", "'%.*s' is not NAME=EVENTS (at most %d)",
-                                (int)len, p, CMD_SNAPSHOT_RULES_MAX);
-        memcpy(digits, eq + 1, num_len);
-        digits[num_len] = '\0';
-        char *stop;
-        unsigned long every = strtoul(digits, &stop, 10);
-        if (*stop || digits[0] == '-' || every > 1000000)
-            return sk_error_set(err, SK_EBADINPUT, "", "'%s' is not a number of events 0..1000000",
-                                digits);
-        memcpy(rules[*count].aggregate, p, name_len);
-        rules[*count].aggregate[name_len] = '\0';
-        rules[*count].every = (uint32_t)every;
-        (*count)++;
-        p += len + (end ? 1 : 0);
-    }
-    return 0;
 }

@@ -18,27 +18,27 @@
 
 #define ZERO_WIDTH_ITEMS_MAX 4096
 
-typedef struct rd {
+typedef struct avro_cursor {
     const uint8_t *p, *end, *start;
     const json_t *names;
     size_t zero_items;
     const char *what;
-} rd;
+} avro_cursor;
 
-static int bad(rd *r, const char *what)
+static int corrupt(avro_cursor *r, const char *what)
 {
     if (!r->what)
         r->what = what;
     return -1;
 }
 
-static int varint(rd *r, int max_bytes, int64_t *out)
+static int varint(avro_cursor *r, int max_bytes, int64_t *out)
 {
     uint64_t v = 0;
     *out = 0;
     for (int i = 0; i < max_bytes; i++) {
         if (r->p >= r->end)
-            return bad(r, "truncated integer");
+            return corrupt(r, "truncated integer");
         uint8_t b = *r->p++;
         v |= (uint64_t)(b & 0x7f) << (7 * i);
         if (!(b & 0x80)) {
@@ -46,13 +46,13 @@ static int varint(rd *r, int max_bytes, int64_t *out)
             return 0;
         }
     }
-    return bad(r, "integer encoding too long");
+    return corrupt(r, "integer encoding too long");
 }
 
-static int skip(rd *r, uint64_t n)
+static int skip(avro_cursor *r, uint64_t n)
 {
     if (n > (uint64_t)(r->end - r->p))
-        return bad(r, "length runs past the end of the data");
+        return corrupt(r, "length runs past the end of the data");
     r->p += n;
     return 0;
 }
@@ -81,9 +81,9 @@ static bool zero_width(const json_t *names, const json_t *node, int depth)
     }
 }
 
-static int check_node(rd *r, const json_t *node, int depth);
+static int check_node(avro_cursor *r, const json_t *node, int depth);
 
-static int check_blocks(rd *r, const json_t *item, bool is_map, int depth)
+static int check_blocks(avro_cursor *r, const json_t *item, bool is_map, int depth)
 {
     bool zero = !is_map && zero_width(r->names, item, 0);
     for (;;) {
@@ -95,26 +95,26 @@ static int check_blocks(rd *r, const json_t *item, bool is_map, int depth)
         if (count < 0) {
             int64_t bytes = 0;
             if (count == INT64_MIN)
-                return bad(r, "impossible block count");
+                return corrupt(r, "impossible block count");
             count = -count;
             if (varint(r, 10, &bytes))
                 return -1;
             if (bytes < 0 || bytes > r->end - r->p)
-                return bad(r, "block size runs past the end of the data");
+                return corrupt(r, "block size runs past the end of the data");
         }
         if (zero) {
             r->zero_items +=
                 (size_t)(count > ZERO_WIDTH_ITEMS_MAX ? ZERO_WIDTH_ITEMS_MAX + 1 : count);
             if (r->zero_items > ZERO_WIDTH_ITEMS_MAX)
-                return bad(r, "too many items that take no bytes");
+                return corrupt(r, "too many items that take no bytes");
         } else if (count > r->end - r->p) {
-            return bad(r, "more items than bytes left");
+            return corrupt(r, "more items than bytes left");
         }
         for (int64_t i = 0; i < count; i++) {
             if (is_map) {
                 int64_t klen = 0;
                 if (varint(r, 10, &klen) || klen < 0 || skip(r, (uint64_t)klen))
-                    return bad(r, "bad map key");
+                    return corrupt(r, "bad map key");
             }
             if (check_node(r, item, depth + 1))
                 return -1;
@@ -122,10 +122,10 @@ static int check_blocks(rd *r, const json_t *item, bool is_map, int depth)
     }
 }
 
-static int check_node(rd *r, const json_t *node, int depth)
+static int check_node(avro_cursor *r, const json_t *node, int depth)
 {
     if (depth > EV_SCHEMA_DEPTH_MAX)
-        return bad(r, "nested too deeply");
+        return corrupt(r, "nested too deeply");
     const json_t *def = ev_schema_deref(r->names, node);
     int64_t v = 0;
     switch (ev_schema_kind(r->names, node)) {
@@ -133,13 +133,13 @@ static int check_node(rd *r, const json_t *node, int depth)
         return 0;
     case EV_K_BOOLEAN:
         if (r->p >= r->end || *r->p > 1)
-            return bad(r, "bad boolean");
+            return corrupt(r, "bad boolean");
         r->p++;
         return 0;
     case EV_K_INT:
         if (varint(r, 5, &v))
             return -1;
-        return v < INT32_MIN || v > INT32_MAX ? bad(r, "int out of range") : 0;
+        return v < INT32_MIN || v > INT32_MAX ? corrupt(r, "int out of range") : 0;
     case EV_K_LONG:
         return varint(r, 10, &v);
     case EV_K_FLOAT:
@@ -150,20 +150,20 @@ static int check_node(rd *r, const json_t *node, int depth)
     case EV_K_STRING:
         if (varint(r, 10, &v))
             return -1;
-        return v < 0 ? bad(r, "negative length") : skip(r, (uint64_t)v);
+        return v < 0 ? corrupt(r, "negative length") : skip(r, (uint64_t)v);
     case EV_K_FIXED:
         return skip(r, (uint64_t)json_integer_value(json_object_get(def, "size")));
     case EV_K_ENUM:
         if (varint(r, 10, &v))
             return -1;
         return v < 0 || (size_t)v >= json_array_size(json_object_get(def, "symbols"))
-                   ? bad(r, "enum index out of range")
+                   ? corrupt(r, "enum index out of range")
                    : 0;
     case EV_K_UNION:
         if (varint(r, 10, &v))
             return -1;
         if (v < 0 || (size_t)v >= json_array_size(def))
-            return bad(r, "union branch out of range");
+            return corrupt(r, "union branch out of range");
         return check_node(r, json_array_get(def, (size_t)v), depth + 1);
     case EV_K_RECORD: {
         size_t i;
@@ -179,14 +179,14 @@ static int check_node(rd *r, const json_t *node, int depth)
     case EV_K_INVALID:
         break;
     }
-    return bad(r, "schema uses an unknown type");
+    return corrupt(r, "schema uses an unknown type");
 }
 
 int ev_avro_check(const ev_schema *s, const uint8_t *data, size_t size, sk_error *err)
 {
-    rd r = {.p = data, .end = data + size, .start = data, .names = s->names};
+    avro_cursor r = {.p = data, .end = data + size, .start = data, .names = s->names};
     if (check_node(&r, s->root, 0) == 0 && r.p != r.end)
-        bad(&r, "trailing bytes after the value");
+        corrupt(&r, "trailing bytes after the value");
     if (!r.what)
         return 0;
     return sk_error_set(err, SK_ECORRUPT, "",

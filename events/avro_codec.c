@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fill(const json_t *names, const json_t *node, const json_t *v, avro_value_t *av);
+static int set_avro_value(const json_t *names, const json_t *node, const json_t *v,
+                          avro_value_t *av);
 
 static int branch_index(const json_t *names, const json_t *def, const json_t *v)
 {
@@ -62,13 +63,14 @@ static int fill_record(const json_t *names, const json_t *def, const json_t *v, 
         if (avro_value_get_by_index(av, i, &child, NULL))
             return -1;
         const json_t *fv = json_object_get(v, json_string_value(json_object_get(f, "name")));
-        if (!fv || fill(names, json_object_get(f, "type"), fv, &child))
+        if (!fv || set_avro_value(names, json_object_get(f, "type"), fv, &child))
             return -1;
     }
     return 0;
 }
 
-static int fill(const json_t *names, const json_t *node, const json_t *v, avro_value_t *av)
+static int set_avro_value(const json_t *names, const json_t *node, const json_t *v,
+                          avro_value_t *av)
 {
     const json_t *def = ev_schema_deref(names, node);
     switch (ev_schema_kind(names, node)) {
@@ -105,7 +107,7 @@ static int fill(const json_t *names, const json_t *node, const json_t *v, avro_v
         {
             avro_value_t child;
             if (avro_value_append(av, &child, NULL) ||
-                fill(names, json_object_get(def, "items"), item, &child))
+                set_avro_value(names, json_object_get(def, "items"), item, &child))
                 return -1;
         }
         return 0;
@@ -117,7 +119,7 @@ static int fill(const json_t *names, const json_t *node, const json_t *v, avro_v
         {
             avro_value_t child;
             if (avro_value_add(av, key, &child, NULL, NULL) ||
-                fill(names, json_object_get(def, "values"), val, &child))
+                set_avro_value(names, json_object_get(def, "values"), val, &child))
                 return -1;
         }
         return 0;
@@ -129,7 +131,7 @@ static int fill(const json_t *names, const json_t *node, const json_t *v, avro_v
         avro_value_t child;
         if (b < 0 || avro_value_set_branch(av, b, &child))
             return -1;
-        return fill(names, json_array_get(def, (size_t)b), v, &child);
+        return set_avro_value(names, json_array_get(def, (size_t)b), v, &child);
     }
     case EV_K_INVALID:
         break;
@@ -144,7 +146,7 @@ int ev_avro_encode(const ev_schema *s, const json_t *value, ev_buf *out, sk_erro
         return -ENOMEM;
     int rc = 0;
     size_t size = 0;
-    if (fill(s->names, s->root, value, &v) || avro_value_sizeof(&v, &size)) {
+    if (set_avro_value(s->names, s->root, value, &v) || avro_value_sizeof(&v, &size)) {
         rc = sk_error_set(err, SK_EBADINPUT, "", "cannot encode %s: %s", s->type, avro_strerror());
     } else if (size > EV_PAYLOAD_MAX) {
         rc = sk_error_set(err, SK_EBADINPUT, "", "encoded %s is %zu bytes, more than %u", s->type,

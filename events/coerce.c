@@ -14,19 +14,21 @@
  */
 #include "events/events_int.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-typedef struct cctx {
+typedef struct coerce_walk {
     const json_t *names;
     const ev_coerce_opts *opts;
     ev_path path;
     sk_error *err;
+    int rc; /* 0 until the walk fails: SK_EBADINPUT (the value) or -ENOMEM */
     int depth;
-} cctx;
+} coerce_walk;
 
 static const char *json_type_name(const json_t *v)
 {
@@ -49,20 +51,30 @@ static const char *json_type_name(const json_t *v)
     }
 }
 
-static json_t *fail(cctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static json_t *fail(cctx *c, const char *fmt, ...)
+static json_t *fail(coerce_walk *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static json_t *fail(coerce_walk *c, const char *fmt, ...)
 {
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    sk_error_set(c->err, SK_EBADINPUT, c->path.text, "%s: %s",
-                 c->path.len ? c->path.text : "payload", msg);
+    c->rc = sk_error_set(c->err, SK_EBADINPUT, c->path.text, "%s: %s",
+                         c->path.len ? c->path.text : "payload", msg);
     return NULL;
 }
 
-static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const json_t *attrs);
+/* An allocation failed: not the value's fault, so not SK_EBADINPUT (a 400 would blame
+ * the client for the server running out of memory). */
+static json_t *oom(coerce_walk *c)
+{
+    c->rc = sk_error_set(c->err, -ENOMEM, c->path.text, "out of memory checking %s",
+                         c->path.len ? c->path.text : "payload");
+    return NULL;
+}
+
+static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v,
+                           const json_t *attrs);
 
 /* A limit attribute ("maxLength", "minItems", ...) on the field or on the type object. */
 static long long attr_limit(const json_t *attrs, const json_t *def, const char *key,
@@ -74,7 +86,7 @@ static long long attr_limit(const json_t *attrs, const json_t *def, const char *
     return json_is_integer(a) ? json_integer_value(a) : fallback;
 }
 
-static json_t *coerce_integer(cctx *c, const json_t *def, ev_kind kind, const json_t *v,
+static json_t *coerce_integer(coerce_walk *c, const json_t *def, ev_kind kind, const json_t *v,
                               const json_t *attrs)
 {
     long long x;
@@ -103,8 +115,8 @@ static json_t *coerce_integer(cctx *c, const json_t *def, ev_kind kind, const js
     return json_integer(x);
 }
 
-static json_t *coerce_string(cctx *c, const json_t *def, const json_t *v, const json_t *attrs,
-                             ev_kind kind)
+static json_t *coerce_string(coerce_walk *c, const json_t *def, const json_t *v,
+                             const json_t *attrs, ev_kind kind)
 {
     if (!json_is_string(v))
         return fail(c, "expected a string, got %s", json_type_name(v));
@@ -124,7 +136,7 @@ static json_t *coerce_string(cctx *c, const json_t *def, const json_t *v, const 
     return json_stringn(json_string_value(v), len);
 }
 
-static json_t *coerce_enum(cctx *c, const json_t *def, const json_t *v)
+static json_t *coerce_enum(coerce_walk *c, const json_t *def, const json_t *v)
 {
     if (!json_is_string(v))
         return fail(c, "expected one of the symbols of %s, got %s",
@@ -140,7 +152,7 @@ static json_t *coerce_enum(cctx *c, const json_t *def, const json_t *v)
                 json_string_value(json_object_get(def, "name")));
 }
 
-static json_t *coerce_array(cctx *c, const json_t *def, const json_t *v, const json_t *attrs)
+static json_t *coerce_array(coerce_walk *c, const json_t *def, const json_t *v, const json_t *attrs)
 {
     if (!json_is_array(v))
         return fail(c, "expected an array, got %s", json_type_name(v));
@@ -152,6 +164,8 @@ static json_t *coerce_array(cctx *c, const json_t *def, const json_t *v, const j
             return fail(c, "array has %zu items; it must have %lld to %lld", n, min, max);
     }
     json_t *out = json_array();
+    if (!out)
+        return oom(c);
     for (size_t i = 0; i < n; i++) {
         size_t mark = ev_path_push_index(&c->path, i);
         json_t *item = coerce_node(c, json_object_get(def, "items"), json_array_get(v, i), NULL);
@@ -160,16 +174,21 @@ static json_t *coerce_array(cctx *c, const json_t *def, const json_t *v, const j
             json_decref(out);
             return NULL;
         }
-        json_array_append_new(out, item);
+        if (json_array_append_new(out, item) != 0) {
+            json_decref(out);
+            return oom(c);
+        }
     }
     return out;
 }
 
-static json_t *coerce_map(cctx *c, const json_t *def, const json_t *v)
+static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
 {
     if (!json_is_object(v))
         return fail(c, "expected an object (a map), got %s", json_type_name(v));
     json_t *out = json_object();
+    if (!out)
+        return oom(c);
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)v, key, val)
@@ -181,17 +200,22 @@ static json_t *coerce_map(cctx *c, const json_t *def, const json_t *v)
             json_decref(out);
             return NULL;
         }
-        json_object_set_new(out, key, item);
+        if (json_object_set_new(out, key, item) != 0) {
+            json_decref(out);
+            return oom(c);
+        }
     }
     return out;
 }
 
-static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
+static json_t *coerce_record(coerce_walk *c, const json_t *def, const json_t *v)
 {
     const char *rname = json_string_value(json_object_get(def, "name"));
     if (!json_is_object(v))
         return fail(c, "expected an object (record %s), got %s", rname, json_type_name(v));
     json_t *out = json_object();
+    if (!out)
+        return oom(c);
     size_t i, present = 0;
     const json_t *f;
     json_array_foreach(json_object_get(def, "fields"), i, f)
@@ -219,7 +243,10 @@ static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
             json_decref(out);
             return NULL;
         }
-        json_object_set_new(out, name, r);
+        if (json_object_set_new(out, name, r) != 0) {
+            json_decref(out);
+            return oom(c);
+        }
     }
     if (c->opts->strict && json_object_size(v) > present) {
         const char *key;
@@ -237,7 +264,7 @@ static json_t *coerce_record(cctx *c, const json_t *def, const json_t *v)
 }
 
 /* Does a branch of this kind take a JSON value of v's type? */
-static bool branch_accepts(const cctx *c, ev_kind k, const json_t *v)
+static bool branch_accepts(const coerce_walk *c, ev_kind k, const json_t *v)
 {
     switch (json_typeof(v)) {
     case JSON_NULL:
@@ -260,7 +287,7 @@ static bool branch_accepts(const cctx *c, ev_kind k, const json_t *v)
     return false;
 }
 
-static json_t *coerce_union(cctx *c, const json_t *def, const json_t *v, const json_t *attrs)
+static json_t *coerce_union(coerce_walk *c, const json_t *def, const json_t *v, const json_t *attrs)
 {
     size_t i;
     const json_t *b;
@@ -281,7 +308,7 @@ static json_t *coerce_union(cctx *c, const json_t *def, const json_t *v, const j
     return fail(c, "expected one of (%s), got %s", kinds, json_type_name(v));
 }
 
-static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const json_t *attrs)
+static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, const json_t *attrs)
 {
     const json_t *def = ev_schema_deref(c->names, node);
     ev_kind kind = ev_schema_kind(c->names, node);
@@ -331,12 +358,18 @@ static json_t *coerce_node(cctx *c, const json_t *node, const json_t *v, const j
         break;
     }
     c->depth--;
+    if (!r && c->rc == 0)
+        return oom(c); /* a leaf (json_integer, json_stringn, ...) could not be made */
     return r;
 }
 
-json_t *ev_coerce(const json_t *names, const json_t *node, const json_t *value,
-                  const ev_coerce_opts *opts, sk_error *err)
+int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
+              const ev_coerce_opts *opts, json_t **out, sk_error *err)
 {
-    cctx c = {.names = names, .opts = opts, .err = err};
-    return coerce_node(&c, node, value, NULL);
+    coerce_walk c = {.names = names, .opts = opts, .err = err};
+    json_t *r = coerce_node(&c, node, value, NULL);
+    if (!r)
+        return c.rc ? c.rc : -ENOMEM;
+    *out = r;
+    return 0;
 }

@@ -111,9 +111,10 @@ static int can_read(compat *c, const json_t *rnode, const json_t *wnode, int dep
         const json_t *ws, *rs;
         json_array_foreach(json_object_get(wdef, "symbols"), i, ws)
         {
-            bool found = false;
-            json_array_foreach(json_object_get(rdef, "symbols"), j, rs) found |= json_equal(ws, rs);
-            if (!found)
+            bool symbol_kept = false;
+            json_array_foreach(json_object_get(rdef, "symbols"), j, rs) symbol_kept |=
+                json_equal(ws, rs);
+            if (!symbol_kept)
                 return problem(c,
                                "enum symbol '%s' is in one version only and the enum has "
                                "no default",

@@ -72,6 +72,48 @@ int sk_error_set(sk_error *err, int code, const char *field, const char *fmt, ..
 void sk_error_clear(sk_error *err);
 
 /* ---------------------------------------------------------------------------------------
+ * Logging: one logger for every layer (events/log.c).
+ *
+ * Layers report with sk_log(level, subsystem, message, key, value, ..., SK_LOG_END): the
+ * values are strings, NULL or "" ones are left out, at most 16 are kept. Nothing is
+ * formatted below the level set with sk_log_set_level (default info); notice and fatal
+ * always pass. Where the message goes is the program's choice: a sink installed with
+ * sk_log_set_sink gets every message that passes the level (from any thread, so it must
+ * be thread-safe; fields are borrowed for the call); with none, sk_log_write_json writes
+ * it as one JSON line on stderr, the shape the service writes all its lines in.
+ */
+typedef enum sk_log_level {
+    SK_LOG_DEBUG = 0,
+    SK_LOG_INFO,
+    SK_LOG_WARN,
+    SK_LOG_ERROR,
+    SK_LOG_NOTICE, /* always written: start, stop, entering and leaving failed states */
+    SK_LOG_FATAL   /* always written: an assertion failed; the process aborts */
+} sk_log_level;
+
+typedef struct sk_log_field {
+    const char *key;
+    const char *value;
+} sk_log_field;
+
+typedef void (*sk_log_fn)(void *ctx, sk_log_level level, const char *subsystem, const char *message,
+                          const sk_log_field *fields, size_t count);
+
+#define SK_LOG_END ((const char *)NULL) /* ends sk_log's key, value pairs */
+void sk_log(sk_log_level level, const char *subsystem, const char *message, ...);
+/* Installs fn (NULL: back to sk_log_write_json). Process-wide; ctx is borrowed. */
+void sk_log_set_sink(sk_log_fn fn, void *ctx);
+void sk_log_set_level(sk_log_level level);
+int sk_log_enabled(sk_log_level level); /* 1 if a message at level would be written */
+/* "debug" | "info" | "warn" | "error" -> level; 0 or SK_EBADINPUT. */
+int sk_log_level_parse(const char *text, sk_log_level *out);
+const char *sk_log_level_name(sk_log_level level);
+/* The JSON line writer: {"ts","level","subsystem","msg", ...fields} on stderr in one
+ * write, if level passes. fields (may be NULL) is borrowed; its values may be any JSON. */
+void sk_log_write_json(sk_log_level level, const char *subsystem, const char *message,
+                       const json_t *fields);
+
+/* ---------------------------------------------------------------------------------------
  * Small value types.
  */
 
@@ -93,6 +135,18 @@ uint64_t ev_hash_add(uint64_t hash, const void *data, size_t size);
 int ev_read_file(const char *path, char **out, size_t *size_out);
 /* ev_hash_add(EV_HASH_INIT, ...) of a C string. */
 uint64_t ev_hash_str(const char *cstr);
+/* fsync of a directory, so the entries created, renamed or removed in it are durable: the
+ * one helper every layer uses (store/ reaches it through its I/O seam's sync_dir).
+ * 0 or -errno. */
+int ev_fsync_dir(const char *path);
+/*
+ * Where a file Skald ships (the schemas: "events/schemas", "commands/schemas") is, for
+ * the running binary: under the install prefix, <bindir>/../share/skald/<what> (what
+ * `cmake --install` lays out), when that exists; else, for a binary that runs from the
+ * build tree, the source tree's <what>. An installed binary never looks in the source
+ * tree. 0 and the path in out, or -ENOENT (out names where it looked).
+ */
+int ev_shipped_path(const char *what, char *out, size_t size);
 
 typedef struct ev_uuid {
     uint8_t bytes[16];

@@ -69,15 +69,16 @@ void ev_path_pop(ev_path *p, size_t len);
  * strict: input from a client (unknown fields are errors, numbers must fit, strings
  *   obey their limits). Otherwise: resolution of a decoded older version (unknown fields
  *   are dropped).
- * Missing fields take the field's default in both modes. Returns a new value or NULL with
- * err filled (SK_EBADINPUT, err->field = path).
+ * Missing fields take the field's default in both modes. 0 and *out (the caller's), or
+ * SK_EBADINPUT (err->field = path) when the value does not fit, or -ENOMEM: an allocation
+ * failed, which is never the value's fault.
  */
 typedef struct ev_coerce_opts {
     bool strict;
     bool ints_as_real; /* the JSON was parsed with JSON_DECODE_INT_AS_REAL */
 } ev_coerce_opts;
-json_t *ev_coerce(const json_t *names, const json_t *node, const json_t *value,
-                  const ev_coerce_opts *opts, sk_error *err);
+int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
+              const ev_coerce_opts *opts, json_t **out, sk_error *err);
 
 /* Checks that data is exactly one well-formed value of the schema, without allocating
  * anything proportional to what the data claims. 0 or SK_ECORRUPT (err says where). */

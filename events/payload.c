@@ -10,6 +10,7 @@
  */
 #include "events/events_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,7 +82,7 @@ static char *mark_invalid_utf8(const char *text, size_t size, size_t *out_size)
     return out;
 }
 
-/* Finds the first string (key or value) holding the marker; 1 and the path if found. */
+/* Finds the first string (key or value) holding the marker; 1 and the path if marker_found. */
 static int find_marker(const json_t *v, ev_path *path, int depth)
 {
     if (depth > 64)
@@ -117,10 +118,11 @@ static int encode_value(const ev_schema *s, const json_t *value, bool ints_as_re
                         uint32_t *schema_id_out, sk_error *err)
 {
     ev_coerce_opts opts = {.strict = true, .ints_as_real = ints_as_real};
-    json_t *clean = ev_coerce(s->names, s->root, value, &opts, err);
-    if (!clean)
-        return SK_EBADINPUT;
-    int rc = ev_avro_encode(s, clean, out, err);
+    json_t *clean;
+    int rc = ev_coerce(s->names, s->root, value, &opts, &clean, err);
+    if (rc)
+        return rc;
+    rc = ev_avro_encode(s, clean, out, err);
     json_decref(clean);
     if (rc == 0 && schema_id_out)
         *schema_id_out = s->id;
@@ -134,11 +136,11 @@ int ev_payload_check_json(const ev_registry *reg, const char *type, const json_t
     if (!s)
         return sk_error_set(err, SK_ENOTFOUND, "type", "unknown event type '%s'", type);
     ev_coerce_opts opts = {.strict = true, .ints_as_real = false};
-    json_t *clean = ev_coerce(s->names, s->root, value, &opts, err);
-    if (!clean)
-        return SK_EBADINPUT;
-    json_decref(clean);
-    return 0;
+    json_t *clean;
+    int rc = ev_coerce(s->names, s->root, value, &opts, &clean, err);
+    if (rc == 0)
+        json_decref(clean);
+    return rc;
 }
 
 int ev_payload_from_json(const ev_registry *reg, const char *type, const json_t *value, ev_buf *out,
@@ -159,12 +161,12 @@ static int invalid_utf8(const char *text, size_t size, sk_error *err)
     json_t *j = json_loadb(marked, marked_size, 0, NULL);
     ev_path path = {.len = 0};
     path.text[0] = '\0';
-    int found = j ? find_marker(j, &path, 0) : 0;
+    int marker_found = j ? find_marker(j, &path, 0) : 0;
     json_decref(j);
     free(marked);
-    return sk_error_set(err, SK_EBADINPUT, found ? path.text : "", "%s: invalid UTF-8 in %s",
-                        found && path.len ? path.text : "payload",
-                        found ? "the field's text" : "the request body");
+    return sk_error_set(err, SK_EBADINPUT, marker_found ? path.text : "", "%s: invalid UTF-8 in %s",
+                        marker_found && path.len ? path.text : "payload",
+                        marker_found ? "the field's text" : "the request body");
 }
 
 int ev_payload_from_json_text(const ev_registry *reg, const char *type, const char *text,
@@ -215,9 +217,12 @@ static int decode(const ev_registry *reg, uint32_t schema_id, const uint8_t *dat
     const ev_schema *r = resolve ? ev_registry_newest(reg, w->type) : w;
     if (r && r != w) {
         ev_coerce_opts opts = {.strict = false};
-        json_t *resolved = ev_coerce(r->names, r->root, j, &opts, err);
+        json_t *resolved = NULL;
+        rc = ev_coerce(r->names, r->root, j, &opts, &resolved, err);
         json_decref(j);
-        if (!resolved) {
+        if (rc == -ENOMEM)
+            return rc;
+        if (rc) {
             sk_error why = {0};
             if (err)
                 why = *err;

@@ -162,16 +162,6 @@ static int load_stored(ev_registry *reg, sk_error *err)
     return rc;
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
 static int store_version(const ev_registry *reg, const ev_schema *s, sk_error *err)
 {
     char path[4096], tmp[4200];
@@ -189,7 +179,7 @@ static int store_version(const ev_registry *reg, const ev_schema *s, sk_error *e
     if (rc == 0 && rename(tmp, path) < 0)
         rc = -errno;
     if (rc == 0)
-        rc = fsync_dir(reg->store_dir);
+        rc = ev_fsync_dir(reg->store_dir);
     if (rc) {
         unlink(tmp);
         return sk_error_set(err, rc, "", "cannot store schema %s as %s: %s", s->type, path,

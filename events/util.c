@@ -13,11 +13,14 @@
 #include "events/events.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 ev_str ev_str_of(const char *cstr)
 {
@@ -56,12 +59,12 @@ static uint64_t rotl(uint64_t x, int k)
     return (x << k) | (x >> (64 - k));
 }
 
-typedef struct rng {
+typedef struct uuid_rng {
     uint64_t s[4];
     int seeded;
-} rng;
+} uuid_rng;
 
-static uint64_t rng_next(rng *r)
+static uint64_t rng_next(uuid_rng *r)
 {
     if (!r->seeded) {
         if (getrandom(r->s, sizeof r->s, 0) != (ssize_t)sizeof r->s) {
@@ -88,7 +91,7 @@ static uint64_t rng_next(rng *r)
 
 void ev_uuid_generate(ev_uuid *out)
 {
-    static _Thread_local rng r;
+    static _Thread_local uuid_rng r;
     uint64_t ms = (uint64_t)(ev_now_us() / 1000);
     uint64_t a = rng_next(&r), b = rng_next(&r);
     for (int i = 0; i < 6; i++)
@@ -225,4 +228,61 @@ int ev_read_file(const char *path, char **out, size_t *size_out)
     *out = buf;
     *size_out = size;
     return 0;
+}
+
+int ev_fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+#ifndef SKALD_DATA_FROM_BIN
+#define SKALD_DATA_FROM_BIN "../share/skald"
+#endif
+
+/* The directory of the running binary into out; 0 or -errno. */
+static int exe_dir(char *out, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", out, size - 1);
+    if (n <= 0)
+        return n < 0 ? -errno : -ENOENT;
+    out[n] = '\0';
+    char *slash = strrchr(out, '/');
+    if (!slash)
+        return -ENOENT;
+    *slash = '\0';
+    return 0;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int ev_shipped_path(const char *what, char *out, size_t size)
+{
+    char dir[4096];
+    int rc = exe_dir(dir, sizeof dir);
+    if (rc)
+        return rc;
+    int n = snprintf(out, size, "%s/" SKALD_DATA_FROM_BIN "/%s", dir, what);
+    if (n < 0 || (size_t)n >= size)
+        return -ENAMETOOLONG;
+    if (is_dir(out))
+        return 0;
+#if defined(SKALD_SOURCE_DIR) && defined(SKALD_BUILD_DIR)
+    size_t len = strlen(SKALD_BUILD_DIR);
+    if (strncmp(dir, SKALD_BUILD_DIR, len) == 0 && (dir[len] == '/' || dir[len] == '\0')) {
+        n = snprintf(out, size, "%s/%s", SKALD_SOURCE_DIR, what);
+        if (n < 0 || (size_t)n >= size)
+            return -ENAMETOOLONG;
+        return is_dir(out) ? 0 : -ENOENT;
+    }
+#endif
+    return -ENOENT; /* out names the installed location looked at */
 }

@@ -92,8 +92,8 @@ int svc_auth_load(const char *path, svc_auth **out, sk_error *err)
         rc = sk_error_set(err, SK_EBADINPUT, "", "tokens file %s holds no token", path);
     struct stat st;
     if (rc == 0 && stat(path, &st) == 0 && (st.st_mode & 077))
-        svc_logs(SVC_LOG_WARN, "the tokens file is readable by other users; chmod 600 it", "file",
-                 path, SVC_END);
+        svc_log(SK_LOG_WARN, "the tokens file is readable by other users; chmod 600 it", "file",
+                path, SVC_END);
     if (rc) {
         svc_auth_free(auth);
         return rc;
@@ -124,13 +124,13 @@ static unsigned differs(const token *t, const char *given, size_t given_len)
 int svc_auth_check(const svc_auth *auth, const char *given, unsigned *roles, const char **principal)
 {
     size_t given_len = strnlen(given, TOKEN_MAX + 1);
-    const token *found = NULL;
+    const token *match = NULL;
     for (size_t i = 0; i < auth->count; i++)
         if (differs(&auth->tokens[i], given, given_len) == 0)
-            found = &auth->tokens[i];
-    if (!found)
+            match = &auth->tokens[i];
+    if (!match)
         return 0;
-    *roles = found->roles;
-    *principal = found->principal;
+    *roles = match->roles;
+    *principal = match->principal;
     return 1;
 }

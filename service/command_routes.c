@@ -48,13 +48,18 @@ static json_t *success_json(const cmd_outcome *o)
     char cid[EV_UUID_TEXT_SIZE], eid[EV_UUID_TEXT_SIZE];
     ev_uuid_format(&o->command_id, cid);
     json_t *events = json_array();
-    for (uint32_t i = 0; i < o->count; i++) {
+    for (uint32_t i = 0; events && i < o->count; i++) {
         ev_uuid_format(&o->event_ids[i], eid);
-        json_array_append_new(
-            events, json_pack("{s:s, s:s, s:I, s:I}", "event_id", eid, "type", o->event_types[i],
-                              "version", (json_int_t)o->first_version + (json_int_t)i, "position",
-                              (json_int_t)o->first_position + (json_int_t)i));
+        json_t *ev = json_pack("{s:s, s:s, s:I, s:I}", "event_id", eid, "type", o->event_types[i],
+                               "version", (json_int_t)o->first_version + (json_int_t)i, "position",
+                               (json_int_t)o->first_position + (json_int_t)i);
+        if (json_array_append_new(events, ev) != 0) {
+            json_decref(events); /* a partial list would misreport the command */
+            return NULL;
+        }
     }
+    if (!events)
+        return NULL; /* the caller answers 500 out of memory */
     return json_pack("{s:s, s:s, s:o, s:I}", "command_id", cid, "stream_id", o->stream_id, "events",
                      events, "position", (json_int_t)o->position);
 }
@@ -98,7 +103,7 @@ static json_t *outcome_json(const cmd_outcome *o, unsigned *status, svc_outcome 
 
 static void log_command(const command_call *c, svc_outcome kind)
 {
-    if (svc_cfg.log_level > SVC_LOG_INFO && kind != SVC_OUT_ERROR)
+    if (!sk_log_enabled(kind == SVC_OUT_ERROR ? SK_LOG_ERROR : SK_LOG_INFO))
         return;
     char cid[EV_UUID_TEXT_SIZE] = "", corr[EV_UUID_TEXT_SIZE] = "";
     if (!ev_uuid_is_nil(&c->out.command_id))
@@ -119,7 +124,7 @@ static void log_command(const command_call *c, svc_outcome kind)
         if (d)
             json_object_set_new(f, "detail", d);
     }
-    svc_log(kind == SVC_OUT_ERROR ? SVC_LOG_ERROR : SVC_LOG_INFO, "command", f);
+    svc_log_fields(kind == SVC_OUT_ERROR ? SK_LOG_ERROR : SK_LOG_INFO, "command", f);
     json_decref(f);
 }
 
@@ -129,16 +134,23 @@ static void batch_line_done(batch *b);
 static void call_finished(command_call *c, unsigned status, json_t *answer, svc_outcome kind)
 {
     svc_app *app = c->rq->app;
-    c->status = status;
     c->answer = json_dumps(answer, JSON_COMPACT);
     json_decref(answer);
+    if (!c->answer) { /* out of memory building the answer: say so, whatever it was */
+        status = 500;
+        kind = SVC_OUT_ERROR;
+    }
+    c->status = status;
     if (*c->key) {
-        /* business outcomes are remembered; conflicts and failures may be retried */
+        /* business outcomes are remembered; conflicts and failures may be retried; a
+         * journal failure is not this answer's: the command happened and is answered
+         * as it came out (the store logged it, refuses the next keyed commands and
+         * reports it in /readyz until the journal is rewritten) */
         if ((status == 200 || status == 422) && c->answer)
-            svc_idem_finish(app->idem, c->key, status, c->answer,
-                            status == 200 && c->out.count ? c->out.position + 1 : 0);
+            (void)cmd_idem_finish(app->idem, c->key, status, c->answer,
+                                  status == 200 && c->out.count ? c->out.position + 1 : 0);
         else
-            svc_idem_release(app->idem, c->key);
+            cmd_idem_release(app->idem, c->key);
     }
     svc_metrics_command(app->metrics, c->command, kind,
                         (double)(ev_now_us() - c->started_us) / 1e6);
@@ -234,16 +246,18 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
     c->started_us = ev_now_us();
     if (!json_is_object(body)) {
         json_decref(body);
-        return call_refused(c, 400, "invalid_json", NULL, "the body must be a JSON object");
+        call_refused(c, 400, "invalid_json", NULL, "the body must be a JSON object");
+        return;
     }
     json_t *ev = json_object_get(body, "expected_version");
     if (ev) {
         json_int_t v = json_is_integer(ev) ? json_integer_value(ev) : -1;
         if (v < 0 || (expected != STORE_EXPECT_ANY && (uint64_t)v != expected)) {
             json_decref(body);
-            return call_refused(c, 400, "invalid_field", "expected_version",
-                                "expected_version must be an integer >= 0 (and agree with "
-                                "If-Match)");
+            call_refused(c, 400, "invalid_field", "expected_version",
+                         "expected_version must be an integer >= 0 (and agree with "
+                         "If-Match)");
+            return;
         }
         expected = (uint64_t)v;
         json_object_del(body, "expected_version");
@@ -254,8 +268,9 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
             ev_uuid_parse(json_string_value(cid), &c->ctx.command_id) != 0 ||
             ev_uuid_is_nil(&c->ctx.command_id)) {
             json_decref(body);
-            return call_refused(c, 400, "invalid_field", "command_id",
-                                "command_id must be a UUID in text form");
+            call_refused(c, 400, "invalid_field", "command_id",
+                         "command_id must be a UUID in text form");
+            return;
         }
         json_object_del(body, "command_id");
     }
@@ -274,13 +289,13 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
         /* the request is its command and canonical body, however the JSON was spelled
          * and whether it came alone or in a batch */
         char *canonical = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-        uint64_t fp = svc_fingerprint(c->command, canonical ? canonical : "",
-                                      canonical ? strlen(canonical) : 0);
+        uint64_t fp = cmd_idem_fingerprint(c->command, canonical ? canonical : "",
+                                           canonical ? strlen(canonical) : 0);
         free(canonical);
-        svc_idem_state st = svc_idem_begin(app->idem, c->key, fp, &status, &first);
-        if (st != SVC_IDEM_NEW) {
+        cmd_idem_state st = cmd_idem_begin(app->idem, c->key, fp, &status, &first);
+        if (st != CMD_IDEM_NEW) {
             json_decref(body);
-            if (st == SVC_IDEM_DONE) {
+            if (st == CMD_IDEM_DONE) {
                 c->replayed = 1;
                 json_t *again = json_loads(first, 0, NULL);
                 free(first);
@@ -288,25 +303,36 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
                 call_finished(c, status, again, SVC_OUT_REPLAYED);
                 return;
             }
-            *c->key = '\0'; /* the claim is someone else's */
-            if (st == SVC_IDEM_BUSY) {
+            *c->key = '\0'; /* the claim is someone else's, or was not made */
+            if (st == CMD_IDEM_UNAVAILABLE) {
                 rq->retry_after = 1;
-                return call_refused(c, 409, "request_in_progress", "Idempotency-Key",
-                                    "a request with this key is still running; retry");
+                call_refused(c, 503, "idempotency_unavailable", "Idempotency-Key",
+                             "the idempotency journal cannot be written, so a keyed "
+                             "command could not be answered the same way twice; "
+                             "retry (GET /readyz says why)");
+                return;
             }
-            return call_refused(c, 422, "idempotency_key_reused", "Idempotency-Key",
-                                "this key was used for a different request");
+            if (st == CMD_IDEM_BUSY) {
+                rq->retry_after = 1;
+                call_refused(c, 409, "request_in_progress", "Idempotency-Key",
+                             "a request with this key is still running; retry");
+                return;
+            }
+            call_refused(c, 422, "idempotency_key_reused", "Idempotency-Key",
+                         "this key was used for a different request");
+            return;
         }
     }
     if (atomic_load(&app->in_flight) >= svc_cfg.queue_max || atomic_load(&app->draining)) {
         json_decref(body);
         rq->retry_after = 1;
-        return call_refused(c, 503, "overloaded", NULL,
-                            "too many commands in flight; retry after a second");
+        call_refused(c, 503, "overloaded", NULL,
+                     "too many commands in flight; retry after a second");
+        return;
     }
     if (*c->key)
         c->meta[c->ctx.metadata_count++] =
-            (ev_metadata_entry){ev_str_of(SVC_META_IDEMPOTENCY), ev_str_of(c->key)};
+            (ev_metadata_entry){ev_str_of(CMD_META_IDEMPOTENCY), ev_str_of(c->key)};
     c->ctx.metadata = c->meta;
     atomic_fetch_add(&app->in_flight, 1);
     cmd_bus_submit(app->bus, c->command, body, expected, &c->ctx, &c->out, command_done, c);
@@ -436,27 +462,28 @@ static void start_line(command_call *c, const char *line, size_t len)
     json_t *type = json_object_get(o, "type"), *body = json_object_get(o, "body");
     json_t *ev = json_object_get(o, "expected_version"),
            *key = json_object_get(o, "idempotency_key");
-    const char *bad = NULL;
+    const char *problem = NULL;
     if (!o || !json_is_object(o))
-        bad = "line is not a JSON object";
+        problem = "line is not a JSON object";
     else if (!json_is_string(type) || json_string_length(type) == 0 ||
              json_string_length(type) > EV_TYPE_MAX)
-        bad = "type must name a command";
+        problem = "type must name a command";
     else if (!json_is_object(body))
-        bad = "body must be an object";
+        problem = "body must be an object";
     else if (ev && (!json_is_integer(ev) || json_integer_value(ev) < 0))
-        bad = "expected_version must be an integer >= 0";
+        problem = "expected_version must be an integer >= 0";
     else if (key && (!json_is_string(key) || !idem_key_valid(json_string_value(key))))
-        bad = "idempotency_key must be 1..128 printable ASCII characters";
+        problem = "idempotency_key must be 1..128 printable ASCII characters";
     else {
         const char *k;
         json_t *v;
-        json_object_foreach(o, k, v) if (!known_line_field(k)) bad = "unknown field";
+        json_object_foreach(o, k, v) if (!known_line_field(k)) problem = "unknown field";
     }
-    if (bad) {
+    if (problem) {
         json_decref(o);
         c->started_us = ev_now_us();
-        return call_refused(c, 400, o ? "invalid_field" : "invalid_json", NULL, bad);
+        call_refused(c, 400, o ? "invalid_field" : "invalid_json", NULL, problem);
+        return;
     }
     snprintf(c->command, sizeof c->command, "%s", json_string_value(type));
     snprintf(c->idem_header, sizeof c->idem_header, "%s", key ? json_string_value(key) : "");

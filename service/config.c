@@ -14,7 +14,15 @@
 
 svc_config svc_cfg;
 
-typedef enum opt_kind { OPT_STR, OPT_U32, OPT_U64, OPT_LISTEN, OPT_FSYNC, OPT_LEVEL } opt_kind;
+typedef enum opt_kind {
+    OPT_STR,
+    OPT_U32,
+    OPT_U64,
+    OPT_LISTEN,
+    OPT_FSYNC,
+    OPT_LEVEL,
+    OPT_SNAPSHOT_RULES
+} opt_kind;
 
 typedef struct opt_def {
     const char *flag; /* "--data" */
@@ -36,9 +44,9 @@ static const opt_def opts[] = {
     {"--listen", "SKALD_LISTEN", OPT_LISTEN, &listen_ptr, 0, 0,
      "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks a free one)"},
     {"--schemas", "SKALD_SCHEMAS", OPT_STR, &svc_cfg.schemas_dir, 0, 0,
-     "event schemas folder (default: the source tree's events/schemas)"},
+     "event schemas folder (default: the installed share/skald/events/schemas)"},
     {"--command-schemas", "SKALD_COMMAND_SCHEMAS", OPT_STR, &svc_cfg.command_schemas_dir, 0, 0,
-     "command body schemas folder (default: the source tree's commands/schemas)"},
+     "command body schemas folder (default: the installed share/skald/commands/schemas)"},
     {"--tokens", "SKALD_TOKENS", OPT_STR, &svc_cfg.tokens_file, 0, 0,
      "bearer tokens file, lines 'TOKEN ROLE[,ROLE] PRINCIPAL' (without it: loopback only)"},
     {"--tls-cert", "SKALD_TLS_CERT", OPT_STR, &svc_cfg.tls_cert, 0, 0,
@@ -58,8 +66,8 @@ static const opt_def opts[] = {
      365ull * 86400, "seconds an Idempotency-Key is remembered (default 86400)"},
     {"--snapshot-every", "SKALD_SNAPSHOT_EVERY", OPT_U32, &svc_cfg.snapshot_every, 0, 1000000,
      "events between snapshots of an aggregate, 0 for none (default 100)"},
-    {"--snapshot-every-type", "SKALD_SNAPSHOT_EVERY_TYPE", OPT_STR, &svc_cfg.snapshot_every_type, 0,
-     0, "per aggregate type, e.g. Product=50,Order=0 (overrides --snapshot-every)"},
+    {"--snapshot-every-type", "SKALD_SNAPSHOT_EVERY_TYPE", OPT_SNAPSHOT_RULES, NULL, 0, 0,
+     "per aggregate type, e.g. Product=50,Order=0 (overrides --snapshot-every)"},
     {"--cache-max", "SKALD_CACHE_MAX", OPT_U32, &svc_cfg.cache_max, 0, 100000000,
      "hot aggregates kept in memory (default 10000)"},
     {"--port-file", "SKALD_PORT_FILE", OPT_STR, &svc_cfg.port_file, 0, 0,
@@ -84,9 +92,10 @@ static void print_help(void)
            "exit 0. Exit status: 0 clean stop, 1 runtime failure, 2 usage error.\n");
 }
 
-static int bad(const char *flag, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *flag, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static int bad(const char *flag, const char *fmt, ...)
+static int usage_error(const char *flag, const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "skald serve: %s: ", flag);
@@ -109,50 +118,90 @@ static int parse_listen(const char *flag, const char *text)
 {
     const char *colon = strrchr(text, ':');
     if (!colon || colon == text || (size_t)(colon - text) >= sizeof svc_cfg.listen_host)
-        return bad(flag, "'%s' is not HOST:PORT", text);
+        return usage_error(flag, "'%s' is not HOST:PORT", text);
     char *end;
     errno = 0;
     unsigned long port = strtoul(colon + 1, &end, 10);
     if (errno || *end || end == colon + 1 || port > 65535)
-        return bad(flag, "'%s' has no valid port (0..65535)", text);
+        return usage_error(flag, "'%s' has no valid port (0..65535)", text);
     memcpy(svc_cfg.listen_host, text, (size_t)(colon - text));
     svc_cfg.listen_host[colon - text] = '\0';
     struct in_addr a;
     if (strcmp(svc_cfg.listen_host, "localhost") == 0)
         snprintf(svc_cfg.listen_host, sizeof svc_cfg.listen_host, "127.0.0.1");
     else if (inet_pton(AF_INET, svc_cfg.listen_host, &a) != 1)
-        return bad(flag, "'%s': the host must be an IPv4 address or localhost", text);
+        return usage_error(flag, "'%s': the host must be an IPv4 address or localhost", text);
     svc_cfg.listen_port = (uint16_t)port;
+    return 0;
+}
+
+int svc_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t *count,
+                             sk_error *err)
+{
+    *count = 0;
+    const char *p = text;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        char digits[16];
+        size_t name_len = eq ? (size_t)(eq - p) : 0, num_len = eq ? len - name_len - 1 : 0;
+        if (*count == CMD_SNAPSHOT_RULES_MAX || !eq || name_len == 0 ||
+            name_len >= sizeof rules->aggregate || num_len == 0 || num_len >= sizeof digits)
+            return sk_error_set(err, SK_EBADINPUT, "", "'%.*s' is not NAME=EVENTS (at most %d)",
+                                (int)len, p, CMD_SNAPSHOT_RULES_MAX);
+        memcpy(digits, eq + 1, num_len);
+        digits[num_len] = '\0';
+        char *stop;
+        unsigned long every = strtoul(digits, &stop, 10);
+        if (*stop || digits[0] == '-' || every > 1000000)
+            return sk_error_set(err, SK_EBADINPUT, "", "'%s' is not a number of events 0..1000000",
+                                digits);
+        memcpy(rules[*count].aggregate, p, name_len);
+        rules[*count].aggregate[name_len] = '\0';
+        if (!cmd_aggregate_find(cmd_domains, rules[*count].aggregate))
+            return sk_error_set(err, SK_EBADINPUT, "", "no aggregate '%s'",
+                                rules[*count].aggregate);
+        rules[*count].every = (uint32_t)every;
+        (*count)++;
+        p += len + (end ? 1 : 0);
+    }
     return 0;
 }
 
 static int set_opt(const opt_def *o, const char *value)
 {
+    sk_error err;
     char *end;
     unsigned long long v;
     switch (o->kind) {
     case OPT_STR:
         if (!*value)
-            return bad(o->flag, "%s", "must not be empty");
+            return usage_error(o->flag, "%s", "must not be empty");
         *(const char **)o->target = value;
         return 0;
     case OPT_LISTEN:
         return parse_listen(o->flag, value);
     case OPT_FSYNC:
         if (store_fsync_mode_parse(value, &svc_cfg.fsync_mode) != 0)
-            return bad(o->flag, "'%s' is not always, interval or never", value);
+            return usage_error(o->flag, "'%s' is not always, interval or never", value);
         return 0;
     case OPT_LEVEL:
-        if (svc_log_level_parse(value, &svc_cfg.log_level) != 0)
-            return bad(o->flag, "'%s' is not debug, info, warn or error", value);
+        if (sk_log_level_parse(value, &svc_cfg.log_level) != 0)
+            return usage_error(o->flag, "'%s' is not debug, info, warn or error", value);
+        return 0;
+    case OPT_SNAPSHOT_RULES:
+        if (svc_snapshot_rules_parse(value, svc_cfg.snapshot_rules, &svc_cfg.nsnapshot_rules,
+                                     &err) != 0)
+            return usage_error(o->flag, "%s", err.message);
         return 0;
     case OPT_U32:
     case OPT_U64:
         errno = 0;
         v = strtoull(value, &end, 10);
         if (errno || *end || end == value || value[0] == '-' || v < o->min || v > o->max) {
-            return bad(o->flag, "'%s' is not a whole number in %llu..%llu", value,
-                       (unsigned long long)o->min, (unsigned long long)o->max);
+            return usage_error(o->flag, "'%s' is not a whole number in %llu..%llu", value,
+                               (unsigned long long)o->min, (unsigned long long)o->max);
         }
         if (o->kind == OPT_U32)
             *(uint32_t *)o->target = (uint32_t)v;
@@ -175,7 +224,7 @@ static void set_defaults(void)
     svc_cfg.idempotency_window_s = 86400;
     svc_cfg.snapshot_every = 100;
     svc_cfg.cache_max = 10000;
-    svc_cfg.log_level = SVC_LOG_INFO;
+    svc_cfg.log_level = SK_LOG_INFO;
     parse_listen("--listen", listen_text);
 }
 
@@ -185,7 +234,7 @@ int svc_config_parse(int argc, char **argv)
     for (size_t i = 0; i < NOPTS; i++) {
         const char *v = getenv(opts[i].env);
         if (v && *v && set_opt(&opts[i], v) != 0)
-            return bad(opts[i].env, "%s", "(from the environment) is invalid");
+            return usage_error(opts[i].env, "%s", "(from the environment) is invalid");
     }
     for (int a = 0; a < argc; a++) {
         if (strcmp(argv[a], "-h") == 0 || strcmp(argv[a], "--help") == 0) {
@@ -197,21 +246,21 @@ int svc_config_parse(int argc, char **argv)
             if (strcmp(argv[a], opts[i].flag) == 0)
                 o = &opts[i];
         if (!o)
-            return bad(argv[a], "%s", "unknown option");
+            return usage_error(argv[a], "%s", "unknown option");
         if (a + 1 >= argc)
-            return bad(o->flag, "%s", "needs a value");
+            return usage_error(o->flag, "%s", "needs a value");
         if (set_opt(o, argv[++a]) != 0)
             return -1;
     }
     if (!svc_cfg.data_dir)
-        return bad("--data", "%s", "is required (or set SKALD_DATA)");
+        return usage_error("--data", "%s", "is required (or set SKALD_DATA)");
     if (!svc_cfg.tls_cert != !svc_cfg.tls_key)
-        return bad("--tls-cert", "%s", "and --tls-key go together");
+        return usage_error("--tls-cert", "%s", "and --tls-key go together");
     if (!svc_cfg.tokens_file && !svc_host_is_loopback(svc_cfg.listen_host))
-        return bad("--listen",
-                   "refusing to listen on %s without --tokens: anyone who can "
-                   "reach it could post commands. Give a tokens file or listen "
-                   "on 127.0.0.1",
-                   svc_cfg.listen_host);
+        return usage_error("--listen",
+                           "refusing to listen on %s without --tokens: anyone who can "
+                           "reach it could post commands. Give a tokens file or listen "
+                           "on 127.0.0.1",
+                           svc_cfg.listen_host);
     return 0;
 }

@@ -337,7 +337,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(text);
     while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
         text[--n] = '\0';
-    svc_logs(SVC_LOG_WARN, "http", "detail", text, SVC_END);
+    svc_log(SK_LOG_WARN, "http", "detail", text, SVC_END);
 }
 
 static char *read_file(const char *path, sk_error *err)

@@ -4,8 +4,8 @@
  * prints usage on stdout and exits 0; a usage error names the problem, points at
  * `skald --help` on stderr and exits 2; a runtime failure exits 1.
  *
- * Subcommands today: `seed` and `version`. `serve` (the HTTP service) comes later and
- * plugs in here the same way.
+ * Subcommands: `serve` (the HTTP service, service/serve.c), `seed` (a sample of the order
+ * domain, service/seed.c) and `version`.
  */
 #include "service/service.h"
 
@@ -40,8 +40,8 @@ static const char USAGE[] =
     "  same sample (ids of events, commands and correlations aside); occurred_at spreads\n"
     "  over the past 30 days.\n"
     "  --data DIR      the data directory; the log is DIR/log, schema ids DIR/schemas\n"
-    "  --schemas DIR   the .avsc files (default $SKALD_SCHEMAS, else events/schemas of\n"
-    "                  the source tree)\n"
+    "  --schemas DIR   the .avsc files (default $SKALD_SCHEMAS, else the installed\n"
+    "                  share/skald/events/schemas)\n"
     "  --orders N      orders to place, 1..10000000 (default 1000)\n"
     "  --seed S        the seed of every random choice (default 42)\n"
     "  --if-empty      leave a log that already holds events alone (exit 0)\n"
@@ -184,10 +184,10 @@ static int parse_seed_option(int argc, char **argv, int *i, svc_seed_options *op
     }
     for (size_t k = 0; k < sizeof SEED_VALUE_OPTIONS / sizeof SEED_VALUE_OPTIONS[0]; k++) {
         const char *value = NULL;
-        int found = option_value(argc, argv, i, SEED_VALUE_OPTIONS[k], &value);
-        if (found < 0)
+        int matched = option_value(argc, argv, i, SEED_VALUE_OPTIONS[k], &value);
+        if (matched < 0)
             return usage_error("option '%s' needs a value", SEED_VALUE_OPTIONS[k]);
-        if (found > 0)
+        if (matched > 0)
             return apply_seed_option(SEED_VALUE_OPTIONS[k], value, opt);
     }
     return usage_error("seed: unknown option '%s'", argv[*i]);

@@ -66,14 +66,15 @@ static void histogram_observe(histogram *h, double v)
         ;
 }
 
-int svc_metrics_create(const cmd_handler_table *tables, size_t ntables, svc_metrics **out)
+int svc_metrics_create(const cmd_domain *const *domains, svc_metrics **out)
 {
     svc_metrics *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
-    for (size_t t = 0; t < ntables; t++)
-        for (size_t i = 0; i < tables[t].count && m->nnames < COMMANDS_MAX; i++)
-            m->names[m->nnames++] = tables[t].handlers[i].command;
+    for (; *domains; domains++)
+        for (const cmd_handler_table *const *t = (*domains)->tables; *t; t++)
+            for (size_t i = 0; i < (*t)->count && m->nnames < COMMANDS_MAX; i++)
+                m->names[m->nnames++] = (*t)->handlers[i].command;
     histogram_init(&m->latency, latency_bounds, LAT_N);
     histogram_init(&m->batch_events, batch_bounds, BATCH_N);
     histogram_init(&m->fsync, latency_bounds, LAT_N);

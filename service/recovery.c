@@ -41,7 +41,7 @@ void svc_recovery_tick(svc_app *app, svc_recovery *rec)
     if (rc == 0) {
         cmd_bus_invalidate_cache(app->bus);
         rec->backoff_ms = 0;
-        svc_logs(SVC_LOG_NOTICE, "the log recovered in place; appends are accepted again", SVC_END);
+        svc_log(SK_LOG_NOTICE, "the log recovered in place; appends are accepted again", SVC_END);
         return;
     }
     rec->backoff_ms = rec->backoff_ms ? rec->backoff_ms * 2 : RECOVERY_BACKOFF_MIN_MS;
@@ -50,6 +50,6 @@ void svc_recovery_tick(svc_app *app, svc_recovery *rec)
     rec->next_try_ms = now + rec->backoff_ms;
     char wait[32];
     snprintf(wait, sizeof wait, "%u", rec->backoff_ms);
-    svc_logs(SVC_LOG_ERROR, "the log could not recover; trying again later", "error",
+    svc_log(SK_LOG_ERROR, "the log could not recover; trying again later", "error",
              err.message[0] ? err.message : sk_strerror(rc), "retry_in_ms", wait, SVC_END);
 }

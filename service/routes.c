@@ -24,12 +24,21 @@ static int route_readyz(svc_request *rq)
 {
     store_log_stats st;
     store_log_get_stats(rq->app->log, &st);
+    char why[512];
     if (!atomic_load(&rq->app->ready) || atomic_load(&rq->app->draining) ||
         st.state != STORE_STATE_OK) {
         rq->retry_after = 1;
         svc_problem(rq, 503, "unavailable", NULL,
                     st.state == STORE_STATE_FAILED ? "the log failed and refuses appends"
                                                    : "not ready");
+        return 0;
+    }
+    if (cmd_idem_health(rq->app->idem, why, sizeof why) != 0) {
+        rq->retry_after = 1;
+        svc_problem(rq, 503, "idempotency_unavailable", NULL,
+                    "the idempotency journal failed (%s); keyed commands get 503 until it "
+                    "is rewritten (tried every second)",
+                    why);
         return 0;
     }
     svc_answer(rq, 200, "application/json", strdup("{\"status\":\"ready\"}"), 18);

@@ -53,11 +53,11 @@ _Static_assert(SEED_IN_FLIGHT_MAX < 65536, "stays below the log's default queue 
 /* ---------------------------------------------------------------------------------------
  * The random source: splitmix64, small and the same on every platform.
  */
-typedef struct rng {
+typedef struct sample_rng {
     uint64_t state;
-} rng;
+} sample_rng;
 
-static uint64_t rng_next(rng *r)
+static uint64_t rng_next(sample_rng *r)
 {
     uint64_t z = (r->state += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -66,18 +66,18 @@ static uint64_t rng_next(rng *r)
 }
 
 /* Uniform in [lo, hi]; the modulo bias is far below anything a sample can show. */
-static int64_t rng_range(rng *r, int64_t lo, int64_t hi)
+static int64_t rng_range(sample_rng *r, int64_t lo, int64_t hi)
 {
     return lo + (int64_t)(rng_next(r) % (uint64_t)(hi - lo + 1));
 }
 
-static int rng_percent(rng *r, int percent)
+static int rng_percent(sample_rng *r, int percent)
 {
     return rng_range(r, 1, 100) <= percent;
 }
 
 /* A version-4 UUID made from the generator, so ids repeat with the seed. */
-static void rng_uuid_text(rng *r, char out[EV_UUID_TEXT_SIZE])
+static void rng_uuid_text(sample_rng *r, char out[EV_UUID_TEXT_SIZE])
 {
     ev_uuid id;
     uint64_t hi = rng_next(r), lo = rng_next(r);
@@ -137,7 +137,7 @@ typedef struct flight {
 typedef struct seed_ctx {
     const svc_seed_options *opt;
     sk_error *err;
-    rng rng;
+    sample_rng rng;
     ev_registry *reg;
     store_log *log;
     flight flight;
@@ -682,8 +682,15 @@ static int open_data(seed_ctx *s)
     const char *schemas = opt->schemas_dir;
     if (!schemas)
         schemas = getenv("SKALD_SCHEMAS");
-    if (!schemas || !*schemas)
-        schemas = SKALD_SOURCE_DIR "/events/schemas";
+    char shipped[4096];
+    if (!schemas || !*schemas) {
+        int rc = ev_shipped_path("events/schemas", shipped, sizeof shipped);
+        if (rc)
+            return sk_error_set(s->err, rc, "schemas",
+                                "no events/schemas folder at %s (installed?); pass --schemas",
+                                shipped);
+        schemas = shipped;
+    }
     int rc = make_dir(opt->data_dir, s->err);
     if (rc)
         return rc;

@@ -29,9 +29,23 @@ static int fail(const char *what, const sk_error *err, int rc)
     json_t *f =
         json_pack("{s:s, s:s}", "error", err && err->message[0] ? err->message : sk_strerror(rc),
                   "code", sk_err_name(rc));
-    svc_log(SVC_LOG_ERROR, what, f);
+    svc_log_fields(SK_LOG_ERROR, what, f);
     json_decref(f);
     return 1;
+}
+
+/* The flag's folder, else the one this binary ships (ev_shipped_path). */
+static int schemas_dir(const char *given, const char *what, char *out, size_t size, sk_error *err)
+{
+    if (given) {
+        snprintf(out, size, "%s", given);
+        return 0;
+    }
+    int rc = ev_shipped_path(what, out, size);
+    if (rc)
+        return sk_error_set(err, rc, "", "no %s folder at %s (installed?); pass --%s", what, out,
+                            strcmp(what, "events/schemas") == 0 ? "schemas" : "command-schemas");
+    return 0;
 }
 
 static int open_app(svc_app *app, sk_error *err)
@@ -41,21 +55,14 @@ static int open_app(svc_app *app, sk_error *err)
     /* configuration first: a bad tokens file must leave the data directory untouched */
     if (svc_cfg.tokens_file && (rc = svc_auth_load(svc_cfg.tokens_file, &app->auth, err)) != 0)
         return rc;
-    size_t ntables, nrules = 0;
-    const cmd_handler_table *tables = cmd_sample_domain(&ntables);
-    cmd_snapshot_rule rules[CMD_SNAPSHOT_RULES_MAX];
-    if (svc_cfg.snapshot_every_type &&
-        (rc = cmd_snapshot_rules_parse(svc_cfg.snapshot_every_type, rules, &nrules, err)) != 0)
-        return rc;
-    for (size_t i = 0; i < nrules; i++)
-        if (!cmd_aggregate_find(tables, ntables, rules[i].aggregate))
-            return sk_error_set(err, SK_EBADINPUT, "", "--snapshot-every-type: no aggregate '%s'",
-                                rules[i].aggregate);
     if (mkdir(d, 0755) != 0 && errno != EEXIST)
         return sk_error_set(err, -errno, "", "cannot create data directory %s: %s", d,
                             strerror(errno));
-    const char *schemas =
-        svc_cfg.schemas_dir ? svc_cfg.schemas_dir : SKALD_SOURCE_DIR "/events/schemas";
+    char schemas[4096], command_schemas[4096];
+    if ((rc = schemas_dir(svc_cfg.schemas_dir, "events/schemas", schemas, sizeof schemas, err)) ||
+        (rc = schemas_dir(svc_cfg.command_schemas_dir, "commands/schemas", command_schemas,
+                          sizeof command_schemas, err)))
+        return rc;
     rc = ev_registry_open(schemas, d, &app->events, err);
     if (rc)
         return rc;
@@ -73,27 +80,29 @@ static int open_app(svc_app *app, sk_error *err)
     if (rc)
         return rc;
 
-    rc = svc_metrics_create(tables, ntables, &app->metrics);
+    rc = svc_metrics_create(cmd_domains, &app->metrics);
     if (rc)
         return sk_error_set(err, rc, "", "out of memory");
     store_log_set_batch_observer(app->log, svc_metrics_batch, app->metrics);
     cmd_bus_config bc = {
         .log = app->log,
         .events = app->events,
-        .command_schemas_dir = svc_cfg.command_schemas_dir ? svc_cfg.command_schemas_dir
-                                                           : SKALD_SOURCE_DIR "/commands/schemas",
-        .tables = tables,
-        .ntables = ntables,
+        .command_schemas_dir = command_schemas,
+        .domains = cmd_domains,
         .snapshots = app->snapshots,
         .snapshot_every = svc_cfg.snapshot_every,
         .cache_max = svc_cfg.cache_max,
-        .snapshot_rules = rules,
-        .nsnapshot_rules = nrules,
+        .snapshot_rules = svc_cfg.snapshot_rules,
+        .nsnapshot_rules = svc_cfg.nsnapshot_rules,
     };
     rc = cmd_bus_create(&bc, &app->bus, err);
     if (rc)
         return rc;
-    rc = svc_idem_open(d, svc_cfg.idempotency_window_s, 0, app->log, &app->idem, err);
+    cmd_idem_config ic;
+    cmd_idem_config_init(&ic, d);
+    ic.window_s = svc_cfg.idempotency_window_s;
+    ic.log = app->log;
+    rc = cmd_idem_open(&ic, &app->idem, err);
     if (rc)
         return rc;
     app->openapi = svc_openapi_doc;
@@ -107,7 +116,7 @@ static int close_app(svc_app *app)
     cmd_bus_destroy(app->bus);
     int rc = store_log_close(app->log);
     store_snapshots_close(app->snapshots);
-    int irc = svc_idem_close(app->idem);
+    int irc = cmd_idem_close(app->idem);
     svc_auth_free(app->auth);
     svc_metrics_free(app->metrics);
     ev_registry_destroy(app->events);
@@ -139,7 +148,7 @@ static int wait_for_signal(svc_app *app, const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
-        svc_idem_sync(app->idem);
+        (void)cmd_idem_sync(app->idem); /* a failure is logged, kept and shown in /readyz */
         svc_recovery_tick(app, &rec);
     }
 }
@@ -149,6 +158,8 @@ int svc_serve_main(int argc, char **argv)
     int prc = svc_config_parse(argc, argv);
     if (prc)
         return prc > 0 ? 0 : 2;
+    /* every layer's messages become this process's JSON lines, at --log-level */
+    sk_log_set_level(svc_cfg.log_level);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -177,14 +188,14 @@ int svc_serve_main(int argc, char **argv)
     char url[128];
     snprintf(url, sizeof url, "%s://%s:%u", svc_cfg.tls_cert ? "https" : "http",
              svc_cfg.listen_host, port);
-    svc_logs(SVC_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "fsync",
-             store_fsync_mode_name(svc_cfg.fsync_mode), "auth", app.auth ? "tokens" : "none",
-             SVC_END);
+    svc_log(SK_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "fsync",
+            store_fsync_mode_name(svc_cfg.fsync_mode), "auth", app.auth ? "tokens" : "none",
+            SVC_END);
     if (write_port_file(port) != 0)
-        svc_logs(SVC_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, SVC_END);
+        svc_log(SK_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, SVC_END);
 
     int sig = wait_for_signal(&app, &set);
-    svc_logs(SVC_LOG_NOTICE, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", SVC_END);
+    svc_log(SK_LOG_NOTICE, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", SVC_END);
     atomic_store(&app.draining, true);
     svc_server_stop(srv, DRAIN_TIMEOUT_MS);
     rc = close_app(&app);
@@ -192,6 +203,6 @@ int svc_serve_main(int argc, char **argv)
         fail("shutdown: flushing the log failed", NULL, rc);
         return 1;
     }
-    svc_logs(SVC_LOG_NOTICE, "stopped", SVC_END);
+    svc_log(SK_LOG_NOTICE, "stopped", SVC_END);
     return 0;
 }

@@ -5,7 +5,6 @@
  *   logline.c      one JSON object per log line
  *   auth.c         the tokens file, constant-time lookup, roles
  *   metrics.c      counters and histograms, rendered in Prometheus text format
- *   idempotency.c  remembered responses by key, journaled to survive restarts
  *   http.c         libmicrohttpd: requests, bodies, suspension, responses, problems
  *   routes.c       the route table and the small routes (health, metrics, ...)
  *   command_routes.c  commands and the NDJSON batch
@@ -40,10 +39,11 @@ typedef struct svc_config {
     uint32_t timeout_s;
     uint64_t idempotency_window_s;
     uint32_t snapshot_every;
-    const char *snapshot_every_type; /* "Product=50,Order=0" */
+    cmd_snapshot_rule snapshot_rules[CMD_SNAPSHOT_RULES_MAX]; /* --snapshot-every-type */
+    size_t nsnapshot_rules;
     uint32_t cache_max;
     const char *port_file;
-    int log_level; /* SVC_LOG_* */
+    sk_log_level log_level; /* --log-level; also set with sk_log_set_level */
 } svc_config;
 
 /* The process-wide configuration (the one global the style allows). */
@@ -52,20 +52,22 @@ extern svc_config svc_cfg;
 /* Fills svc_cfg from argv (after "serve") and the environment. 0, 1 when --help was
  * printed, or -1 after printing a usage error naming the flag. */
 int svc_config_parse(int argc, char **argv);
+/* Parses "Product=50,Order=0" into rules, each naming an aggregate of cmd_domains;
+ * SK_EBADINPUT with a message naming the part at fault. */
+int svc_snapshot_rules_parse(const char *text, cmd_snapshot_rule *rules, size_t *count,
+                             sk_error *err);
 /* 1 if host is a loopback address or "localhost". */
 int svc_host_is_loopback(const char *host);
 
 /* ---- logline.c ---- */
-/* NOTICE is always written (start, stop), whatever --log-level says. */
-enum { SVC_LOG_DEBUG = 0, SVC_LOG_INFO, SVC_LOG_WARN, SVC_LOG_ERROR, SVC_LOG_NOTICE };
-int svc_log_level_parse(const char *text, int *out);
-/* Writes {"ts","level","msg", ...fields} as one line on stderr; fields (may be NULL) is
- * borrowed. */
-void svc_log(int level, const char *msg, const json_t *fields);
-/* svc_log with fields given as key, value string pairs ending with NULL (NULL or empty
- * values are left out). */
-void svc_logs(int level, const char *msg, ...);
-#define SVC_END ((const char *)NULL) /* ends svc_logs's pairs */
+/* The service's log lines, through the one logger of events/log.c (subsystem "service"):
+ * {"ts","level","subsystem","msg", ...fields} on stderr. fields (may be NULL) is borrowed
+ * and its values may be any JSON (numbers for the per-command line). */
+void svc_log_fields(sk_log_level level, const char *msg, const json_t *fields);
+/* The same with string fields given as key, value pairs ending with SVC_END (NULL or
+ * empty values are left out). */
+void svc_log(sk_log_level level, const char *msg, ...);
+#define SVC_END SK_LOG_END /* ends svc_log's pairs */
 
 /* ---- auth.c ---- */
 enum { SVC_ROLE_PRODUCER = 1, SVC_ROLE_READER = 2, SVC_ROLE_ADMIN = 4 };
@@ -89,7 +91,7 @@ typedef enum svc_outcome {
     SVC_OUT_COUNT
 } svc_outcome;
 typedef struct svc_metrics svc_metrics;
-int svc_metrics_create(const cmd_handler_table *tables, size_t ntables, svc_metrics **out);
+int svc_metrics_create(const cmd_domain *const *domains, svc_metrics **out);
 void svc_metrics_free(svc_metrics *m);
 /* command: a known command name or anything else (counted as "unknown"). */
 void svc_metrics_command(svc_metrics *m, const char *command, svc_outcome outcome, double seconds);
@@ -97,39 +99,6 @@ void svc_metrics_batch(void *m, const store_batch_stats *st); /* a store_batch_c
 void svc_metrics_http(svc_metrics *m, unsigned status);
 /* Renders everything; the caller frees the string. */
 char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t in_flight);
-
-/* ---- idempotency.c ---- */
-typedef struct svc_idem svc_idem;
-typedef enum svc_idem_state {
-    SVC_IDEM_NEW = 0,
-    SVC_IDEM_DONE,
-    SVC_IDEM_BUSY,
-    SVC_IDEM_MISMATCH
-} svc_idem_state;
-/* The metadata key under which a keyed command's events carry its scoped key. */
-#define SVC_META_IDEMPOTENCY "idempotency"
-/* Loads the journal of DATA/idempotency and rebuilds, from log (may be NULL), the answers
- * of keyed commands the journal does not cover. period_us: how long one journal file is
- * appended to (0: an hour; tests use less). */
-int svc_idem_open(const char *data_dir, uint64_t window_s, int64_t period_us, store_log *log,
-                  svc_idem **out, sk_error *err);
-int svc_idem_close(svc_idem *idem); /* syncs the journal; accepts NULL */
-/* Claims key for a request with fingerprint fp. NEW: the caller runs it and must call
- * svc_idem_finish or svc_idem_release. DONE: *status and *body (malloc'd copy) are the
- * first response. BUSY: the first is still running. MISMATCH: same key, other request. */
-svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsigned *status,
-                              char **body);
-/* Remembers the response of a claimed key (and journals it); position: one past the log
- * position of the answer's last event, 0 if it has none. */
-void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char *body,
-                     uint64_t position);
-/* Forgets a claim whose response is not to be remembered (a 5xx, a 409). */
-void svc_idem_release(svc_idem *idem, const char *key);
-/* fdatasyncs the journal if it has unsynced lines, starts a new journal file each period
- * and deletes files whose keys all expired (called about once a second, from one thread). */
-void svc_idem_sync(svc_idem *idem);
-
-uint64_t svc_fingerprint(const char *command, const void *body, size_t size);
 
 /* ---- http.c / routes.c / serve.c ---- */
 typedef struct svc_server svc_server;
@@ -142,7 +111,7 @@ typedef struct svc_app {
     cmd_bus *bus;
     svc_auth *auth; /* NULL: no tokens file */
     svc_metrics *metrics;
-    svc_idem *idem;
+    cmd_idem *idem;
     const char *openapi; /* the document served at /v1/openapi.json */
     size_t openapi_len;
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */

@@ -1,18 +1,29 @@
 /*
  * service.h -- the top layer of Skald: what the `skald` binary runs.
  *
- * For now that is one job, seeding a data directory with a realistic sample of the order
- * domain (`skald seed`); the HTTP server (`skald serve`) joins it later. Everything here
- * may use every layer below (store/, events/ and, later, commands/, queries/, sagas/,
- * projections/); nothing below includes this header.
+ * Two jobs: the HTTP service (`skald serve`: commands, reads of the log, health and
+ * metrics, as docs/http-api.md describes) and seeding a data directory with a realistic
+ * sample of the order domain (`skald seed`). Everything here may use every layer below
+ * (commands/, store/, events/, and queries/, sagas/, projections/ as they arrive);
+ * nothing below includes this header. The pieces of `skald serve` (configuration, the
+ * log lines, tokens, metrics, the idempotency store, the HTTP server and its routes) are
+ * private to the layer: service/serve_int.h lists them, file by file.
  *
  * Calling sequence
- *   svc_seed_options opt; svc_seed_options_init(&opt, data_dir);   adjust opt.orders etc.
- *   svc_seed_run(&opt, &report, &err)
+ *   skald serve:  svc_serve_main(argc, argv)          runs until SIGTERM/SIGINT
+ *   skald seed:   svc_seed_options opt; svc_seed_options_init(&opt, data_dir);
+ *                 adjust opt.orders etc.; svc_seed_run(&opt, &report, &err)
  *
  * Error rules
- *   0 or a negative code (negated errno, or SK_E* from events.h). On failure err (may be
- *   NULL) names what failed: the file, the stream or the field.
+ *   svc_serve_main returns a process exit status (0 clean stop, 1 runtime failure, 2 usage
+ *   error) and reports through its JSON log lines on stderr. svc_seed_run returns 0 or a
+ *   negative code (negated errno, or SK_E* from events.h); on failure err (may be NULL)
+ *   names what failed: the file, the stream or the field.
+ *
+ * Process-wide effects
+ *   svc_serve_main blocks SIGTERM and SIGINT in every thread (it takes them with
+ *   sigtimedwait), ignores SIGPIPE, and routes the lower layers' log messages into its log
+ *   lines. Neither function calls exit().
  */
 #ifndef SKALD_SERVICE_H
 #define SKALD_SERVICE_H
@@ -28,7 +39,8 @@
 
 typedef struct svc_seed_options {
     const char *data_dir;    /* the Skald data directory (created if missing); borrowed */
-    const char *schemas_dir; /* the .avsc folder; NULL: $SKALD_SCHEMAS or the source tree's */
+    const char *schemas_dir; /* the .avsc folder; NULL: $SKALD_SCHEMAS or the shipped one
+                                (ev_shipped_path) */
     uint32_t orders;         /* orders to place, 1..SVC_SEED_ORDERS_MAX; default 1000 */
     uint64_t seed;           /* decides every choice of the sample; default 42 */
     int if_empty;            /* 1: a log that already holds events is left alone */

@@ -83,12 +83,7 @@ static int posix_mkdir(void *ctx, const char *path, int mode)
 
 static int posix_sync_dir(void *ctx, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
+    return ev_fsync_dir(path);
 }
 
 static int posix_list_dir(void *ctx, const char *path, store_io_dirent_cb cb, void *cb_ctx)

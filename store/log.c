@@ -18,10 +18,10 @@
 
 void store_assert_fail(const char *cond, const char *file, int line)
 {
-    fprintf(stderr,
-            "{\"level\":\"fatal\",\"subsystem\":\"store\",\"msg\":\"assertion failed: "
-            "%s at %s:%d\"}\n",
-            cond, file, line);
+    char at[32];
+    snprintf(at, sizeof at, "%d", line);
+    sk_log(SK_LOG_FATAL, "store", "assertion failed", "condition", cond, "file", file, "line", at,
+           SK_LOG_END);
     abort();
 }
 
@@ -179,10 +179,9 @@ void store_log_set_failed(store_log *log, const char *why, int err)
 {
     int expected = STORE_STATE_OK;
     if (atomic_compare_exchange_strong(&log->state, &expected, STORE_STATE_FAILED))
-        fprintf(stderr,
-                "{\"level\":\"error\",\"subsystem\":\"store\",\"msg\":\"log entered the failed "
-                "state: %s: %s; appends are refused until recovery\",\"dir\":\"%s\"}\n",
-                why, sk_strerror(err), log->dir);
+        sk_log(SK_LOG_ERROR, "store",
+               "log entered the failed state; appends are refused until recovery", "reason", why,
+               "error", sk_strerror(err), "dir", log->dir, SK_LOG_END);
 }
 
 int store_log_recover(store_log *log, sk_error *err)
@@ -221,10 +220,8 @@ int store_log_recover(store_log *log, sk_error *err)
     if (rc == 0) {
         atomic_fetch_add(&log->stat_recoveries, 1);
         atomic_store(&log->state, STORE_STATE_OK);
-        fprintf(stderr,
-                "{\"level\":\"info\",\"subsystem\":\"store\",\"msg\":\"log recovered; appends "
-                "accepted again\",\"dir\":\"%s\"}\n",
-                log->dir);
+        sk_log(SK_LOG_NOTICE, "store", "log recovered; appends accepted again", "dir", log->dir,
+               SK_LOG_END);
     }
     /* Also in manual-commit mode: starting clears `stopping`, without which every later
      * append would be refused as if the log were closing. */

@@ -124,6 +124,16 @@ class Server:
             shutil.rmtree(self.data, ignore_errors=True)
 
 
+
+def wait_for(condition, timeout_s, what):
+    """Polls condition() until it is true; fails the test naming what after timeout_s.
+    Tests wait for the state they need, never for a guessed time."""
+    deadline = time.time() + timeout_s
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError("timed out after %d s waiting for %s" % (timeout_s, what))
+        time.sleep(0.01)
+
 def register(srv, sku, quantity=0):
     s, _, b = srv.command("RegisterProduct", {"sku": sku, "name": "n " + sku, "price_cents": 100})
     assert s == 200, (s, b)

@@ -5,7 +5,6 @@ event after restart; SIGTERM drains and exits 0; a snapshot-based load after res
 equals the events."""
 import os
 import threading
-import time
 import unittest
 import uuid
 
@@ -113,7 +112,8 @@ class Restart(unittest.TestCase):
         threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
         for t in threads:
             t.start()
-        time.sleep(1)
+        # stop once commands are demonstrably flowing, not after a guessed second
+        skaldtest.wait_for(lambda: len(acked) >= 50, 60, "50 acknowledged restocks")
         self.srv.proc.send_signal(15)
         self.assertEqual(self.srv.proc.wait(60), 0)
         stop.set()
@@ -147,7 +147,7 @@ class Restart(unittest.TestCase):
         threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
         for t in threads:
             t.start()
-        time.sleep(2)
+        skaldtest.wait_for(lambda: len(acked) >= 200, 60, "200 acknowledged restocks")
         self.srv.kill()  # SIGKILL while commands are in flight
         stop.set()
         for t in threads:

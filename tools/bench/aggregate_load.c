@@ -51,12 +51,15 @@ static int env_open(agg_env *env, const char *work)
         rc = bench_path_join(path, sizeof path, work, "snapshots.db");
     if (rc == 0)
         rc = store_snapshots_open(path, 0, &env->snaps, &err);
-    cmd_handler_table tables[] = {cmd_product_handlers};
-    cmd_bus_config bc = {env->log, env->events, cmds, tables, 1, env->snaps, 0, 0, NULL, 0};
+    cmd_bus_config bc = {.log = env->log,
+                         .events = env->events,
+                         .command_schemas_dir = cmds,
+                         .domains = cmd_domains,
+                         .snapshots = env->snaps};
     if (rc == 0)
         rc = cmd_bus_create(&bc, &env->bus, &err);
     if (rc == 0)
-        env->product = cmd_aggregate_find(tables, 1, "Product");
+        env->product = cmd_aggregate_find(cmd_domains, "Product");
     json_t *reg = json_pack("{s:s, s:s, s:i}", "sku", "x", "name", "bench", "price_cents", 100);
     json_t *res = json_pack("{s:s, s:i}", "sku", "x", "quantity", 3);
     if (rc == 0)

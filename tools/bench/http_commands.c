@@ -300,7 +300,7 @@ static int run_wrk(const bench_opts *opts, uint16_t port, const char *script, ui
     if (!p)
         return -errno;
     char line[512];
-    int found = 0;
+    int have_metric = 0;
     while (fgets(line, sizeof line, p)) {
         if (strncmp(line, "WRK ", 4) == 0 &&
             sscanf(line,
@@ -308,10 +308,10 @@ static int run_wrk(const bench_opts *opts, uint16_t port, const char *script, ui
                    " sockerr=%" SCNu64 " p50_us=%" SCNu64 " p99_us=%" SCNu64,
                    &out->requests, &out->duration_us, &out->non2xx, &out->sockerr, &out->p50_us,
                    &out->p99_us) == 6)
-            found = 1;
+            have_metric = 1;
     }
     int status = pclose(p);
-    if (!found || status != 0) {
+    if (!have_metric || status != 0) {
         fprintf(stderr, "skald-bench: wrk failed (exit %d); is wrk installed? (%s)\n", status, cmd);
         return -EIO;
     }

@@ -45,6 +45,9 @@ static const bench_def benches[] = {
     {"subscribe", bench_subscribe,
      "--subscribers threads tail the log from 0 while log-append's appenders run "
      "(fsync=always); subscriber rate against the durable append rate, wake-up p99"},
+    {"uuid-text", bench_uuid_text,
+     "ns to format and parse an id as text: Skald's ev_uuid_* against libuuid's "
+     "uuid_unparse_lower/uuid_parse; ratio = libuuid's time over Skald's"},
 };
 #define BENCH_COUNT (sizeof benches / sizeof benches[0])
 

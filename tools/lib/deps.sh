@@ -13,7 +13,7 @@ SKALD_DEPS_BUILD=(build-essential cmake pkg-config librdkafka-dev libavro-dev li
 
 # What tools/test needs on top: a second compiler with sanitizer and libFuzzer runtimes,
 # the static checkers, and the tools later integration tests drive.
-SKALD_DEPS_TEST=(clang clang-format clang-tidy cppcheck libclang-rt-14-dev valgrind wrk python3 openssl)
+SKALD_DEPS_TEST=(clang clang-format clang-tidy cppcheck libclang-rt-14-dev wrk python3 openssl)
 
 # Prints the names among "$@" that dpkg does not report as installed.
 skald_deps_missing() {

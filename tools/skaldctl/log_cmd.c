@@ -35,7 +35,7 @@ static const char DUMP_USAGE[] =
     "  --limit N    at most N events\n"
     "  --stream S   only stream S\n"
     "  --json       one JSON object per event: the envelope and \"payload\"\n"
-    "  --schemas    the .avsc files (default $SKALD_SCHEMAS, else the source tree's)\n";
+    "  --schemas    the .avsc files (default $SKALD_SCHEMAS, else the installed ones)\n";
 static const char TAIL_USAGE[] =
     "Usage: skaldctl log tail --data DIR [--from P] [--stream S] [--json] [--schemas DIR]\n"
     "Follows the log as the running service appends to it, printing each event once it is\n"
@@ -44,7 +44,7 @@ static const char TAIL_USAGE[] =
     "               tail starts, so only events appended after it are shown (as tail -f)\n"
     "  --stream S   only stream S\n"
     "  --json       one JSON object per event: the envelope and \"payload\"\n"
-    "  --schemas    the .avsc files (default $SKALD_SCHEMAS, else the source tree's)\n";
+    "  --schemas    the .avsc files (default $SKALD_SCHEMAS, else the installed ones)\n";
 static const char REPAIR_USAGE[] =
     "Usage: skaldctl log repair --data DIR --truncate-at P [--yes]\n"
     "Removes every event at position P and after (cut back to the start of the append\n"

@@ -85,8 +85,12 @@ int ctl_parse(int argc, char **argv, int first, const char *allowed, const char 
     memset(o, 0, sizeof *o);
     o->data = getenv("SKALD_DATA");
     o->schemas = getenv("SKALD_SCHEMAS");
-    if (!o->schemas)
-        o->schemas = SKALD_SOURCE_DIR "/events/schemas";
+    static char shipped[4096];
+    if (!o->schemas) {
+        /* on failure shipped names the folder looked for, which opening it then reports */
+        (void)ev_shipped_path("events/schemas", shipped, sizeof shipped);
+        o->schemas = shipped;
+    }
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -148,9 +152,9 @@ static int progress_shown;
 void ctl_progress(const char *what, uint64_t done, uint64_t total)
 {
     if (isatty(2)) {
-        int width = 30, fill = total ? (int)(done * (uint64_t)width / total) : width;
-        fprintf(stderr, "\r%s [%.*s%*s] %llu/%llu", what, fill, "##############################",
-                width - fill, "", (unsigned long long)done, (unsigned long long)total);
+        int width = 30, filled = total ? (int)(done * (uint64_t)width / total) : width;
+        fprintf(stderr, "\r%s [%.*s%*s] %llu/%llu", what, filled, "##############################",
+                width - filled, "", (unsigned long long)done, (unsigned long long)total);
         progress_shown = 1;
     } else {
         fprintf(stderr, "%s: %llu of %llu\n", what, (unsigned long long)done,

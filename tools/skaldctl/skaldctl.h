@@ -20,7 +20,7 @@ enum {
 
 typedef struct ctl_opts {
     const char *data;    /* --data DIR or $SKALD_DATA */
-    const char *schemas; /* --schemas DIR or $SKALD_SCHEMAS or the source tree's */
+    const char *schemas; /* --schemas DIR or $SKALD_SCHEMAS or the shipped ones (ev_shipped_path) */
     bool json;
     bool yes;
     bool help;

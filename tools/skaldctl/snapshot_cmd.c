@@ -119,15 +119,15 @@ static void replayer_close(replayer *r)
 static json_t *replay(replayer *r, const cmd_aggregate *agg, const char *stream, uint64_t upto,
                       uint64_t *version, sk_error *err)
 {
-    store_reader *rd;
-    if (store_reader_open_stream(r->log, ev_str_of(stream), 1, &rd) != 0) {
+    store_reader *reader;
+    if (store_reader_open_stream(r->log, ev_str_of(stream), 1, &reader) != 0) {
         sk_error_set(err, SK_ENOTFOUND, "", "cannot read stream %s", stream);
         return NULL;
     }
     json_t *state = agg->initial();
     *version = 0;
-    int rc = cmd_replay(r->events, agg, rd, upto, state, version, err);
-    store_reader_close(rd);
+    int rc = cmd_replay(r->events, agg, reader, upto, state, version, err);
+    store_reader_close(reader);
     if (rc < 0) {
         json_decref(state);
         return NULL;
@@ -157,9 +157,7 @@ static void report(const verify_ctx *v, const store_snapshot *s, const char *ver
 static int verify_one(void *ctx, const store_snapshot *s)
 {
     verify_ctx *v = ctx;
-    size_t n;
-    const cmd_handler_table *tables = cmd_sample_domain(&n);
-    const cmd_aggregate *agg = cmd_aggregate_find(tables, n, s->aggregate);
+    const cmd_aggregate *agg = cmd_aggregate_find(cmd_domains, s->aggregate);
     v->checked++;
     if (!agg) {
         v->failed++;
@@ -246,11 +244,10 @@ static int snapshot_take(const ctl_opts *o)
 {
     if (!o->stream)
         return ctl_usage_error(TAKE_USAGE, "--stream S is required");
-    size_t n;
-    const cmd_handler_table *tables = cmd_sample_domain(&n);
-    const cmd_aggregate *agg = cmd_aggregate_of_stream(tables, n, o->stream);
+    const cmd_aggregate *agg = cmd_aggregate_of_stream(cmd_domains, o->stream);
     if (!agg)
-        return ctl_fail("no aggregate owns stream %s (streams are product-, customer-, order-)",
+        return ctl_fail("no aggregate owns stream %s (its name must start with an aggregate's "
+                        "stream prefix)",
                         o->stream);
     replayer r;
     int rc = replayer_open(o, &r);

@@ -2,9 +2,11 @@
  * test_bus.c -- the command bus against a real log and registry: each outcome (done,
  * nothing to do, unknown command, bad shape naming the field, business rejection,
  * expected-version conflict) and what reaches the log; a command that decides nothing
- * answers with its stream's position; a failed append does not spoil a reloaded entry.
+ * answers with its stream's position; a failed append does not spoil a reloaded entry; a
+ * failed allocation is the command's error, never a success with no events.
  */
 #include "commands/commands.h"
+#include "tests/unit/faultalloc.h"
 
 #define _XOPEN_SOURCE 700
 #include <errno.h>
@@ -70,8 +72,11 @@ static int setup_log(void **state, int manual)
         cfg.manual_commit = 1;
     }
     assert_int_equal(store_log_open(&cfg, &f->log, &err), 0);
-    cmd_handler_table tables[] = {cmd_product_handlers, cmd_customer_handlers, cmd_order_handlers};
-    cmd_bus_config bc = {f->log, f->events, cmds, tables, 3, NULL, 0, 100, NULL, 0};
+    cmd_bus_config bc = {.log = f->log,
+                         .events = f->events,
+                         .command_schemas_dir = cmds,
+                         .domains = cmd_domains,
+                         .cache_max = 100};
     if (cmd_bus_create(&bc, &f->bus, &err) != 0)
         fail_msg("bus: %s", err.message);
     *state = f;
@@ -300,10 +305,67 @@ static void test_failure_before_a_reload_leaves_it_alone(void **state)
         cmd_outcome_clear(outs[i]);
 }
 
+/* Every allocation of a RestockProduct failing in turn: a command answered 0 has its event
+ * in the log, one that failed has none (it was the 200 with no events before), and the
+ * cached state never drifts from the log. */
+static void test_allocation_failure_is_an_error(void **state)
+{
+    fixture *f = *state;
+    cmd_outcome o;
+    assert_int_equal(run(f, "RegisterProduct", "{\"sku\":\"A\",\"name\":\"a\",\"price_cents\":1}",
+                         STORE_EXPECT_ANY, &o),
+                     0);
+    cmd_outcome_clear(&o);
+    uint64_t restocks = 0;
+    int failures = 0;
+    json_t *body = json_loads("{\"sku\":\"A\",\"quantity\":2}", 0, NULL);
+    for (long n = 0;; n++) {
+        uint64_t before = store_log_stream_version(f->log, ev_str_of("product-A"));
+        faultalloc_arm(n, 0);
+        int rc = cmd_bus_execute(f->bus, "RestockProduct", body, STORE_EXPECT_ANY, NULL, &o);
+        int hit = faultalloc_disarm();
+        uint64_t after = store_log_stream_version(f->log, ev_str_of("product-A"));
+        if (rc == 0) {
+            assert_int_equal(o.count, 1);
+            assert_int_equal(after, before + 1);
+            restocks++;
+        } else {
+            assert_true(hit);
+            assert_int_equal(o.count, 0);
+            assert_int_equal(after, before);
+            if (o.err.message[0] == '\0')
+                fail_msg("allocation %ld: status %d (%s) without a message", n, rc,
+                         sk_err_name(rc));
+            failures++;
+        }
+        cmd_outcome_clear(&o);
+        if (!hit)
+            break;
+    }
+    json_decref(body);
+    assert_true(failures > 0);
+    /* the cache and the log agree: the next decision sees every restock */
+    assert_int_equal(run(f, "ReserveStock", "{\"sku\":\"A\",\"order_id\":\"o\",\"quantity\":1}",
+                         STORE_EXPECT_ANY, &o),
+                     0);
+    cmd_outcome_clear(&o);
+    char reserve[128];
+    snprintf(reserve, sizeof reserve, "{\"sku\":\"A\",\"order_id\":\"p\",\"quantity\":%llu}",
+             (unsigned long long)restocks * 2);
+    assert_int_equal(run(f, "ReserveStock", reserve, STORE_EXPECT_ANY, &o), SK_EREJECTED);
+    cmd_outcome_clear(&o);
+    snprintf(reserve, sizeof reserve, "{\"sku\":\"A\",\"order_id\":\"p\",\"quantity\":%llu}",
+             (unsigned long long)restocks * 2 - 1);
+    assert_int_equal(run(f, "ReserveStock", reserve, STORE_EXPECT_ANY, &o), 0);
+    cmd_outcome_clear(&o);
+}
+
 int main(void)
 {
+    faultalloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_allocation_failure_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_event_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_before_a_reload_leaves_it_alone, setup_manual,
                                         teardown),

@@ -1,9 +1,12 @@
 /*
  * test_deciders.c -- every rule of the sample domain's deciders, accepted and rejected,
- * and evolve folding the events back into the state the next decision sees.
+ * and evolve folding the events back into the state the next decision sees; a failed
+ * allocation anywhere in a decide or an evolve is reported, never swallowed.
  */
 #include "commands/commands.h"
+#include "tests/unit/faultalloc.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,9 +15,7 @@
 
 static const cmd_handler *find(const char *command)
 {
-    const cmd_handler_table tables[] = {cmd_product_handlers, cmd_customer_handlers,
-                                        cmd_order_handlers};
-    return cmd_handler_find(tables, 3, command);
+    return cmd_handler_find(cmd_domains, command);
 }
 
 typedef struct given {
@@ -33,13 +34,13 @@ static const cmd_handler *decide(const char *command, const given *history, cons
     for (const given *g = history; g && g->type; g++) {
         json_t *p = json_loads(g->payload, 0, NULL);
         assert_non_null(p);
-        h->aggregate->evolve(state, g->type, p);
+        assert_int_equal(h->aggregate->evolve(state, g->type, p), 0);
         json_decref(p);
     }
     json_t *c = json_loads(cmd, 0, NULL);
     assert_non_null(c);
     memset(out, 0, sizeof *out);
-    h->decide(state, c, out);
+    assert_int_equal(h->decide(state, c, out), 0);
     json_decref(c);
     json_decref(state);
     return h;
@@ -185,6 +186,104 @@ static void test_order(void **state)
                   "invalid_state");
 }
 
+/* Every accepted decision of the tests above, with its history. */
+typedef struct accepted {
+    const char *command;
+    const given *history;
+    const char *cmd;
+} accepted;
+
+static const accepted accepted_cases[] = {
+    {"RegisterProduct", NULL, "{\"sku\":\"L\",\"name\":\"Lamp\",\"price_cents\":500}"},
+    {"RestockProduct", lamp, "{\"sku\":\"L\",\"quantity\":5}"},
+    {"ReserveStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o9\",\"quantity\":4}"},
+    {"ReleaseStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o1\"}"},
+    {"CommitStock", lamp, "{\"sku\":\"L\",\"order_id\":\"o1\"}"},
+    {"OpenCustomer", NULL, "{\"customer_id\":\"c\",\"name\":\"Ada\",\"credit_limit_cents\":1}"},
+    {"AuthorizePayment", ada, "{\"customer_id\":\"c\",\"order_id\":\"o3\",\"amount_cents\":4}"},
+    {"RefundPayment", ada, "{\"customer_id\":\"c\",\"order_id\":\"o1\"}"},
+    {"PlaceOrder", NULL,
+     "{\"order_id\":\"o\",\"customer_id\":\"c\",\"lines\":[{\"sku\":\"a\",\"quantity\":2,"
+     "\"unit_price_cents\":150},{\"sku\":\"b\",\"quantity\":1,\"unit_price_cents\":99}]}"},
+    {"ConfirmOrder", placed, "{\"order_id\":\"o\"}"},
+    {"CancelOrder", placed, "{\"order_id\":\"o\",\"reason\":\"no stock\"}"},
+};
+
+/* A decide that hits a failed allocation returns -ENOMEM and adds nothing: the bus then
+ * answers an error, never "done, nothing to change" (which a 200 with no events said). */
+static void test_decide_allocation_failures(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof accepted_cases / sizeof *accepted_cases; k++) {
+        const accepted *a = &accepted_cases[k];
+        const cmd_handler *h = find(a->command);
+        json_t *st = h->aggregate->initial();
+        for (const given *g = a->history; g && g->type; g++) {
+            json_t *p = json_loads(g->payload, 0, NULL);
+            assert_int_equal(h->aggregate->evolve(st, g->type, p), 0);
+            json_decref(p);
+        }
+        json_t *cmd = json_loads(a->cmd, 0, NULL);
+        int failures = 0;
+        for (long n = 0;; n++) {
+            cmd_result r;
+            memset(&r, 0, sizeof r);
+            faultalloc_arm(n, 0);
+            int rc = h->decide(st, cmd, &r);
+            int hit = faultalloc_disarm();
+            if (!hit) {
+                assert_int_equal(rc, 0);
+                assert_int_equal(r.count, 1);
+                cmd_result_clear(&r);
+                break;
+            }
+            if (rc != -ENOMEM)
+                fail_msg("%s: allocation %ld failed and decide returned %d", a->command, n, rc);
+            assert_int_equal(r.count, 0);
+            assert_false(r.rejected);
+            cmd_result_clear(&r);
+            failures++;
+        }
+        assert_true(failures > 0); /* every accepted decision allocates its event */
+        json_decref(cmd);
+        json_decref(st);
+    }
+}
+
+/* An evolve that hits a failed allocation says so (the bus then reloads the aggregate
+ * from the log instead of keeping a state that drifted from it). */
+static void test_evolve_allocation_failures(void **state)
+{
+    (void)state;
+    const given *histories[] = {lamp, ada, cancelled};
+    const char *commands[] = {"RestockProduct", "OpenCustomer", "PlaceOrder"};
+    for (size_t k = 0; k < 3; k++) {
+        const cmd_aggregate *agg = find(commands[k])->aggregate;
+        for (const given *g = histories[k]; g->type; g++) {
+            json_t *p = json_loads(g->payload, 0, NULL);
+            for (long n = 0;; n++) {
+                json_t *st = agg->initial();
+                for (const given *before = histories[k]; before != g; before++) {
+                    json_t *bp = json_loads(before->payload, 0, NULL);
+                    assert_int_equal(agg->evolve(st, before->type, bp), 0);
+                    json_decref(bp);
+                }
+                faultalloc_arm(n, 0);
+                int rc = agg->evolve(st, g->type, p);
+                int hit = faultalloc_disarm();
+                json_decref(st);
+                if (!hit) {
+                    assert_int_equal(rc, 0);
+                    break;
+                }
+                if (rc != -ENOMEM)
+                    fail_msg("%s: allocation %ld failed and evolve returned %d", g->type, n, rc);
+            }
+            json_decref(p);
+        }
+    }
+}
+
 static void test_lookup_and_stream_ids(void **state)
 {
     (void)state;
@@ -208,10 +307,13 @@ static void test_lookup_and_stream_ids(void **state)
 
 int main(void)
 {
+    faultalloc_install();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_product),
         cmocka_unit_test(test_customer),
         cmocka_unit_test(test_order),
+        cmocka_unit_test(test_decide_allocation_failures),
+        cmocka_unit_test(test_evolve_allocation_failures),
         cmocka_unit_test(test_lookup_and_stream_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -26,26 +26,29 @@ typedef struct fixture {
     cmd_bus *bus;
 } fixture;
 
-static void open_bus_rules(fixture *f, uint32_t every, uint32_t cache_max, const char *rules_text)
+static void open_bus_rules(fixture *f, uint32_t every, uint32_t cache_max,
+                           const cmd_snapshot_rule *rules, size_t nrules)
 {
     char cmds[4096];
     const char *src = getenv("SKALD_SOURCE_DIR") ? getenv("SKALD_SOURCE_DIR") : SKALD_SOURCE_DIR;
     snprintf(cmds, sizeof cmds, "%s/commands/schemas", src);
-    size_t n;
-    const cmd_handler_table *t = cmd_sample_domain(&n);
-    cmd_snapshot_rule rules[CMD_SNAPSHOT_RULES_MAX];
-    size_t nrules = 0;
     sk_error err;
-    if (rules_text)
-        assert_int_equal(cmd_snapshot_rules_parse(rules_text, rules, &nrules, &err), 0);
-    cmd_bus_config bc = {f->log, f->events, cmds, t, n, f->snaps, every, cache_max, rules, nrules};
+    cmd_bus_config bc = {.log = f->log,
+                         .events = f->events,
+                         .command_schemas_dir = cmds,
+                         .domains = cmd_domains,
+                         .snapshots = f->snaps,
+                         .snapshot_every = every,
+                         .cache_max = cache_max,
+                         .snapshot_rules = rules,
+                         .nsnapshot_rules = nrules};
     if (cmd_bus_create(&bc, &f->bus, &err) != 0)
         fail_msg("bus: %s", err.message);
 }
 
 static void open_bus(fixture *f, uint32_t every, uint32_t cache_max)
 {
-    open_bus_rules(f, every, cache_max, NULL);
+    open_bus_rules(f, every, cache_max, NULL, 0);
 }
 
 static int setup(void **state)
@@ -103,8 +106,7 @@ static int run(fixture *f, const char *command, const char *body)
 /* Loads stream both ways and checks they agree. */
 static void check_stream(fixture *f, const char *stream)
 {
-    size_t n;
-    const cmd_aggregate *agg = cmd_aggregate_of_stream(cmd_sample_domain(&n), 3, stream);
+    const cmd_aggregate *agg = cmd_aggregate_of_stream(cmd_domains, stream);
     assert_non_null(agg);
     json_t *a, *b;
     uint64_t va, vb;
@@ -250,7 +252,8 @@ static void test_snapshot_rules_per_type(void **state)
 {
     fixture *f = *state;
     cmd_bus_destroy(f->bus);
-    open_bus_rules(f, 10, 64, "Product=3,Customer=0");
+    const cmd_snapshot_rule rules[] = {{"Product", 3}, {"Customer", 0}};
+    open_bus_rules(f, 10, 64, rules, 2);
     assert_int_equal(run(f, "RegisterProduct", "{\"sku\":\"R\",\"name\":\"n\",\"price_cents\":1}"),
                      0);
     assert_int_equal(run(f, "OpenCustomer",
@@ -269,13 +272,6 @@ static void test_snapshot_rules_per_type(void **state)
     assert_true(s.version >= 12); /* every 3: the last at 12 of 13 */
     store_snapshot_clear(&s);
     assert_int_equal(store_snapshot_load(f->snaps, "customer-c", &s, &err), 0); /* never */
-    cmd_snapshot_rule rules[CMD_SNAPSHOT_RULES_MAX];
-    size_t n;
-    assert_int_equal(cmd_snapshot_rules_parse("Product", rules, &n, &err), SK_EBADINPUT);
-    assert_int_equal(cmd_snapshot_rules_parse("Product=-1", rules, &n, &err), SK_EBADINPUT);
-    assert_int_equal(cmd_snapshot_rules_parse("=5", rules, &n, &err), SK_EBADINPUT);
-    assert_int_equal(cmd_snapshot_rules_parse("", rules, &n, &err), 0);
-    assert_int_equal(n, 0);
 }
 
 /* A stream the bus cannot rebuild is the service's fault (SK_ESCHEMA, HTTP 500), never a
@@ -329,10 +325,8 @@ static void test_foreign_append_is_caught_by_the_condition(void **state)
     check_stream(f, "product-F");
     json_t *st;
     uint64_t v;
-    size_t n;
-    const cmd_handler_table *t = cmd_sample_domain(&n);
-    assert_int_equal(cmd_bus_load(f->bus, cmd_aggregate_of_stream(t, n, "product-F"), "product-F",
-                                  0, &st, &v, &err),
+    assert_int_equal(cmd_bus_load(f->bus, cmd_aggregate_of_stream(cmd_domains, "product-F"),
+                                  "product-F", 0, &st, &v, &err),
                      0);
     assert_int_equal(json_integer_value(json_object_get(st, "on_hand")), 106);
     json_decref(st);
@@ -392,10 +386,8 @@ static void test_pipelined_commands_keep_order(void **state)
     free(calls);
     json_t *st;
     uint64_t v;
-    size_t n;
     sk_error err;
-    assert_int_equal(cmd_bus_load(f->bus,
-                                  cmd_aggregate_of_stream(cmd_sample_domain(&n), 3, "product-Q"),
+    assert_int_equal(cmd_bus_load(f->bus, cmd_aggregate_of_stream(cmd_domains, "product-Q"),
                                   "product-Q", 0, &st, &v, &err),
                      0);
     assert_int_equal(v, 1001);

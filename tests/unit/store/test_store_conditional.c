@@ -88,20 +88,20 @@ static void test_one_winner_per_version(void **state)
     uint64_t version = store_log_stream_version(log, ev_str_of("hot"));
     assert_int_equal(version, (uint64_t)wins);
     assert_int_equal(store_log_head(log), (uint64_t)wins);
-    store_reader *rd;
-    assert_int_equal(store_reader_open_stream(log, ev_str_of("hot"), 1, &rd), 0);
+    store_reader *reader;
+    assert_int_equal(store_reader_open_stream(log, ev_str_of("hot"), 1, &reader), 0);
     ev_event ev;
     sk_error err;
     for (uint64_t v = 1; v <= version; v++) {
-        assert_int_equal(store_reader_next(rd, &ev, &err), 1);
+        assert_int_equal(store_reader_next(reader, &ev, &err), 1);
         assert_int_equal(ev.version, v);
         assert_true(winner_of[v] > 0);
         char want[32];
         int n = snprintf(want, sizeof want, "racer:%llu:", (unsigned long long)(winner_of[v] - 1));
         assert_memory_equal(ev.payload, want, (size_t)n);
     }
-    assert_int_equal(store_reader_next(rd, &ev, &err), 0);
-    store_reader_close(rd);
+    assert_int_equal(store_reader_next(reader, &ev, &err), 0);
+    store_reader_close(reader);
     store_log_close(log);
     free(winner_of);
     st_rmrf(dir);

@@ -46,12 +46,12 @@ static void every_route_is_documented(void **state)
     for (size_t i = 0; i < svc_nroutes; i++) {
         char method[16];
         lower(svc_routes[i].method, method, sizeof method);
-        int found = 0;
+        int documented = 0;
         const char *p;
         json_t *item;
         json_object_foreach(paths, p, item) if (same_path(svc_routes[i].path, p) &&
-                                                json_object_get(item, method)) found = 1;
-        if (!found)
+                                                json_object_get(item, method)) documented = 1;
+        if (!documented)
             fail_msg("route %s %s is not in docs/openapi.json", svc_routes[i].method,
                      svc_routes[i].path);
     }
@@ -74,14 +74,14 @@ static void every_documented_route_exists(void **state)
                 strcmp(m, "description") == 0)
                 continue;
             operations++;
-            int found = 0;
+            int documented = 0;
             for (size_t i = 0; i < svc_nroutes; i++) {
                 char method[16];
                 lower(svc_routes[i].method, method, sizeof method);
                 if (strcmp(method, m) == 0 && same_path(svc_routes[i].path, p))
-                    found = 1;
+                    documented = 1;
             }
-            if (!found)
+            if (!documented)
                 fail_msg("docs/openapi.json documents %s %s, which the server does not have", m, p);
         }
     }

@@ -1,7 +1,7 @@
 #!/bin/sh
-# smoke.sh -- checks that skald-bench's command line and every benchmark work, on tiny
+# test_bench_smoke.sh -- checks that skald-bench's command line and every benchmark work, on tiny
 # logs: each run exits 0 and its last line is its BENCH line with the expected keys.
-# No timing is asserted. Usage: smoke.sh path/to/skald-bench WORK_PARENT_DIR
+# No timing is asserted. Usage: test_bench_smoke.sh path/to/skald-bench WORK_PARENT_DIR
 set -u
 bench=$1
 parent=$(mktemp -d "$2/bench-smoke.XXXXXX") || exit 1
@@ -53,6 +53,7 @@ check stream-read "us_200 us_2k us_20k growth" --events 20000 --runs 5
 check subscribe "subscribers events_per_s append_events_per_s ratio wake_p99_us" \
     --events 20000 --threads 4 --window 256 --streams 100 --subscribers 2
 check aggregate-load "snap_us_100 snap_us_1000 growth replay_us_1000" --history-max 1000 --runs 5
+check uuid-text "ev_format_ns ev_parse_ns libuuid_format_ns libuuid_parse_ns ratio" --events 20000
 if command -v wrk >/dev/null; then
     check http-commands "commands_per_s p99_ms noop_per_s ratio errors" \
         --duration 1 --connections 4 --streams 200

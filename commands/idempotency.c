@@ -1,6 +1,10 @@
 /*
  * idempotency.c -- responses remembered by idempotency key, for a window (default 24 h).
  *
+ * Engine code of the command side: every producer of commands (the HTTP service, and the
+ * saga orchestrator as it arrives) goes through the same store, so a key means the same
+ * everywhere.
+ *
  * In memory: a hash table of key -> (request fingerprint, state, status, body, expiry).
  * On disk: DATA/idempotency/journal-<hour>.jsonl, one JSON line per remembered response,
  * appended with one write(2) before the response is sent and fdatasync'd about once a
@@ -11,25 +15,37 @@
  * ("idempotency"), and start-up rebuilds the answers of keyed commands the journal does
  * not cover from the log, scanning from the journal's high-water mark to the head. Then
  * it drops what expired and rewrites the journal compacted (temp file, fsync, rename),
- * first line {"p": head}.
+ * first line {"p": head}. While running, a new file starts each hour and a file is
+ * deleted once everything it holds has expired, so the journal's size follows the window,
+ * not the uptime.
  *
  * The high-water mark is a consumer checkpoint that moves with the log: every log
  * position below it belongs to a command whose answer line is durable in the journal, or
  * to no keyed command. Each keyed command records the log head when it claims its key
  * (its events come after it) and stays on the in-flight list until its answer is
  * journaled; the mark is the oldest in-flight claim's head, or the log head when none is
- * in flight. svc_idem_sync computes it, makes the journal durable, then appends it as a
+ * in flight. cmd_idem_sync computes it, makes the journal durable, then appends it as a
  * line {"p": mark}, at most every MARK_EVERY_US while the log moves (made durable by the
  * next sync; if a crash loses it, the previous mark still holds). So start-up after any
  * crash reads only the last few seconds of the log, not everything since the last start.
  *
- * While running, a new file starts each hour and a file is deleted once everything it
- * holds has expired, so the journal's size follows the window, not the uptime.
+ * Journal failures are sticky, like the log's: a failed write or fdatasync puts the store
+ * in the failed state (the kernel may have dropped the pages, so a retried fdatasync
+ * could lie). While failed, keyed commands are refused (CMD_IDEM_UNAVAILABLE: 503) and
+ * /readyz says why; every cmd_idem_sync tries to leave the state by rewriting the whole
+ * journal from memory (temp file, fdatasync, rename, directory fsync), which drops
+ * whatever the failed file held. The answer of the command whose line failed is still
+ * sent (its events are in the log either way). What remains exposed is the second between
+ * a line's write and its fdatasync: a machine crash in it loses the line, which for a 200
+ * is rebuilt from the log and for a 422 (no event) is not; docs/operations.md says so.
  *
- * One mutex guards the table and the journal: a claim, a finish and a lookup are a few
- * hundred nanoseconds of work under it.
+ * All file writes go through a store_io (the store's I/O seam), so tests inject EIO and
+ * ENOSPC; the clock is injectable too, so expiry and rotation are tested without sleeping.
+ *
+ * One mutex guards the table, the journal and the state: a claim, a finish and a lookup
+ * are a few hundred nanoseconds of work under it.
  */
-#include "service/serve_int.h"
+#include "commands/commands.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,15 +62,15 @@ typedef struct idem_entry {
     struct idem_entry *next;
     struct idem_entry *fl_prev, *fl_next; /* the in-flight list, while status is 0 */
     uint64_t head_at_claim;               /* the log head when the key was claimed */
-    uint64_t fp;                          /* 0: rebuilt from the log, matches any request */
-    uint64_t position;                    /* of the answer's last event + 1; 0 if none */
+    uint64_t fp;       /* 0: rebuilt from the log, matches any request */
+    uint64_t position; /* of the answer's last event + 1; 0 if none */
     int64_t expires_us;
     unsigned status; /* 0 while the first request runs */
     char *body;
     char key[]; /* NUL-terminated */
 } idem_entry;
 
-struct svc_idem {
+struct cmd_idem {
     pthread_mutex_t mu;
     idem_entry **buckets;
     size_t nbuckets, count, sweep_cursor;
@@ -64,27 +80,44 @@ struct svc_idem {
     idem_entry *inflight_head, *inflight_tail; /* claims not yet finished, oldest first */
     uint64_t mark_written;                     /* the last mark appended to the journal */
     int64_t mark_at_us;                        /* when */
-    int64_t hour;      /* of the file fd appends to, in units of period_us */
-    int64_t period_us; /* how long one journal file is appended to: an hour */
+    int64_t hour;        /* of the file fd appends to, in units of period_us */
+    int64_t period_us;   /* how long one journal file is appended to: an hour */
+    const store_io *io;
+    int64_t (*now_us)(void *ctx);
+    void *clock_ctx;
     char dir[4000];
     int fd;
+    uint64_t offset; /* where the next line goes in fd's file */
     int dirty;
+    int failed;         /* the last failed journal write or fdatasync; 0: writable */
+    char failure[4400]; /* why, while failed */
     char path[4096];
 };
+
+static int64_t clock_now(cmd_idem *idem)
+{
+    return idem->now_us ? idem->now_us(idem->clock_ctx) : ev_now_us();
+}
+
+static int64_t system_now(void *ctx)
+{
+    (void)ctx;
+    return ev_now_us();
+}
 
 static size_t key_hash(const char *s)
 {
     return (size_t)ev_hash_str(s);
 }
 
-uint64_t svc_fingerprint(const char *command, const void *body, size_t size)
+uint64_t cmd_idem_fingerprint(const char *command, const void *body, size_t size)
 {
     /* the NUL keeps "AB"+"C" apart from "A"+"BC" */
     uint64_t h = ev_hash_add(EV_HASH_INIT, command, strlen(command) + 1);
     return ev_hash_add(h, body, size);
 }
 
-static idem_entry **slot_of(svc_idem *idem, const char *key)
+static idem_entry **slot_of(cmd_idem *idem, const char *key)
 {
     idem_entry **p = &idem->buckets[key_hash(key) & (idem->nbuckets - 1)];
     while (*p && strcmp((*p)->key, key) != 0)
@@ -98,7 +131,7 @@ static void entry_free(idem_entry *e)
     free(e);
 }
 
-static void grow(svc_idem *idem)
+static void grow(cmd_idem *idem)
 {
     size_t n = idem->nbuckets * 2;
     idem_entry **b = calloc(n, sizeof *b);
@@ -119,7 +152,7 @@ static void grow(svc_idem *idem)
     idem->nbuckets = n;
 }
 
-static idem_entry *insert(svc_idem *idem, const char *key, uint64_t fp, int64_t expires_us)
+static idem_entry *insert(cmd_idem *idem, const char *key, uint64_t fp, int64_t expires_us)
 {
     size_t len = strlen(key);
     idem_entry *e = calloc(1, sizeof *e + len + 1);
@@ -137,7 +170,7 @@ static idem_entry *insert(svc_idem *idem, const char *key, uint64_t fp, int64_t 
     return e;
 }
 
-static void inflight_push(svc_idem *idem, idem_entry *e)
+static void inflight_push(cmd_idem *idem, idem_entry *e)
 {
     e->head_at_claim = idem->log ? store_log_head(idem->log) : 0;
     e->fl_prev = idem->inflight_tail;
@@ -149,7 +182,7 @@ static void inflight_push(svc_idem *idem, idem_entry *e)
     idem->inflight_tail = e;
 }
 
-static void inflight_unlink(svc_idem *idem, idem_entry *e)
+static void inflight_unlink(cmd_idem *idem, idem_entry *e)
 {
     if (e->status)
         return; /* not in flight */
@@ -164,7 +197,7 @@ static void inflight_unlink(svc_idem *idem, idem_entry *e)
     e->fl_prev = e->fl_next = NULL;
 }
 
-static void remove_at(svc_idem *idem, idem_entry **p)
+static void remove_at(cmd_idem *idem, idem_entry **p)
 {
     idem_entry *e = *p;
     inflight_unlink(idem, e);
@@ -192,7 +225,7 @@ static char *journal_line(const idem_entry *e, size_t *len)
     return text;
 }
 
-static void load_line(svc_idem *idem, const char *line, int64_t now)
+static void load_line(cmd_idem *idem, const char *line, int64_t now)
 {
     json_t *o = json_loads(line, 0, NULL);
     const char *key, *fp, *body;
@@ -220,24 +253,26 @@ static void load_line(svc_idem *idem, const char *line, int64_t now)
     json_decref(o); /* a torn last line (crash mid-write) is skipped */
 }
 
-static int write_all(int fd, const char *data, size_t len)
+/* Writes all of data at *offset through the seam and moves *offset past it. */
+static int write_all(const store_io *io, int fd, uint64_t *offset, const char *data, size_t len)
 {
     while (len) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -errno;
+        ssize_t w = io->pwrite(io->ctx, fd, data, len, *offset);
+        if (w < 0)
+            return (int)w;
+        if (w == 0)
+            return -ENOSPC;
         data += w;
         len -= (size_t)w;
+        *offset += (uint64_t)w;
     }
     return 0;
 }
 
-#define HOUR_US       (3600ll * 1000000)
 #define MARK_EVERY_US (2ll * 1000000)
+#define HOUR_US (3600ll * 1000000)
 
-static void journal_path(const svc_idem *idem, int64_t hour, char *out, size_t size)
+static void journal_path(const cmd_idem *idem, int64_t hour, char *out, size_t size)
 {
     snprintf(out, size, "%s/journal-%010lld.jsonl", idem->dir, (long long)hour);
 }
@@ -264,7 +299,7 @@ static int is_journal(const struct dirent *d)
 
 /* Deletes journal files other than keep_hour's: all (before = INT64_MAX), or the empty
  * ones and those whose every line expired before `before` (hour + 1 + window). */
-static void remove_journals(const svc_idem *idem, int64_t keep_hour, int64_t before_us)
+static void remove_journals(const cmd_idem *idem, int64_t keep_hour, int64_t before_us)
 {
     struct dirent **names;
     int n = scandir(idem->dir, &names, is_journal, by_name);
@@ -277,54 +312,72 @@ static void remove_journals(const svc_idem *idem, int64_t keep_hour, int64_t bef
         if (hour != keep_hour &&
             (empty || (hour < INT64_MAX / 4 / idem->period_us &&
                        (hour + 1) * idem->period_us + idem->window_us < before_us)))
-            unlink(path);
+            idem->io->unlink(idem->io->ctx, path); /* one left over is deleted next time */
         free(names[i]);
     }
     if (n >= 0)
         free(names);
 }
 
-static void sync_dir(const char *dir)
+/*
+ * Writes the live (answered) entries to a new journal file for the current period,
+ * renames it over any file of that name, fsyncs the directory, deletes every other
+ * journal file and makes the new one the file appended to. Called at open, and to leave
+ * the failed state.
+ */
+static int compact(cmd_idem *idem, sk_error *err)
 {
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0)
-            svc_logs(SVC_LOG_ERROR, "cannot sync the idempotency directory", "dir", dir, SVC_END);
-        close(dfd);
-    }
-}
-
-/* Writes the live entries to a new journal and renames it over the old one. */
-static int compact(svc_idem *idem, const char *dir, sk_error *err)
-{
+    const store_io *io = idem->io;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", idem->path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = io->open(io->ctx, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return sk_error_set(err, -errno, "", "cannot write %s: %s", tmp, strerror(errno));
+        return sk_error_set(err, fd, "", "cannot write %s: %s", tmp, sk_strerror(fd));
     char head[64];
-    int n = snprintf(head, sizeof head, "{\"p\":%llu}\n", (unsigned long long)idem->high_water);
-    int rc = write_all(fd, head, (size_t)n);
+    uint64_t mark = idem->mark_written > idem->high_water ? idem->mark_written : idem->high_water;
+    int n = snprintf(head, sizeof head, "{\"p\":%llu}\n", (unsigned long long)mark);
+    uint64_t offset = 0;
+    int rc = write_all(io, fd, &offset, head, (size_t)n);
     for (size_t i = 0; i < idem->nbuckets && rc == 0; i++)
         for (idem_entry *e = idem->buckets[i]; e && rc == 0; e = e->next) {
+            if (!e->status)
+                continue; /* a claim still running: its finish appends its line */
             size_t len;
             char *line = journal_line(e, &len);
-            rc = line ? write_all(fd, line, len) : -ENOMEM;
+            rc = line ? write_all(io, fd, &offset, line, len) : -ENOMEM;
             free(line);
         }
-    if (rc == 0 && fdatasync(fd) != 0)
-        rc = -errno;
-    close(fd);
-    if (rc == 0 && rename(tmp, idem->path) != 0)
-        rc = -errno;
-    if (rc == 0) {
-        sync_dir(dir);
-        remove_journals(idem, idem->hour, INT64_MAX); /* all is in the new one */
-        sync_dir(dir);
+    if (rc == 0)
+        rc = io->fdatasync(io->ctx, fd);
+    if (rc == 0)
+        rc = io->rename(io->ctx, tmp, idem->path);
+    if (rc == 0)
+        rc = io->sync_dir(io->ctx, idem->dir);
+    if (rc) {
+        io->close(io->ctx, fd);
+        io->unlink(io->ctx, tmp);
+        return sk_error_set(err, rc, "", "cannot rewrite %s: %s", idem->path, sk_strerror(rc));
     }
-    if (rc)
-        return sk_error_set(err, rc, "", "cannot rewrite %s: %s", idem->path, strerror(-rc));
+    /* the renamed file is the one to append to: keep its descriptor */
+    if (idem->fd >= 0)
+        io->close(io->ctx, idem->fd);
+    idem->fd = fd;
+    idem->offset = offset;
+    idem->dirty = 0;
+    remove_journals(idem, idem->hour, INT64_MAX); /* all is in the new one */
     return 0;
+}
+
+/* Enters the failed state (under mu). The first failure is logged; later ones are not. */
+static void set_failed(cmd_idem *idem, int rc, const char *what)
+{
+    if (!idem->failed)
+        sk_log(SK_LOG_ERROR, "idempotency",
+               "idempotency journal entered the failed state; keyed commands get 503 until "
+               "it is rewritten",
+               "what", what, "error", sk_strerror(rc), "file", idem->path, SK_LOG_END);
+    idem->failed = rc;
+    snprintf(idem->failure, sizeof idem->failure, "%s %s: %s", what, idem->path, sk_strerror(rc));
 }
 
 /* Groups a run of events of one command (same command_id) into its answer. */
@@ -336,7 +389,7 @@ typedef struct rebuilt {
     uint64_t last_position;
 } rebuilt;
 
-static void rebuilt_flush(svc_idem *idem, rebuilt *r)
+static void rebuilt_flush(cmd_idem *idem, rebuilt *r)
 {
     if (!r->answer)
         return;
@@ -348,7 +401,7 @@ static void rebuilt_flush(svc_idem *idem, rebuilt *r)
     r->answer = NULL;
     int64_t expires = r->occurred_at + idem->window_us;
     idem_entry **p = slot_of(idem, r->key);
-    if (!body || *p || expires <= ev_now_us()) { /* the journal's answer wins */
+    if (!body || *p || expires <= clock_now(idem)) { /* the journal's answer wins */
         free(body);
         return;
     }
@@ -374,19 +427,32 @@ static const char *meta_value(const ev_event *ev, const char *key, char *buf, si
     return NULL;
 }
 
-/* Rebuilds answers of keyed commands in the log from the high-water mark to the head. */
-static int reconcile(svc_idem *idem, store_log *log, uint64_t *scanned, sk_error *err)
+/*
+ * Where the start-up scan of the log begins: the journal's high-water mark (the log head
+ * at the last start-up, or past the last journaled position), below which every keyed
+ * command's answer is in the journal. This is the one place the position is chosen:
+ * when idempotency becomes a consumer of the log with a checkpoint of its own, this is
+ * the function that reads that checkpoint instead.
+ */
+static uint64_t reconcile_scan_from(const cmd_idem *idem)
 {
-    store_reader *rd;
-    int rc = store_reader_open(log, idem->high_water, &rd);
+    return idem->high_water;
+}
+
+/* Rebuilds the answers of keyed commands in the log, from reconcile_scan_from to the
+ * head, that the journal does not hold. */
+static int reconcile(cmd_idem *idem, store_log *log, uint64_t *scanned, sk_error *err)
+{
+    store_reader *reader;
+    int rc = store_reader_open(log, reconcile_scan_from(idem), &reader);
     if (rc)
         return sk_error_set(err, rc, "", "cannot read the log to rebuild idempotency keys");
     rebuilt r = {0};
     ev_event ev;
     char key[512];
-    while ((rc = store_reader_next(rd, &ev, err)) == 1) {
+    while ((rc = store_reader_next(reader, &ev, err)) == 1) {
         (*scanned)++;
-        if (!meta_value(&ev, SVC_META_IDEMPOTENCY, key, sizeof key))
+        if (!meta_value(&ev, CMD_META_IDEMPOTENCY, key, sizeof key))
             continue;
         if (!r.answer || strcmp(r.key, key) != 0 ||
             memcmp(&r.command_id, &ev.command_id, sizeof r.command_id) != 0) {
@@ -409,33 +475,47 @@ static int reconcile(svc_idem *idem, store_log *log, uint64_t *scanned, sk_error
         r.last_position = ev.position;
     }
     rebuilt_flush(idem, &r);
-    store_reader_close(rd);
+    store_reader_close(reader);
     if (rc < 0)
         return rc;
     idem->high_water = store_log_head(log);
     return 0;
 }
 
-int svc_idem_open(const char *data_dir, uint64_t window_s, int64_t period_us, store_log *log,
-                  svc_idem **out, sk_error *err)
+void cmd_idem_config_init(cmd_idem_config *cfg, const char *data_dir)
 {
-    svc_idem *idem = calloc(1, sizeof *idem);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->data_dir = data_dir;
+    cfg->window_s = 86400;
+}
+
+int cmd_idem_open(const cmd_idem_config *cfg, cmd_idem **out, sk_error *err)
+{
+    cmd_idem *idem = calloc(1, sizeof *idem);
     if (!idem)
         return -ENOMEM;
     pthread_mutex_init(&idem->mu, NULL);
     idem->fd = -1;
-    idem->window_us = (int64_t)window_s * 1000000;
-    idem->log = log;
+    idem->io = cfg->io ? cfg->io : store_io_posix();
+    idem->now_us = cfg->now_us ? cfg->now_us : system_now;
+    idem->clock_ctx = cfg->clock_ctx;
+    idem->window_us = (int64_t)cfg->window_s * 1000000;
+    idem->log = cfg->log;
     idem->nbuckets = 1024;
     idem->buckets = calloc(idem->nbuckets, sizeof *idem->buckets);
     char *dir = idem->dir;
-    snprintf(dir, sizeof idem->dir, "%s/idempotency", data_dir);
-    idem->period_us = period_us > 0 ? period_us : HOUR_US;
-    idem->hour = ev_now_us() / idem->period_us;
+    snprintf(dir, sizeof idem->dir, "%s/idempotency", cfg->data_dir);
+    idem->period_us = cfg->period_us > 0 ? cfg->period_us : HOUR_US;
+    idem->hour = clock_now(idem) / idem->period_us;
     journal_path(idem, idem->hour, idem->path, sizeof idem->path);
     int rc = idem->buckets ? 0 : -ENOMEM;
-    if (rc == 0 && mkdir(dir, 0755) != 0 && errno != EEXIST)
-        rc = sk_error_set(err, -errno, "", "cannot create %s: %s", dir, strerror(errno));
+    if (rc == 0) {
+        rc = idem->io->mkdir(idem->io->ctx, dir, 0755);
+        if (rc == -EEXIST)
+            rc = 0;
+        else if (rc)
+            sk_error_set(err, rc, "", "cannot create %s: %s", dir, sk_strerror(rc));
+    }
     struct dirent **names = NULL;
     int nnames = rc == 0 ? scandir(dir, &names, is_journal, by_name) : 0;
     for (int i = 0; i < nnames; i++) { /* oldest first: a later line wins */
@@ -445,7 +525,7 @@ int svc_idem_open(const char *data_dir, uint64_t window_s, int64_t period_us, st
         if (f) {
             char *line = NULL;
             size_t cap = 0;
-            int64_t now = ev_now_us();
+            int64_t now = clock_now(idem);
             while (getline(&line, &cap, f) > 0)
                 load_line(idem, line, now);
             free(line);
@@ -457,42 +537,37 @@ int svc_idem_open(const char *data_dir, uint64_t window_s, int64_t period_us, st
     /* load_line took the high-water mark from every line's "p" */
     uint64_t scanned = 0;
     size_t journaled = idem->count;
-    if (rc == 0 && log)
-        rc = reconcile(idem, log, &scanned, err);
+    if (rc == 0 && cfg->log)
+        rc = reconcile(idem, cfg->log, &scanned, err);
     if (rc == 0) {
         char loaded[24], from_log[24], events[24];
         snprintf(loaded, sizeof loaded, "%zu", journaled);
         snprintf(from_log, sizeof from_log, "%zu", idem->count - journaled);
         snprintf(events, sizeof events, "%" PRIu64, scanned);
-        svc_logs(SVC_LOG_INFO, "idempotency keys loaded", "journal", loaded, "from_log", from_log,
-                 "events_scanned", events, SVC_END);
+        sk_log(SK_LOG_INFO, "idempotency", "idempotency keys loaded", "journal", loaded, "from_log",
+               from_log, "events_scanned", events, SK_LOG_END);
     }
     idem->mark_written = idem->high_water; /* compact writes it as the first line */
-    idem->mark_at_us = ev_now_us();
+    idem->mark_at_us = clock_now(idem);
     if (rc == 0)
-        rc = compact(idem, dir, err);
-    if (rc == 0) {
-        idem->fd = open(idem->path, O_WRONLY | O_APPEND | O_CLOEXEC);
-        if (idem->fd < 0)
-            rc = sk_error_set(err, -errno, "", "cannot open %s: %s", idem->path, strerror(errno));
-    }
+        rc = compact(idem, err);
     if (rc) {
-        svc_idem_close(idem);
+        cmd_idem_close(idem);
         return rc;
     }
     *out = idem;
     return 0;
 }
 
-int svc_idem_close(svc_idem *idem)
+int cmd_idem_close(cmd_idem *idem)
 {
     if (!idem)
         return 0;
-    int rc = 0;
+    int rc = idem->failed;
     if (idem->fd >= 0) {
-        if (fdatasync(idem->fd) != 0)
-            rc = -errno;
-        close(idem->fd);
+        if (rc == 0 && idem->dirty)
+            rc = idem->io->fdatasync(idem->io->ctx, idem->fd);
+        idem->io->close(idem->io->ctx, idem->fd);
     }
     for (size_t i = 0; i < idem->nbuckets && idem->buckets; i++) {
         idem_entry *e = idem->buckets[i];
@@ -508,23 +583,27 @@ int svc_idem_close(svc_idem *idem)
     return rc;
 }
 
-svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsigned *status,
+cmd_idem_state cmd_idem_begin(cmd_idem *idem, const char *key, uint64_t fp, unsigned *status,
                               char **body)
 {
-    int64_t now = ev_now_us();
-    svc_idem_state st = SVC_IDEM_NEW;
+    int64_t now = clock_now(idem);
+    cmd_idem_state st = CMD_IDEM_NEW;
     pthread_mutex_lock(&idem->mu);
+    if (idem->failed) {
+        pthread_mutex_unlock(&idem->mu);
+        return CMD_IDEM_UNAVAILABLE;
+    }
     idem_entry **p = slot_of(idem, key);
     if (*p && (*p)->expires_us <= now && (*p)->status)
         remove_at(idem, p);
     if (*p) {
         idem_entry *e = *p;
         if (e->fp != fp && e->fp != 0)
-            st = SVC_IDEM_MISMATCH;
+            st = CMD_IDEM_MISMATCH;
         else if (!e->status)
-            st = SVC_IDEM_BUSY;
+            st = CMD_IDEM_BUSY;
         else {
-            st = SVC_IDEM_DONE;
+            st = CMD_IDEM_DONE;
             *status = e->status;
             *body = strdup(e->body);
         }
@@ -533,36 +612,49 @@ svc_idem_state svc_idem_begin(svc_idem *idem, const char *key, uint64_t fp, unsi
         if (e)
             inflight_push(idem, e);
         else
-            st = SVC_IDEM_BUSY; /* out of memory: ask the client to come back */
+            st = CMD_IDEM_BUSY; /* out of memory: ask the client to come back */
     }
     pthread_mutex_unlock(&idem->mu);
     return st;
 }
 
-void svc_idem_finish(svc_idem *idem, const char *key, unsigned status, const char *body,
-                     uint64_t position)
+int cmd_idem_finish(cmd_idem *idem, const char *key, unsigned status, const char *body,
+                    uint64_t position)
 {
+    int rc = 0;
     pthread_mutex_lock(&idem->mu);
-    idem_entry *e = *slot_of(idem, key);
-    if (e) {
+    idem_entry **p = slot_of(idem, key);
+    idem_entry *e = *p;
+    if (e && !e->status) {
         inflight_unlink(idem, e);
-        e->status = status;
-        e->position = position;
         e->body = strdup(body);
-        e->expires_us = ev_now_us() + idem->window_us;
-        size_t len;
-        char *line = e->body ? journal_line(e, &len) : NULL;
-        if (line && write_all(idem->fd, line, len) == 0)
-            idem->dirty = 1;
-        else
-            svc_logs(SVC_LOG_ERROR, "idempotency journal write failed", "file", idem->path, "key",
-                     key, SVC_END);
+        size_t len = 0;
+        char *line = NULL;
+        if (e->body) {
+            e->status = status;
+            e->position = position;
+            e->expires_us = clock_now(idem) + idem->window_us;
+            line = journal_line(e, &len);
+        }
+        if (!line) {
+            remove_at(idem, p); /* not remembered: a retry runs the command again */
+            rc = -ENOMEM;
+        } else if (idem->failed) {
+            rc = idem->failed; /* kept in memory; the rewrite that ends the state saves it */
+        } else {
+            rc = write_all(idem->io, idem->fd, &idem->offset, line, len);
+            if (rc)
+                set_failed(idem, rc, "write to");
+            else
+                idem->dirty = 1;
+        }
         free(line);
     }
     pthread_mutex_unlock(&idem->mu);
+    return rc;
 }
 
-void svc_idem_release(svc_idem *idem, const char *key)
+void cmd_idem_release(cmd_idem *idem, const char *key)
 {
     pthread_mutex_lock(&idem->mu);
     idem_entry **p = slot_of(idem, key);
@@ -573,14 +665,14 @@ void svc_idem_release(svc_idem *idem, const char *key)
 
 /* Appends the high-water mark (see the file comment) when it moved, at most every
  * MARK_EVERY_US; the next sync makes it durable. */
-static void write_mark(svc_idem *idem, uint64_t mark, int64_t now)
+static void write_mark(cmd_idem *idem, uint64_t mark, int64_t now)
 {
     if (mark <= idem->mark_written || now - idem->mark_at_us < MARK_EVERY_US)
         return;
     char line[64];
     int n = snprintf(line, sizeof line, "{\"p\":%llu}\n", (unsigned long long)mark);
     pthread_mutex_lock(&idem->mu);
-    if (write_all(idem->fd, line, (size_t)n) == 0) {
+    if (!idem->failed && write_all(idem->io, idem->fd, &idem->offset, line, (size_t)n) == 0) {
         idem->dirty = 1;
         idem->mark_written = mark;
         idem->mark_at_us = now;
@@ -589,7 +681,7 @@ static void write_mark(svc_idem *idem, uint64_t mark, int64_t now)
 }
 
 /* Drops expired entries from a slice of the table, so no call holds the lock long. */
-static void sweep(svc_idem *idem, int64_t now)
+static void sweep(cmd_idem *idem, int64_t now)
 {
     for (size_t n = 0; n < 4096 && n < idem->nbuckets; n++) {
         size_t i = idem->sweep_cursor++ & (idem->nbuckets - 1);
@@ -602,27 +694,44 @@ static void sweep(svc_idem *idem, int64_t now)
     }
 }
 
-void svc_idem_sync(svc_idem *idem)
+/* Opens the journal file of period hour for appending and makes its directory entry
+ * durable; the descriptor, or a negative code. */
+static int open_period_file(cmd_idem *idem, int64_t hour, char *path, size_t size, uint64_t *offset)
 {
-    int64_t now = ev_now_us();
-    int old_fd = -1, new_fd = -1;
-    char new_path[sizeof idem->path];
-    int64_t period = idem->period_us;
-    if (now / period != idem->hour) {
-        journal_path(idem, now / period, new_path, sizeof new_path);
-        new_fd = open(new_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (new_fd < 0)
-            svc_logs(SVC_LOG_ERROR, "cannot start a new idempotency journal", "file", new_path,
-                     SVC_END);
+    const store_io *io = idem->io;
+    journal_path(idem, hour, path, size);
+    int fd = io->open(io->ctx, path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return fd;
+    int rc = io->file_size(io->ctx, fd, offset);
+    if (rc == 0)
+        rc = io->sync_dir(io->ctx, idem->dir);
+    if (rc) {
+        io->close(io->ctx, fd);
+        return rc;
     }
+    return fd;
+}
+
+int cmd_idem_sync(cmd_idem *idem)
+{
+    const store_io *io = idem->io;
+    int64_t now = clock_now(idem);
+    int64_t hour = now / idem->period_us; /* idem->hour changes on this thread only */
+    char new_path[sizeof idem->path];
+    uint64_t new_offset = 0;
+    int new_fd = hour != idem->hour
+                     ? open_period_file(idem, hour, new_path, sizeof new_path, &new_offset)
+                     : -1; /* on failure the old file goes on; the next tick tries again */
     pthread_mutex_lock(&idem->mu);
-    int dirty = idem->dirty;
-    int fd = idem->fd;
-    idem->dirty = 0;
+    int dirty = idem->dirty && !idem->failed;
+    int fd = idem->fd, old_fd = -1;
+    idem->dirty = 0; /* a line written from now on sets it again, for the next tick */
     if (new_fd >= 0) {
         old_fd = idem->fd;
         idem->fd = new_fd;
-        idem->hour = now / period;
+        idem->offset = new_offset;
+        idem->hour = hour;
         memcpy(idem->path, new_path, sizeof idem->path);
     }
     sweep(idem, now);
@@ -631,13 +740,39 @@ void svc_idem_sync(svc_idem *idem)
                     : idem->log         ? store_log_head(idem->log)
                                         : 0;
     pthread_mutex_unlock(&idem->mu);
-    if (dirty && fdatasync(fd) != 0)
-        svc_logs(SVC_LOG_ERROR, "idempotency journal fdatasync failed", "dir", idem->dir, SVC_END);
-    else
+    /* outside the lock: claims and finishes go on while the disk works */
+    int rc = dirty ? io->fdatasync(io->ctx, fd) : 0;
+    if (rc == 0)
         write_mark(idem, mark, now);
     if (old_fd >= 0) { /* nobody writes to it any more */
-        close(old_fd);
-        sync_dir(idem->dir);
-        remove_journals(idem, idem->hour, now);
+        io->close(io->ctx, old_fd);
+        remove_journals(idem, hour, now);
     }
+    pthread_mutex_lock(&idem->mu);
+    if (rc)
+        set_failed(idem, rc, "fdatasync of");
+    if (idem->failed) {
+        /* leave the failed state by rewriting everything into a fresh file */
+        sk_error err = {0};
+        if (compact(idem, &err) == 0) {
+            idem->failed = 0;
+            idem->failure[0] = '\0';
+            sk_log(SK_LOG_NOTICE, "idempotency",
+                   "idempotency journal rewritten; keyed commands accepted again", "file",
+                   idem->path, SK_LOG_END);
+        }
+    }
+    rc = idem->failed;
+    pthread_mutex_unlock(&idem->mu);
+    return rc;
+}
+
+int cmd_idem_health(cmd_idem *idem, char *why, size_t size)
+{
+    pthread_mutex_lock(&idem->mu);
+    int rc = idem->failed;
+    if (rc && why)
+        snprintf(why, size, "%s", idem->failure);
+    pthread_mutex_unlock(&idem->mu);
+    return rc;
 }

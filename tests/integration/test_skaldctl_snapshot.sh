@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_snapshot.sh SKALDCTL SKALD -- `skaldctl snapshot` against a served data directory:
+# test_skaldctl_snapshot.sh SKALDCTL SKALD -- `skaldctl snapshot` against a served data directory:
 # the service writes snapshots, list shows them, verify agrees with a replay, a tampered
 # snapshot is found (exit 3), an outdated one is reported but not damage, take and purge.
 set -euo pipefail

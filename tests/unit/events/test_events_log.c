@@ -1,0 +1,102 @@
+/*
+ * test_events_log.c -- the one logger: a sink gets every layer's messages with their
+ * fields, the level is applied before anything reaches it, and the default writer emits
+ * one valid JSON object per line whatever the strings hold (store/ used to print
+ * unescaped text into hand-built JSON).
+ */
+#include "events/events.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+typedef struct seen {
+    int count;
+    sk_log_level level;
+    char subsystem[32], message[128], fields[256];
+} seen;
+
+static void collect(void *ctx, sk_log_level level, const char *subsystem, const char *message,
+                    const sk_log_field *fields, size_t count)
+{
+    seen *s = ctx;
+    s->count++;
+    s->level = level;
+    snprintf(s->subsystem, sizeof s->subsystem, "%s", subsystem);
+    snprintf(s->message, sizeof s->message, "%s", message);
+    s->fields[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        size_t n = strlen(s->fields);
+        snprintf(s->fields + n, sizeof s->fields - n, "%s=%s;", fields[i].key, fields[i].value);
+    }
+}
+
+static void test_sink_and_level(void **state)
+{
+    (void)state;
+    seen s = {0};
+    sk_log_set_sink(collect, &s);
+    sk_log_set_level(SK_LOG_WARN);
+    sk_log(SK_LOG_INFO, "store", "below the level", "k", "v", SK_LOG_END);
+    assert_int_equal(s.count, 0);
+    sk_log(SK_LOG_ERROR, "store", "failed", "dir", "/d", "empty", "", "none", (const char *)NULL,
+           "error", "EIO", SK_LOG_END);
+    assert_int_equal(s.count, 1);
+    assert_int_equal(s.level, SK_LOG_ERROR);
+    assert_string_equal(s.subsystem, "store");
+    assert_string_equal(s.message, "failed");
+    assert_string_equal(s.fields, "dir=/d;error=EIO;");      /* empty and NULL values left out */
+    sk_log(SK_LOG_NOTICE, "store", "recovered", SK_LOG_END); /* notice always passes */
+    assert_int_equal(s.count, 2);
+    sk_log_set_sink(NULL, NULL);
+    sk_log_set_level(SK_LOG_INFO);
+    sk_log_level l;
+    assert_int_equal(sk_log_level_parse("warn", &l), 0);
+    assert_int_equal(l, SK_LOG_WARN);
+    assert_int_equal(sk_log_level_parse("loud", &l), SK_EBADINPUT);
+}
+
+static void test_default_writer_escapes(void **state)
+{
+    (void)state;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(dup2(fileno(tmp), 2) >= 0);
+    sk_log(SK_LOG_ERROR, "store", "quote \" backslash \\ newline \n end", "dir", "/a\"b\n\tc",
+           SK_LOG_END);
+    assert_true(dup2(saved, 2) >= 0);
+    close(saved);
+    rewind(tmp);
+    char line[1024];
+    assert_non_null(fgets(line, sizeof line, tmp));
+    char extra[8];
+    assert_null(fgets(extra, sizeof extra, tmp)); /* exactly one line */
+    fclose(tmp);
+    json_error_t jerr;
+    json_t *obj = json_loads(line, 0, &jerr);
+    if (!obj)
+        fail_msg("not JSON (%s): %s", jerr.text, line);
+    assert_string_equal(json_string_value(json_object_get(obj, "level")), "error");
+    assert_string_equal(json_string_value(json_object_get(obj, "subsystem")), "store");
+    assert_string_equal(json_string_value(json_object_get(obj, "msg")),
+                        "quote \" backslash \\ newline \n end");
+    assert_string_equal(json_string_value(json_object_get(obj, "dir")), "/a\"b\n\tc");
+    assert_non_null(json_object_get(obj, "ts"));
+    json_decref(obj);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sink_and_level),
+        cmocka_unit_test(test_default_writer_escapes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
