@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +37,24 @@ const char *proj_state_name(proj_state state)
         return "stopped";
     }
     return "unknown";
+}
+
+/* One process applies a data directory's projections: DIR/LOCK, held (flock) while open. */
+static int lock_dir(const char *dir, sk_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return sk_error_set(err, -errno, "", "cannot open %s", path);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return sk_error_set(err, SK_EBUSY, "",
+                            "%s is in use: another process runs these projections (stop it, or "
+                            "use skaldctl projection --server)",
+                            dir);
+    }
+    return fd;
 }
 
 static int by_name(const struct dirent **a, const struct dirent **b)
@@ -194,6 +214,8 @@ void proj_engine_close(proj_engine *e)
         close_model(&e->models[i]);
     free(e->models);
     free(e->dir);
+    if (e->lock_fd >= 0)
+        close(e->lock_fd); /* releases the lock */
     free(e);
 }
 
@@ -213,6 +235,13 @@ int proj_engine_open(const proj_config *cfg, proj_engine **out, sk_error *err)
     }
     e->cfg.dir = e->dir;
     e->cfg.models_dir = NULL; /* borrowed during open only */
+    e->lock_fd = lock_dir(e->dir, err);
+    if (e->lock_fd < 0) {
+        int rc = e->lock_fd;
+        free(e->dir);
+        free(e);
+        return rc;
+    }
     struct dirent **names = NULL;
     int n = scandir(cfg->models_dir, &names, is_model, by_name);
     int rc = n < 0 ? sk_error_set(err, -errno, "", "cannot list the models in %s",

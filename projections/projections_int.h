@@ -137,6 +137,7 @@ typedef struct proj {
 struct proj_engine {
     proj_config cfg;
     char *dir;
+    int lock_fd; /* DIR/LOCK, held while open */
     proj *models;
     size_t count;
 };

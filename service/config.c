@@ -15,6 +15,7 @@
 svc_config svc_cfg;
 
 typedef enum opt_kind {
+    OPT_ROLES,
     OPT_STR,
     OPT_U32,
     OPT_U64,
@@ -70,6 +71,10 @@ static const opt_def opts[] = {
      "per aggregate type, e.g. Product=50,Order=0 (overrides --snapshot-every)"},
     {"--cache-max", "SKALD_CACHE_MAX", OPT_U32, &svc_cfg.cache_max, 0, 100000000,
      "hot aggregates kept in memory (default 10000)"},
+    {"--roles", "SKALD_ROLES", OPT_ROLES, &svc_cfg.roles, 0, 0,
+     "what this process runs, from commands,projections,queries (default: all of them)"},
+    {"--models", "SKALD_MODELS", OPT_STR, &svc_cfg.models_dir, 0, 0,
+     "read models' SQL files (default: the installed share/skald/projections/models)"},
     {"--port-file", "SKALD_PORT_FILE", OPT_STR, &svc_cfg.port_file, 0, 0,
      "write the bound port here once ready"},
     {"--log-level", "SKALD_LOG_LEVEL", OPT_LEVEL, &level_text, 0, 0,
@@ -104,6 +109,44 @@ static int usage_error(const char *flag, const char *fmt, ...)
     va_end(ap);
     fputs("\nTry 'skald serve --help'\n", stderr);
     return -1;
+}
+
+static const char *const role_names[] = {"commands", "projections", "queries",
+                                         "relay",    "sagas",       "feed"};
+
+const char *svc_role_name(unsigned role)
+{
+    for (unsigned i = 0; i < 6; i++)
+        if (role == 1u << i)
+            return role_names[i];
+    return "unknown";
+}
+
+int svc_roles_parse(const char *text, unsigned *out, sk_error *err)
+{
+    unsigned roles = 0;
+    const char *p = text;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        unsigned bit = 0;
+        for (unsigned i = 0; i < 6 && !bit; i++)
+            if (strlen(role_names[i]) == n && strncmp(p, role_names[i], n) == 0)
+                bit = 1u << i;
+        if (!bit)
+            return sk_error_set(err, SK_EBADINPUT, "roles",
+                                "'%.*s' is not a role (commands, projections, queries)", (int)n, p);
+        if (!(bit & SVC_SERVES_ALL))
+            return sk_error_set(err, SK_EBADINPUT, "roles",
+                                "the %s role does not exist in this version yet", svc_role_name(bit));
+        roles |= bit;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    if (!roles)
+        return sk_error_set(err, SK_EBADINPUT, "roles", "name at least one role");
+    *out = roles;
+    return 0;
 }
 
 int svc_host_is_loopback(const char *host)
@@ -190,6 +233,10 @@ static int set_opt(const opt_def *o, const char *value)
         if (sk_log_level_parse(value, &svc_cfg.log_level) != 0)
             return usage_error(o->flag, "'%s' is not debug, info, warn or error", value);
         return 0;
+    case OPT_ROLES:
+        if (svc_roles_parse(value, &svc_cfg.roles, &err) != 0)
+            return usage_error(o->flag, "%s", err.message);
+        return 0;
     case OPT_SNAPSHOT_RULES:
         if (svc_snapshot_rules_parse(value, svc_cfg.snapshot_rules, &svc_cfg.nsnapshot_rules,
                                      &err) != 0)
@@ -225,6 +272,7 @@ static void set_defaults(void)
     svc_cfg.snapshot_every = 100;
     svc_cfg.cache_max = 10000;
     svc_cfg.log_level = SK_LOG_INFO;
+    svc_cfg.roles = SVC_SERVES_ALL;
     parse_listen("--listen", listen_text);
 }
 

@@ -141,20 +141,22 @@ static enum MHD_Result send_answer(svc_request *rq)
     return r;
 }
 
-/* "/v1/streams/{}" matches "/v1/streams/x" with arg "x" (no further '/'). */
+/* "/v1/streams/{}" matches "/v1/streams/x" with arg "x"; "{}" stands for one path
+ * segment (no '/') anywhere in the pattern. */
 static int path_matches(const char *pattern, const char *url, char *arg, size_t arg_size)
 {
-    size_t n = strlen(pattern);
-    if (n >= 2 && strcmp(pattern + n - 2, "{}") == 0) {
-        n -= 2;
-        if (strncmp(pattern, url, n) != 0 || url[n] == '\0' || strchr(url + n, '/'))
-            return 0;
-        if (strlen(url + n) >= arg_size)
-            return 0;
-        snprintf(arg, arg_size, "%s", url + n);
-        return 1;
-    }
-    return strcmp(pattern, url) == 0;
+    const char *hole = strstr(pattern, "{}");
+    if (!hole)
+        return strcmp(pattern, url) == 0;
+    size_t n = (size_t)(hole - pattern);
+    if (strncmp(pattern, url, n) != 0)
+        return 0;
+    const char *seg = url + n;
+    size_t len = strcspn(seg, "/");
+    if (len == 0 || len >= arg_size || strcmp(seg + len, hole + 2) != 0)
+        return 0;
+    snprintf(arg, arg_size, "%.*s", (int)len, seg);
+    return 1;
 }
 
 /* The route for method and url; NULL with *path_known set when only the method differs. */
@@ -230,6 +232,12 @@ static int begin(svc_request *rq, const char *method, const char *url)
                         other->method);
         else
             svc_problem(rq, 404, "not_found", NULL, "no route %s %s", method, url);
+        return -1;
+    }
+    if (rq->route->serves && !(svc_cfg.roles & rq->route->serves)) {
+        svc_problem(rq, 404, "not_served", NULL,
+                    "this process does not run the %s role (see --roles)",
+                    svc_role_name(rq->route->serves));
         return -1;
     }
     if (authorize(rq) != 0 || check_body_headers(rq) != 0)

@@ -215,8 +215,9 @@ char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t 
         (unsigned long long)st.recoveries);
     put_gauge(&o, "skald_queue_depth", "Commands accepted and not yet answered.", in_flight);
     put_gauge(&o, "skald_append_queue_depth", "Appends waiting for the appender.", st.queue_depth);
-    cmd_bus_stats bs;
-    cmd_bus_get_stats(bus, &bs);
+    cmd_bus_stats bs = {0};
+    if (bus) /* NULL without the commands role */
+        cmd_bus_get_stats(bus, &bs);
     put(&o,
         "# HELP skald_aggregate_cache_total Aggregate loads by source.\n"
         "# TYPE skald_aggregate_cache_total counter\n"

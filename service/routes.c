@@ -25,15 +25,16 @@ static int route_readyz(svc_request *rq)
     store_log_stats st;
     store_log_get_stats(rq->app->log, &st);
     char why[512];
+    bool writer = svc_cfg.roles & SVC_SERVES_COMMANDS; /* others follow the log read-only */
     if (!atomic_load(&rq->app->ready) || atomic_load(&rq->app->draining) ||
-        st.state != STORE_STATE_OK) {
+        st.state != (writer ? STORE_STATE_OK : STORE_STATE_READ_ONLY)) {
         rq->retry_after = 1;
         svc_problem(rq, 503, "unavailable", NULL,
                     st.state == STORE_STATE_FAILED ? "the log failed and refuses appends"
                                                    : "not ready");
         return 0;
     }
-    if (cmd_idem_health(rq->app->idem, why, sizeof why) != 0) {
+    if (rq->app->idem && cmd_idem_health(rq->app->idem, why, sizeof why) != 0) {
         rq->retry_after = 1;
         svc_problem(rq, 503, "idempotency_unavailable", NULL,
                     "the idempotency journal failed (%s); keyed commands get 503 until it "
@@ -49,6 +50,7 @@ static int route_metrics(svc_request *rq)
 {
     svc_app *app = rq->app;
     char *text = svc_metrics_render(app->metrics, app->log, app->bus, atomic_load(&app->in_flight));
+    text = svc_metrics_projections(app->projections, text);
     if (!text) {
         svc_problem(rq, 503, "unavailable", NULL, "out of memory");
         return 0;
@@ -67,10 +69,25 @@ static int route_openapi(svc_request *rq)
 }
 
 const svc_route svc_routes[] = {
-    {"POST", "/v1/commands:batch", SVC_ROLE_PRODUCER, SVC_BODY_NDJSON, svc_route_batch},
-    {"POST", "/v1/commands/{}", SVC_ROLE_PRODUCER, SVC_BODY_JSON, svc_route_command},
-    {"GET", "/v1/streams/{}", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_stream},
-    {"GET", "/v1/events", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_events},
+    {"POST", "/v1/commands:batch", SVC_ROLE_PRODUCER, SVC_BODY_NDJSON, svc_route_batch,
+     SVC_SERVES_COMMANDS},
+    {"POST", "/v1/commands/{}", SVC_ROLE_PRODUCER, SVC_BODY_JSON, svc_route_command,
+     SVC_SERVES_COMMANDS},
+    {"GET", "/v1/streams/{}", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_stream,
+     SVC_SERVES_COMMANDS},
+    {"GET", "/v1/events", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_events, SVC_SERVES_COMMANDS},
+    {"GET", "/v1/queries/{}", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_query,
+     SVC_SERVES_QUERIES},
+    {"GET", "/v1/projections", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_projections,
+     SVC_SERVES_PROJECTIONS},
+    {"GET", "/v1/projections/{}", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_projection,
+     SVC_SERVES_PROJECTIONS},
+    {"POST", "/v1/projections/{}/rebuild", SVC_ROLE_ADMIN, SVC_BODY_NONE,
+     svc_route_projection_rebuild, SVC_SERVES_PROJECTIONS},
+    {"POST", "/v1/projections/{}/resume", SVC_ROLE_ADMIN, SVC_BODY_NONE,
+     svc_route_projection_resume, SVC_SERVES_PROJECTIONS},
+    {"POST", "/v1/projections/{}/skip", SVC_ROLE_ADMIN, SVC_BODY_JSON, svc_route_projection_skip,
+     SVC_SERVES_PROJECTIONS},
     {"POST", "/v1/noop", SVC_ROLE_PRODUCER, SVC_BODY_NONE, route_noop},
     {"GET", "/healthz", 0, SVC_BODY_NONE, route_healthz},
     {"GET", "/readyz", 0, SVC_BODY_NONE, route_readyz},

@@ -48,6 +48,44 @@ static int schemas_dir(const char *given, const char *what, char *out, size_t si
     return 0;
 }
 
+/* The projections and queries roles: the engines, each with what it needs. */
+static int open_read_side(svc_app *app, const char *schemas, sk_error *err)
+{
+    (void)schemas;
+    char models[4096], dir[4096];
+    snprintf(dir, sizeof dir, "%s/projections", svc_cfg.data_dir);
+    if (!(svc_cfg.roles & (SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES)))
+        return 0;
+    if (svc_cfg.models_dir) {
+        snprintf(models, sizeof models, "%s", svc_cfg.models_dir);
+    } else if (ev_shipped_path("projections/models", models, sizeof models) != 0) {
+        return sk_error_set(err, -ENOENT, "", "no read models at %s (installed?); pass --models",
+                            models);
+    }
+    int rc = 0;
+    if (svc_cfg.roles & SVC_SERVES_PROJECTIONS) {
+        proj_config pc = {.log = app->log, .events = app->events, .models_dir = models,
+                          .dir = dir};
+        rc = proj_engine_open(&pc, &app->projections, err);
+        if (rc == 0)
+            rc = proj_engine_start(app->projections, err);
+    }
+    if (rc == 0 && (svc_cfg.roles & SVC_SERVES_QUERIES)) {
+        snprintf(app->projections_dir, sizeof app->projections_dir, "%s", dir);
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return sk_error_set(err, -errno, "", "cannot create %s", dir);
+        qry_source src;
+        if (app->projections)
+            svc_model_source_engine(app->projections, &src);
+        else
+            svc_model_source_dir(app->projections_dir, &src);
+        char secret[4200];
+        snprintf(secret, sizeof secret, "%s/cursor.key", dir);
+        rc = qry_engine_open(models, &src, secret, &app->queries, err);
+    }
+    return rc;
+}
+
 static int open_app(svc_app *app, sk_error *err)
 {
     const char *d = svc_cfg.data_dir;
@@ -72,17 +110,23 @@ static int open_app(svc_app *app, sk_error *err)
     store_config_init(&lc, path);
     lc.fsync_mode = svc_cfg.fsync_mode;
     lc.io = svc_faults_io();
+    /* Only the commands role writes the log; other roles follow it, also from another
+     * process on the same data directory (store.h, Subscriptions). */
+    lc.read_only = !(svc_cfg.roles & SVC_SERVES_COMMANDS);
     rc = store_log_open(&lc, &app->log, err);
     if (rc)
+        return rc;
+    rc = svc_metrics_create(cmd_domains, &app->metrics);
+    if (rc)
+        return sk_error_set(err, rc, "", "out of memory");
+    rc = open_read_side(app, schemas, err);
+    if (rc || !(svc_cfg.roles & SVC_SERVES_COMMANDS))
         return rc;
     snprintf(path, sizeof path, "%s/snapshots.db", d);
     rc = store_snapshots_open(path, 0, &app->snapshots, err);
     if (rc)
         return rc;
 
-    rc = svc_metrics_create(cmd_domains, &app->metrics);
-    if (rc)
-        return sk_error_set(err, rc, "", "out of memory");
     store_log_set_batch_observer(app->log, svc_metrics_batch, app->metrics);
     cmd_bus_config bc = {
         .log = app->log,
@@ -113,6 +157,8 @@ static int open_app(svc_app *app, sk_error *err)
 /* Closes in reverse order; returns the log's close status. */
 static int close_app(svc_app *app)
 {
+    qry_engine_close(app->queries);
+    proj_engine_close(app->projections); /* its subscriptions close before the log */
     cmd_bus_destroy(app->bus);
     int rc = store_log_close(app->log);
     store_snapshots_close(app->snapshots);
@@ -148,8 +194,10 @@ static int wait_for_signal(svc_app *app, const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
-        (void)cmd_idem_sync(app->idem); /* a failure is logged, kept and shown in /readyz */
-        svc_recovery_tick(app, &rec);
+        if (app->idem) /* the commands role */
+            (void)cmd_idem_sync(app->idem); /* a failure is logged, kept and shown in /readyz */
+        if (app->bus)
+            svc_recovery_tick(app, &rec);
     }
 }
 
@@ -188,7 +236,13 @@ int svc_serve_main(int argc, char **argv)
     char url[128];
     snprintf(url, sizeof url, "%s://%s:%u", svc_cfg.tls_cert ? "https" : "http",
              svc_cfg.listen_host, port);
-    svc_log(SK_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "fsync",
+    char roles[96] = "";
+    for (unsigned bit = 1; bit <= SVC_SERVES_FEED; bit <<= 1)
+        if (svc_cfg.roles & bit)
+            snprintf(roles + strlen(roles), sizeof roles - strlen(roles), "%s%s",
+                     roles[0] ? "," : "", svc_role_name(bit));
+    svc_log(SK_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "roles", roles,
+            "fsync",
             store_fsync_mode_name(svc_cfg.fsync_mode), "auth", app.auth ? "tokens" : "none",
             SVC_END);
     if (write_port_file(port) != 0)

@@ -15,6 +15,8 @@
 #define SKALD_SERVE_INT_H
 
 #include "commands/commands.h"
+#include "projections/projections.h"
+#include "queries/queries.h"
 #include "service/service.h"
 
 #include <microhttpd.h>
@@ -44,7 +46,25 @@ typedef struct svc_config {
     uint32_t cache_max;
     const char *port_file;
     sk_log_level log_level; /* --log-level; also set with sk_log_set_level */
+    unsigned roles;         /* SVC_SERVES_*: what this process runs (--roles) */
+    const char *models_dir; /* --models: the read models' SQL files */
 } svc_config;
+
+/* Process roles (--roles): what one `skald serve` runs. `commands` also serves the log's
+ * own reads (/v1/streams, /v1/events). */
+enum {
+    SVC_SERVES_COMMANDS = 1u << 0,
+    SVC_SERVES_PROJECTIONS = 1u << 1,
+    SVC_SERVES_QUERIES = 1u << 2,
+    SVC_SERVES_RELAY = 1u << 3,
+    SVC_SERVES_SAGAS = 1u << 4,
+    SVC_SERVES_FEED = 1u << 5,
+};
+/* The roles that exist in this version: the default of --roles. */
+#define SVC_SERVES_ALL (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES)
+/* "commands,queries" -> bits; SK_EBADINPUT naming an unknown or not yet available role. */
+int svc_roles_parse(const char *text, unsigned *out, sk_error *err);
+const char *svc_role_name(unsigned role);
 
 /* The process-wide configuration (the one global the style allows). */
 extern svc_config svc_cfg;
@@ -112,6 +132,9 @@ typedef struct svc_app {
     svc_auth *auth; /* NULL: no tokens file */
     svc_metrics *metrics;
     cmd_idem *idem;
+    proj_engine *projections; /* NULL without the projections role */
+    qry_engine *queries;      /* NULL without the queries role */
+    char projections_dir[4096]; /* DATA/projections */
     const char *openapi; /* the document served at /v1/openapi.json */
     size_t openapi_len;
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
@@ -141,6 +164,7 @@ typedef struct svc_route {
     int body;         /* SVC_BODY_*: the Content-Type required */
     /* 0: answered; 1: the answer comes later from another thread (svc_request_done) */
     int (*run)(svc_request *rq);
+    unsigned serves; /* the process role (SVC_SERVES_*) it belongs to; 0: every process */
 } svc_route;
 extern const svc_route svc_routes[];
 extern const size_t svc_nroutes;
@@ -186,6 +210,19 @@ int svc_route_command(svc_request *rq);
 int svc_route_batch(svc_request *rq);
 int svc_route_stream(svc_request *rq);
 int svc_route_events(svc_request *rq);
+/* The read side's routes (model_routes.c). */
+int svc_route_projections(svc_request *rq);
+int svc_route_projection(svc_request *rq);
+int svc_route_projection_rebuild(svc_request *rq);
+int svc_route_projection_resume(svc_request *rq);
+int svc_route_projection_skip(svc_request *rq);
+int svc_route_query(svc_request *rq);
+/* Where queries find the read models (model_source.c): the projection engine of this
+ * process, or (queries role alone) the files of a projections directory, borrowed. */
+void svc_model_source_engine(proj_engine *e, qry_source *out);
+void svc_model_source_dir(const char *projections_dir, qry_source *out);
+/* Prometheus lines for every projection, appended to the /metrics text (taken, returned). */
+char *svc_metrics_projections(proj_engine *e, char *text);
 const char *svc_query(svc_request *rq, const char *name);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);

@@ -27,6 +27,8 @@ static const char USAGE[] =
     "  schemas check check the .avsc files against the stored versions\n"
     "  snapshot list|verify|purge|take\n"
     "                aggregate snapshots: list, compare with a replay, delete, take one\n"
+    "  projection list|status|rebuild|resume|skip\n"
+    "                the read models, through a running server or offline\n"
     "\n"
     "Run 'skaldctl COMMAND SUBCOMMAND --help' for the options of each.\n"
     "The data directory comes from --data DIR or $SKALD_DATA.\n"
@@ -184,5 +186,7 @@ int main(int argc, char **argv)
         return ctl_schemas(argc, argv);
     if (strcmp(argv[1], "snapshot") == 0)
         return ctl_snapshot(argc, argv);
+    if (strcmp(argv[1], "projection") == 0)
+        return ctl_projection(argc, argv);
     return ctl_usage_error(NULL, "unknown command '%s'", argv[1]);
 }

@@ -46,5 +46,6 @@ void ctl_progress_end(void);
 int ctl_log(int argc, char **argv);
 int ctl_schemas(int argc, char **argv);
 int ctl_snapshot(int argc, char **argv);
+int ctl_projection(int argc, char **argv);
 
 #endif

@@ -1,0 +1,188 @@
+/*
+ * model_routes.c -- the read side over HTTP: named queries (/v1/queries/{name}) and the
+ * projections' status and admin requests (/v1/projections...). The engines are
+ * projections/ and queries/; this file maps their answers and errors onto HTTP.
+ */
+#include "service/serve_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------
+ * Queries.
+ */
+#define QUERY_PARAMS_MAX 32
+
+typedef struct param_list {
+    qry_param params[QUERY_PARAMS_MAX];
+    size_t count;
+    bool too_many;
+} param_list;
+
+static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    param_list *l = cls;
+    if (l->count == QUERY_PARAMS_MAX) {
+        l->too_many = true;
+        return MHD_NO;
+    }
+    l->params[l->count++] = (qry_param){key, value ? value : ""};
+    return MHD_YES;
+}
+
+int svc_route_query(svc_request *rq)
+{
+    qry_engine *q = rq->app->queries;
+    param_list l = {.count = 0};
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, collect_param, &l);
+    if (l.too_many) {
+        svc_problem(rq, 400, "bad_parameter", NULL, "at most %d parameters", QUERY_PARAMS_MAX);
+        return 0;
+    }
+    json_t *answer = NULL;
+    qry_error qe;
+    memset(&qe, 0, sizeof qe);
+    int rc = qry_run(q, rq->arg, l.params, l.count, &answer, &qe);
+    if (rc == 0) {
+        svc_answer_json(rq, 200, answer);
+        return 0;
+    }
+    const char *field = qe.err.field[0] ? qe.err.field : NULL;
+    if (rc == SK_ENOTFOUND) {
+        svc_problem(rq, 404, "unknown_query", NULL, "no query named %s", rq->arg);
+    } else if (rc == SK_EBADINPUT) {
+        svc_problem(rq, 400, "bad_parameter", field, "%s", qe.err.message);
+    } else if (rc == -ETIMEDOUT) {
+        json_t *p = svc_problem_json(504, "min_position_not_reached", "min_position",
+                                     qe.err.message);
+        json_object_set_new(p, "position", json_integer(qe.position));
+        svc_answer_json(rq, 504, p);
+    } else if (rc == SK_EBUSY) {
+        rq->retry_after = 1;
+        svc_problem(rq, 503, "unavailable", NULL, "%s", qe.err.message);
+    } else {
+        svc_problem(rq, 500, "internal", NULL, "query %s: %s", rq->arg,
+                    qe.err.message[0] ? qe.err.message : sk_strerror(rc));
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Projections.
+ */
+int svc_route_projections(svc_request *rq)
+{
+    proj_engine *e = rq->app->projections;
+    json_t *list = json_array();
+    for (size_t i = 0; i < proj_count(e); i++)
+        json_array_append_new(list, proj_status_json(e, proj_name(e, i)));
+    svc_answer_json(rq, 200, json_pack("{s:o}", "projections", list));
+    return 0;
+}
+
+static int answer_status(svc_request *rq, unsigned status)
+{
+    json_t *st = proj_status_json(rq->app->projections, rq->arg);
+    if (!st)
+        svc_problem(rq, 404, "unknown_projection", NULL, "no projection named %s", rq->arg);
+    else
+        svc_answer_json(rq, status, st);
+    return 0;
+}
+
+int svc_route_projection(svc_request *rq)
+{
+    return answer_status(rq, 200);
+}
+
+/* Maps an admin request's error onto HTTP. */
+static int answer_error(svc_request *rq, int rc, const sk_error *err)
+{
+    const char *field = err->field[0] ? err->field : NULL;
+    if (rc == SK_ENOTFOUND)
+        svc_problem(rq, 404, "unknown_projection", NULL, "no projection named %s", rq->arg);
+    else if (rc == SK_EBUSY)
+        svc_problem(rq, 409, "rebuild_running", NULL, "%s", err->message);
+    else if (rc == SK_ECONFLICT)
+        svc_problem(rq, 409, "not_failed", field, "%s", err->message);
+    else
+        svc_problem(rq, 500, "internal", NULL, "%s", err->message);
+    return 0;
+}
+
+int svc_route_projection_rebuild(svc_request *rq)
+{
+    sk_error err = {0};
+    int rc = proj_rebuild(rq->app->projections, rq->arg, &err);
+    return rc ? answer_error(rq, rc, &err) : answer_status(rq, 202);
+}
+
+int svc_route_projection_resume(svc_request *rq)
+{
+    sk_error err = {0};
+    int rc = proj_resume(rq->app->projections, rq->arg, &err);
+    return rc ? answer_error(rq, rc, &err) : answer_status(rq, 202);
+}
+
+int svc_route_projection_skip(svc_request *rq)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(rq->body ? rq->body : "", rq->body_len, 0, &jerr);
+    json_t *pos = json_object_get(body, "position");
+    if (!json_is_integer(pos) || json_integer_value(pos) < 0) {
+        json_decref(body);
+        svc_problem(rq, 400, "bad_field", "position",
+                    "send {\"position\": P} with the failed event's position");
+        return 0;
+    }
+    uint64_t position = (uint64_t)json_integer_value(pos);
+    json_decref(body);
+    sk_error err = {0};
+    int rc = proj_skip(rq->app->projections, rq->arg, position, &err);
+    return rc ? answer_error(rq, rc, &err) : answer_status(rq, 202);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Metrics.
+ */
+char *svc_metrics_projections(proj_engine *e, char *text)
+{
+    if (!e || !text)
+        return text;
+    static const char *const help =
+        "# HELP skald_projection_position Last log position the read model applied.\n"
+        "# TYPE skald_projection_position gauge\n"
+        "# HELP skald_projection_lag_events Durable events the read model has not applied.\n"
+        "# TYPE skald_projection_lag_events gauge\n"
+        "# HELP skald_projection_failed 1 while a statement failure stops the read model.\n"
+        "# TYPE skald_projection_failed gauge\n"
+        "# HELP skald_projection_events_per_second Events applied per second, last second.\n"
+        "# TYPE skald_projection_events_per_second gauge\n";
+    size_t len = strlen(text), cap = len + strlen(help) + 1 + proj_count(e) * 512;
+    char *out = realloc(text, cap);
+    if (!out)
+        return text;
+    memcpy(out + len, help, strlen(help) + 1);
+    len += strlen(help);
+    for (size_t i = 0; i < proj_count(e); i++) {
+        json_t *st = proj_status_json(e, proj_name(e, i));
+        const char *name = proj_name(e, i);
+        len += (size_t)snprintf(
+            out + len, cap - len,
+            "skald_projection_position{projection=\"%s\"} %" JSON_INTEGER_FORMAT "\n"
+            "skald_projection_lag_events{projection=\"%s\"} %" JSON_INTEGER_FORMAT "\n"
+            "skald_projection_failed{projection=\"%s\"} %d\n"
+            "skald_projection_events_per_second{projection=\"%s\"} %.1f\n",
+            name, json_integer_value(json_object_get(st, "position")), name,
+            json_integer_value(json_object_get(st, "lag_events")), name,
+            strcmp(json_string_value(json_object_get(st, "state")), "failed") == 0, name,
+            json_real_value(json_object_get(st, "events_per_s")));
+        json_decref(st);
+    }
+    return out;
+}
