@@ -700,6 +700,36 @@ static void test_generation_swap(void **state)
     sqlite3_close(db2);
 }
 
+/* The pooled connections cannot write, even with SQL the declarations never saw. */
+static void test_connections_are_read_only(void **state)
+{
+    fixture *fx = *state;
+    qry_conn *c = NULL;
+    sk_error err;
+    size_t m = 0;
+    while (strcmp(fx->q->models[m].name, "orders") != 0)
+        m++;
+    assert_int_equal(qry_pool_get(fx->q, m, &c, &err), 0);
+    const char *writes[] = {"INSERT INTO orders (order_id, customer_id, status, total_cents, "
+                            "placed_at) VALUES ('x', 'c', 'placed', 1, 't')",
+                            "DELETE FROM orders",
+                            "DROP TABLE orders",
+                            "PRAGMA query_only=0",
+                            "ATTACH '/tmp/skald-qry-attach.db' AS a",
+                            "CREATE TABLE x (a)"};
+    for (size_t i = 0; i < sizeof writes / sizeof *writes; i++)
+        assert_int_not_equal(sqlite3_exec(c->db, writes[i], NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(access("/tmp/skald-qry-attach.db", F_OK), -1);
+    qry_pool_put(fx->q, m, c, true);
+    /* the model is untouched and the connection still reads */
+    json_t *a;
+    qry_error qerr;
+    add_order(fx->db, "o-1", "c-1", "placed", 100, "2026-01-02T00:00:00.000000Z", 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, NULL), 0);
+    assert_int_equal(json_array_size(json_object_get(a, "items")), 1);
+    json_decref(a);
+}
+
 /* ---------------------------------------------------------------------------------------
  * Declarations that must not load.
  */
@@ -841,7 +871,6 @@ static void test_integer_parameter(void **state)
     qry_param bad[1] = {{"min", "five"}};
     assert_int_equal(qry_run(q, "big", bad, 1, &a, &qerr), SK_EBADINPUT);
     assert_string_equal(qerr.err.field, "min");
-    /* the connection is read-only even for a statement the declarations never saw */
     qry_engine_close(q);
     sqlite3_close(db);
     nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
@@ -863,6 +892,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_parameters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation_swap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connections_are_read_only, setup, teardown),
         cmocka_unit_test(test_bad_declarations),
         cmocka_unit_test(test_integer_parameter),
     };
