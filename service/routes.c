@@ -88,10 +88,10 @@ const svc_route svc_routes[] = {
      svc_route_projection_resume, SVC_SERVES_PROJECTIONS},
     {"POST", "/v1/projections/{}/skip", SVC_ROLE_ADMIN, SVC_BODY_JSON, svc_route_projection_skip,
      SVC_SERVES_PROJECTIONS},
-    {"POST", "/v1/noop", SVC_ROLE_PRODUCER, SVC_BODY_NONE, route_noop},
-    {"GET", "/healthz", 0, SVC_BODY_NONE, route_healthz},
-    {"GET", "/readyz", 0, SVC_BODY_NONE, route_readyz},
-    {"GET", "/metrics", 0, SVC_BODY_NONE, route_metrics},
-    {"GET", "/v1/openapi.json", 0, SVC_BODY_NONE, route_openapi},
+    {"POST", "/v1/noop", SVC_ROLE_PRODUCER, SVC_BODY_NONE, route_noop, 0},
+    {"GET", "/healthz", 0, SVC_BODY_NONE, route_healthz, 0},
+    {"GET", "/readyz", 0, SVC_BODY_NONE, route_readyz, 0},
+    {"GET", "/metrics", 0, SVC_BODY_NONE, route_metrics, 0},
+    {"GET", "/v1/openapi.json", 0, SVC_BODY_NONE, route_openapi, 0},
 };
 const size_t svc_nroutes = sizeof svc_routes / sizeof svc_routes[0];
