@@ -147,7 +147,7 @@ static int open_live(proj *p, sk_error *err)
     if (!p->live) {
         rc = proj_gen_open(dir, p->model, next, true, &p->live, err);
         if (rc == 0)
-            rc = proj_gen_set_meta(p->live, "live", "1");
+            rc = proj_gen_set_meta_u64(p->live, "live", 1);
         if (rc)
             return rc;
     }

@@ -49,11 +49,16 @@ int proj_gen_set_meta(proj_gen *g, const char *key, const char *value)
     return rc;
 }
 
-static int set_meta_u64(proj_gen *g, const char *key, uint64_t v)
+/* Numbers are stored as integers (the column has no type): readers such as the query
+ * engine read next_position with sqlite3_column_int64 and check its type. */
+int proj_gen_set_meta_u64(proj_gen *g, const char *key, uint64_t v)
 {
-    char text[24];
-    snprintf(text, sizeof text, "%" PRIu64, v);
-    return proj_gen_set_meta(g, key, text);
+    sqlite3_reset(g->set_meta);
+    sqlite3_bind_text(g->set_meta, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(g->set_meta, 2, (sqlite3_int64)v);
+    int rc = sqlite3_step(g->set_meta) == SQLITE_DONE ? 0 : -EIO;
+    sqlite3_reset(g->set_meta);
+    return rc;
 }
 
 char *proj_gen_meta(proj_gen *g, const char *key)
@@ -124,13 +129,13 @@ static int write_initial_meta(proj_gen *g, const proj_model *m, sk_error *err)
 {
     char hash[24];
     snprintf(hash, sizeof hash, "%016" PRIx64, m->hash);
-    int rc = set_meta_u64(g, "next_position", 0);
+    int rc = proj_gen_set_meta_u64(g, "next_position", 0);
     if (rc == 0)
         rc = proj_gen_set_meta(g, "file_hash", hash);
     if (rc == 0)
-        rc = set_meta_u64(g, "generation", g->number);
+        rc = proj_gen_set_meta_u64(g, "generation", g->number);
     if (rc == 0)
-        rc = proj_gen_set_meta(g, "live", "0");
+        rc = proj_gen_set_meta_u64(g, "live", 0);
     if (rc == 0)
         rc = proj_gen_set_meta(g, "skipped", "[]");
     if (rc == 0)
@@ -398,7 +403,7 @@ int proj_gen_apply(proj_gen *g, store_sub *sub, const ev_registry *events, uint3
             rc = got;
     }
     if (rc == 0 && next != g->next_position)
-        rc = set_meta_u64(g, "next_position", next);
+        rc = proj_gen_set_meta_u64(g, "next_position", next);
     if (rc == 0)
         rc = exec(g, "COMMIT", err);
     if (rc != 0) {

@@ -87,6 +87,7 @@ void proj_gen_close(proj_gen *g, bool remove_files); /* accepts NULL */
 /* Reads a meta value as text (NULL if absent; caller frees) from an open generation. */
 char *proj_gen_meta(proj_gen *g, const char *key);
 int proj_gen_set_meta(proj_gen *g, const char *key, const char *value);
+int proj_gen_set_meta_u64(proj_gen *g, const char *key, uint64_t value);
 void proj_gen_path(const char *dir, const char *model, uint64_t number, char *out, size_t size);
 
 /* What apply met: the event that failed, if one did. */

@@ -81,13 +81,11 @@ static int skip_failed(proj *p, uint64_t position)
     proj_gen *g = proj_target(p);
     json_array_append_new(p->skipped, json_integer((json_int_t)position));
     char *skipped = json_dumps(p->skipped, JSON_COMPACT);
-    char next[24];
-    snprintf(next, sizeof next, "%" PRIu64, position + 1);
     int rc = skipped ? 0 : -ENOMEM;
     if (rc == 0)
         rc = proj_gen_set_meta(g, "skipped", skipped);
     if (rc == 0)
-        rc = proj_gen_set_meta(g, "next_position", next);
+        rc = proj_gen_set_meta_u64(g, "next_position", position + 1);
     free(skipped);
     if (rc == 0)
         g->next_position = position + 1;
@@ -107,6 +105,11 @@ static void handle_requests(proj *p)
         uint64_t pos = (uint64_t)p->want_skip;
         p->want_skip = -1;
         if (p->state == PROJ_FAILED && p->failure.position == pos && skip_failed(p, pos) == 0) {
+            if (p->building)
+                p->building_next = pos + 1;
+            else
+                p->live_next = pos + 1;
+            pthread_cond_broadcast(&p->applied);
             p->failure.failed = false;
             p->state = p->building ? PROJ_REBUILDING : PROJ_RUNNING;
             proj_note(p, "skipped the failed event", (int64_t)pos);
@@ -192,7 +195,7 @@ static int step(proj *p, sk_error *err)
 static int swap_in(proj *p, sk_error *err)
 {
     proj_gen *b = p->building;
-    if (proj_gen_set_meta(b, "live", "1") != 0)
+    if (proj_gen_set_meta_u64(b, "live", 1) != 0)
         return sk_error_set(err, -EIO, "", "%s: cannot mark generation %" PRIu64 " live",
                             p->model->name, b->number);
     pthread_mutex_lock(&p->mu);
