@@ -154,7 +154,7 @@ int qry_cursor_decode(const uint8_t secret[QRY_SECRET_SIZE], const char *text, c
         return refuse(err, query, "bad length");
     uint8_t *raw = malloc(len * 3 / 4 + 1);
     if (!raw)
-        return -ENOMEM;
+        return sk_error_set(err, -ENOMEM, "", "out of memory");
     size_t size = 0;
     int rc = 0;
     json_t *obj = NULL;

@@ -12,6 +12,7 @@
 #include "queries/queries_int.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -710,8 +711,9 @@ static void test_connections_are_read_only(void **state)
     while (strcmp(fx->q->models[m].name, "orders") != 0)
         m++;
     assert_int_equal(qry_pool_get(fx->q, m, &c, &err), 0);
-    const char *writes[] = {"INSERT INTO orders (order_id, customer_id, status, total_cents, "
-                            "placed_at) VALUES ('x', 'c', 'placed', 1, 't')",
+    static const char insert[] = "INSERT INTO orders (order_id, customer_id, status, "
+                                 "total_cents, placed_at) VALUES ('x', 'c', 'placed', 1, 't')";
+    const char *writes[] = {insert,
                             "DELETE FROM orders",
                             "DROP TABLE orders",
                             "PRAGMA query_only=0",
@@ -728,6 +730,34 @@ static void test_connections_are_read_only(void **state)
     assert_int_equal(run(fx, "orders", &a, &qerr, NULL), 0);
     assert_int_equal(json_array_size(json_object_get(a, "items")), 1);
     json_decref(a);
+}
+
+/* Several threads page through the same model at once, sharing the connection pool. */
+static void *pager(void *arg)
+{
+    fixture *fx = arg;
+    for (int i = 0; i < 5; i++) {
+        json_t *seen = page_all(fx, NULL);
+        size_t n = json_array_size(seen);
+        json_decref(seen);
+        if (n != 300)
+            return (void *)1; /* checked on the main thread: cmocka is not thread-safe */
+    }
+    return NULL;
+}
+
+static void test_threads_share_the_pool(void **state)
+{
+    fixture *fx = *state;
+    add_many(fx->db, 300, "o");
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, pager, fx), 0);
+    for (int i = 0; i < 4; i++) {
+        void *bad = NULL;
+        pthread_join(t[i], &bad);
+        assert_null(bad);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -893,6 +923,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_min_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation_swap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connections_are_read_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_threads_share_the_pool, setup, teardown),
         cmocka_unit_test(test_bad_declarations),
         cmocka_unit_test(test_integer_parameter),
     };
