@@ -25,8 +25,12 @@ import time
 import unittest
 import urllib.parse
 
+import argparse
+
 import skaldtest
 from skaldtest import Server
+
+SKALDCTL = None  # set from --skaldctl
 
 MODELS = os.path.join(skaldtest.SOURCE, "projections", "models")
 
@@ -391,10 +395,61 @@ class ReadSide(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
 
 
+class Skaldctl(unittest.TestCase):
+    def ctl(self, *args, env=None):
+        return subprocess.run([SKALDCTL, "projection", *args], capture_output=True, timeout=120,
+                              env={**os.environ, **(env or {})}, text=True)
+
+    def test_online_and_offline(self):
+        srv = Server()
+        try:
+            skaldtest.register(srv, "P", 4)
+            url = "http://127.0.0.1:%d" % srv.port
+            r = self.ctl("list", "--server", url, "--json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            names = {p["name"] for p in json.loads(r.stdout)["projections"]}
+            self.assertTrue({"orders", "inventory", "customer_credit", "sales_by_day"} <= names)
+            r = self.ctl("rebuild", "inventory", env={"SKALD_SERVER": url})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("inventory", r.stdout)
+            self.assertIn("running", r.stdout)
+            self.assertIn("generation 2", r.stdout)
+            r = self.ctl("resume", "inventory", "--server", url)
+            self.assertEqual(r.returncode, 1)  # not failed: 409, said on stderr
+            self.assertIn("409", r.stderr)
+            r = self.ctl("skip", "inventory", "--server", url)
+            self.assertEqual(r.returncode, 2)  # --position is required
+            r = self.ctl("status", "inventory", "--data", srv.data)
+            self.assertEqual(r.returncode, 1)  # the server holds the projections
+            self.assertIn("in use", r.stderr)
+            self.assertEqual(srv.stop(), 0)
+            r = self.ctl("rebuild", "orders", "--data", srv.data, "--models", MODELS, "--json")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            st = json.loads(r.stdout)
+            self.assertEqual((st["state"], st["generation"]), ("running", 2))
+            self.assertEqual(st["position"], srv_head_position(srv.data))
+            r = self.ctl("status", "nope", "--data", srv.data, "--models", MODELS)
+            self.assertEqual(r.returncode, 1)
+            r = self.ctl("frobnicate")
+            self.assertEqual(r.returncode, 2)
+        finally:
+            srv.cleanup()
+
+
+def srv_head_position(data):
+    out = subprocess.run([SKALDCTL, "log", "info", "--data", data, "--json"], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    return json.loads(out)["next_position"] - 1
+
+
 def _neg(text):
     """Sorts RFC 3339 text descending inside an ascending sort."""
     return tuple(-ord(c) for c in text)
 
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skaldctl", required=True)
+    args, _ = ap.parse_known_args()
+    SKALDCTL = os.path.abspath(args.skaldctl)
     skaldtest.main(globals())
