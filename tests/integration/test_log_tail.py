@@ -199,7 +199,7 @@ class LogTail(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--skaldctl", required=True)
     args, _ = ap.parse_known_args()
     SKALDCTL = os.path.abspath(args.skaldctl)
