@@ -137,7 +137,8 @@ int svc_roles_parse(const char *text, unsigned *out, sk_error *err)
                                 "'%.*s' is not a role (commands, projections, queries)", (int)n, p);
         if (!(bit & SVC_SERVES_ALL))
             return sk_error_set(err, SK_EBADINPUT, "roles",
-                                "the %s role does not exist in this version yet", svc_role_name(bit));
+                                "the %s role does not exist in this version yet",
+                                svc_role_name(bit));
         roles |= bit;
         p += n;
         if (*p == ',')

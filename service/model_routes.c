@@ -58,8 +58,8 @@ int svc_route_query(svc_request *rq)
     } else if (rc == SK_EBADINPUT) {
         svc_problem(rq, 400, "bad_parameter", field, "%s", qe.err.message);
     } else if (rc == -ETIMEDOUT) {
-        json_t *p = svc_problem_json(504, "min_position_not_reached", "min_position",
-                                     qe.err.message);
+        json_t *p =
+            svc_problem_json(504, "min_position_not_reached", "min_position", qe.err.message);
         json_object_set_new(p, "position", json_integer(qe.position));
         svc_answer_json(rq, 504, p);
     } else if (rc == SK_EBUSY) {

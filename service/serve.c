@@ -64,8 +64,7 @@ static int open_read_side(svc_app *app, const char *schemas, sk_error *err)
     }
     int rc = 0;
     if (svc_cfg.roles & SVC_SERVES_PROJECTIONS) {
-        proj_config pc = {.log = app->log, .events = app->events, .models_dir = models,
-                          .dir = dir};
+        proj_config pc = {.log = app->log, .events = app->events, .models_dir = models, .dir = dir};
         rc = proj_engine_open(&pc, &app->projections, err);
         if (rc == 0)
             rc = proj_engine_start(app->projections, err);
@@ -194,7 +193,7 @@ static int wait_for_signal(svc_app *app, const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
-        if (app->idem) /* the commands role */
+        if (app->idem)                      /* the commands role */
             (void)cmd_idem_sync(app->idem); /* a failure is logged, kept and shown in /readyz */
         if (app->bus)
             svc_recovery_tick(app, &rec);
@@ -242,9 +241,8 @@ int svc_serve_main(int argc, char **argv)
             snprintf(roles + strlen(roles), sizeof roles - strlen(roles), "%s%s",
                      roles[0] ? "," : "", svc_role_name(bit));
     svc_log(SK_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "roles", roles,
-            "fsync",
-            store_fsync_mode_name(svc_cfg.fsync_mode), "auth", app.auth ? "tokens" : "none",
-            SVC_END);
+            "fsync", store_fsync_mode_name(svc_cfg.fsync_mode), "auth",
+            app.auth ? "tokens" : "none", SVC_END);
     if (write_port_file(port) != 0)
         svc_log(SK_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, SVC_END);
 

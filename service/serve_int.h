@@ -132,10 +132,10 @@ typedef struct svc_app {
     svc_auth *auth; /* NULL: no tokens file */
     svc_metrics *metrics;
     cmd_idem *idem;
-    proj_engine *projections; /* NULL without the projections role */
-    qry_engine *queries;      /* NULL without the queries role */
+    proj_engine *projections;   /* NULL without the projections role */
+    qry_engine *queries;        /* NULL without the queries role */
     char projections_dir[4096]; /* DATA/projections */
-    const char *openapi; /* the document served at /v1/openapi.json */
+    const char *openapi;        /* the document served at /v1/openapi.json */
     size_t openapi_len;
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
     atomic_bool ready;
