@@ -204,7 +204,10 @@ static int show(const proj_opts *o, json_t *v)
     } else if (json_is_array(json_object_get(v, "projections"))) {
         json_t *st;
         size_t i;
-        json_array_foreach(json_object_get(v, "projections"), i, st) print_status(st);
+        json_array_foreach(json_object_get(v, "projections"), i, st)
+        {
+            print_status(st);
+        }
     } else {
         print_status(v);
     }

@@ -299,12 +299,12 @@ static void test_unknown_query_and_no_database(void **state)
     fixture *fx = *state;
     json_t *a;
     qry_error qerr;
-    assert_int_equal(run(fx, "nope", &a, &qerr, NULL), SK_ENOTFOUND);
+    assert_int_equal(run(fx, "nope", &a, &qerr, (const char *)NULL), SK_ENOTFOUND);
     assert_null(a);
     /* inventory's database does not exist yet in the fake source */
-    assert_int_equal(run(fx, "inventory", &a, &qerr, NULL), SK_EBUSY);
+    assert_int_equal(run(fx, "inventory", &a, &qerr, (const char *)NULL), SK_EBUSY);
     fx->src.live_rc = SK_EBUSY;
-    assert_int_equal(run(fx, "orders", &a, &qerr, NULL), SK_EBUSY);
+    assert_int_equal(run(fx, "orders", &a, &qerr, (const char *)NULL), SK_EBUSY);
     fx->src.live_rc = 0;
 }
 
@@ -318,7 +318,7 @@ static void test_filters_and_order(void **state)
     set_next_position(fx->db, 43);
     json_t *a;
     qry_error qerr;
-    assert_int_equal(run(fx, "orders", &a, &qerr, NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, (const char *)NULL), 0);
     json_t *items = json_object_get(a, "items");
     assert_int_equal(json_array_size(items), 4);
     /* newest placed_at first, then order_id */
@@ -333,7 +333,7 @@ static void test_filters_and_order(void **state)
     assert_int_equal(json_integer_value(json_object_get(a, "position")), 42);
     json_decref(a);
 
-    assert_int_equal(run(fx, "orders", &a, &qerr, "status=placed", NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, "status=placed", (const char *)NULL), 0);
     items = json_object_get(a, "items");
     assert_int_equal(json_array_size(items), 2);
     assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "order_id")),
@@ -342,7 +342,8 @@ static void test_filters_and_order(void **state)
                         "o-3");
     json_decref(a);
 
-    assert_int_equal(run(fx, "orders", &a, &qerr, "customer_id=c-2", "status=cancelled", NULL), 0);
+    assert_int_equal(
+        run(fx, "orders", &a, &qerr, "customer_id=c-2", "status=cancelled", (const char *)NULL), 0);
     items = json_object_get(a, "items");
     assert_int_equal(json_array_size(items), 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(items, 0), "order_id")),
@@ -356,7 +357,7 @@ static void test_order_lines_are_json(void **state)
     add_order(fx->db, "o-9", "c-1", "placed", 500, "2026-01-02T00:00:00.000000Z", 3);
     json_t *a;
     qry_error qerr;
-    assert_int_equal(run(fx, "order", &a, &qerr, "order_id=o-9", NULL), 0);
+    assert_int_equal(run(fx, "order", &a, &qerr, "order_id=o-9", (const char *)NULL), 0);
     json_t *items = json_object_get(a, "items");
     assert_int_equal(json_array_size(items), 1);
     json_t *lines = json_object_get(json_array_get(items, 0), "lines");
@@ -375,12 +376,12 @@ static void test_empty_match(void **state)
     add_order(fx->db, "o-1", "c-1", "placed", 100, "2026-01-02T00:00:00.000000Z", 0);
     json_t *a;
     qry_error qerr;
-    assert_int_equal(run(fx, "orders", &a, &qerr, "customer_id=nobody", NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, "customer_id=nobody", (const char *)NULL), 0);
     assert_true(json_is_array(json_object_get(a, "items")));
     assert_int_equal(json_array_size(json_object_get(a, "items")), 0);
     assert_true(json_is_null(json_object_get(a, "next_cursor")));
     json_decref(a);
-    assert_int_equal(run(fx, "order", &a, &qerr, "order_id=o-404", NULL), 0);
+    assert_int_equal(run(fx, "order", &a, &qerr, "order_id=o-404", (const char *)NULL), 0);
     assert_int_equal(json_array_size(json_object_get(a, "items")), 0);
     json_decref(a);
 }
@@ -407,8 +408,9 @@ static json_t *page_all(fixture *fx, void (*between)(fixture *, int))
     for (int page = 0;; page++) {
         json_t *a;
         qry_error qerr;
-        int rc = cursor_arg[0] ? run(fx, "orders", &a, &qerr, "limit=7", cursor_arg, NULL)
-                               : run(fx, "orders", &a, &qerr, "limit=7", NULL);
+        int rc = cursor_arg[0]
+                     ? run(fx, "orders", &a, &qerr, "limit=7", cursor_arg, (const char *)NULL)
+                     : run(fx, "orders", &a, &qerr, "limit=7", (const char *)NULL);
         if (rc)
             fail_msg("page %d: %d %s", page, rc, qerr.err.message);
         json_t *items = json_object_get(a, "items");
@@ -496,8 +498,8 @@ static char *first_cursor(fixture *fx, const char *extra)
 {
     json_t *a;
     qry_error qerr;
-    int rc = extra ? run(fx, "orders", &a, &qerr, "limit=2", extra, NULL)
-                   : run(fx, "orders", &a, &qerr, "limit=2", NULL);
+    int rc = extra ? run(fx, "orders", &a, &qerr, "limit=2", extra, (const char *)NULL)
+                   : run(fx, "orders", &a, &qerr, "limit=2", (const char *)NULL);
     assert_int_equal(rc, 0);
     json_t *next = json_object_get(a, "next_cursor");
     assert_true(json_is_string(next));
@@ -510,14 +512,14 @@ static void test_cursors_are_checked(void **state)
 {
     fixture *fx = *state;
     add_many(fx->db, 30, "o");
-    char *c = first_cursor(fx, NULL);
+    char *c = first_cursor(fx, (const char *)NULL);
     char arg[QRY_CURSOR_MAX + 16];
 
     /* the genuine one continues, also with another limit */
     snprintf(arg, sizeof arg, "cursor=%s", c);
     json_t *a;
     qry_error qerr;
-    assert_int_equal(run(fx, "orders", &a, &qerr, arg, "limit=3", NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, arg, "limit=3", (const char *)NULL), 0);
     assert_int_equal(json_array_size(json_object_get(a, "items")), 3);
     json_decref(a);
 
@@ -528,20 +530,21 @@ static void test_cursors_are_checked(void **state)
         memcpy(t, c, len + 1);
         t[i] = t[i] == 'A' ? 'B' : 'A';
         snprintf(arg, sizeof arg, "cursor=%s", t);
-        expect_bad(fx, "orders", "cursor", arg, NULL);
+        expect_bad(fx, "orders", "cursor", arg, (const char *)NULL);
     }
     /* truncated, extended, garbage, empty, too long */
     snprintf(arg, sizeof arg, "cursor=%.*s", (int)len - 1, c);
-    expect_bad(fx, "orders", "cursor", arg, NULL);
+    expect_bad(fx, "orders", "cursor", arg, (const char *)NULL);
     snprintf(arg, sizeof arg, "cursor=%sAA", c);
-    expect_bad(fx, "orders", "cursor", arg, NULL);
-    expect_bad(fx, "orders", "cursor", "cursor=not a cursor!", NULL);
-    expect_bad(fx, "orders", "cursor", "cursor=", NULL);
-    expect_bad(fx, "orders", "cursor", "cursor=eyJxIjoib3JkZXJzIiwiayI6WyJ4IiwieSJdfQ", NULL);
+    expect_bad(fx, "orders", "cursor", arg, (const char *)NULL);
+    expect_bad(fx, "orders", "cursor", "cursor=not a cursor!", (const char *)NULL);
+    expect_bad(fx, "orders", "cursor", "cursor=", (const char *)NULL);
+    expect_bad(fx, "orders", "cursor", "cursor=eyJxIjoib3JkZXJzIiwiayI6WyJ4IiwieSJdfQ",
+               (const char *)NULL);
     char big[QRY_CURSOR_MAX + 20] = "cursor=";
     memset(big + 7, 'A', QRY_CURSOR_MAX + 4);
     big[QRY_CURSOR_MAX + 11] = 0;
-    expect_bad(fx, "orders", "cursor", big, NULL);
+    expect_bad(fx, "orders", "cursor", big, (const char *)NULL);
 
     /* forged: a well-formed payload signed with another secret */
     uint8_t other[QRY_SECRET_SIZE] = {1, 2, 3};
@@ -551,20 +554,20 @@ static void test_cursors_are_checked(void **state)
     assert_int_equal(qry_cursor_encode(other, "orders", fp, keys, &forged), 0);
     json_decref(keys);
     snprintf(arg, sizeof arg, "cursor=%s", forged);
-    expect_bad(fx, "orders", "cursor", arg, NULL);
+    expect_bad(fx, "orders", "cursor", arg, (const char *)NULL);
     free(forged);
 
     /* another query's cursor, and the same query's with other filter values */
     snprintf(arg, sizeof arg, "cursor=%s", c);
-    expect_bad(fx, "order", "cursor", "order_id=o-0001", arg, NULL);
-    expect_bad(fx, "customer_credit", "cursor", arg, NULL);
-    expect_bad(fx, "orders", "cursor", "status=placed", arg, NULL);
+    expect_bad(fx, "order", "cursor", "order_id=o-0001", arg, (const char *)NULL);
+    expect_bad(fx, "customer_credit", "cursor", arg, (const char *)NULL);
+    expect_bad(fx, "orders", "cursor", "status=placed", arg, (const char *)NULL);
     free(c);
     c = first_cursor(fx, "status=placed");
     snprintf(arg, sizeof arg, "cursor=%s", c);
-    expect_bad(fx, "orders", "cursor", arg, NULL);
-    expect_bad(fx, "orders", "cursor", "status=confirmed", arg, NULL);
-    assert_int_equal(run(fx, "orders", &a, &qerr, "status=placed", arg, NULL), 0);
+    expect_bad(fx, "orders", "cursor", arg, (const char *)NULL);
+    expect_bad(fx, "orders", "cursor", "status=confirmed", arg, (const char *)NULL);
+    assert_int_equal(run(fx, "orders", &a, &qerr, "status=placed", arg, (const char *)NULL), 0);
     json_decref(a);
     free(c);
 }
@@ -619,24 +622,24 @@ static void test_cursor_decoder_never_crashes(void **state)
 static void test_bad_parameters(void **state)
 {
     fixture *fx = *state;
-    expect_bad(fx, "orders", "colour", "colour=red", NULL);
-    expect_bad(fx, "orders", "status", "status=placed", "status=placed", NULL);
-    expect_bad(fx, "orders", "limit", "limit=5", "limit=5", NULL);
-    expect_bad(fx, "orders", "status", "status=shipped", NULL);
-    expect_bad(fx, "order", "order_id", NULL);
-    expect_bad(fx, "order", "order_id", "limit=5", NULL);
-    expect_bad(fx, "orders", "limit", "limit=0", NULL);
-    expect_bad(fx, "orders", "limit", "limit=1001", NULL);
-    expect_bad(fx, "orders", "limit", "limit=ten", NULL);
-    expect_bad(fx, "orders", "limit", "limit=", NULL);
-    expect_bad(fx, "orders", "limit", "limit= 5", NULL);
-    expect_bad(fx, "orders", "limit", "limit=5x", NULL);
-    expect_bad(fx, "orders", "limit", "limit=99999999999999999999999", NULL);
-    expect_bad(fx, "orders", "timeout_ms", "timeout_ms=30001", NULL);
-    expect_bad(fx, "orders", "timeout_ms", "timeout_ms=-1", NULL);
-    expect_bad(fx, "orders", "min_position", "min_position=-1", NULL);
-    expect_bad(fx, "orders", "min_position", "min_position=1.5", NULL);
-    expect_bad(fx, "orders", "customer_id", "customer_id=\xff\xfe", NULL);
+    expect_bad(fx, "orders", "colour", "colour=red", (const char *)NULL);
+    expect_bad(fx, "orders", "status", "status=placed", "status=placed", (const char *)NULL);
+    expect_bad(fx, "orders", "limit", "limit=5", "limit=5", (const char *)NULL);
+    expect_bad(fx, "orders", "status", "status=shipped", (const char *)NULL);
+    expect_bad(fx, "order", "order_id", (const char *)NULL);
+    expect_bad(fx, "order", "order_id", "limit=5", (const char *)NULL);
+    expect_bad(fx, "orders", "limit", "limit=0", (const char *)NULL);
+    expect_bad(fx, "orders", "limit", "limit=1001", (const char *)NULL);
+    expect_bad(fx, "orders", "limit", "limit=ten", (const char *)NULL);
+    expect_bad(fx, "orders", "limit", "limit=", (const char *)NULL);
+    expect_bad(fx, "orders", "limit", "limit= 5", (const char *)NULL);
+    expect_bad(fx, "orders", "limit", "limit=5x", (const char *)NULL);
+    expect_bad(fx, "orders", "limit", "limit=99999999999999999999999", (const char *)NULL);
+    expect_bad(fx, "orders", "timeout_ms", "timeout_ms=30001", (const char *)NULL);
+    expect_bad(fx, "orders", "timeout_ms", "timeout_ms=-1", (const char *)NULL);
+    expect_bad(fx, "orders", "min_position", "min_position=-1", (const char *)NULL);
+    expect_bad(fx, "orders", "min_position", "min_position=1.5", (const char *)NULL);
+    expect_bad(fx, "orders", "customer_id", "customer_id=\xff\xfe", (const char *)NULL);
     /* a parameter without a value */
     qry_param p = {"status", NULL};
     json_t *a = NULL;
@@ -644,9 +647,10 @@ static void test_bad_parameters(void **state)
     assert_int_equal(qry_run(fx->q, "orders", &p, 1, &a, &qerr), SK_EBADINPUT);
     assert_string_equal(qerr.err.field, "status");
     /* the limits themselves are fine */
-    assert_int_equal(run(fx, "orders", &a, &qerr, "limit=1", NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, "limit=1", (const char *)NULL), 0);
     json_decref(a);
-    assert_int_equal(run(fx, "orders", &a, &qerr, "limit=1000", "timeout_ms=0", NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, "limit=1000", "timeout_ms=0", (const char *)NULL),
+                     0);
     json_decref(a);
     assert_int_equal(fx->src.wait_calls, 0); /* no min_position: no wait */
 }
@@ -658,8 +662,9 @@ static void test_min_position(void **state)
     qry_error qerr;
     fx->src.wait_rc = -ETIMEDOUT;
     fx->src.applied = 41;
-    assert_int_equal(run(fx, "orders", &a, &qerr, "min_position=77", "timeout_ms=250", NULL),
-                     -ETIMEDOUT);
+    assert_int_equal(
+        run(fx, "orders", &a, &qerr, "min_position=77", "timeout_ms=250", (const char *)NULL),
+        -ETIMEDOUT);
     assert_null(a);
     assert_int_equal(qerr.position, 41);
     assert_int_equal(fx->src.wait_position, 77);
@@ -669,13 +674,14 @@ static void test_min_position(void **state)
     /* reached: the answer's position is the database's (next_position 100 - 1) */
     fx->src.wait_rc = 0;
     fx->src.applied = 99;
-    assert_int_equal(run(fx, "orders", &a, &qerr, "min_position=77", NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, "min_position=77", (const char *)NULL), 0);
     assert_int_equal(fx->src.wait_timeout_ms, QRY_TIMEOUT_MS_DEFAULT);
     assert_int_equal(json_integer_value(json_object_get(a, "position")), 99);
     json_decref(a);
 
     /* the source says yes but the database is behind: never answered as if it were not */
-    assert_int_equal(run(fx, "orders", &a, &qerr, "min_position=150", NULL), -ETIMEDOUT);
+    assert_int_equal(run(fx, "orders", &a, &qerr, "min_position=150", (const char *)NULL),
+                     -ETIMEDOUT);
     assert_int_equal(qerr.position, 99);
 }
 
@@ -685,7 +691,7 @@ static void test_generation_swap(void **state)
     json_t *a;
     qry_error qerr;
     add_order(fx->db, "old", "c", "placed", 1, "2026-01-01T00:00:00.000000Z", 0);
-    assert_int_equal(run(fx, "orders", &a, &qerr, NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, (const char *)NULL), 0);
     assert_int_equal(json_array_size(json_object_get(a, "items")), 1);
     json_decref(a);
     char path[4096];
@@ -695,7 +701,7 @@ static void test_generation_swap(void **state)
     add_order(db2, "new-2", "c", "placed", 1, "2026-01-01T00:00:00.000000Z", 0);
     snprintf(fx->src.path, sizeof fx->src.path, "%s", path);
     fx->src.generation = 2;
-    assert_int_equal(run(fx, "orders", &a, &qerr, NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, (const char *)NULL), 0);
     assert_int_equal(json_array_size(json_object_get(a, "items")), 2);
     json_decref(a);
     sqlite3_close(db2);
@@ -727,7 +733,7 @@ static void test_connections_are_read_only(void **state)
     json_t *a;
     qry_error qerr;
     add_order(fx->db, "o-1", "c-1", "placed", 100, "2026-01-02T00:00:00.000000Z", 0);
-    assert_int_equal(run(fx, "orders", &a, &qerr, NULL), 0);
+    assert_int_equal(run(fx, "orders", &a, &qerr, (const char *)NULL), 0);
     assert_int_equal(json_array_size(json_object_get(a, "items")), 1);
     json_decref(a);
 }
