@@ -120,7 +120,7 @@ static int parse_declared(const qry_decl *d, size_t i, const char *value, qry_ar
     if (pd->in_count) {
         bool found = false;
         for (size_t j = 0; j < pd->in_count && !found; j++) {
-            long long v;
+            long long v = 0;
             found = pd->type == QRY_INTEGER ? parse_int(pd->in[j], &v) && v == a->ints[i]
                                             : strcmp(pd->in[j], value) == 0;
         }
