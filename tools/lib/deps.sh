@@ -51,3 +51,75 @@ skald_deps_install() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
+
+# ---------------------------------------------------------------------------------------
+# npm: the OpenAPI linter of tools/test's static step, pinned, installed under the
+# repository in .cache/npm (git-ignored) rather than globally, so that the version is the
+# one the document was checked with and nothing outside the checkout changes. Debian 12's
+# own nodejs (18) is too old for it: it needs Node.js >= 20.19 (or >= 22.12) and its npm.
+
+SKALD_NPM_DIR="$SKALD_ROOT/.cache/npm"
+SKALD_NPM_TOOLS=("@redocly/cli@2.77.0")
+
+# Prints the version of npm package NAME installed under SKALD_NPM_DIR, or nothing.
+skald_npm_installed_version() {
+    local pkg="$SKALD_NPM_DIR/node_modules/$1/package.json"
+    [[ -f $pkg ]] && sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$pkg" | head -n 1
+}
+
+# Fails unless node and npm are there and node is new enough for the tools.
+skald_node_check() {
+    local v major minor
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        echo "deps: node and npm are needed for the OpenAPI linter (Node.js >= 20.19 or" \
+            ">= 22.12; Debian 12's nodejs 18 is too old: install Node.js from the Node.js" \
+            "project's packages)" >&2
+        return 1
+    fi
+    v=$(node -p 'process.versions.node')
+    IFS=. read -r major minor _ <<<"$v"
+    if ! { ((major == 20 && minor >= 19)) || ((major == 22 && minor >= 12)) || ((major > 22)); }; then
+        echo "deps: Node.js $v is too old for ${SKALD_NPM_TOOLS[*]} (needs >= 20.19 or >= 22.12)" >&2
+        return 1
+    fi
+}
+
+# Installs each of SKALD_NPM_TOOLS (NAME@VERSION) that is not installed at that version;
+# with all of them there it touches neither npm nor the network, so it works offline.
+skald_npm_install() {
+    local spec name want missing=()
+    for spec in "${SKALD_NPM_TOOLS[@]}"; do
+        name=${spec%@*}
+        want=${spec##*@}
+        if [[ $(skald_npm_installed_version "$name") != "$want" ]]; then
+            missing+=("$spec")
+        fi
+    done
+    if ((${#missing[@]} == 0)); then
+        echo "deps: npm tools already installed (${SKALD_NPM_TOOLS[*]}, in ${SKALD_NPM_DIR#"$SKALD_ROOT"/})"
+        return 0
+    fi
+    skald_node_check
+    echo "deps: installing ${missing[*]} into ${SKALD_NPM_DIR#"$SKALD_ROOT"/}"
+    mkdir -p "$SKALD_NPM_DIR"
+    [[ -f $SKALD_NPM_DIR/package.json ]] || printf '{"private": true}\n' >"$SKALD_NPM_DIR/package.json"
+    if ! npm install --prefix "$SKALD_NPM_DIR" --save-exact --prefer-offline --no-audit \
+        --no-fund --no-update-notifier --loglevel=error "${missing[@]}"; then
+        echo "deps: could not install ${missing[*]} with npm (offline, with no copy in npm's" \
+            "cache?). Run tools/test once with network access; after that the copy in" \
+            "${SKALD_NPM_DIR#"$SKALD_ROOT"/} is used offline." >&2
+        return 1
+    fi
+}
+
+# Runs an installed npm tool's command (from SKALD_NPM_DIR, never a global one), with
+# Redocly's telemetry and update check off: a lint must not reach the network.
+skald_npm_run() {
+    local bin="$SKALD_NPM_DIR/node_modules/.bin/$1"
+    shift
+    if [[ ! -x $bin ]]; then
+        echo "deps: $bin is missing; run tools/test (its deps section installs it)" >&2
+        return 1
+    fi
+    REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true "$bin" "$@"
+}
