@@ -62,6 +62,10 @@ typedef struct bench_opts {
     uint32_t wrk_threads; /* wrk threads (default 1: the server needs the other core) */
     /* aggregate-load */
     uint64_t history_max; /* the longest history measured (default 100000) */
+    /* queries */
+    uint32_t command_rate; /* commands/s sent while the queries run (default 5000) */
+    uint32_t orders;       /* orders placed before the queries run (default 5000) */
+    uint32_t customers;    /* customers they spread over (default 100) */
 } bench_opts;
 
 void bench_opts_init(bench_opts *opts);
@@ -74,6 +78,7 @@ int bench_http_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);
+int bench_queries(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).
