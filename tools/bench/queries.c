@@ -493,7 +493,10 @@ static void cpu_print(const char *who, const cpu_look *a, const cpu_look *b)
         total += share[top];
         share[top] = -1;
     }
-    printf(" (total %.0f)\n", total);
+    if (total > 0)
+        printf(" (total %.0f)\n", total);
+    else
+        printf(" each under 2%%\n");
 }
 
 static void cpu_print_machine(const cpu_look *a, const cpu_look *b)
