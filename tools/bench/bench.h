@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #define BENCH_PATH_MAX 4096
 
@@ -61,6 +62,10 @@ typedef struct bench_opts {
     uint32_t wrk_threads; /* wrk threads (default 1: the server needs the other core) */
     /* aggregate-load */
     uint64_t history_max; /* the longest history measured (default 100000) */
+    /* queries */
+    uint32_t command_rate; /* commands/s sent while the queries run (default 5000) */
+    uint32_t orders;       /* orders placed before the queries run (default 5000) */
+    uint32_t customers;    /* customers they spread over (default 100) */
 } bench_opts;
 
 void bench_opts_init(bench_opts *opts);
@@ -73,6 +78,7 @@ int bench_http_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);
+int bench_queries(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).
@@ -155,5 +161,49 @@ int bench_window_drain(bench_window *w);
 typedef ev_str (*bench_stream_of)(void *ctx, uint64_t index);
 int bench_fill(store_log *log, uint64_t events, uint32_t payload_bytes, uint32_t window,
                bench_stream_of stream_of, void *ctx);
+
+/* ---------------------------------------------------------------------------------------
+ * A real `skald serve` and wrk against it (serve.c), for http-commands and queries.
+ */
+
+/* Writes text to a new file at path; 0, or -errno / -EIO. */
+int bench_file_write(const char *path, const char *text);
+/* The skald binary: --skald, else ../../service/skald from skald-bench's own path. */
+int bench_skald_find(const bench_opts *opts, char *out, size_t size);
+/* Starts `skald serve --fsync always --threads 1` (all roles, loopback, no tokens) on
+ * <work>/data, its stderr in <work>/serve.log, and waits for its port; the child's pid, or
+ * -1 after printing why. */
+pid_t bench_serve_start(const char *skald, const char *work, uint16_t *port);
+/* SIGTERM, then waits up to 30 s: 0 if it exited 0, -ECHILD otherwise, -ETIMEDOUT (after
+ * SIGKILL) if it did not exit. */
+int bench_serve_stop(pid_t pid);
+/* One blocking HTTP/1.1 request on a fresh connection; the answer's status, or < 0. With
+ * reply (size > 0), the start of the whole answer, headers included, NUL-terminated. */
+int bench_http_request(uint16_t port, const char *method, const char *path, const char *ctype,
+                       const char *body, size_t len, char *reply, size_t size);
+/* The value of the Prometheus sample whose line starts with name (labels included), or 0. */
+double bench_metric(const char *text, const char *name);
+
+/* Every wrk script ends with this done() hook: one line bench_wrk_run parses. */
+#define BENCH_WRK_DONE_LUA                                                                         \
+    "function done(summary, latency, requests)\n"                                                  \
+    "  local e = summary.errors\n"                                                                 \
+    "  io.write(string.format('WRK requests=%d duration_us=%d non2xx=%d sockerr=%d "               \
+    "p50_us=%d p99_us=%d\\n', summary.requests, summary.duration, e.status,\n"                     \
+    "    e.connect + e.read + e.write + e.timeout, latency:percentile(50),\n"                      \
+    "    latency:percentile(99)))\n"                                                               \
+    "end\n"
+
+typedef struct bench_wrk_result {
+    uint64_t requests, duration_us, non2xx, sockerr, p50_us, p99_us;
+} bench_wrk_result;
+
+/* Runs wrk (--wrk-threads, --connections, --duration) with script against 127.0.0.1:port,
+ * passing args (already shell-safe) to the script's init(); 0, or -EIO if wrk failed or
+ * printed no WRK line. */
+int bench_wrk_run(const bench_opts *opts, uint16_t port, const char *script, const char *args,
+                  bench_wrk_result *out);
+/* Requests per second of a wrk run. */
+double bench_wrk_per_s(const bench_wrk_result *r);
 
 #endif /* SKALD_BENCH_H */

@@ -48,6 +48,9 @@ static const bench_def benches[] = {
     {"uuid-text", bench_uuid_text,
      "ns to format and parse an id as text: Skald's ev_uuid_* against libuuid's "
      "uuid_unparse_lower/uuid_parse; ratio = libuuid's time over Skald's"},
+    {"queries", bench_queries,
+     "named queries over HTTP (wrk: order by id, a customer's orders) while --command-rate "
+     "commands/s arrive (fsync=always); baseline: the no-op endpoint under the same load"},
 };
 #define BENCH_COUNT (sizeof benches / sizeof benches[0])
 
@@ -84,12 +87,15 @@ static void usage(FILE *out)
             "  --log DIR            log-read: read this existing log (read-only) instead of\n"
             "                       building one\n"
             "  --keep               keep the work directory and print its path\n"
-            "  --skald PATH         http-commands: the skald binary (default: the build\n"
-            "                       tree's, found from skald-bench's own path)\n"
-            "  --connections C      http-commands: wrk connections (default 64)\n"
-            "  --duration S         http-commands: seconds per wrk run (default 10);\n"
+            "  --skald PATH         http-commands, queries: the skald binary (default: the\n"
+            "                       build tree's, found from skald-bench's own path)\n"
+            "  --connections C      http-commands, queries: wrk connections (default 64)\n"
+            "  --duration S         http-commands, queries: seconds per wrk run (default 10);\n"
             "                       subscribe: the appenders stop after S s (default 60)\n"
-            "  --wrk-threads T      http-commands: wrk threads (default 1)\n"
+            "  --wrk-threads T      http-commands, queries: wrk threads (default 1)\n"
+            "  --command-rate R     queries: commands/s sent during the runs (default 5000)\n"
+            "  --orders N           queries: orders placed before the runs (default 5000)\n"
+            "  --customers N        queries: customers the orders spread over (default 100)\n"
             "  --history-max N      aggregate-load: longest history (default 100000)\n"
             "  -h, --help           show this help\n"
             "\n"
@@ -138,6 +144,9 @@ static const num_opt num_opts[] = {
     {"--duration", 1, 3600, offsetof(bench_opts, duration_s), 0},
     {"--wrk-threads", 1, 64, offsetof(bench_opts, wrk_threads), 0},
     {"--history-max", 100, 10000000, offsetof(bench_opts, history_max), 1},
+    {"--command-rate", 100, 1000000, offsetof(bench_opts, command_rate), 0},
+    {"--orders", 1, 10000000, offsetof(bench_opts, orders), 0},
+    {"--customers", 1, 1000000, offsetof(bench_opts, customers), 0},
 };
 
 /* 1 if flag is a numeric option (value stored), 0 if not one, or an exit code. */
