@@ -12,64 +12,116 @@
 #include <string.h>
 
 /* ---------------------------------------------------------------------------------------
- * Queries.
+ * Queries: the parameters are copied on the HTTP thread, and the query runs on the query
+ * pool (work_pool.c), since a min_position wait may take up to 30 s.
  */
 #define QUERY_PARAMS_MAX 32
 
-typedef struct param_list {
+typedef struct query_job {
+    svc_request *rq;
     qry_param params[QUERY_PARAMS_MAX];
     size_t count;
     bool too_many;
-} param_list;
+    char *strings; /* the names and values, copied */
+    size_t strings_len, strings_cap;
+} query_job;
 
+/* Offsets into strings while collecting (it may move), pointers once complete. */
 static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const char *key,
                                      const char *value)
 {
     (void)kind;
-    param_list *l = cls;
-    if (l->count == QUERY_PARAMS_MAX) {
-        l->too_many = true;
+    query_job *j = cls;
+    if (j->count == QUERY_PARAMS_MAX) {
+        j->too_many = true;
         return MHD_NO;
     }
-    l->params[l->count++] = (qry_param){key, value ? value : ""};
+    const char *parts[2] = {key, value ? value : ""};
+    uintptr_t at[2];
+    for (int k = 0; k < 2; k++) {
+        size_t n = strlen(parts[k]) + 1;
+        if (j->strings_len + n > j->strings_cap) {
+            size_t cap = (j->strings_cap + n) * 2;
+            char *g = realloc(j->strings, cap);
+            if (!g) {
+                j->too_many = true;
+                return MHD_NO;
+            }
+            j->strings = g;
+            j->strings_cap = cap;
+        }
+        memcpy(j->strings + j->strings_len, parts[k], n);
+        at[k] = j->strings_len;
+        j->strings_len += n;
+    }
+    j->params[j->count++] = (qry_param){(const char *)at[0], (const char *)at[1]};
     return MHD_YES;
+}
+
+static void answer_query(svc_request *rq, int rc, json_t *answer, const qry_error *qe)
+{
+    const char *field = qe->err.field[0] ? qe->err.field : NULL;
+    if (rc == 0) {
+        svc_answer_json(rq, 200, answer);
+    } else if (rc == SK_ENOTFOUND) {
+        svc_problem(rq, 404, "unknown_query", NULL, "no query named %s", rq->arg);
+    } else if (rc == SK_EBADINPUT) {
+        svc_problem(rq, 400, "bad_parameter", field, "%s", qe->err.message);
+    } else if (rc == -ETIMEDOUT) {
+        json_t *p =
+            svc_problem_json(504, "min_position_not_reached", "min_position", qe->err.message);
+        json_object_set_new(p, "position", json_integer(qe->position));
+        svc_answer_json(rq, 504, p);
+    } else if (rc == SK_EBUSY) {
+        rq->retry_after = 1;
+        svc_problem(rq, 503, "unavailable", NULL, "%s", qe->err.message);
+    } else {
+        svc_problem(rq, 500, "internal", NULL, "query %s: %s", rq->arg,
+                    qe->err.message[0] ? qe->err.message : sk_strerror(rc));
+    }
+}
+
+static void run_query(void *arg)
+{
+    query_job *j = arg;
+    svc_request *rq = j->rq;
+    json_t *answer = NULL;
+    qry_error qe;
+    memset(&qe, 0, sizeof qe);
+    int rc = qry_run(rq->app->queries, rq->arg, j->params, j->count, &answer, &qe);
+    answer_query(rq, rc, answer, &qe);
+    free(j->strings);
+    free(j);
+    svc_request_done(rq);
 }
 
 int svc_route_query(svc_request *rq)
 {
-    qry_engine *q = rq->app->queries;
-    param_list l = {.count = 0};
-    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, collect_param, &l);
-    if (l.too_many) {
+    query_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        svc_problem(rq, 503, "unavailable", NULL, "out of memory");
+        return 0;
+    }
+    j->rq = rq;
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, collect_param, j);
+    if (j->too_many) {
+        free(j->strings);
+        free(j);
         svc_problem(rq, 400, "bad_parameter", NULL, "at most %d parameters", QUERY_PARAMS_MAX);
         return 0;
     }
-    json_t *answer = NULL;
-    qry_error qe;
-    memset(&qe, 0, sizeof qe);
-    int rc = qry_run(q, rq->arg, l.params, l.count, &answer, &qe);
-    if (rc == 0) {
-        svc_answer_json(rq, 200, answer);
+    for (size_t i = 0; i < j->count; i++) { /* offsets -> pointers, now that strings stays */
+        j->params[i].name = j->strings + (uintptr_t)j->params[i].name;
+        j->params[i].value = j->strings + (uintptr_t)j->params[i].value;
+    }
+    if (svc_work_submit(rq->app->query_pool, run_query, j) != 0) {
+        free(j->strings);
+        free(j);
+        rq->retry_after = 1;
+        svc_problem(rq, 503, "overloaded", NULL, "too many queries waiting; retry");
         return 0;
     }
-    const char *field = qe.err.field[0] ? qe.err.field : NULL;
-    if (rc == SK_ENOTFOUND) {
-        svc_problem(rq, 404, "unknown_query", NULL, "no query named %s", rq->arg);
-    } else if (rc == SK_EBADINPUT) {
-        svc_problem(rq, 400, "bad_parameter", field, "%s", qe.err.message);
-    } else if (rc == -ETIMEDOUT) {
-        json_t *p =
-            svc_problem_json(504, "min_position_not_reached", "min_position", qe.err.message);
-        json_object_set_new(p, "position", json_integer(qe.position));
-        svc_answer_json(rq, 504, p);
-    } else if (rc == SK_EBUSY) {
-        rq->retry_after = 1;
-        svc_problem(rq, 503, "unavailable", NULL, "%s", qe.err.message);
-    } else {
-        svc_problem(rq, 500, "internal", NULL, "query %s: %s", rq->arg,
-                    qe.err.message[0] ? qe.err.message : sk_strerror(rc));
-    }
-    return 0;
+    return 1; /* answered by run_query through svc_request_done */
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -81,6 +81,9 @@ static int open_read_side(svc_app *app, const char *schemas, sk_error *err)
         char secret[4200];
         snprintf(secret, sizeof secret, "%s/cursor.key", dir);
         rc = qry_engine_open(models, &src, secret, &app->queries, err);
+        if (rc == 0 &&
+            svc_work_pool_start(SVC_QUERY_THREADS, SVC_QUERY_QUEUE_MAX, &app->query_pool) != 0)
+            rc = sk_error_set(err, -ENOMEM, "", "cannot start the query threads");
     }
     return rc;
 }
@@ -156,6 +159,7 @@ static int open_app(svc_app *app, sk_error *err)
 /* Closes in reverse order; returns the log's close status. */
 static int close_app(svc_app *app)
 {
+    svc_work_pool_stop(app->query_pool); /* answers what is queued: the server is stopped */
     qry_engine_close(app->queries);
     proj_engine_close(app->projections); /* its subscriptions close before the log */
     cmd_bus_destroy(app->bus);

@@ -134,6 +134,7 @@ typedef struct svc_app {
     cmd_idem *idem;
     proj_engine *projections;   /* NULL without the projections role */
     qry_engine *queries;        /* NULL without the queries role */
+    struct svc_work_pool *query_pool; /* runs the queries, off the HTTP threads */
     char projections_dir[4096]; /* DATA/projections */
     const char *openapi;        /* the document served at /v1/openapi.json */
     size_t openapi_len;
@@ -217,6 +218,17 @@ int svc_route_projection_rebuild(svc_request *rq);
 int svc_route_projection_resume(svc_request *rq);
 int svc_route_projection_skip(svc_request *rq);
 int svc_route_query(svc_request *rq);
+/* Work that may block, off the HTTP threads (work_pool.c). Any thread may submit; fn
+ * runs on a pool thread and must answer its request. SK_EBUSY when the queue is full or
+ * the pool stops (fn never runs then). */
+typedef struct svc_work_pool svc_work_pool;
+typedef void (*svc_work_fn)(void *arg);
+#define SVC_QUERY_THREADS   4
+#define SVC_QUERY_QUEUE_MAX 4096
+int svc_work_pool_start(size_t threads, size_t queue_max, svc_work_pool **out);
+void svc_work_pool_stop(svc_work_pool *p); /* runs what is queued, joins; accepts NULL */
+int svc_work_submit(svc_work_pool *p, svc_work_fn fn, void *arg);
+
 /* Where queries find the read models (model_source.c): the projection engine of this
  * process, or (queries role alone) the files of a projections directory, borrowed. */
 void svc_model_source_engine(proj_engine *e, qry_source *out);

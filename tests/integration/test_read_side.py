@@ -154,6 +154,30 @@ class ReadSide(unittest.TestCase):
             self.assertEqual((s, p.get("field")), (400, "cursor"), junk)
         self.assertEqual(srv.stop(), 0)
 
+    def test_waiting_queries_block_nothing_else(self):
+        # One HTTP thread: queries waiting for a position that never comes must not hold it.
+        srv = self.start("--threads", "1")
+        s, _, b = srv.command("RegisterProduct", {"sku": "W", "name": "w", "price_cents": 1})
+        results = []
+
+        def waiter():
+            results.append(q(srv, "inventory", min_position=b["position"] + 10 ** 6,
+                             timeout_ms=3000)[0])
+
+        waiters = [threading.Thread(target=waiter) for _ in range(3)]
+        for t in waiters:
+            t.start()
+        time.sleep(0.3)
+        t0 = time.time()
+        s, _, _ = srv.command("RestockProduct", {"sku": "W", "quantity": 1})
+        s2, _, page = q(srv, "inventory", sku="W")
+        self.assertEqual((s, s2), (200, 200))
+        self.assertLess(time.time() - t0, 1.5, "a waiting query held the HTTP thread")
+        for t in waiters:
+            t.join()
+        self.assertEqual(results, [504, 504, 504])
+        self.assertEqual(srv.stop(), 0)
+
     def test_seeded_invariants_through_queries(self):
         data = tempfile.mkdtemp(prefix="skald-it-")
         try:
