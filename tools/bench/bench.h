@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #define BENCH_PATH_MAX 4096
 
@@ -59,6 +60,9 @@ typedef struct bench_opts {
     uint32_t duration_s;  /* seconds per wrk run (default 10); subscribe: most seconds of
                              appends (default 60) */
     uint32_t wrk_threads; /* wrk threads (default 1: the server needs the other core) */
+    /* sse */
+    uint32_t clients; /* feed clients (default 100) */
+    uint32_t rate;    /* commands posted per second (default 2000) */
     /* aggregate-load */
     uint64_t history_max; /* the longest history measured (default 100000) */
 } bench_opts;
@@ -73,6 +77,23 @@ int bench_http_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);
+int bench_sse(const bench_opts *opts);
+
+/* ---------------------------------------------------------------------------------------
+ * A `skald serve` to measure (http_commands.c): fsync=always, one HTTP thread, no tokens,
+ * on 127.0.0.1 with a data directory under work.
+ */
+/* The skald binary: --skald, else the build tree's next to skald-bench. */
+int bench_find_skald(const bench_opts *opts, char *out, size_t size);
+/* Starts it; its pid and port, or -1 after printing why (its log: work/serve.log). */
+pid_t bench_start_server(const char *skald, const char *work, uint16_t *port);
+/* Registers and stocks products b0..b<n-1> through the batch endpoint. */
+int bench_preload(uint16_t port, uint32_t n);
+/* One request on a fresh connection; its status or < 0; with reply, the answer's start. */
+int bench_http_request(uint16_t port, const char *method, const char *path, const char *ctype,
+                       const char *body, size_t len, char *reply, size_t size);
+/* SIGTERM; 0 if it exited 0 in time. */
+int bench_stop_server(pid_t pid);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).

@@ -83,7 +83,7 @@ static int write_file(const char *path, const char *text)
 }
 
 /* The skald binary: --skald, else ../../service/skald from skald-bench's own path. */
-static int find_skald(const bench_opts *opts, char *out, size_t size)
+int bench_find_skald(const bench_opts *opts, char *out, size_t size)
 {
     if (opts->skald) {
         snprintf(out, size, "%s", opts->skald);
@@ -106,8 +106,8 @@ static int find_skald(const bench_opts *opts, char *out, size_t size)
 
 /* One blocking HTTP/1.1 request on a fresh connection; the answer's status, or < 0.
  * With reply (size > 0), the start of the whole answer, headers included, NUL-terminated. */
-static int http_request(uint16_t port, const char *method, const char *path, const char *ctype,
-                        const char *body, size_t len, char *reply, size_t size)
+int bench_http_request(uint16_t port, const char *method, const char *path, const char *ctype,
+                       const char *body, size_t len, char *reply, size_t size)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
@@ -158,7 +158,7 @@ static int http_request(uint16_t port, const char *method, const char *path, con
 static int http_post(uint16_t port, const char *path, const char *ctype, const char *body,
                      size_t len)
 {
-    return http_request(port, "POST", path, ctype, body, len, NULL, 0);
+    return bench_http_request(port, "POST", path, ctype, body, len, NULL, 0);
 }
 
 /* What the server's /metrics says about the log and the cache (counters and sums). */
@@ -188,7 +188,7 @@ static int read_server_stats(uint16_t port, server_stats *out)
     if (!text)
         return -ENOMEM;
     text[0] = '\0';
-    int status = http_request(port, "GET", "/metrics", "text/plain", "", 0, text, size);
+    int status = bench_http_request(port, "GET", "/metrics", "text/plain", "", 0, text, size);
     if (status == 200)
         *out = (server_stats){
             metric(text, "skald_aggregate_cache_total{result=\"hit\"}"),
@@ -219,7 +219,7 @@ static void print_server_side(const server_stats *a, const server_stats *b, doub
            seconds > 0 ? 100 * fsync_s / seconds : 0);
 }
 
-static pid_t start_server(const char *skald, const char *work, uint16_t *port)
+pid_t bench_start_server(const char *skald, const char *work, uint16_t *port)
 {
     char data[BENCH_PATH_MAX], port_file[BENCH_PATH_MAX], log[BENCH_PATH_MAX];
     bench_path_join(data, sizeof data, work, "data");
@@ -259,7 +259,7 @@ static pid_t start_server(const char *skald, const char *work, uint16_t *port)
 }
 
 /* Registers and stocks products b0..b<n-1>, 1,000 commands per batch request. */
-static int preload(uint16_t port, uint32_t n)
+int bench_preload(uint16_t port, uint32_t n)
 {
     size_t cap = (size_t)1000 * 160;
     char *body = malloc(cap);
@@ -323,7 +323,7 @@ static double per_s(const wrk_result *r)
     return r->duration_us ? (double)r->requests * 1e6 / (double)r->duration_us : 0;
 }
 
-static int stop_server(pid_t pid)
+int bench_stop_server(pid_t pid)
 {
     kill(pid, SIGTERM);
     for (int i = 0; i < 600; i++) {
@@ -341,7 +341,7 @@ int bench_http_commands(const bench_opts *opts)
 {
     char skald[BENCH_PATH_MAX], work[BENCH_PATH_MAX], cmd_lua[BENCH_PATH_MAX],
         noop_lua[BENCH_PATH_MAX];
-    int rc = find_skald(opts, skald, sizeof skald);
+    int rc = bench_find_skald(opts, skald, sizeof skald);
     if (rc)
         return rc;
     if ((rc = bench_workdir_create(opts->dir, work, sizeof work)) != 0)
@@ -352,12 +352,12 @@ int bench_http_commands(const bench_opts *opts)
     if ((rc = write_file(cmd_lua, COMMANDS_LUA)) != 0 || (rc = write_file(noop_lua, NOOP_LUA)))
         return rc;
     uint16_t port = 0;
-    pid_t pid = start_server(skald, work, &port);
+    pid_t pid = bench_start_server(skald, work, &port);
     if (pid < 0)
         return -EIO;
     printf("server: %s serve --fsync always on 127.0.0.1:%u\n", skald, port);
     uint64_t t0 = bench_now_ns();
-    rc = preload(port, opts->streams);
+    rc = bench_preload(port, opts->streams);
     printf("preload: %u products registered and stocked in %.2f s (batch endpoint)\n",
            opts->streams, bench_seconds(bench_now_ns() - t0));
     wrk_result cmds = {0}, noop = {0};
@@ -370,7 +370,7 @@ int bench_http_commands(const bench_opts *opts)
         rc = read_server_stats(port, &after);
     if (rc == 0)
         rc = run_wrk(opts, port, noop_lua, opts->streams, &noop);
-    int stop = stop_server(pid);
+    int stop = bench_stop_server(pid);
     if (rc == 0 && stop != 0) {
         fprintf(stderr, "skald-bench: skald serve did not exit 0 after SIGTERM\n");
         rc = stop;
