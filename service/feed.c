@@ -15,8 +15,10 @@
  * off) until the callback has drained the buffer to half, and then goes on; catching up
  * from far back therefore runs at the client's pace. A client whose buffer stays full for
  * FEED_STALL_MS is slow: it gets "event: overflow" with the position to resume from,
- * after what is already in its buffer, and the stream ends. Writers never wait for a
- * client, since each client reads the log through its own subscription.
+ * after what is already in its buffer, and the stream ends. The socket's send buffer is
+ * capped to the same size, since the kernel would otherwise let it grow to megabytes.
+ * Writers never wait for a client: each client reads the log through its own
+ * subscription.
  *
  * Rendering an event (Avro payload to JSON) costs far more than reading it, and clients
  * following the head all want the same events: each feed thread keeps the text of the
@@ -40,6 +42,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -732,6 +735,13 @@ int svc_feed_open(svc_feed *feed, struct MHD_Connection *conn, const svc_feed_sp
         MHD_destroy_response(resp);
         return sk_error_set(err, SK_ECLOSED, "", "the server is shutting down");
     }
+    /* The kernel's send buffer would otherwise grow to megabytes for a client that does
+     * not read (autotuning), past the bound this buffer is meant to set. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int sndbuf = (int)svc_cfg.feed_buffer_bytes;
+    if (ci)
+        (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
     atomic_fetch_add(&feed->opened_total, 1);
     *out = resp;
     return 0;
