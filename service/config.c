@@ -72,9 +72,16 @@ static const opt_def opts[] = {
     {"--cache-max", "SKALD_CACHE_MAX", OPT_U32, &svc_cfg.cache_max, 0, 100000000,
      "hot aggregates kept in memory (default 10000)"},
     {"--roles", "SKALD_ROLES", OPT_ROLES, &svc_cfg.roles, 0, 0,
-     "what this process runs, from commands,projections,queries (default: all of them)"},
+     "what this process runs, from commands,projections,queries,feed (default: all)"},
     {"--models", "SKALD_MODELS", OPT_STR, &svc_cfg.models_dir, 0, 0,
      "read models' SQL files (default: the installed share/skald/projections/models)"},
+    {"--feed-max", "SKALD_FEED_MAX", OPT_U32, &svc_cfg.feed_max, 1, 100000,
+     "concurrent live-feed streams; more get 503 + Retry-After (default 1000)"},
+    {"--feed-buffer", "SKALD_FEED_BUFFER", OPT_U64, &svc_cfg.feed_buffer_bytes, 4096, 64ull << 20,
+     "bytes buffered per feed stream; a client that leaves it full 2 s overflows (default "
+     "1048576)"},
+    {"--feed-heartbeat-ms", "SKALD_FEED_HEARTBEAT_MS", OPT_U32, &svc_cfg.feed_heartbeat_ms, 100,
+     3600000, "a ': heartbeat' comment on a feed stream silent this long (default 15000)"},
     {"--port-file", "SKALD_PORT_FILE", OPT_STR, &svc_cfg.port_file, 0, 0,
      "write the bound port here once ready"},
     {"--log-level", "SKALD_LOG_LEVEL", OPT_LEVEL, &level_text, 0, 0,
@@ -134,7 +141,8 @@ int svc_roles_parse(const char *text, unsigned *out, sk_error *err)
                 bit = 1u << i;
         if (!bit)
             return sk_error_set(err, SK_EBADINPUT, "roles",
-                                "'%.*s' is not a role (commands, projections, queries)", (int)n, p);
+                                "'%.*s' is not a role (commands, projections, queries, feed)",
+                                (int)n, p);
         if (!(bit & SVC_SERVES_ALL))
             return sk_error_set(err, SK_EBADINPUT, "roles",
                                 "the %s role does not exist in this version yet",
@@ -274,6 +282,9 @@ static void set_defaults(void)
     svc_cfg.cache_max = 10000;
     svc_cfg.log_level = SK_LOG_INFO;
     svc_cfg.roles = SVC_SERVES_ALL;
+    svc_cfg.feed_max = 1000;
+    svc_cfg.feed_buffer_bytes = 1u << 20;
+    svc_cfg.feed_heartbeat_ms = 15000;
     parse_listen("--listen", listen_text);
 }
 

@@ -115,13 +115,16 @@ void svc_request_done(svc_request *rq)
 
 static enum MHD_Result send_answer(svc_request *rq)
 {
-    if (!rq->answer)
-        svc_problem(rq, 500, "internal", NULL, "the route produced no answer");
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(rq->answer_len, rq->answer, MHD_RESPMEM_MUST_FREE);
-    if (!resp)
-        return MHD_NO;
-    rq->answer = NULL; /* libmicrohttpd frees it now */
+    struct MHD_Response *resp = rq->response; /* a streamed answer (feed.c) */
+    rq->response = NULL;
+    if (!resp) {
+        if (!rq->answer)
+            svc_problem(rq, 500, "internal", NULL, "the route produced no answer");
+        resp = MHD_create_response_from_buffer(rq->answer_len, rq->answer, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+            return MHD_NO;
+        rq->answer = NULL; /* libmicrohttpd frees it now */
+    }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->answer_type);
     MHD_add_response_header(resp, "X-Request-Id", rq->request_id);
     if (rq->retry_after) {
@@ -181,12 +184,18 @@ static int authorize(svc_request *rq)
     if (!rq->app->auth || rq->route->roles == 0)
         return 0;
     const char *h = svc_header(rq, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *token = h && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
+    /* EventSource cannot send headers: such routes take ?access_token= (never logged) */
+    if (!h && (rq->route->roles & SVC_AUTH_QUERY_TOKEN))
+        token = svc_query(rq, "access_token");
     unsigned roles = 0;
     const char *principal = NULL;
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0 ||
-        !svc_auth_check(rq->app->auth, h + 7, &roles, &principal)) {
+    if (!token || !svc_auth_check(rq->app->auth, token, &roles, &principal)) {
         svc_problem(rq, 401, "unauthorized", NULL,
-                    "send 'Authorization: Bearer TOKEN' with a token from the tokens file");
+                    (rq->route->roles & SVC_AUTH_QUERY_TOKEN)
+                        ? "send 'Authorization: Bearer TOKEN' or ?access_token=TOKEN with a "
+                          "token from the tokens file"
+                        : "send 'Authorization: Bearer TOKEN' with a token from the tokens file");
         return -1;
     }
     rq->principal = principal;
@@ -328,6 +337,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (rq->state_free)
         rq->state_free(rq->state);
+    if (rq->response)
+        MHD_destroy_response(rq->response);
     free(rq->body);
     free(rq->answer);
     pthread_mutex_destroy(&rq->mu);

@@ -3,6 +3,11 @@
  * sk_log_write_json (events/log.c): the service's own lines go through it with the
  * subsystem "service", and the lower layers' messages (store/, commands/) reach it
  * through sk_log, whose level the service sets from --log-level (serve.c).
+ *
+ * Tokens are never logged: the live feed takes one in its URL (?access_token=, for
+ * EventSource), so every string value that goes out here, the message included, has the
+ * value of any access_token= replaced, whoever wrote the line (libmicrohttpd's own
+ * messages come through svc_log too).
  */
 #include "service/serve_int.h"
 
@@ -13,9 +18,65 @@
 
 #define SUBSYSTEM "service"
 
+#define TOKEN_PARAM "access_token="
+
+/* A copy of text with the value of every access_token= replaced; NULL when there is none
+ * (or no memory: then the caller drops the text rather than log a token). */
+static char *redacted(const char *text, int *found)
+{
+    *found = strstr(text, TOKEN_PARAM) != NULL;
+    if (!*found)
+        return NULL;
+    size_t cap = strlen(text) + 1, len = 0;
+    for (const char *p = text; (p = strstr(p, TOKEN_PARAM)); p++)
+        cap += 8; /* "REDACTED" at most per occurrence */
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    const char *p = text;
+    for (const char *at; (at = strstr(p, TOKEN_PARAM));) {
+        size_t keep = (size_t)(at - p) + strlen(TOKEN_PARAM);
+        memcpy(out + len, p, keep);
+        len += keep;
+        memcpy(out + len, "REDACTED", 8);
+        len += 8;
+        p = at + strlen(TOKEN_PARAM);
+        p += strcspn(p, "&# \t\r\n\"'");
+    }
+    memcpy(out + len, p, strlen(p) + 1);
+    return out;
+}
+
 void svc_log_fields(sk_log_level level, const char *msg, const json_t *fields)
 {
-    sk_log_write_json(level, SUBSYSTEM, msg, fields);
+    if (!sk_log_enabled(level))
+        return;
+    int found;
+    char *m = redacted(msg, &found);
+    if (found && !m)
+        return;
+    json_t *copy = NULL;
+    const char *key;
+    json_t *value;
+    json_object_foreach((json_t *)fields, key, value)
+    {
+        found = 0;
+        char *r = json_is_string(value) ? redacted(json_string_value(value), &found) : NULL;
+        if (!found)
+            continue;
+        if (!copy)
+            copy = json_copy((json_t *)fields);
+        if (!copy || !r || json_object_set_new(copy, key, json_string(r)) != 0) {
+            free(r);
+            free(m);
+            json_decref(copy);
+            return;
+        }
+        free(r);
+    }
+    sk_log_write_json(level, SUBSYSTEM, m ? m : msg, copy ? copy : fields);
+    json_decref(copy);
+    free(m);
 }
 
 void svc_log(sk_log_level level, const char *msg, ...)
@@ -32,6 +93,6 @@ void svc_log(sk_log_level level, const char *msg, ...)
             break; /* out of memory: the line goes out with the fields it has */
     }
     va_end(ap);
-    sk_log_write_json(level, SUBSYSTEM, msg, fields);
+    svc_log_fields(level, msg, fields);
     json_decref(fields);
 }

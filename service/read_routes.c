@@ -28,7 +28,7 @@ static int query_u64(svc_request *rq, const char *name, uint64_t def, uint64_t m
     return 0;
 }
 
-static json_t *event_json(svc_app *app, const ev_event *ev, sk_error *err)
+json_t *svc_event_json(svc_app *app, const ev_event *ev, sk_error *err)
 {
     json_t *env = ev_envelope_to_json(ev);
     json_t *payload = NULL;
@@ -51,7 +51,7 @@ static json_t *read_page(svc_request *rq, store_reader *r, uint64_t limit, ev_ev
     int rc = 0;
     *n = 0;
     while (*n < limit && (rc = store_reader_next(r, last, &err)) == 1) {
-        json_t *e = event_json(rq->app, last, &err);
+        json_t *e = svc_event_json(rq->app, last, &err);
         if (!e) {
             rc = err.code ? err.code : -ENOMEM;
             break;

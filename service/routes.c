@@ -51,6 +51,7 @@ static int route_metrics(svc_request *rq)
     svc_app *app = rq->app;
     char *text = svc_metrics_render(app->metrics, app->log, app->bus, atomic_load(&app->in_flight));
     text = svc_metrics_projections(app->projections, text);
+    text = svc_metrics_feed(app->feed, text);
     if (!text) {
         svc_problem(rq, 503, "unavailable", NULL, "out of memory");
         return 0;
@@ -76,7 +77,10 @@ const svc_route svc_routes[] = {
     {"GET", "/v1/streams/{}", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_stream,
      SVC_SERVES_COMMANDS},
     {"GET", "/v1/events", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_events, SVC_SERVES_COMMANDS},
-    {"GET", "/v1/queries/{}", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_query, SVC_SERVES_QUERIES},
+    {"GET", "/v1/events/stream", SVC_ROLE_READER | SVC_AUTH_QUERY_TOKEN, SVC_BODY_NONE,
+     svc_route_feed, SVC_SERVES_FEED},
+    {"GET", "/v1/queries/{}", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_query,
+     SVC_SERVES_QUERIES},
     {"GET", "/v1/projections", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_projections,
      SVC_SERVES_PROJECTIONS},
     {"GET", "/v1/projections/{}", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_projection,

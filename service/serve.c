@@ -22,7 +22,8 @@
 extern const char svc_openapi_doc[];
 extern const size_t svc_openapi_doc_len;
 
-#define DRAIN_TIMEOUT_MS 30000
+#define DRAIN_TIMEOUT_MS    30000
+#define FEED_END_TIMEOUT_MS 2000 /* for the feed's streams to send their last bytes */
 
 static int fail(const char *what, const sk_error *err, int rc)
 {
@@ -122,6 +123,8 @@ static int open_app(svc_app *app, sk_error *err)
     if (rc)
         return sk_error_set(err, rc, "", "out of memory");
     rc = open_read_side(app, schemas, err);
+    if (rc == 0 && (svc_cfg.roles & SVC_SERVES_FEED))
+        rc = svc_feed_create(app, &app->feed, err);
     if (rc || !(svc_cfg.roles & SVC_SERVES_COMMANDS))
         return rc;
     snprintf(path, sizeof path, "%s/snapshots.db", d);
@@ -159,6 +162,8 @@ static int open_app(svc_app *app, sk_error *err)
 /* Closes in reverse order; returns the log's close status. */
 static int close_app(svc_app *app)
 {
+    svc_feed_stop(app->feed, 0); /* its subscriptions close before the log */
+    svc_feed_destroy(app->feed);
     svc_work_pool_stop(app->query_pool); /* answers what is queued: the server is stopped */
     qry_engine_close(app->queries);
     proj_engine_close(app->projections); /* its subscriptions close before the log */
@@ -253,6 +258,7 @@ int svc_serve_main(int argc, char **argv)
     int sig = wait_for_signal(&app, &set);
     svc_log(SK_LOG_NOTICE, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", SVC_END);
     atomic_store(&app.draining, true);
+    svc_feed_stop(app.feed, FEED_END_TIMEOUT_MS); /* streams end; no suspended connection */
     svc_server_stop(srv, DRAIN_TIMEOUT_MS);
     rc = close_app(&app);
     if (rc) {

@@ -9,6 +9,7 @@
  *   routes.c       the route table and the small routes (health, metrics, ...)
  *   command_routes.c  commands and the NDJSON batch
  *   read_routes.c  reads of a stream and of the log
+ *   feed.c         the live feed's threads and buffers; feed_routes.c its route
  *   serve.c        start-up, signals, drain, shutdown
  */
 #ifndef SKALD_SERVE_INT_H
@@ -48,6 +49,11 @@ typedef struct svc_config {
     sk_log_level log_level; /* --log-level; also set with sk_log_set_level */
     unsigned roles;         /* SVC_SERVES_*: what this process runs (--roles) */
     const char *models_dir; /* --models: the read models' SQL files */
+    /* the live feed: --feed-max streams at once, --feed-buffer bytes each before it waits
+     * (then overflows), a heartbeat after --feed-heartbeat-ms of silence */
+    uint32_t feed_max;
+    uint64_t feed_buffer_bytes;
+    uint32_t feed_heartbeat_ms;
 } svc_config;
 
 /* Process roles (--roles): what one `skald serve` runs. `commands` also serves the log's
@@ -61,7 +67,8 @@ enum {
     SVC_SERVES_FEED = 1u << 5,
 };
 /* The roles that exist in this version: the default of --roles. */
-#define SVC_SERVES_ALL (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES)
+#define SVC_SERVES_ALL                                                                             \
+    (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES | SVC_SERVES_FEED)
 /* "commands,queries" -> bits; SK_EBADINPUT naming an unknown or not yet available role. */
 int svc_roles_parse(const char *text, unsigned *out, sk_error *err);
 const char *svc_role_name(unsigned role);
@@ -91,6 +98,9 @@ void svc_log(sk_log_level level, const char *msg, ...);
 
 /* ---- auth.c ---- */
 enum { SVC_ROLE_PRODUCER = 1, SVC_ROLE_READER = 2, SVC_ROLE_ADMIN = 4 };
+/* In a route's roles, not a role: the token may also come as ?access_token= (EventSource
+ * cannot send headers). No token carries it. */
+enum { SVC_AUTH_QUERY_TOKEN = 1u << 8 };
 typedef struct svc_auth svc_auth;
 int svc_auth_load(const char *path, svc_auth **out, sk_error *err);
 void svc_auth_free(svc_auth *auth);
@@ -122,6 +132,7 @@ char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t 
 
 /* ---- http.c / routes.c / serve.c ---- */
 typedef struct svc_server svc_server;
+typedef struct svc_feed svc_feed;
 
 /* Everything the routes use. */
 typedef struct svc_app {
@@ -135,6 +146,7 @@ typedef struct svc_app {
     proj_engine *projections;   /* NULL without the projections role */
     qry_engine *queries;        /* NULL without the queries role */
     struct svc_work_pool *query_pool; /* runs the queries, off the HTTP threads */
+    svc_feed *feed; /* NULL without the feed role */
     char projections_dir[4096]; /* DATA/projections */
     const char *openapi;        /* the document served at /v1/openapi.json */
     size_t openapi_len;
@@ -190,6 +202,8 @@ struct svc_request {
     unsigned retry_after; /* seconds; 0: no header */
     int replayed;         /* Idempotent-Replayed: true */
     void *state;          /* the route's, freed with state_free */
+    /* a streamed answer (the feed's), sent instead of answer and taken by the server */
+    struct MHD_Response *response;
     void (*state_free)(void *state);
 };
 
@@ -211,6 +225,9 @@ int svc_route_command(svc_request *rq);
 int svc_route_batch(svc_request *rq);
 int svc_route_stream(svc_request *rq);
 int svc_route_events(svc_request *rq);
+/* An event as GET /v1/events shows it: the envelope with the payload as JSON. Caller
+ * owns the result; NULL with err set when the payload cannot be decoded. */
+json_t *svc_event_json(svc_app *app, const ev_event *ev, sk_error *err);
 /* The read side's routes (model_routes.c). */
 int svc_route_projections(svc_request *rq);
 int svc_route_projection(svc_request *rq);
@@ -236,6 +253,27 @@ void svc_model_source_dir(const char *projections_dir, qry_source *out);
 /* Prometheus lines for every projection, appended to the /metrics text (taken, returned). */
 char *svc_metrics_projections(proj_engine *e, char *text);
 const char *svc_query(svc_request *rq, const char *name);
+
+/* ---- feed.c / feed_routes.c: GET /v1/events/stream (docs/http-api.md, Live feed) ----
+ * svc_feed_create at start-up (feed role); svc_feed_open per stream (MHD threads);
+ * svc_feed_stop at shutdown before svc_server_stop (it ends every stream and closes the
+ * subscriptions); svc_feed_destroy after svc_server_stop (the responses are gone). */
+typedef struct svc_feed_spec {
+    uint64_t from_position; /* the first position it may send */
+    char stream_id[EV_STREAM_ID_MAX + 1], stream_prefix[EV_STREAM_ID_MAX + 1];
+    char type[EV_TYPE_MAX + 1]; /* filters; empty: any */
+    char request_id[EV_UUID_TEXT_SIZE];
+} svc_feed_spec;
+int svc_feed_create(svc_app *app, svc_feed **out, sk_error *err);
+/* 0 and *out, the response to queue (taken by the caller); SK_EBUSY at --feed-max,
+ * SK_ECLOSED while stopping, or the subscription's error. conn is borrowed. */
+int svc_feed_open(svc_feed *feed, struct MHD_Connection *conn, const svc_feed_spec *spec,
+                  struct MHD_Response **out, sk_error *err);
+void svc_feed_stop(svc_feed *feed, uint32_t timeout_ms); /* accepts NULL */
+void svc_feed_destroy(svc_feed *feed);                   /* accepts NULL */
+/* The feed's lines appended to the /metrics text (taken, returned; NULL feed: as is). */
+char *svc_metrics_feed(svc_feed *feed, char *text);
+int svc_route_feed(svc_request *rq);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
 /* Stops accepting, waits (bounded by timeout_ms) for requests in flight, stops. */

@@ -60,6 +60,9 @@ typedef struct bench_opts {
     uint32_t duration_s;  /* seconds per wrk run (default 10); subscribe: most seconds of
                              appends (default 60) */
     uint32_t wrk_threads; /* wrk threads (default 1: the server needs the other core) */
+    /* sse */
+    uint32_t clients; /* feed clients (default 100) */
+    uint32_t rate;    /* commands posted per second (default 2000) */
     /* aggregate-load */
     uint64_t history_max; /* the longest history measured (default 100000) */
     /* queries */
@@ -79,6 +82,9 @@ int bench_aggregate_load(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);
 int bench_queries(const bench_opts *opts);
+int bench_sse(const bench_opts *opts);
+/* Registers and stocks products b0..b<n-1> through the batch endpoint (http_commands.c). */
+int bench_preload(uint16_t port, uint32_t n);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).

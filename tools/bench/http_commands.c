@@ -104,7 +104,7 @@ static void print_server_side(const server_stats *a, const server_stats *b, doub
 }
 
 /* Registers and stocks products b0..b<n-1>, 1,000 commands per batch request. */
-static int preload(uint16_t port, uint32_t n)
+int bench_preload(uint16_t port, uint32_t n)
 {
     size_t cap = (size_t)1000 * 160;
     char *body = malloc(cap);
@@ -153,7 +153,7 @@ int bench_http_commands(const bench_opts *opts)
         return -EIO;
     printf("server: %s serve --fsync always on 127.0.0.1:%u\n", skald, port);
     uint64_t t0 = bench_now_ns();
-    rc = preload(port, opts->streams);
+    rc = bench_preload(port, opts->streams);
     printf("preload: %u products registered and stocked in %.2f s (batch endpoint)\n",
            opts->streams, bench_seconds(bench_now_ns() - t0));
     bench_wrk_result cmds = {0}, noop = {0};

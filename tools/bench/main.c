@@ -45,6 +45,9 @@ static const bench_def benches[] = {
     {"subscribe", bench_subscribe,
      "--subscribers threads tail the log from 0 while log-append's appenders run "
      "(fsync=always); subscriber rate against the durable append rate, wake-up p99"},
+    {"sse", bench_sse,
+     "--clients streams of the live feed while RestockProduct is posted at --rate/s for "
+     "--duration s (fsync=always); lag from a command's answer to its event at every client"},
     {"uuid-text", bench_uuid_text,
      "ns to format and parse an id as text: Skald's ev_uuid_* against libuuid's "
      "uuid_unparse_lower/uuid_parse; ratio = libuuid's time over Skald's"},
@@ -97,6 +100,9 @@ static void usage(FILE *out)
             "  --orders N           queries: orders placed before the runs (default 5000)\n"
             "  --customers N        queries: customers the orders spread over (default 100)\n"
             "  --history-max N      aggregate-load: longest history (default 100000)\n"
+            "  --clients C          sse: feed streams open (default 100)\n"
+            "  --rate R             sse: commands posted per second (default 2000);\n"
+            "                       --streams defaults to 1000 products there\n"
             "  -h, --help           show this help\n"
             "\n"
             "Exit status: 0 ran (goals are reported, not enforced), 1 failed, 2 usage error.\n"
@@ -147,6 +153,8 @@ static const num_opt num_opts[] = {
     {"--command-rate", 100, 1000000, offsetof(bench_opts, command_rate), 0},
     {"--orders", 1, 10000000, offsetof(bench_opts, orders), 0},
     {"--customers", 1, 1000000, offsetof(bench_opts, customers), 0},
+    {"--clients", 1, 10000, offsetof(bench_opts, clients), 0},
+    {"--rate", 1, 1000000, offsetof(bench_opts, rate), 0},
 };
 
 /* 1 if flag is a numeric option (value stored), 0 if not one, or an exit code. */
@@ -176,7 +184,7 @@ static int parse_num_opt(bench_opts *opts, const char *flag, const char *value)
 /* Fills opts from argv[first..]; 0, or the exit code of a usage error (printed). */
 static int parse_opts(int argc, char **argv, int first, const char *name, bench_opts *opts)
 {
-    int runs_set = 0, events_set = 0, duration_set = 0;
+    int runs_set = 0, events_set = 0, duration_set = 0, streams_set = 0;
     for (int i = first; i < argc; i++) {
         const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(flag, "--keep") == 0) {
@@ -204,8 +212,11 @@ static int parse_opts(int argc, char **argv, int first, const char *name, bench_
         runs_set |= strcmp(flag, "--runs") == 0;
         events_set |= strcmp(flag, "--events") == 0;
         duration_set |= strcmp(flag, "--duration") == 0;
+        streams_set |= strcmp(flag, "--streams") == 0;
         i++;
     }
+    if (!streams_set && strcmp(name, "sse") == 0)
+        opts->streams = 1000;
     if (!runs_set && strcmp(name, "stream-read") == 0)
         opts->runs = 50;
     if (!events_set && strcmp(name, "subscribe") == 0)

@@ -37,6 +37,8 @@ void bench_opts_init(bench_opts *opts)
     opts->command_rate = 5000;
     opts->orders = 5000;
     opts->customers = 100;
+    opts->clients = 100;
+    opts->rate = 2000;
 }
 
 int bench_path_join(char *out, size_t size, const char *dir, const char *name)
