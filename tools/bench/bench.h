@@ -73,6 +73,8 @@ int bench_http_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);
+int bench_projection_catchup(const bench_opts *opts);
+int bench_rebuild(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).
@@ -155,5 +157,29 @@ int bench_window_drain(bench_window *w);
 typedef ev_str (*bench_stream_of)(void *ctx, uint64_t index);
 int bench_fill(store_log *log, uint64_t events, uint32_t payload_bytes, uint32_t window,
                bench_stream_of stream_of, void *ctx);
+
+/* ---------------------------------------------------------------------------------------
+ * A history of the sample domain for the projection benchmarks (sample_log.c): products,
+ * customers, orders placed, reserved, paid, confirmed or cancelled, as `skald seed`
+ * writes it. Deterministic: each run of one sample emits the same events.
+ */
+typedef struct bench_sample bench_sample;
+
+/* What a run emitted (an order whose events were cut off at events_max still counts). */
+typedef struct bench_sample_counts {
+    uint64_t products, customers, orders, confirmed, cancelled;
+} bench_sample_counts;
+
+/* Receives each event in order: 0, or a negative code that stops the run. stream and ev
+ * (payload included) are valid during the call only. */
+typedef int (*bench_sample_emit)(void *ctx, ev_str stream, const ev_event *ev);
+
+/* Encodes the payload shapes once. events is borrowed for the sample's life; *out is the
+ * caller's (bench_sample_destroy). */
+int bench_sample_create(const ev_registry *events, uint64_t events_max, bench_sample **out);
+void bench_sample_destroy(bench_sample *s); /* accepts NULL */
+/* Emits exactly events_max events through emit; 0 or the first error it returned. */
+int bench_sample_run(bench_sample *s, bench_sample_emit emit, void *ctx,
+                     bench_sample_counts *counts_out);
 
 #endif /* SKALD_BENCH_H */

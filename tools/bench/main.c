@@ -48,6 +48,13 @@ static const bench_def benches[] = {
     {"uuid-text", bench_uuid_text,
      "ns to format and parse an id as text: Skald's ev_uuid_* against libuuid's "
      "uuid_unparse_lower/uuid_parse; ratio = libuuid's time over Skald's"},
+    {"projection-catchup", bench_projection_catchup,
+     "events/s folding a sample-domain log into every sample read model "
+     "(proj_engine_open + proj_engine_catch_up); baseline: one prepared SQLite INSERT per "
+     "event, 4096 per transaction"},
+    {"rebuild", bench_rebuild,
+     "seconds to rebuild every sample read model from the whole sample-domain log "
+     "(proj_rebuild + proj_engine_catch_up until all run at the head)"},
 };
 #define BENCH_COUNT (sizeof benches / sizeof benches[0])
 
