@@ -410,8 +410,10 @@ int bench_projection_catchup(const bench_opts *opts)
         printf("goal >= %.0f events/s: %s; goal ratio >= %.1f: %s\n", CATCHUP_GOAL_EPS,
                met(eps >= CATCHUP_GOAL_EPS), CATCHUP_GOAL_RATIO, met(ratio >= CATCHUP_GOAL_RATIO));
         printf("BENCH projection-catchup events=%" PRIu64
-               " events_per_s=%.0f raw_rows_per_s=%.0f ratio=%.3f models=%zu seconds=%.3f\n",
-               opts->events, eps, raw_rps, ratio, models, secs);
+               " events_per_s=%.0f raw_rows_per_s=%.0f ratio=%.3f models=%zu seconds=%.3f "
+               "cpu_seconds=%.3f raw_cpu_seconds=%.3f\n",
+               opts->events, eps, raw_rps, ratio, models, secs, bench_seconds(engine_cpu_ns),
+               bench_seconds(raw_cpu_ns));
     }
     env_close(&env, opts);
     return rc;
@@ -474,8 +476,10 @@ int bench_rebuild(const bench_opts *opts)
                "events/s\n",
                models, secs, bench_seconds(rebuild_cpu_ns), rounds, (double)opts->events / secs);
         printf("goal < %.0f s: %s\n", REBUILD_GOAL_S, met(secs < REBUILD_GOAL_S));
-        printf("BENCH rebuild events=%" PRIu64 " seconds=%.3f events_per_s=%.0f models=%zu\n",
-               opts->events, secs, (double)opts->events / secs, models);
+        printf("BENCH rebuild events=%" PRIu64
+               " seconds=%.3f events_per_s=%.0f models=%zu cpu_seconds=%.3f\n",
+               opts->events, secs, (double)opts->events / secs, models,
+               bench_seconds(rebuild_cpu_ns));
     }
     env_close(&env, opts);
     return rc;
