@@ -85,6 +85,8 @@ int bench_queries(const bench_opts *opts);
 int bench_sse(const bench_opts *opts);
 /* Registers and stocks products b0..b<n-1> through the batch endpoint (http_commands.c). */
 int bench_preload(uint16_t port, uint32_t n);
+int bench_projection_catchup(const bench_opts *opts);
+int bench_rebuild(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).
@@ -211,5 +213,29 @@ int bench_wrk_run(const bench_opts *opts, uint16_t port, const char *script, con
                   bench_wrk_result *out);
 /* Requests per second of a wrk run. */
 double bench_wrk_per_s(const bench_wrk_result *r);
+
+/* ---------------------------------------------------------------------------------------
+ * A history of the sample domain for the projection benchmarks (sample_log.c): products,
+ * customers, orders placed, reserved, paid, confirmed or cancelled, as `skald seed`
+ * writes it. Deterministic: each run of one sample emits the same events.
+ */
+typedef struct bench_sample bench_sample;
+
+/* What a run emitted (an order whose events were cut off at events_max still counts). */
+typedef struct bench_sample_counts {
+    uint64_t products, customers, orders, confirmed, cancelled;
+} bench_sample_counts;
+
+/* Receives each event in order: 0, or a negative code that stops the run. stream and ev
+ * (payload included) are valid during the call only. */
+typedef int (*bench_sample_emit)(void *ctx, ev_str stream, const ev_event *ev);
+
+/* Encodes the payload shapes once. events is borrowed for the sample's life; *out is the
+ * caller's (bench_sample_destroy). */
+int bench_sample_create(const ev_registry *events, uint64_t events_max, bench_sample **out);
+void bench_sample_destroy(bench_sample *s); /* accepts NULL */
+/* Emits exactly events_max events through emit; 0 or the first error it returned. */
+int bench_sample_run(bench_sample *s, bench_sample_emit emit, void *ctx,
+                     bench_sample_counts *counts_out);
 
 #endif /* SKALD_BENCH_H */

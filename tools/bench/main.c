@@ -54,6 +54,13 @@ static const bench_def benches[] = {
     {"queries", bench_queries,
      "named queries over HTTP (wrk: order by id, a customer's orders) while --command-rate "
      "commands/s arrive (fsync=always); baseline: the no-op endpoint under the same load"},
+    {"projection-catchup", bench_projection_catchup,
+     "events/s folding a sample-domain log into every sample read model "
+     "(proj_engine_open + proj_engine_catch_up); baseline: one prepared SQLite INSERT per "
+     "event, 4096 per transaction"},
+    {"rebuild", bench_rebuild,
+     "seconds to rebuild every sample read model from the whole sample-domain log "
+     "(proj_rebuild + proj_engine_catch_up until all run at the head)"},
 };
 #define BENCH_COUNT (sizeof benches / sizeof benches[0])
 
