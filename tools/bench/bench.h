@@ -61,6 +61,9 @@ typedef struct bench_opts {
     uint32_t wrk_threads; /* wrk threads (default 1: the server needs the other core) */
     /* aggregate-load */
     uint64_t history_max; /* the longest history measured (default 100000) */
+    /* idempotency */
+    uint64_t keys;       /* keyed commands, each claimed and finished once (default 200000) */
+    uint32_t body_bytes; /* the remembered answer's body (default 200) */
 } bench_opts;
 
 void bench_opts_init(bench_opts *opts);
@@ -73,6 +76,7 @@ int bench_http_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);
+int bench_idempotency(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).

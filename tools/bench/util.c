@@ -34,6 +34,8 @@ void bench_opts_init(bench_opts *opts)
     opts->duration_s = 10;
     opts->wrk_threads = 1;
     opts->history_max = 100000;
+    opts->keys = 200000;
+    opts->body_bytes = 200;
 }
 
 int bench_path_join(char *out, size_t size, const char *dir, const char *name)
