@@ -129,10 +129,10 @@ typedef struct seed_ctx {
     ev_registry *reg;
     store_log *log;
     store_window *window; /* every append goes through it; destroyed after the log closes */
-    ev_buf payload;    /* reused by every append */
-    int64_t clock_us;  /* the simulated occurred_at of the next event */
-    int64_t end_us;    /* the simulated clock never passes this (the real now) */
-    uint64_t appended; /* appends queued so far */
+    ev_buf payload;       /* reused by every append */
+    int64_t clock_us;     /* the simulated occurred_at of the next event */
+    int64_t end_us;       /* the simulated clock never passes this (the real now) */
+    uint64_t appended;    /* appends queued so far */
     product products[SVC_SEED_PRODUCTS];
     customer customers[SVC_SEED_CUSTOMERS];
     svc_seed_report report;

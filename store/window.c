@@ -55,8 +55,8 @@ int store_window_create(store_log *log, uint32_t size, store_append_cb on_comple
                         store_window **out)
 {
     SK_ASSERT(log != NULL && size > 0);
-    size_t bytes = (sizeof(store_window) + WINDOW_CACHE_LINE - 1) / WINDOW_CACHE_LINE *
-                   WINDOW_CACHE_LINE;
+    size_t bytes =
+        (sizeof(store_window) + WINDOW_CACHE_LINE - 1) / WINDOW_CACHE_LINE * WINDOW_CACHE_LINE;
     store_window *w = aligned_alloc(alignof(store_window), bytes);
     if (!w)
         return -ENOMEM;

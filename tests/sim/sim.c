@@ -24,8 +24,8 @@
 #include "tests/sim/simfs.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

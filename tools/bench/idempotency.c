@@ -73,7 +73,8 @@ static void record_failure(run_shared *sh, int rc)
 static void key_of(uint64_t i, char out[IDEM_KEY_SIZE])
 {
     uint64_t h = i * 0x9e3779b97f4a7c15ULL;
-    snprintf(out, IDEM_KEY_SIZE, "k/bench-client-%u/%08" PRIx64 "-%04" PRIx64 "-7%03" PRIx64 "-%012" PRIx64,
+    snprintf(out, IDEM_KEY_SIZE,
+             "k/bench-client-%u/%08" PRIx64 "-%04" PRIx64 "-7%03" PRIx64 "-%012" PRIx64,
              (unsigned)(i % 16), h >> 32, (h >> 16) & 0xffff, h & 0xfff, i);
 }
 

@@ -204,10 +204,9 @@ static int parse_opts(int argc, char **argv, int first, const char *name, bench_
 {
     struct option longopts[OPT_COUNT + 2];
     for (size_t i = 0; i < OPT_COUNT; i++)
-        longopts[i] = (struct option){opt_defs[i].name,
-                                      opt_defs[i].kind == OPT_FLAG ? no_argument
-                                                                   : required_argument,
-                                      NULL, OPT_BASE + (int)i};
+        longopts[i] = (struct option){
+            opt_defs[i].name, opt_defs[i].kind == OPT_FLAG ? no_argument : required_argument, NULL,
+            OPT_BASE + (int)i};
     longopts[OPT_COUNT] = (struct option){"help", no_argument, NULL, 'h'};
     longopts[OPT_COUNT + 1] = (struct option){NULL, 0, NULL, 0};
     uint8_t given[OPT_COUNT] = {0};

@@ -207,8 +207,7 @@ int ctl_parse(int argc, char **argv, int first, const char *allowed, const char 
     return CTL_OK;
 }
 
-int ctl_dispatch(int argc, char **argv, const char *usage, const ctl_subcommand *subs,
-                 size_t count)
+int ctl_dispatch(int argc, char **argv, const char *usage, const ctl_subcommand *subs, size_t count)
 {
     const char *group = argv[1];
     if (argc < 3) {
