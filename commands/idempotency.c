@@ -62,8 +62,8 @@ typedef struct idem_entry {
     struct idem_entry *next;
     struct idem_entry *fl_prev, *fl_next; /* the in-flight list, while status is 0 */
     uint64_t head_at_claim;               /* the log head when the key was claimed */
-    uint64_t fp;       /* 0: rebuilt from the log, matches any request */
-    uint64_t position; /* of the answer's last event + 1; 0 if none */
+    uint64_t fp;                          /* 0: rebuilt from the log, matches any request */
+    uint64_t position;                    /* of the answer's last event + 1; 0 if none */
     int64_t expires_us;
     unsigned status; /* 0 while the first request runs */
     char *body;
@@ -80,8 +80,8 @@ struct cmd_idem {
     idem_entry *inflight_head, *inflight_tail; /* claims not yet finished, oldest first */
     uint64_t mark_written;                     /* the last mark appended to the journal */
     int64_t mark_at_us;                        /* when */
-    int64_t hour;        /* of the file fd appends to, in units of period_us */
-    int64_t period_us;   /* how long one journal file is appended to: an hour */
+    int64_t hour;      /* of the file fd appends to, in units of period_us */
+    int64_t period_us; /* how long one journal file is appended to: an hour */
     const store_io *io;
     int64_t (*now_us)(void *ctx);
     void *clock_ctx;
@@ -270,7 +270,7 @@ static int write_all(const store_io *io, int fd, uint64_t *offset, const char *d
 }
 
 #define MARK_EVERY_US (2ll * 1000000)
-#define HOUR_US (3600ll * 1000000)
+#define HOUR_US       (3600ll * 1000000)
 
 static void journal_path(const cmd_idem *idem, int64_t hour, char *out, size_t size)
 {

@@ -215,9 +215,8 @@ int proj_engine_open(const proj_config *cfg, proj_engine **out, sk_error *err)
     e->cfg.models_dir = NULL; /* borrowed during open only */
     struct dirent **names = NULL;
     int n = scandir(cfg->models_dir, &names, is_model, by_name);
-    int rc = n < 0 ? sk_error_set(err, -errno, "", "cannot list the models in %s",
-                                  cfg->models_dir)
-                   : 0;
+    int rc =
+        n < 0 ? sk_error_set(err, -errno, "", "cannot list the models in %s", cfg->models_dir) : 0;
     e->models = rc == 0 ? calloc((size_t)(n > 0 ? n : 0) + 1, sizeof *e->models) : NULL;
     if (rc == 0 && !e->models)
         rc = -ENOMEM;
@@ -299,16 +298,16 @@ json_t *proj_status_json(proj_engine *e, const char *name)
     double lag_s = 0;
     if (lag > 0 && p->last_occurred_us > 0)
         lag_s = (double)(ev_now_us() - p->last_occurred_us) / 1e6;
-    json_t *rebuild = p->building ? json_pack("{s:I, s:I}", "generation",
-                                              (json_int_t)p->building->number, "position",
-                                              (json_int_t)p->building_next - 1)
-                                  : json_null();
+    json_t *rebuild = p->building
+                          ? json_pack("{s:I, s:I}", "generation", (json_int_t)p->building->number,
+                                      "position", (json_int_t)p->building_next - 1)
+                          : json_null();
     json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:o, s:s, s:o, s:o, s:o}", "name",
                           p->model->name, "state", proj_state_name(p->state), "generation",
                           (json_int_t)p->live->number, "position", (json_int_t)p->live_next - 1,
                           "lag_events", (json_int_t)lag, "lag_seconds", lag_s < 0 ? 0 : lag_s,
-                          "events_per_s", p->rate, "last_error", failure_json(p), "file_hash",
-                          hash, "skipped", json_deep_copy(p->skipped), "history",
+                          "events_per_s", p->rate, "last_error", failure_json(p), "file_hash", hash,
+                          "skipped", json_deep_copy(p->skipped), "history",
                           json_deep_copy(p->history), "rebuild", rebuild);
     pthread_mutex_unlock(&p->mu);
     return o;

@@ -336,8 +336,7 @@ static void note_failure(proj_failure *f, const ev_event *ev, const char *msg)
     f->failed = true;
     f->position = ev->position;
     snprintf(f->type, sizeof f->type, "%.*s", (int)ev->type.len, ev->type.ptr);
-    snprintf(f->stream_id, sizeof f->stream_id, "%.*s", (int)ev->stream_id.len,
-             ev->stream_id.ptr);
+    snprintf(f->stream_id, sizeof f->stream_id, "%.*s", (int)ev->stream_id.len, ev->stream_id.ptr);
     snprintf(f->message, sizeof f->message, "%s", msg);
 }
 
@@ -382,8 +381,9 @@ int proj_gen_apply(proj_gen *g, store_sub *sub, const ev_registry *events, uint3
     uint64_t next = g->next_position;
     while (rc == 0 && got == 1) {
         if (ev.position != next) {
-            rc = sk_error_set(err, SK_ECORRUPT, "", "%s: event at %" PRIu64 " where %" PRIu64
-                              " was next", g->path, ev.position, next);
+            rc = sk_error_set(err, SK_ECORRUPT, "",
+                              "%s: event at %" PRIu64 " where %" PRIu64 " was next", g->path,
+                              ev.position, next);
             break;
         }
         const proj_gen_handler *h = handler_for(g, ev.type);

@@ -108,8 +108,9 @@ static int check_params(const proj_model *m, const proj_handler *h, sqlite3_stmt
     for (int i = 1; i <= n; i++) {
         const char *p = sqlite3_bind_parameter_name(stmt, i);
         if (!p || p[0] != ':')
-            return sk_error_set(err, SK_EBADINPUT, "", "%s:%d: @on %s: parameters are named :name (%s)",
-                                m->path, h->line, h->type, p ? p : "?");
+            return sk_error_set(err, SK_EBADINPUT, "",
+                                "%s:%d: @on %s: parameters are named :name (%s)", m->path, h->line,
+                                h->type, p ? p : "?");
         if (proj_envelope_kind(p + 1) < 0 && !has_name(fields, p + 1))
             return sk_error_set(err, SK_EBADINPUT, "",
                                 "%s:%d: @on %s: :%s is neither an envelope name nor a field of %s",
@@ -132,8 +133,8 @@ static int split_handler(proj_model *m, proj_handler *h, const char *text, sqlit
         sqlite3_stmt *stmt = NULL;
         const char *tail = NULL;
         if (sqlite3_prepare_v2(scratch, sql, -1, &stmt, &tail) != SQLITE_OK) {
-            rc = sk_error_set(err, SK_EBADINPUT, "", "%s:%d: @on %s: %s", m->path, h->line,
-                              h->type, sqlite3_errmsg(scratch));
+            rc = sk_error_set(err, SK_EBADINPUT, "", "%s:%d: @on %s: %s", m->path, h->line, h->type,
+                              sqlite3_errmsg(scratch));
             break;
         }
         if (!stmt) /* only whitespace or comments left */
@@ -207,11 +208,10 @@ static int section_line(proj_model *m, sections *sc, const char *line, size_t n,
         return open_handler(m, sc, arg, lineno, err);
     } else if (strcmp(word, "query") == 0) {
         sc->kind = SEC_QUERY;
-    } else if (sc->kind != SEC_QUERY ||
-               (strcmp(word, "param") != 0 && strcmp(word, "order") != 0 &&
-                strcmp(word, "json") != 0)) {
-        return sk_error_set(err, SK_EBADINPUT, "", "%s:%d: unknown section -- @%s", m->path,
-                            lineno, word);
+    } else if (sc->kind != SEC_QUERY || (strcmp(word, "param") != 0 && strcmp(word, "order") != 0 &&
+                                         strcmp(word, "json") != 0)) {
+        return sk_error_set(err, SK_EBADINPUT, "", "%s:%d: unknown section -- @%s", m->path, lineno,
+                            word);
     }
     return 0;
 }
@@ -228,22 +228,21 @@ static int read_sections(proj_model *m, sections *sc, const char *text, sk_error
         else if (sc->kind == SEC_TABLES)
             rc = append_text(&m->tables_sql, &sc->tables_len, p, n);
         else if (sc->kind == SEC_ON)
-            rc = append_text(&sc->on_texts[m->nhandlers - 1], &sc->on_lens[m->nhandlers - 1], p,
-                             n);
+            rc = append_text(&sc->on_texts[m->nhandlers - 1], &sc->on_lens[m->nhandlers - 1], p, n);
         p = end ? end + 1 : p + n;
     }
     return rc;
 }
 
-static int check_sections(proj_model *m, sections *sc, sqlite3 *scratch,
-                          const ev_registry *events, sk_error *err)
+static int check_sections(proj_model *m, sections *sc, sqlite3 *scratch, const ev_registry *events,
+                          sk_error *err)
 {
     if (!m->tables_sql)
         return sk_error_set(err, SK_EBADINPUT, "", "%s: no @tables section", m->path);
     char *msg = NULL;
     if (sqlite3_exec(scratch, m->tables_sql, NULL, NULL, &msg) != SQLITE_OK) {
-        int rc = sk_error_set(err, SK_EBADINPUT, "", "%s: @tables: %s", m->path,
-                              msg ? msg : "error");
+        int rc =
+            sk_error_set(err, SK_EBADINPUT, "", "%s: @tables: %s", m->path, msg ? msg : "error");
         sqlite3_free(msg);
         return rc;
     }

@@ -219,9 +219,9 @@ static bool stopping(proj *p)
 
 static void wait_for_work(proj *p, bool with_sub)
 {
-    struct pollfd fds[2] = {{.fd = p->ctl_fd, .events = POLLIN},
-                            {.fd = with_sub && p->sub ? store_sub_fd(p->sub) : -1,
-                             .events = POLLIN}};
+    struct pollfd fds[2] = {
+        {.fd = p->ctl_fd, .events = POLLIN},
+        {.fd = with_sub && p->sub ? store_sub_fd(p->sub) : -1, .events = POLLIN}};
     while (poll(fds, 2, -1) < 0 && errno == EINTR) {
     }
     uint64_t drained;

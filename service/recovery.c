@@ -51,5 +51,5 @@ void svc_recovery_tick(svc_app *app, svc_recovery *rec)
     char wait[32];
     snprintf(wait, sizeof wait, "%u", rec->backoff_ms);
     svc_log(SK_LOG_ERROR, "the log could not recover; trying again later", "error",
-             err.message[0] ? err.message : sk_strerror(rc), "retry_in_ms", wait, SVC_END);
+            err.message[0] ? err.message : sk_strerror(rc), "retry_in_ms", wait, SVC_END);
 }

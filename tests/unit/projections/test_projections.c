@@ -100,8 +100,7 @@ static void append(fixture *fx, const char *stream, const char *type, const char
     uint32_t schema_id;
     sk_error err = {0};
     assert_int_equal(
-        ev_payload_from_json_text(fx->events, type, json, strlen(json), &buf, &schema_id, &err),
-        0);
+        ev_payload_from_json_text(fx->events, type, json, strlen(json), &buf, &schema_id, &err), 0);
     ev_event ev = {0};
     ev.type = ev_str_of(type);
     ev.schema_id = schema_id;
@@ -115,8 +114,10 @@ static void append(fixture *fx, const char *stream, const char *type, const char
 /* A small history: two products, a customer, one order confirmed, one cancelled. */
 static void history(fixture *fx)
 {
-    append(fx, "product-A", "ProductRegistered", "{\"sku\":\"A\",\"name\":\"Anvil\",\"price_cents\":500}");
-    append(fx, "product-B", "ProductRegistered", "{\"sku\":\"B\",\"name\":\"Bolt\",\"price_cents\":20}");
+    append(fx, "product-A", "ProductRegistered",
+           "{\"sku\":\"A\",\"name\":\"Anvil\",\"price_cents\":500}");
+    append(fx, "product-B", "ProductRegistered",
+           "{\"sku\":\"B\",\"name\":\"Bolt\",\"price_cents\":20}");
     append(fx, "product-A", "ProductRestocked", "{\"sku\":\"A\",\"quantity\":10}");
     append(fx, "product-B", "ProductRestocked", "{\"sku\":\"B\",\"quantity\":100}");
     append(fx, "customer-c1", "CustomerOpened",
@@ -137,7 +138,8 @@ static void history(fixture *fx)
            "{\"sku\":\"A\",\"quantity\":1,\"unit_price_cents\":500}]}");
     append(fx, "product-A", "StockReserved", "{\"sku\":\"A\",\"order_id\":\"o2\",\"quantity\":1}");
     append(fx, "product-A", "StockReleased", "{\"sku\":\"A\",\"order_id\":\"o2\",\"quantity\":1}");
-    append(fx, "order-o2", "OrderCancelled", "{\"order_id\":\"o2\",\"reason\":\"payment_declined\"}");
+    append(fx, "order-o2", "OrderCancelled",
+           "{\"order_id\":\"o2\",\"reason\":\"payment_declined\"}");
 }
 
 static void open_engine(fixture *fx)
@@ -190,19 +192,24 @@ static void test_sample_models(void **state)
     open_engine(fx);
     sk_error err = {0};
     assert_int_equal(proj_engine_catch_up(fx->engine, &err), 0);
-    assert_scalar(fx, "inventory",
-                  "SELECT group_concat(sku || ':' || (restocked - committed) || '/' || reserved, ' ') "
-                  "FROM products ORDER BY sku",
-                  "A:8/0 B:98/0");
+    assert_scalar(
+        fx, "inventory",
+        "SELECT group_concat(sku || ':' || (restocked - committed) || '/' || reserved, ' ') "
+        "FROM products ORDER BY sku",
+        "A:8/0 B:98/0");
     assert_scalar(fx, "inventory", "SELECT count(*) FROM reservations", "0");
     assert_scalar(fx, "customer_credit", "SELECT used_cents FROM customers WHERE customer_id='c1'",
                   "1040");
-    assert_scalar(fx, "orders", "SELECT status || ',' || total_cents FROM orders WHERE order_id='o1'",
+    assert_scalar(fx, "orders",
+                  "SELECT status || ',' || total_cents FROM orders WHERE order_id='o1'",
                   "confirmed,1040");
-    assert_scalar(fx, "orders", "SELECT status || ',' || cancel_reason FROM orders WHERE order_id='o2'",
+    assert_scalar(fx, "orders",
+                  "SELECT status || ',' || cancel_reason FROM orders WHERE order_id='o2'",
                   "cancelled,payment_declined");
-    assert_scalar(fx, "orders", "SELECT group_concat(sku || 'x' || quantity) FROM order_lines WHERE order_id='o1'",
-                  "Ax2,Bx2");
+    assert_scalar(
+        fx, "orders",
+        "SELECT group_concat(sku || 'x' || quantity) FROM order_lines WHERE order_id='o1'",
+        "Ax2,Bx2");
     assert_scalar(fx, "sales_by_day", "SELECT orders || ',' || revenue_cents FROM sales", "1,1040");
     assert_scalar(fx, "sales_by_day", "SELECT length(day) FROM sales", "10");
     assert_scalar(fx, "orders", "SELECT value FROM _skald_projection WHERE key='next_position'",
@@ -226,7 +233,8 @@ static void test_failure_resume_and_skip(void **state)
     fixture *fx = *state;
     write_model(fx, "fragile", FRAGILE);
     copy_model(fx, "inventory");
-    append(fx, "product-A", "ProductRegistered", "{\"sku\":\"A\",\"name\":\"a\",\"price_cents\":1}");
+    append(fx, "product-A", "ProductRegistered",
+           "{\"sku\":\"A\",\"name\":\"a\",\"price_cents\":1}");
     append(fx, "product-A", "ProductRestocked", "{\"sku\":\"A\",\"quantity\":10}");
     append(fx, "product-A", "ProductRestocked", "{\"sku\":\"A\",\"quantity\":100}"); /* breaks it */
     append(fx, "product-A", "ProductRestocked", "{\"sku\":\"A\",\"quantity\":5}");
@@ -272,7 +280,8 @@ static void test_changed_file_rebuilds_beside(void **state)
 {
     fixture *fx = *state;
     write_model(fx, "fragile", FRAGILE);
-    append(fx, "product-A", "ProductRegistered", "{\"sku\":\"A\",\"name\":\"a\",\"price_cents\":1}");
+    append(fx, "product-A", "ProductRegistered",
+           "{\"sku\":\"A\",\"name\":\"a\",\"price_cents\":1}");
     append(fx, "product-A", "ProductRestocked", "{\"sku\":\"A\",\"quantity\":60}");
     append(fx, "product-A", "ProductRestocked", "{\"sku\":\"A\",\"quantity\":1}");
     open_engine(fx);
@@ -284,11 +293,12 @@ static void test_changed_file_rebuilds_beside(void **state)
     proj_engine_close(fx->engine);
     fx->engine = NULL;
     /* the fix: a wider check. Opening finds the changed hash and rebuilds beside. */
-    write_model(fx, "fragile",
-                "-- @tables\n"
-                "CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty <= 500));\n"
-                "-- @on ProductRegistered\nINSERT INTO stock VALUES (:sku, 0);\n"
-                "-- @on ProductRestocked\nUPDATE stock SET qty = qty + :quantity WHERE sku = :sku;\n");
+    write_model(
+        fx, "fragile",
+        "-- @tables\n"
+        "CREATE TABLE stock (sku TEXT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty <= 500));\n"
+        "-- @on ProductRegistered\nINSERT INTO stock VALUES (:sku, 0);\n"
+        "-- @on ProductRestocked\nUPDATE stock SET qty = qty + :quantity WHERE sku = :sku;\n");
     open_engine(fx);
     st = proj_status_json(fx->engine, "fragile");
     assert_string_equal(json_string_value(json_object_get(st, "state")), "rebuilding");
@@ -324,7 +334,8 @@ static void test_worker_thread_and_wait(void **state)
     int64_t applied = 0;
     assert_int_equal(proj_wait_applied(fx->engine, "inventory", 0, 50, &applied), -ETIMEDOUT);
     assert_int_equal(applied, -1);
-    append(fx, "product-A", "ProductRegistered", "{\"sku\":\"A\",\"name\":\"a\",\"price_cents\":1}");
+    append(fx, "product-A", "ProductRegistered",
+           "{\"sku\":\"A\",\"name\":\"a\",\"price_cents\":1}");
     for (int i = 0; i < 200; i++)
         append(fx, "product-A", "ProductRestocked", "{\"sku\":\"A\",\"quantity\":1}");
     assert_int_equal(proj_wait_applied(fx->engine, "inventory", 200, 10000, &applied), 0);
