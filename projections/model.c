@@ -87,7 +87,9 @@ static json_t *schema_fields(const ev_registry *events, const char *type)
     json_t *field;
     size_t i;
     json_array_foreach(json_object_get(schema, "fields"), i, field)
+    {
         json_array_append(names, json_object_get(field, "name"));
+    }
     json_decref(schema);
     return names;
 }
@@ -96,7 +98,11 @@ static bool has_name(const json_t *names, const char *name)
 {
     json_t *v;
     size_t i;
-    json_array_foreach(names, i, v) if (strcmp(json_string_value(v), name) == 0) return true;
+    json_array_foreach(names, i, v)
+    {
+        if (strcmp(json_string_value(v), name) == 0)
+            return true;
+    }
     return false;
 }
 
