@@ -110,7 +110,7 @@ static void *sync_main(void *arg)
     pthread_barrier_wait(&sh->start);
     uint64_t next = bench_now_ns() + SYNC_INTERVAL_S * 1000000000ull;
     while (!atomic_load(&sh->done)) {
-        struct timespec pause = {0, 10 * 1000000}; /* notices "done" within 10 ms */
+        struct timespec pause = {0, 10000000L}; /* notices "done" within 10 ms */
         nanosleep(&pause, NULL);
         if (bench_now_ns() < next)
             continue;

@@ -132,33 +132,33 @@ typedef enum { OPT_FLAG, OPT_PATH, OPT_NUMBER } opt_kind;
 typedef struct opt_def {
     const char *name;
     opt_kind kind;
+    int is_u64;
     uint64_t min, max;
     size_t offset;
-    int is_u64;
 } opt_def;
 
 #define OPT_BASE 256
 
 static const opt_def opt_defs[] = {
-    {"keep", OPT_FLAG, 0, 0, offsetof(bench_opts, keep), 0},
-    {"dir", OPT_PATH, 0, 0, offsetof(bench_opts, dir), 0},
-    {"log", OPT_PATH, 0, 0, offsetof(bench_opts, log_dir), 0},
-    {"skald", OPT_PATH, 0, 0, offsetof(bench_opts, skald), 0},
-    {"events", OPT_NUMBER, 1, 1000000000, offsetof(bench_opts, events), 1},
-    {"threads", OPT_NUMBER, 1, 256, offsetof(bench_opts, threads), 0},
-    {"subscribers", OPT_NUMBER, 1, 256, offsetof(bench_opts, subscribers), 0},
-    {"window", OPT_NUMBER, 1, 65536, offsetof(bench_opts, window), 0},
-    {"streams", OPT_NUMBER, 1, 1000000, offsetof(bench_opts, streams), 0},
-    {"payload-bytes", OPT_NUMBER, 0, EV_PAYLOAD_MAX, offsetof(bench_opts, payload_bytes), 0},
-    {"runs", OPT_NUMBER, 1, 100000, offsetof(bench_opts, runs), 0},
-    {"read-bytes", OPT_NUMBER, 4096, 1u << 30, offsetof(bench_opts, read_bytes), 0},
-    {"stream-events", OPT_NUMBER, 1, 1000000, offsetof(bench_opts, stream_events), 0},
-    {"connections", OPT_NUMBER, 1, 10000, offsetof(bench_opts, connections), 0},
-    {"duration", OPT_NUMBER, 1, 3600, offsetof(bench_opts, duration_s), 0},
-    {"wrk-threads", OPT_NUMBER, 1, 64, offsetof(bench_opts, wrk_threads), 0},
-    {"history-max", OPT_NUMBER, 100, 10000000, offsetof(bench_opts, history_max), 1},
-    {"keys", OPT_NUMBER, 1, 100000000, offsetof(bench_opts, keys), 1},
-    {"body-bytes", OPT_NUMBER, 0, 65536, offsetof(bench_opts, body_bytes), 0},
+    {"keep", OPT_FLAG, 0, 0, 0, offsetof(bench_opts, keep)},
+    {"dir", OPT_PATH, 0, 0, 0, offsetof(bench_opts, dir)},
+    {"log", OPT_PATH, 0, 0, 0, offsetof(bench_opts, log_dir)},
+    {"skald", OPT_PATH, 0, 0, 0, offsetof(bench_opts, skald)},
+    {"events", OPT_NUMBER, 1, 1, 1000000000, offsetof(bench_opts, events)},
+    {"threads", OPT_NUMBER, 0, 1, 256, offsetof(bench_opts, threads)},
+    {"subscribers", OPT_NUMBER, 0, 1, 256, offsetof(bench_opts, subscribers)},
+    {"window", OPT_NUMBER, 0, 1, 65536, offsetof(bench_opts, window)},
+    {"streams", OPT_NUMBER, 0, 1, 1000000, offsetof(bench_opts, streams)},
+    {"payload-bytes", OPT_NUMBER, 0, 0, EV_PAYLOAD_MAX, offsetof(bench_opts, payload_bytes)},
+    {"runs", OPT_NUMBER, 0, 1, 100000, offsetof(bench_opts, runs)},
+    {"read-bytes", OPT_NUMBER, 0, 4096, 1u << 30, offsetof(bench_opts, read_bytes)},
+    {"stream-events", OPT_NUMBER, 0, 1, 1000000, offsetof(bench_opts, stream_events)},
+    {"connections", OPT_NUMBER, 0, 1, 10000, offsetof(bench_opts, connections)},
+    {"duration", OPT_NUMBER, 0, 1, 3600, offsetof(bench_opts, duration_s)},
+    {"wrk-threads", OPT_NUMBER, 0, 1, 64, offsetof(bench_opts, wrk_threads)},
+    {"history-max", OPT_NUMBER, 1, 100, 10000000, offsetof(bench_opts, history_max)},
+    {"keys", OPT_NUMBER, 1, 1, 100000000, offsetof(bench_opts, keys)},
+    {"body-bytes", OPT_NUMBER, 0, 0, 65536, offsetof(bench_opts, body_bytes)},
 };
 #define OPT_COUNT (sizeof opt_defs / sizeof opt_defs[0])
 
