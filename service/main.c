@@ -10,6 +10,7 @@
 #include "service/service.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,26 +92,6 @@ static int parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out
     return 0;
 }
 
-/* `--name VALUE` or `--name=VALUE`: 1 and *value_out if argv[*i] is that option (moving
- * *i past a separate value), 0 if it is not, -EINVAL if the value is missing. */
-static int option_value(int argc, char **argv, int *i, const char *name, const char **value_out)
-{
-    const char *arg = argv[*i];
-    size_t len = strlen(name);
-    if (strncmp(arg, name, len) != 0)
-        return 0;
-    if (arg[len] == '=') {
-        *value_out = arg + len + 1;
-        return 1;
-    }
-    if (arg[len] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -EINVAL;
-    *value_out = argv[++*i];
-    return 1;
-}
-
 static void print_seed_failure(int rc, const sk_error *err)
 {
     const char *message = err->message[0] ? err->message : sk_strerror(rc);
@@ -152,58 +133,80 @@ static int run_seed(const svc_seed_options *opt)
     return EXIT_OK;
 }
 
-/* Stores the value of one of SEED_VALUE_OPTIONS; 0, or a usage error's exit code. */
-static int apply_seed_option(const char *name, const char *value, svc_seed_options *opt)
+enum { SEED_DATA = 256, SEED_SCHEMAS, SEED_ORDERS, SEED_SEED, SEED_IF_EMPTY };
+
+static const struct option SEED_OPTIONS[] = {
+    {"data", required_argument, NULL, SEED_DATA},
+    {"schemas", required_argument, NULL, SEED_SCHEMAS},
+    {"orders", required_argument, NULL, SEED_ORDERS},
+    {"seed", required_argument, NULL, SEED_SEED},
+    {"if-empty", no_argument, NULL, SEED_IF_EMPTY},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Stores one seed option's value; 0, or a usage error's exit code. */
+static int apply_seed_option(int code, const char *value, svc_seed_options *opt)
 {
     uint64_t number = 0;
-    if (strcmp(name, "--data") == 0) {
+    switch (code) {
+    case SEED_DATA:
         opt->data_dir = value;
-    } else if (strcmp(name, "--schemas") == 0) {
+        return 0;
+    case SEED_SCHEMAS:
         opt->schemas_dir = value;
-    } else if (strcmp(name, "--orders") == 0) {
+        return 0;
+    case SEED_IF_EMPTY:
+        opt->if_empty = 1;
+        return 0;
+    case SEED_ORDERS:
         if (parse_u64(value, 1, SVC_SEED_ORDERS_MAX, &number) != 0)
             return usage_error("--orders wants a whole number from 1 to %u, not '%s'",
                                SVC_SEED_ORDERS_MAX, value);
         opt->orders = (uint32_t)number;
-    } else {
+        return 0;
+    default:
         if (parse_u64(value, 0, UINT64_MAX, &number) != 0)
             return usage_error("--seed wants a whole number, not '%s'", value);
         opt->seed = number;
-    }
-    return 0;
-}
-
-/* Reads the seed option at argv[*i] (and its value) into opt; 0, or a usage error's exit
- * code. */
-static int parse_seed_option(int argc, char **argv, int *i, svc_seed_options *opt)
-{
-    static const char *const SEED_VALUE_OPTIONS[] = {"--data", "--schemas", "--orders", "--seed"};
-    if (strcmp(argv[*i], "--if-empty") == 0) {
-        opt->if_empty = 1;
         return 0;
     }
-    for (size_t k = 0; k < sizeof SEED_VALUE_OPTIONS / sizeof SEED_VALUE_OPTIONS[0]; k++) {
-        const char *value = NULL;
-        int matched = option_value(argc, argv, i, SEED_VALUE_OPTIONS[k], &value);
-        if (matched < 0)
-            return usage_error("option '%s' needs a value", SEED_VALUE_OPTIONS[k]);
-        if (matched > 0)
-            return apply_seed_option(SEED_VALUE_OPTIONS[k], value, opt);
-    }
-    return usage_error("seed: unknown option '%s'", argv[*i]);
 }
 
+/* The name of the long option with this code, for messages. */
+static const char *seed_option_name(int code)
+{
+    for (const struct option *o = SEED_OPTIONS; o->name; o++)
+        if (o->val == code)
+            return o->name;
+    return "?";
+}
+
+/* `skald seed [OPTIONS]`, argv[0] being "seed". getopt_long with a leading '-' (operands
+ * come back in order as code 1, so a stray one is named) and ':' (a missing value comes
+ * back as ':' instead of getopt's own message). */
 static int cmd_seed(int argc, char **argv)
 {
     svc_seed_options opt;
     svc_seed_options_init(&opt, NULL);
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+    int code;
+    opterr = 0;
+    optind = 1;
+    while ((code = getopt_long(argc, argv, "-:h", SEED_OPTIONS, NULL)) != -1) {
+        if (code == 'h')
             return print_usage();
-        int rc = parse_seed_option(argc, argv, &i, &opt);
+        if (code == 1)
+            return usage_error("seed: unexpected argument '%s'", optarg);
+        if (code == '?')
+            return usage_error("seed: unknown option '%s'", argv[optind - 1]);
+        if (code == ':')
+            return usage_error("option '--%s' needs a value", seed_option_name(optopt));
+        int rc = apply_seed_option(code, optarg, &opt);
         if (rc)
             return rc;
     }
+    if (optind < argc) /* after "--" */
+        return usage_error("seed: unexpected argument '%s'", argv[optind]);
     if (!opt.data_dir || !*opt.data_dir)
         return usage_error("seed: --data DIR is required");
     return run_seed(&opt);

@@ -31,7 +31,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +39,6 @@
 
 #define SEED_HISTORY_DAYS     30
 #define SEED_IN_FLIGHT_MAX    4096 /* appends queued and not yet completed */
-#define SEED_WAIT_TIMEOUT_S   60   /* longest wait for the log to complete one append */
 #define SEED_ORDER_LINES_MAX  4
 #define SEED_LOW_STOCK        5  /* available units below which a delivery may come */
 #define SEED_TIMEOUT_PERCENT  2  /* orders whose commit step "times out" after payment */
@@ -124,128 +122,21 @@ typedef struct order {
     ev_uuid correlation_id; /* the business process: one per order */
 } order;
 
-/* Completions of the appends in flight; shared with the log's appender thread. */
-typedef struct flight {
-    pthread_mutex_t mu;
-    pthread_cond_t cond;   /* signalled on every completion */
-    uint32_t in_flight;    /* guarded by mu */
-    int status;            /* the first failure, or 0; guarded by mu */
-    uint64_t failed_index; /* which append (0-based) failed first; guarded by mu */
-    uint64_t completed;    /* guarded by mu */
-} flight;
-
 typedef struct seed_ctx {
     const svc_seed_options *opt;
     sk_error *err;
     sample_rng rng;
     ev_registry *reg;
     store_log *log;
-    flight flight;
-    ev_buf payload;    /* reused by every append */
-    int64_t clock_us;  /* the simulated occurred_at of the next event */
-    int64_t end_us;    /* the simulated clock never passes this (the real now) */
-    uint64_t appended; /* appends queued so far */
+    store_window *window; /* every append goes through it; destroyed after the log closes */
+    ev_buf payload;       /* reused by every append */
+    int64_t clock_us;     /* the simulated occurred_at of the next event */
+    int64_t end_us;       /* the simulated clock never passes this (the real now) */
+    uint64_t appended;    /* appends queued so far */
     product products[SVC_SEED_PRODUCTS];
     customer customers[SVC_SEED_CUSTOMERS];
     svc_seed_report report;
 } seed_ctx;
-
-/* ---------------------------------------------------------------------------------------
- * Flow control: at most SEED_IN_FLIGHT_MAX appends queued; the first failure stops all.
- */
-static int flight_init(flight *f)
-{
-    pthread_condattr_t attr;
-    int rc = pthread_condattr_init(&attr);
-    if (rc)
-        return -rc;
-    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (!rc)
-        rc = pthread_cond_init(&f->cond, &attr);
-    pthread_condattr_destroy(&attr);
-    if (rc)
-        return -rc;
-    rc = pthread_mutex_init(&f->mu, NULL);
-    if (rc) {
-        pthread_cond_destroy(&f->cond);
-        return -rc;
-    }
-    return 0;
-}
-
-static void flight_destroy(flight *f)
-{
-    pthread_mutex_destroy(&f->mu);
-    pthread_cond_destroy(&f->cond);
-}
-
-/* Waits (mu held) for the next completion; -ETIMEDOUT if none comes within
- * SEED_WAIT_TIMEOUT_S (the log stopped completing appends, which it promises never to). */
-static int flight_wait_one(flight *f)
-{
-    uint64_t before = f->completed;
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += SEED_WAIT_TIMEOUT_S;
-    while (f->completed == before) {
-        if (pthread_cond_timedwait(&f->cond, &f->mu, &deadline) == ETIMEDOUT &&
-            f->completed == before)
-            return -ETIMEDOUT;
-    }
-    return 0;
-}
-
-/* Takes a slot for one more append, waiting while SEED_IN_FLIGHT_MAX are taken. Returns
- * the first failure of an earlier append instead, if there was one. */
-static int flight_acquire(flight *f)
-{
-    int rc = 0;
-    pthread_mutex_lock(&f->mu);
-    while (rc == 0 && f->status == 0 && f->in_flight >= SEED_IN_FLIGHT_MAX)
-        rc = flight_wait_one(f);
-    if (rc == 0)
-        rc = f->status;
-    if (rc == 0)
-        f->in_flight++;
-    pthread_mutex_unlock(&f->mu);
-    return rc;
-}
-
-/* Gives a slot back when the append was refused up front (its completion never runs). */
-static void flight_cancel(flight *f)
-{
-    pthread_mutex_lock(&f->mu);
-    f->in_flight--;
-    pthread_mutex_unlock(&f->mu);
-}
-
-/* Waits until every queued append has completed; returns the first failure. */
-static int flight_drain(flight *f)
-{
-    int rc = 0;
-    pthread_mutex_lock(&f->mu);
-    while (rc == 0 && f->in_flight > 0)
-        rc = flight_wait_one(f);
-    if (rc == 0)
-        rc = f->status;
-    pthread_mutex_unlock(&f->mu);
-    return rc;
-}
-
-/* The append's completion, on the log's appender thread: records, never blocks. */
-static void on_appended(void *cb_ctx, const store_append_result *res)
-{
-    flight *f = cb_ctx;
-    pthread_mutex_lock(&f->mu);
-    if (res->status != 0 && f->status == 0) {
-        f->status = res->status;
-        f->failed_index = f->completed;
-    }
-    f->completed++;
-    f->in_flight--;
-    pthread_cond_broadcast(&f->cond);
-    pthread_mutex_unlock(&f->mu);
-}
 
 /* ---------------------------------------------------------------------------------------
  * Appending one event.
@@ -280,29 +171,12 @@ static void format_traceparent(const ev_uuid *trace, const ev_uuid *span,
     memcpy(p, "-01", 4);
 }
 
-/* Queues one append after the flow control lets it; a full log queue is waited out once. */
+/* Queues one append through the window (which waits while SEED_IN_FLIGHT_MAX are queued). */
 static int queue_append(seed_ctx *s, const char *stream, uint64_t expected, const ev_event *ev)
 {
-    int rc = flight_acquire(&s->flight);
+    int rc = store_window_append(s->window, ev_str_of(stream), expected, ev, 1, s->err);
     if (rc)
         return rc;
-    rc = store_log_append_async(s->log, ev_str_of(stream), expected, ev, 1, on_appended, &s->flight,
-                                s->err);
-    if (rc == SK_EBUSY) {
-        flight_cancel(&s->flight);
-        rc = flight_drain(&s->flight);
-        if (rc)
-            return rc;
-        rc = flight_acquire(&s->flight);
-        if (rc)
-            return rc;
-        rc = store_log_append_async(s->log, ev_str_of(stream), expected, ev, 1, on_appended,
-                                    &s->flight, s->err);
-    }
-    if (rc) {
-        flight_cancel(&s->flight);
-        return rc;
-    }
     s->appended++;
     s->report.events++;
     return 0;
@@ -720,7 +594,9 @@ static int check_fresh(seed_ctx *s)
 
 static int append_sample(seed_ctx *s)
 {
-    int rc = 0;
+    int rc = store_window_create(s->log, SEED_IN_FLIGHT_MAX, NULL, NULL, &s->window);
+    if (rc)
+        return rc;
     int64_t span_us = (int64_t)SEED_HISTORY_DAYS * 86400 * US_PER_S;
     s->end_us = ev_now_us();
     s->clock_us = s->end_us - span_us;
@@ -733,12 +609,14 @@ static int append_sample(seed_ctx *s)
     int64_t gap_us = (s->end_us - s->clock_us) / 10 * 9 / (int64_t)(s->opt->orders + 1);
     for (uint32_t i = 0; rc == 0 && i < s->opt->orders; i++)
         rc = run_order(s, gap_us);
-    int drain_rc = flight_drain(&s->flight);
-    if (rc == 0 && drain_rc != 0) {
+    int drain_rc = store_window_drain(s->window);
+    store_window_stats st;
+    store_window_get_stats(s->window, &st);
+    if (rc == 0)
         rc = drain_rc;
+    if (rc != 0 && rc == st.first_error) /* an append failed after it was queued */
         sk_error_set(s->err, rc, "", "append %" PRIu64 " of %" PRIu64 " failed: %s",
-                     s->flight.failed_index + 1, s->appended, sk_strerror(rc));
-    }
+                     st.first_failed_index + 1, s->appended, sk_strerror(rc));
     return rc;
 }
 
@@ -781,12 +659,7 @@ int svc_seed_run(const svc_seed_options *opt, svc_seed_report *out, sk_error *er
     s->err = err;
     s->rng.state = opt->seed;
     int64_t start_us = monotonic_us();
-    int rc = flight_init(&s->flight);
-    if (rc) {
-        free(s);
-        return rc;
-    }
-    rc = seed_with(s);
+    int rc = seed_with(s);
     if (s->log) {
         s->report.next_position = store_log_head(s->log);
         int close_rc = store_log_close(s->log);
@@ -799,7 +672,7 @@ int svc_seed_run(const svc_seed_options *opt, svc_seed_report *out, sk_error *er
         *out = s->report;
     ev_registry_destroy(s->reg);
     ev_buf_free(&s->payload);
-    flight_destroy(&s->flight);
+    store_window_destroy(s->window); /* closing the log completed every append */
     free(s);
     return rc;
 }

@@ -196,6 +196,55 @@ int store_log_append(store_log *log, ev_str stream_id, uint64_t expected_version
 int store_log_commit(store_log *log);
 
 /* ---------------------------------------------------------------------------------------
+ * Append window (window.c): one submitting thread keeps up to `size` appends in flight
+ * on a log, so that many share each group commit (the seed and the benchmarks fill logs
+ * this way).
+ *
+ *   store_window_create(log, size, cb, ctx, &w)
+ *   store_window_append(w, ...) per append      waits while `size` are in flight
+ *   store_window_drain(w)                       waits for all; the first failure
+ *   store_window_destroy(w)                     once nothing is in flight
+ *
+ * Threads: append and drain from one thread at a time (the submitter); completions run on
+ * the log's completer thread. A full window sleeps until half of it is free, so the
+ * completer pays one wake-up per size/2 completions. Failure is sticky: after an append
+ * of this window completed with an error, append refuses the next ones with that error.
+ */
+typedef struct store_window store_window;
+
+typedef struct store_window_stats {
+    uint64_t submitted;          /* appends queued (refused ones are not counted) */
+    uint64_t completed;          /* of those, completed */
+    uint64_t failed;             /* completed with a non-zero status */
+    uint64_t busy_retries;       /* SK_EBUSY answers waited out and retried */
+    uint64_t first_failed_index; /* 0-based, in submission order; valid when failed > 0 */
+    int first_error;             /* the first failed completion's status, or 0 */
+} store_window_stats;
+
+/* Creates a window of `size` (> 0) appends on log. on_complete (may be NULL) runs for
+ * every completion, on the completer thread, after the window's bookkeeping and before
+ * drain can see it; the rules of store_append_cb apply. log is borrowed and must outlive
+ * the window; *out is the caller's, freed with store_window_destroy. 0 or -ENOMEM. */
+int store_window_create(store_log *log, uint32_t size, store_append_cb on_complete, void *cb_ctx,
+                        store_window **out);
+/* Queues one append as store_log_append_async does, after waiting (at most 60 s) while
+ * the window is full. SK_EBUSY answers are retried after a short pause for up to 10 s.
+ * 0; or the error of an earlier append of this window (nothing queued); or the error of
+ * store_log_append_async (err says which, for SK_EBADINPUT); or -ETIMEDOUT (the log
+ * completed nothing for 60 s). */
+int store_window_append(store_window *w, ev_str stream_id, uint64_t expected_version,
+                        const ev_event *events, size_t count, sk_error *err);
+/* Waits until every queued append has completed. 0, or the status of the first append
+ * that failed, or -ETIMEDOUT when one is overdue by 60 s: its completion still points at
+ * w, so w may be destroyed only after the log is closed (which completes it) -- or not at
+ * all. */
+int store_window_drain(store_window *w);
+/* Accepts NULL. Every queued append must have completed (asserted). */
+void store_window_destroy(store_window *w);
+/* The window's counters, from the submitting thread (exact once drain returned). */
+void store_window_get_stats(const store_window *w, store_window_stats *out);
+
+/* ---------------------------------------------------------------------------------------
  * State.
  */
 typedef enum store_state {

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -993,31 +994,52 @@ int main(int argc, char **argv)
     uint64_t from = 0, to = 0;
     bool have = false, restarts = false;
     int verbose = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+    /* getopt_long: a leading '-' returns operands in order (code 1) so a stray one is
+     * named; ':' returns a missing value as ':' instead of printing getopt's message.
+     * -vv is -v twice. */
+    enum { OPT_SEED = 256, OPT_SEEDS, OPT_RESTARTS };
+    static const struct option options[] = {
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"seeds", required_argument, NULL, OPT_SEEDS},
+        {"restarts", no_argument, NULL, OPT_RESTARTS},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int code;
+    opterr = 0;
+    while ((code = getopt_long(argc, argv, "-:hv", options, NULL)) != -1) {
+        switch (code) {
+        case 'h':
             fputs(USAGE, stdout);
             return 0;
-        } else if (strcmp(argv[i], "-v") == 0) {
-            verbose = verbose > 1 ? 2 : 1;
-        } else if (strcmp(argv[i], "-vv") == 0) {
-            verbose = 2;
-        } else if (strcmp(argv[i], "--restarts") == 0) {
+        case 'v':
+            verbose = verbose > 1 ? 2 : verbose + 1;
+            break;
+        case OPT_RESTARTS:
             restarts = true;
-        } else if (strcmp(argv[i], "--seed") == 0 || strcmp(argv[i], "--seeds") == 0) {
-            bool range = argv[i][6] == 's';
-            if (i + 1 >= argc)
-                return usage_error(range ? "--seeds needs A..B" : "--seed needs a number", NULL);
-            i++;
-            if (range ? !parse_range(argv[i], &from, &to) : !parse_seed(argv[i], &from))
-                return usage_error(
-                    range ? "bad seed range (want A..B with A <= B)" : "bad seed number", argv[i]);
-            if (!range)
-                to = from;
+            break;
+        case OPT_SEED:
+            if (!parse_seed(optarg, &from))
+                return usage_error("bad seed number", optarg);
+            to = from;
             have = true;
-        } else {
-            return usage_error("unknown argument", argv[i]);
+            break;
+        case OPT_SEEDS:
+            if (!parse_range(optarg, &from, &to))
+                return usage_error("bad seed range (want A..B with A <= B)", optarg);
+            have = true;
+            break;
+        case ':':
+            return usage_error(optopt == OPT_SEEDS ? "--seeds needs A..B" : "--seed needs a number",
+                               NULL);
+        case 1:
+            return usage_error("unknown argument", optarg);
+        default:
+            return usage_error("unknown argument", argv[optind - 1]);
         }
     }
+    if (optind < argc) /* after "--" */
+        return usage_error("unknown argument", argv[optind]);
     if (!have)
         return usage_error("give --seed N or --seeds A..B", NULL);
     sk_log_set_sink(verbose ? trace_message : drop_message, NULL);

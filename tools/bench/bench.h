@@ -69,6 +69,9 @@ typedef struct bench_opts {
     uint32_t command_rate; /* commands/s sent while the queries run (default 5000) */
     uint32_t orders;       /* orders placed before the queries run (default 5000) */
     uint32_t customers;    /* customers they spread over (default 100) */
+    /* idempotency */
+    uint64_t keys;       /* keyed commands, each claimed and finished once (default 200000) */
+    uint32_t body_bytes; /* the remembered answer's body (default 200) */
 } bench_opts;
 
 void bench_opts_init(bench_opts *opts);
@@ -87,6 +90,7 @@ int bench_sse(const bench_opts *opts);
 int bench_preload(uint16_t port, uint32_t n);
 int bench_projection_catchup(const bench_opts *opts);
 int bench_rebuild(const bench_opts *opts);
+int bench_idempotency(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).
@@ -128,41 +132,16 @@ uint8_t *bench_payload_create(uint32_t size);
 int bench_log_open(const char *dir, store_fsync_mode mode, uint32_t queue_min, store_log **out);
 
 /* ---------------------------------------------------------------------------------------
- * Windowed asynchronous appends (window.c): one submitting thread keeps at most `size`
- * appends in flight; completions (on the log's appender thread) free a slot. A submitter
- * that finds the window full sleeps until half of it is free, so the appender thread pays
- * one wake-up per size/2 completions, not one per completion.
+ * Windowed asynchronous appends (fill.c), through the store's append window
+ * (store_window_*, store/store.h): one submitting thread keeps at most --window appends in
+ * flight.
  */
 #define BENCH_CACHE_LINE 64
 
-typedef struct bench_window {
-    /* The submitting thread's; read by completions only through wake_at. */
-    uint64_t submitted;      /* appends queued */
-    uint64_t seen_completed; /* its last look at completed (saves a shared read per append) */
-    uint64_t busy_retries;   /* SK_EBUSY answers retried */
-    uint32_t size;
-    pthread_mutex_t mu;  /* guards the sleep on cond */
-    pthread_cond_t cond; /* signalled when completed reaches wake_at */
-    /* The completions' (the log's appender thread), on a cache line of their own so the
-     * submitter's writes never pull it away. */
-    alignas(BENCH_CACHE_LINE) _Atomic uint64_t completed;
-    uint64_t target;          /* appends this window queues in all (read-only) */
-    _Atomic uint64_t last_ns; /* bench_now_ns() at the target-th completion */
-    _Atomic uint64_t failed;  /* completions with a non-zero status */
-    _Atomic int first_error;  /* status of the first failed completion */
-    /* Written by the submitter when it sleeps, read by every completion. */
-    alignas(BENCH_CACHE_LINE) _Atomic uint64_t wake_at; /* completed count awaited, or NONE */
-} bench_window;
-
-int bench_window_init(bench_window *w, uint32_t size, uint64_t target);
-void bench_window_destroy(bench_window *w);
-/* Waits for a free slot, queues one append of ev to stream, retrying SK_EBUSY for a bounded
- * time. 0, or the error of store_log_append_async, or -ETIMEDOUT. */
-int bench_window_append(bench_window *w, store_log *log, ev_str stream, const ev_event *ev);
-/* Waits until every append this window queued has completed. Aborts the process if one
- * is overdue, since its completion still points at w. Then 0, or the status of the first
- * append that failed. */
-int bench_window_drain(bench_window *w);
+/* store_window_drain, except that an append overdue by 60 s stops the process, loudly:
+ * its completion still points at the window, so neither it nor the log may be released.
+ * 0, or the status of the first append that failed. */
+int bench_drain(store_window *w);
 
 /* Appends events one per append from one thread in index order (so positions follow the
  * index), each to stream_of(ctx, index), through a window of `window` appends. */

@@ -41,19 +41,24 @@ typedef struct batch_log {
     uint64_t cpu_ns;   /* CPU time of the appender thread after the last batch */
 } batch_log;
 
-typedef struct append_thread {
+/* Padded on purpose: the completion counters have a cache line of their own. */
+typedef struct append_thread { /* NOLINT(clang-analyzer-optin.performance.Padding) */
     pthread_t tid;
     uint32_t index;
     uint64_t first_event; /* global index of its first event */
     uint64_t events;      /* how many it appends */
     int status;
-    bench_window window;
+    uint64_t busy_retries; /* SK_EBUSY answers its window retried */
     /* Shared, read-only while threads run. */
     const bench_opts *opts;
     store_log *log;
     const bench_stream_names *names;
     const uint8_t *payload;
     pthread_barrier_t *start;
+    /* Its window's completions (the log's completer thread), on a cache line of their own
+     * so the appender's writes never pull it away. */
+    alignas(BENCH_CACHE_LINE) uint64_t completions;
+    _Atomic uint64_t last_ns; /* bench_now_ns() at its last completion */
 } append_thread;
 
 typedef struct append_result {
@@ -99,29 +104,48 @@ static void batch_log_free(batch_log *bl)
     free(bl->events);
 }
 
+/* Every completion of a thread's window: stamps the time of its last one. */
+static void on_complete(void *cb_ctx, const store_append_result *res)
+{
+    append_thread *t = cb_ctx;
+    (void)res;
+    if (++t->completions == t->events)
+        atomic_store(&t->last_ns, bench_now_ns());
+}
+
 static void *append_main(void *arg)
 {
     append_thread *t = arg;
+    store_window *w = NULL;
+    int rc = store_window_create(t->log, t->opts->window, on_complete, t, &w);
     ev_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = ev_str_of("BenchEvent");
     ev.schema_id = 1;
     ev.payload = t->payload;
     ev.payload_size = t->opts->payload_bytes;
-    pthread_barrier_wait(t->start);
-    int rc = 0;
+    pthread_barrier_wait(t->start); /* also when the window failed: the barrier counts it */
+    if (rc < 0) {
+        t->status = rc;
+        return NULL;
+    }
     /* Thread i appends global events i, i+T, i+2T, ...: every stream gets appends from
      * every thread, as independent clients would send them. */
     for (uint64_t j = 0; j < t->events && rc == 0; j++) {
         uint64_t global = (uint64_t)t->index + j * t->opts->threads;
-        rc = bench_window_append(&t->window, t->log, bench_stream_name(t->names, global), &ev);
+        rc = store_window_append(w, bench_stream_name(t->names, global), STORE_EXPECT_ANY, &ev, 1,
+                                 NULL);
     }
-    int drained = bench_window_drain(&t->window); /* the first failed completion, if any */
+    int drained = bench_drain(w); /* the first failed completion, if any */
     t->status = rc < 0 ? rc : drained;
+    store_window_stats st;
+    store_window_get_stats(w, &st);
+    t->busy_retries = st.busy_retries;
+    store_window_destroy(w);
     return NULL;
 }
 
-/* Runs the appenders; threads[] are set up, windows initialised. */
+/* Runs the appenders; threads[] are set up. */
 static int run_threads(append_thread *threads, uint32_t count, pthread_barrier_t *start,
                        uint64_t *elapsed_out)
 {
@@ -147,7 +171,7 @@ static int run_threads(append_thread *threads, uint32_t count, pthread_barrier_t
     }
     uint64_t t1 = 0; /* the last completion of all */
     for (uint32_t i = 0; i < count; i++) {
-        uint64_t last = atomic_load(&threads[i].window.last_ns);
+        uint64_t last = atomic_load(&threads[i].last_ns);
         t1 = last > t1 ? last : t1;
     }
     if (rc < 0 || t1 == 0) /* not every append completed */
@@ -159,7 +183,7 @@ static int run_threads(append_thread *threads, uint32_t count, pthread_barrier_t
 static int append_all(const bench_opts *opts, store_log *log, const bench_stream_names *names,
                       const uint8_t *payload, append_result *out)
 {
-    /* Over-aligned (each window keeps its completion counters on their own cache line). */
+    /* Over-aligned (each thread keeps its completion counters on their own cache line). */
     size_t size = opts->threads * sizeof(append_thread);
     append_thread *threads = aligned_alloc(alignof(append_thread), size);
     if (!threads)
@@ -167,27 +191,20 @@ static int append_all(const bench_opts *opts, store_log *log, const bench_stream
     memset(threads, 0, size);
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, opts->threads + 1);
-    int rc = 0;
-    uint32_t ready = 0;
-    for (; ready < opts->threads && rc == 0; ready++) {
-        append_thread *t = &threads[ready];
-        t->index = ready;
-        t->events = opts->events / opts->threads + (ready < opts->events % opts->threads);
+    for (uint32_t i = 0; i < opts->threads; i++) {
+        append_thread *t = &threads[i];
+        t->index = i;
+        t->events = opts->events / opts->threads + (i < opts->events % opts->threads);
         t->opts = opts;
         t->log = log;
         t->names = names;
         t->payload = payload;
         t->start = &start;
-        rc = bench_window_init(&t->window, opts->window, t->events);
+        atomic_init(&t->last_ns, 0);
     }
-    if (rc == 0)
-        rc = run_threads(threads, opts->threads, &start, &out->elapsed_ns);
-    else
-        ready--; /* the failed one was not initialised */
+    int rc = run_threads(threads, opts->threads, &start, &out->elapsed_ns);
     for (uint32_t i = 0; i < opts->threads; i++)
-        out->busy_retries += threads[i].window.busy_retries;
-    for (uint32_t i = 0; i < ready; i++)
-        bench_window_destroy(&threads[i].window);
+        out->busy_retries += threads[i].busy_retries;
     pthread_barrier_destroy(&start);
     free(threads);
     if (rc < 0)

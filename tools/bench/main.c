@@ -9,6 +9,7 @@
 #include "tools/bench/bench.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,9 @@ static const bench_def benches[] = {
     {"rebuild", bench_rebuild,
      "seconds to rebuild every sample read model from the whole sample-domain log "
      "(proj_rebuild + proj_engine_catch_up until all run at the head)"},
+    {"idempotency", bench_idempotency,
+     "keyed commands claimed and answered by --threads threads, a sync a second: the "
+     "idempotency journal against a SQLite table with an expiry index; ratio = SQLite/journal"},
 };
 #define BENCH_COUNT (sizeof benches / sizeof benches[0])
 
@@ -110,6 +114,9 @@ static void usage(FILE *out)
             "  --clients C          sse: feed streams open (default 100)\n"
             "  --rate R             sse: commands posted per second (default 2000);\n"
             "                       --streams defaults to 1000 products there\n"
+            "  --keys N             idempotency: keyed commands (default 200000); --threads\n"
+            "                       threads claim them (default 8)\n"
+            "  --body-bytes B       idempotency: the remembered answer (default 200)\n"
             "  -h, --help           show this help\n"
             "\n"
             "Exit status: 0 ran (goals are reported, not enforced), 1 failed, 2 usage error.\n"
@@ -136,99 +143,137 @@ static int parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out
     return 0;
 }
 
-typedef struct num_opt {
-    const char *flag;
-    uint64_t min, max;
-    size_t offset; /* of the field in bench_opts */
+/* Every option: a flag, a path or a whole number in [min, max] stored at `offset` in
+ * bench_opts (a uint64_t if is_u64, else a uint32_t). getopt_long is given the same
+ * table, each option's code being OPT_BASE + its index here. */
+typedef enum { OPT_FLAG, OPT_PATH, OPT_NUMBER } opt_kind;
+
+typedef struct opt_def {
+    const char *name;
+    opt_kind kind;
     int is_u64;
-} num_opt;
+    uint64_t min, max;
+    size_t offset;
+} opt_def;
 
-static const num_opt num_opts[] = {
-    {"--events", 1, 1000000000, offsetof(bench_opts, events), 1},
-    {"--threads", 1, 256, offsetof(bench_opts, threads), 0},
-    {"--subscribers", 1, 256, offsetof(bench_opts, subscribers), 0},
-    {"--window", 1, 65536, offsetof(bench_opts, window), 0},
-    {"--streams", 1, 1000000, offsetof(bench_opts, streams), 0},
-    {"--payload-bytes", 0, EV_PAYLOAD_MAX, offsetof(bench_opts, payload_bytes), 0},
-    {"--runs", 1, 100000, offsetof(bench_opts, runs), 0},
-    {"--read-bytes", 4096, 1u << 30, offsetof(bench_opts, read_bytes), 0},
-    {"--stream-events", 1, 1000000, offsetof(bench_opts, stream_events), 0},
-    {"--connections", 1, 10000, offsetof(bench_opts, connections), 0},
-    {"--duration", 1, 3600, offsetof(bench_opts, duration_s), 0},
-    {"--wrk-threads", 1, 64, offsetof(bench_opts, wrk_threads), 0},
-    {"--history-max", 100, 10000000, offsetof(bench_opts, history_max), 1},
-    {"--command-rate", 100, 1000000, offsetof(bench_opts, command_rate), 0},
-    {"--orders", 1, 10000000, offsetof(bench_opts, orders), 0},
-    {"--customers", 1, 1000000, offsetof(bench_opts, customers), 0},
-    {"--clients", 1, 10000, offsetof(bench_opts, clients), 0},
-    {"--rate", 1, 1000000, offsetof(bench_opts, rate), 0},
+#define OPT_BASE 256
+
+static const opt_def opt_defs[] = {
+    {"keep", OPT_FLAG, 0, 0, 0, offsetof(bench_opts, keep)},
+    {"dir", OPT_PATH, 0, 0, 0, offsetof(bench_opts, dir)},
+    {"log", OPT_PATH, 0, 0, 0, offsetof(bench_opts, log_dir)},
+    {"skald", OPT_PATH, 0, 0, 0, offsetof(bench_opts, skald)},
+    {"events", OPT_NUMBER, 1, 1, 1000000000, offsetof(bench_opts, events)},
+    {"threads", OPT_NUMBER, 0, 1, 256, offsetof(bench_opts, threads)},
+    {"subscribers", OPT_NUMBER, 0, 1, 256, offsetof(bench_opts, subscribers)},
+    {"window", OPT_NUMBER, 0, 1, 65536, offsetof(bench_opts, window)},
+    {"streams", OPT_NUMBER, 0, 1, 1000000, offsetof(bench_opts, streams)},
+    {"payload-bytes", OPT_NUMBER, 0, 0, EV_PAYLOAD_MAX, offsetof(bench_opts, payload_bytes)},
+    {"runs", OPT_NUMBER, 0, 1, 100000, offsetof(bench_opts, runs)},
+    {"read-bytes", OPT_NUMBER, 0, 4096, 1u << 30, offsetof(bench_opts, read_bytes)},
+    {"stream-events", OPT_NUMBER, 0, 1, 1000000, offsetof(bench_opts, stream_events)},
+    {"connections", OPT_NUMBER, 0, 1, 10000, offsetof(bench_opts, connections)},
+    {"duration", OPT_NUMBER, 0, 1, 3600, offsetof(bench_opts, duration_s)},
+    {"wrk-threads", OPT_NUMBER, 0, 1, 64, offsetof(bench_opts, wrk_threads)},
+    {"history-max", OPT_NUMBER, 1, 100, 10000000, offsetof(bench_opts, history_max)},
+    {"keys", OPT_NUMBER, 1, 1, 100000000, offsetof(bench_opts, keys)},
+    {"body-bytes", OPT_NUMBER, 0, 0, 65536, offsetof(bench_opts, body_bytes)},
+    {"command-rate", OPT_NUMBER, 0, 100, 1000000, offsetof(bench_opts, command_rate)},
+    {"orders", OPT_NUMBER, 0, 1, 10000000, offsetof(bench_opts, orders)},
+    {"customers", OPT_NUMBER, 0, 1, 1000000, offsetof(bench_opts, customers)},
+    {"clients", OPT_NUMBER, 0, 1, 10000, offsetof(bench_opts, clients)},
+    {"rate", OPT_NUMBER, 0, 1, 1000000, offsetof(bench_opts, rate)},
 };
+#define OPT_COUNT (sizeof opt_defs / sizeof opt_defs[0])
 
-/* 1 if flag is a numeric option (value stored), 0 if not one, or an exit code. */
-static int parse_num_opt(bench_opts *opts, const char *flag, const char *value)
+/* Stores the value of opt_defs[index]; 0, or the exit code of a usage error (printed). */
+static int apply_opt(bench_opts *opts, size_t index, const char *value)
 {
-    for (size_t i = 0; i < sizeof num_opts / sizeof num_opts[0]; i++) {
-        const num_opt *o = &num_opts[i];
-        if (strcmp(flag, o->flag) != 0)
-            continue;
-        uint64_t v;
-        if (!value)
-            return -usage_error("option '%s' needs a value", flag);
-        if (parse_u64(value, o->min, o->max, &v) < 0)
-            return -usage_error("%s must be a whole number from %" PRIu64 " to %" PRIu64
-                                ", not '%s'",
-                                flag, o->min, o->max, value);
-        char *field = (char *)opts + o->offset;
-        if (o->is_u64)
-            *(uint64_t *)(void *)field = v;
-        else
-            *(uint32_t *)(void *)field = (uint32_t)v;
-        return 1;
+    const opt_def *o = &opt_defs[index];
+    char *field = (char *)opts + o->offset;
+    if (o->kind == OPT_FLAG) {
+        *(int *)(void *)field = 1;
+        return 0;
     }
+    if (o->kind == OPT_PATH) {
+        if (!value[0])
+            return usage_error("option '--%s' needs a path", o->name);
+        *(const char **)(void *)field = value;
+        return 0;
+    }
+    uint64_t v;
+    if (parse_u64(value, o->min, o->max, &v) < 0)
+        return usage_error("--%s must be a whole number from %" PRIu64 " to %" PRIu64 ", not '%s'",
+                           o->name, o->min, o->max, value);
+    if (o->is_u64)
+        *(uint64_t *)(void *)field = v;
+    else
+        *(uint32_t *)(void *)field = (uint32_t)v;
     return 0;
 }
 
-/* Fills opts from argv[first..]; 0, or the exit code of a usage error (printed). */
-static int parse_opts(int argc, char **argv, int first, const char *name, bench_opts *opts)
+static size_t option_index(const char *name)
 {
-    int runs_set = 0, events_set = 0, duration_set = 0, streams_set = 0;
-    for (int i = first; i < argc; i++) {
-        const char *flag = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(flag, "--keep") == 0) {
-            opts->keep = 1;
-            continue;
-        }
-        if (strcmp(flag, "--dir") == 0 || strcmp(flag, "--log") == 0 ||
-            strcmp(flag, "--skald") == 0) {
-            if (!value || !value[0])
-                return usage_error("option '%s' needs a path", flag);
-            if (strcmp(flag, "--dir") == 0)
-                opts->dir = value;
-            else if (strcmp(flag, "--log") == 0)
-                opts->log_dir = value;
-            else
-                opts->skald = value;
-            i++;
-            continue;
-        }
-        int rc = parse_num_opt(opts, flag, value);
-        if (rc < 0)
-            return -rc;
-        if (rc == 0)
-            return usage_error("unknown option '%s'", flag);
-        runs_set |= strcmp(flag, "--runs") == 0;
-        events_set |= strcmp(flag, "--events") == 0;
-        duration_set |= strcmp(flag, "--duration") == 0;
-        streams_set |= strcmp(flag, "--streams") == 0;
+    size_t i = 0;
+    while (i < OPT_COUNT && strcmp(opt_defs[i].name, name) != 0)
         i++;
+    BENCH_ASSERT(i < OPT_COUNT);
+    return i;
+}
+
+/* Fills opts from argv[first..] with getopt_long; 0, or the exit code of a usage error
+ * (printed); *help_out is set when --help was given (usage printed). */
+static int parse_opts(int argc, char **argv, int first, const char *name, bench_opts *opts,
+                      int *help_out)
+{
+    struct option longopts[OPT_COUNT + 2];
+    for (size_t i = 0; i < OPT_COUNT; i++)
+        longopts[i] = (struct option){
+            opt_defs[i].name, opt_defs[i].kind == OPT_FLAG ? no_argument : required_argument, NULL,
+            OPT_BASE + (int)i};
+    longopts[OPT_COUNT] = (struct option){"help", no_argument, NULL, 'h'};
+    longopts[OPT_COUNT + 1] = (struct option){NULL, 0, NULL, 0};
+    uint8_t given[OPT_COUNT] = {0};
+    /* The benchmark's name stands in argv[0]'s place. A leading '-' returns operands in
+     * order (code 1); ':' reports a missing value as ':' instead of getopt's message. */
+    int sub_argc = argc - first + 1;
+    char **sub_argv = argv + first - 1;
+    int code;
+    opterr = 0;
+    optind = 1;
+    while ((code = getopt_long(sub_argc, sub_argv, "-:h", longopts, NULL)) != -1) {
+        if (code == 'h') {
+            usage(stdout);
+            *help_out = 1;
+            return 0;
+        }
+        if (code == 1)
+            return usage_error("unexpected argument '%s'", optarg);
+        if (code == '?')
+            return usage_error("unknown option '%s'", sub_argv[optind - 1]);
+        if (code == ':') {
+            size_t index = (size_t)(optopt - OPT_BASE);
+            if (optopt < OPT_BASE || index >= OPT_COUNT)
+                return usage_error("option '%s' needs a value", sub_argv[optind - 1]);
+            return usage_error("option '--%s' needs %s", opt_defs[index].name,
+                               opt_defs[index].kind == OPT_PATH ? "a path" : "a value");
+        }
+        size_t index = (size_t)(code - OPT_BASE);
+        BENCH_ASSERT(code >= OPT_BASE && index < OPT_COUNT);
+        int rc = apply_opt(opts, index, optarg);
+        if (rc != 0)
+            return rc;
+        given[index] = 1;
     }
-    if (!streams_set && strcmp(name, "sse") == 0)
+    if (optind < sub_argc) /* after "--" */
+        return usage_error("unexpected argument '%s'", sub_argv[optind]);
+    if (!given[option_index("streams")] && strcmp(name, "sse") == 0)
         opts->streams = 1000;
-    if (!runs_set && strcmp(name, "stream-read") == 0)
+    if (!given[option_index("runs")] && strcmp(name, "stream-read") == 0)
         opts->runs = 50;
-    if (!events_set && strcmp(name, "subscribe") == 0)
+    if (!given[option_index("events")] && strcmp(name, "subscribe") == 0)
         opts->events = SUBSCRIBE_EVENTS_DEFAULT;
-    if (!duration_set && strcmp(name, "subscribe") == 0)
+    if (!given[option_index("duration")] && strcmp(name, "subscribe") == 0)
         opts->duration_s = SUBSCRIBE_DURATION_DEFAULT_S;
     if (strcmp(name, "stream-read") == 0 && opts->events / 100 < opts->stream_events)
         return usage_error("stream-read needs --events of at least 100 x --stream-events");
@@ -251,19 +296,14 @@ int main(int argc, char **argv)
             printf("%-12s %s\n", benches[i].name, benches[i].summary);
         return 0;
     }
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
-    }
     for (size_t i = 0; i < BENCH_COUNT; i++) {
         if (strcmp(name, benches[i].name) != 0)
             continue;
         bench_opts opts;
         bench_opts_init(&opts);
-        int rc = parse_opts(argc, argv, 2, name, &opts);
-        if (rc != 0)
+        int help = 0;
+        int rc = parse_opts(argc, argv, 2, name, &opts, &help);
+        if (rc != 0 || help)
             return rc;
         rc = benches[i].run(&opts);
         fflush(stdout);

@@ -61,36 +61,30 @@ typedef struct proj_env {
 } proj_env;
 
 typedef struct fill_ctx {
-    bench_window window;
-    store_log *log;
+    store_window *window;
 } fill_ctx;
 
 static int fill_emit(void *ctx, ev_str stream, const ev_event *ev)
 {
     fill_ctx *f = ctx;
-    return bench_window_append(&f->window, f->log, stream, ev);
+    sk_error err = {0};
+    return store_window_append(f->window, stream, STORE_EXPECT_ANY, ev, 1, &err);
 }
 
 /* Appends the sample's events to env->log through a window of appends. */
 static int fill_log(proj_env *env, const bench_opts *opts)
 {
-    fill_ctx *f = aligned_alloc(BENCH_CACHE_LINE, sizeof *f);
-    if (!f)
-        return -ENOMEM;
-    f->log = env->log;
-    int rc = bench_window_init(&f->window, opts->window, opts->events);
-    if (rc < 0) {
-        free(f);
+    fill_ctx f = {NULL};
+    int rc = store_window_create(env->log, opts->window, NULL, NULL, &f.window);
+    if (rc < 0)
         return rc;
-    }
     uint64_t t0 = bench_now_ns();
-    rc = bench_sample_run(env->sample, fill_emit, f, &env->counts);
-    int drained = bench_window_drain(&f->window);
+    rc = bench_sample_run(env->sample, fill_emit, &f, &env->counts);
+    int drained = bench_drain(f.window);
     if (rc == 0)
         rc = drained;
     env->build_ns = bench_now_ns() - t0;
-    bench_window_destroy(&f->window);
-    free(f);
+    store_window_destroy(f.window);
     if (rc == 0 && store_log_durable_head(env->log) != opts->events) {
         fprintf(stderr, "skald-bench: the log holds %" PRIu64 " durable events, not %" PRIu64 "\n",
                 store_log_durable_head(env->log), opts->events);

@@ -156,7 +156,6 @@ typedef struct append_thread {
     uint64_t events; /* its share of --events */
     uint64_t appended;
     int status;
-    bench_window window;
     run_shared *shared;
 } append_thread;
 
@@ -164,24 +163,31 @@ static void *append_main(void *arg)
 {
     append_thread *t = arg;
     run_shared *sh = t->shared;
+    store_window *w = NULL;
+    int rc = store_window_create(sh->log, sh->opts->window, NULL, NULL, &w);
     ev_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = ev_str_of("BenchEvent");
     ev.schema_id = 1;
     ev.payload = sh->payload;
     ev.payload_size = sh->opts->payload_bytes;
-    pthread_barrier_wait(&sh->start);
-    int rc = 0;
+    pthread_barrier_wait(&sh->start); /* also when the window failed: the barrier counts it */
+    if (rc < 0) {
+        t->status = rc;
+        return NULL;
+    }
     /* As in log-append: thread i appends global events i, i+T, i+2T, ... */
     for (uint64_t j = 0; j < t->events && rc == 0; j++) {
         if ((j & (DEADLINE_EVERY - 1)) == 0 && bench_now_ns() >= sh->deadline_ns)
             break;
         uint64_t global = (uint64_t)t->index + j * sh->opts->threads;
-        rc = bench_window_append(&t->window, sh->log, bench_stream_name(sh->names, global), &ev);
+        rc = store_window_append(w, bench_stream_name(sh->names, global), STORE_EXPECT_ANY, &ev, 1,
+                                 NULL);
         t->appended += rc == 0;
     }
-    int drained = bench_window_drain(&t->window);
+    int drained = bench_drain(w);
     t->status = rc < 0 ? rc : drained;
+    store_window_destroy(w);
     return NULL;
 }
 
@@ -279,7 +285,7 @@ static void start_thread(pthread_t *tid, void *(*fn)(void *), void *arg, const c
     }
 }
 
-/* Runs appenders and subscribers; the subscriptions are open, the windows initialised. */
+/* Runs appenders and subscribers; the subscriptions are open. */
 static int run_all(run_shared *sh, append_thread *apps, sub_thread *subs, sub_figures *f)
 {
     const bench_opts *opts = sh->opts;
@@ -541,9 +547,7 @@ static int run(const bench_opts *opts, const char *work, const bench_stream_name
     atomic_init(&sh.end, NO_END);
     atomic_init(&sh.give_up_ns, NO_END);
     pthread_barrier_init(&sh.start, NULL, opts->threads + opts->subscribers + 1);
-    /* Over-aligned (each window keeps its completion counters on their own cache line). */
-    size_t apps_size = opts->threads * sizeof(append_thread);
-    append_thread *apps = aligned_alloc(alignof(append_thread), apps_size);
+    append_thread *apps = calloc(opts->threads, sizeof *apps);
     sub_thread *subs = calloc(opts->subscribers, sizeof *subs);
     batch_table bt;
     rc = batch_table_init(&bt, opts->events);
@@ -556,24 +560,16 @@ static int run(const bench_opts *opts, const char *work, const bench_stream_name
         subs[i].samples = malloc(samples * sizeof *subs[i].samples);
         rc = subs[i].samples ? 0 : -ENOMEM;
     }
-    uint32_t ready = 0;
-    if (apps)
-        memset(apps, 0, apps_size);
-    for (; apps && ready < opts->threads && rc == 0; ready++) {
-        append_thread *t = &apps[ready];
-        t->index = ready;
-        t->events = opts->events / opts->threads + (ready < opts->events % opts->threads);
+    for (uint32_t i = 0; apps && i < opts->threads; i++) {
+        append_thread *t = &apps[i];
+        t->index = i;
+        t->events = opts->events / opts->threads + (i < opts->events % opts->threads);
         t->shared = &sh;
-        rc = bench_window_init(&t->window, opts->window, t->events ? t->events : 1);
-        if (rc < 0)
-            break; /* not initialised: not counted in ready */
     }
     if (rc == 0)
         rc = measure(&sh, log_dir, apps, subs, &bt);
     else
         fprintf(stderr, "skald-bench: setting up: %s\n", strerror(-rc));
-    for (uint32_t i = 0; i < ready; i++)
-        bench_window_destroy(&apps[i].window);
     for (uint32_t i = 0; subs && i < opts->subscribers; i++)
         free(subs[i].samples);
     batch_table_free(&bt);

@@ -39,6 +39,8 @@ void bench_opts_init(bench_opts *opts)
     opts->customers = 100;
     opts->clients = 100;
     opts->rate = 2000;
+    opts->keys = 200000;
+    opts->body_bytes = 200;
 }
 
 int bench_path_join(char *out, size_t size, const char *dir, const char *name)

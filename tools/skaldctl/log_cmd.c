@@ -431,43 +431,12 @@ static int log_repair(const ctl_opts *o)
 int ctl_log(int argc, char **argv)
 {
     static const char LOG_USAGE[] = "Usage: skaldctl log info|verify|dump|tail|repair [OPTIONS]\n";
-    if (argc < 3)
-        return ctl_usage_error(LOG_USAGE,
-                               "log needs a subcommand: info, verify, dump, tail, repair");
-    const char *sub = argv[2];
-    ctl_opts o;
-    int rc;
-    if (strcmp(sub, "-h") == 0 || strcmp(sub, "--help") == 0) {
-        fputs(LOG_USAGE, stdout);
-        return CTL_OK;
-    }
-    if (strcmp(sub, "info") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "data,json", INFO_USAGE, &o)) || o.help)
-            return rc;
-        return log_info(&o);
-    }
-    if (strcmp(sub, "verify") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "data,json", VERIFY_USAGE, &o)) || o.help)
-            return rc;
-        return log_verify(&o);
-    }
-    if (strcmp(sub, "dump") == 0) {
-        if ((rc =
-                 ctl_parse(argc, argv, 3, "data,json,from,limit,stream,schemas", DUMP_USAGE, &o)) ||
-            o.help)
-            return rc;
-        return log_dump(&o);
-    }
-    if (strcmp(sub, "tail") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "data,json,from,stream,schemas", TAIL_USAGE, &o)) ||
-            o.help)
-            return rc;
-        return log_tail(&o);
-    }
-    if (strcmp(sub, "repair") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "data,truncate-at,yes", REPAIR_USAGE, &o)) || o.help)
-            return rc;
-        return log_repair(&o);
-    }
-    return ctl_usage_error(LOG_USAGE, "unknown log subcommand '%s'", sub);
+    static const ctl_subcommand SUBS[] = {
+        {"info", "data,json", INFO_USAGE, log_info},
+        {"verify", "data,json", VERIFY_USAGE, log_verify},
+        {"dump", "data,json,from,limit,stream,schemas", DUMP_USAGE, log_dump},
+        {"tail", "data,json,from,stream,schemas", TAIL_USAGE, log_tail},
+        {"repair", "data,truncate-at,yes", REPAIR_USAGE, log_repair},
+    };
+    return ctl_dispatch(argc, argv, LOG_USAGE, SUBS, sizeof SUBS / sizeof SUBS[0]);
 }

@@ -8,6 +8,7 @@
 #include "tools/skaldctl/skaldctl.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,80 @@ static int parse_u64(const char *usage, const char *flag, const char *text, uint
     return 0;
 }
 
+/* Every option of every subcommand; ctl_parse admits those its caller names. */
+enum {
+    OPT_DATA = 256,
+    OPT_SCHEMAS,
+    OPT_STREAM,
+    OPT_JSON,
+    OPT_YES,
+    OPT_ALL,
+    OPT_AGGREGATE,
+    OPT_FROM,
+    OPT_LIMIT,
+    OPT_TRUNCATE_AT,
+};
+
+static const struct option LONG_OPTIONS[] = {
+    {"data", required_argument, NULL, OPT_DATA},
+    {"schemas", required_argument, NULL, OPT_SCHEMAS},
+    {"stream", required_argument, NULL, OPT_STREAM},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"yes", no_argument, NULL, OPT_YES},
+    {"all", no_argument, NULL, OPT_ALL},
+    {"aggregate", required_argument, NULL, OPT_AGGREGATE},
+    {"from", required_argument, NULL, OPT_FROM},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"truncate-at", required_argument, NULL, OPT_TRUNCATE_AT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *option_name(int code)
+{
+    for (const struct option *o = LONG_OPTIONS; o->name; o++)
+        if (o->val == code)
+            return o->name;
+    return "?";
+}
+
+/* Stores one option's value; 0 or CTL_USAGE (printed). */
+static int apply_option(int code, const char *flag, const char *val, const char *usage, ctl_opts *o)
+{
+    switch (code) {
+    case OPT_DATA:
+        o->data = val;
+        return 0;
+    case OPT_SCHEMAS:
+        o->schemas = val;
+        return 0;
+    case OPT_STREAM:
+        o->stream = val;
+        return 0;
+    case OPT_JSON:
+        o->json = true;
+        return 0;
+    case OPT_YES:
+        o->yes = true;
+        return 0;
+    case OPT_ALL:
+        o->all = true;
+        return 0;
+    case OPT_AGGREGATE:
+        o->aggregate = val;
+        return 0;
+    case OPT_FROM:
+        o->has_from = true;
+        return parse_u64(usage, flag, val, &o->from);
+    case OPT_LIMIT:
+        o->has_limit = true;
+        return parse_u64(usage, flag, val, &o->limit);
+    default:
+        o->has_truncate = true;
+        return parse_u64(usage, flag, val, &o->truncate_at);
+    }
+}
+
 int ctl_parse(int argc, char **argv, int first, const char *allowed, const char *usage, ctl_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -93,54 +168,71 @@ int ctl_parse(int argc, char **argv, int first, const char *allowed, const char 
         (void)ev_shipped_path("events/schemas", shipped, sizeof shipped);
         o->schemas = shipped;
     }
-    for (int i = first; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    /* getopt_long over argv[first..], with the subcommand in the place of argv[0]. A
+     * leading '-' returns operands in order (as code 1), so a stray one is named where it
+     * stands; ':' reports a missing value as ':' rather than printing getopt's message. */
+    int sub_argc = argc - first + 1;
+    char **sub_argv = argv + first - 1;
+    int code;
+    opterr = 0;
+    optind = 1;
+    while ((code = getopt_long(sub_argc, sub_argv, "-:h", LONG_OPTIONS, NULL)) != -1) {
+        const char *arg = sub_argv[optind - 1];
+        if (code == 'h') {
             o->help = true;
             fputs(usage, stdout);
             return CTL_OK;
         }
-        if (strncmp(a, "--", 2) != 0)
-            return ctl_usage_error(usage, "unexpected argument '%s'", a);
-        const char *name = a + 2;
-        if (!allowed_flag(allowed, name))
-            return ctl_usage_error(usage, "unknown option '%s'", a);
-        bool takes_value =
-            strcmp(name, "json") != 0 && strcmp(name, "yes") != 0 && strcmp(name, "all") != 0;
-        const char *val = NULL;
-        if (takes_value) {
-            if (i + 1 >= argc)
-                return ctl_usage_error(usage, "%s needs a value", a);
-            val = argv[++i];
+        if (code == 1)
+            return ctl_usage_error(usage, "unexpected argument '%s'", optarg);
+        if (code == ':')
+            return ctl_usage_error(usage, "%s needs a value", arg);
+        if (code == '?') {
+            if (optopt > 0 && optopt < 256)
+                return ctl_usage_error(usage, "unknown option '-%c'", optopt);
+            return ctl_usage_error(usage, "unknown option '%s'", arg);
         }
-        int rc = 0;
-        if (strcmp(name, "data") == 0)
-            o->data = val;
-        else if (strcmp(name, "schemas") == 0)
-            o->schemas = val;
-        else if (strcmp(name, "stream") == 0)
-            o->stream = val;
-        else if (strcmp(name, "json") == 0)
-            o->json = true;
-        else if (strcmp(name, "yes") == 0)
-            o->yes = true;
-        else if (strcmp(name, "all") == 0)
-            o->all = true;
-        else if (strcmp(name, "aggregate") == 0)
-            o->aggregate = val;
-        else if (strcmp(name, "from") == 0)
-            rc = parse_u64(usage, a, val, &o->from), o->has_from = true;
-        else if (strcmp(name, "limit") == 0)
-            rc = parse_u64(usage, a, val, &o->limit), o->has_limit = true;
-        else if (strcmp(name, "truncate-at") == 0)
-            rc = parse_u64(usage, a, val, &o->truncate_at), o->has_truncate = true;
+        const char *name = option_name(code);
+        if (!allowed_flag(allowed, name))
+            return ctl_usage_error(usage, "unknown option '--%s'", name);
+        char flag[32];
+        snprintf(flag, sizeof flag, "--%s", name);
+        int rc = apply_option(code, flag, optarg, usage, o);
         if (rc)
             return rc;
     }
+    if (optind < sub_argc) /* after "--" */
+        return ctl_usage_error(usage, "unexpected argument '%s'", sub_argv[optind]);
     /* A leading '?' in allowed makes --data optional. */
     if (allowed[0] != '?' && allowed_flag(allowed, "data") && (!o->data || !*o->data))
         return ctl_usage_error(usage, "no data directory: pass --data DIR or set SKALD_DATA");
     return CTL_OK;
+}
+
+int ctl_dispatch(int argc, char **argv, const char *usage, const ctl_subcommand *subs, size_t count)
+{
+    const char *group = argv[1];
+    if (argc < 3) {
+        char names[256] = "";
+        for (size_t i = 0; i < count; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     subs[i].name);
+        return ctl_usage_error(usage, "%s needs a subcommand: %s", group, names);
+    }
+    if (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0) {
+        fputs(usage, stdout);
+        return CTL_OK;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(argv[2], subs[i].name) != 0)
+            continue;
+        ctl_opts o;
+        int rc = ctl_parse(argc, argv, 3, subs[i].allowed, subs[i].usage, &o);
+        if (rc || o.help)
+            return rc;
+        return subs[i].run(&o);
+    }
+    return ctl_usage_error(usage, "unknown %s subcommand '%s'", group, argv[2]);
 }
 
 const char *ctl_log_dir(const ctl_opts *o, char *buf, size_t size)

@@ -51,23 +51,9 @@ static int schemas_check(const ctl_opts *o)
 int ctl_schemas(int argc, char **argv)
 {
     static const char USAGE[] = "Usage: skaldctl schemas list|check [OPTIONS]\n";
-    if (argc < 3)
-        return ctl_usage_error(USAGE, "schemas needs a subcommand: list, check");
-    ctl_opts o;
-    int rc;
-    if (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0) {
-        fputs(USAGE, stdout);
-        return CTL_OK;
-    }
-    if (strcmp(argv[2], "list") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "data,schemas,json", LIST_USAGE, &o)) || o.help)
-            return rc;
-        return schemas_list(&o);
-    }
-    if (strcmp(argv[2], "check") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "?data,schemas", CHECK_USAGE, &o)) || o.help)
-            return rc;
-        return schemas_check(&o);
-    }
-    return ctl_usage_error(USAGE, "unknown schemas subcommand '%s'", argv[2]);
+    static const ctl_subcommand SUBS[] = {
+        {"list", "data,schemas,json", LIST_USAGE, schemas_list},
+        {"check", "?data,schemas", CHECK_USAGE, schemas_check},
+    };
+    return ctl_dispatch(argc, argv, USAGE, SUBS, sizeof SUBS / sizeof SUBS[0]);
 }

@@ -31,10 +31,25 @@ typedef struct ctl_opts {
     bool all;              /* --all */
 } ctl_opts;
 
-/* Parses argv[first..] into opts, allowing only the flags named in `allowed` (a string
- * like "data,json,from"). Prints the error and returns CTL_USAGE on a bad command line. */
+/* Parses argv[first..] into opts with getopt_long, allowing only the flags named in
+ * `allowed` (a string like "data,json,from"; a leading '?' makes --data optional). --name
+ * VALUE and --name=VALUE both work. Prints the error and returns CTL_USAGE on a bad
+ * command line; on --help prints usage, sets opts->help and returns CTL_OK. */
 int ctl_parse(int argc, char **argv, int first, const char *allowed, const char *usage,
               ctl_opts *opts);
+/* One subcommand of a command group ("log", "schemas", "snapshot"). */
+typedef struct ctl_subcommand {
+    const char *name;             /* "info" */
+    const char *allowed;          /* its options, as ctl_parse takes them */
+    const char *usage;            /* printed by --help */
+    int (*run)(const ctl_opts *); /* the exit status */
+} ctl_subcommand;
+
+/* Runs `skaldctl GROUP SUB [OPTIONS]` (argv[1] is the group): finds SUB in subs, parses
+ * its options with ctl_parse and runs it. `usage` is the group's (for GROUP --help). The
+ * exit status: the subcommand's, or CTL_USAGE for a missing or unknown SUB (printed). */
+int ctl_dispatch(int argc, char **argv, const char *usage, const ctl_subcommand *subs,
+                 size_t count);
 int ctl_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "<data>/log" into buf. */

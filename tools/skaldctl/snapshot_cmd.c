@@ -287,33 +287,11 @@ static int snapshot_take(const ctl_opts *o)
 int ctl_snapshot(int argc, char **argv)
 {
     static const char USAGE[] = "Usage: skaldctl snapshot list|verify|purge|take [OPTIONS]\n";
-    if (argc < 3)
-        return ctl_usage_error(USAGE, "snapshot needs a subcommand: list, verify, purge, take");
-    if (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0) {
-        fputs(USAGE, stdout);
-        return CTL_OK;
-    }
-    ctl_opts o;
-    int rc;
-    if (strcmp(argv[2], "list") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "data,aggregate,json", LIST_USAGE, &o)) || o.help)
-            return rc;
-        return snapshot_list(&o);
-    }
-    if (strcmp(argv[2], "verify") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "data,schemas,json", VERIFY_USAGE, &o)) || o.help)
-            return rc;
-        return snapshot_verify(&o);
-    }
-    if (strcmp(argv[2], "purge") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "data,stream,aggregate,all", PURGE_USAGE, &o)) || o.help)
-            return rc;
-        return snapshot_purge(&o);
-    }
-    if (strcmp(argv[2], "take") == 0) {
-        if ((rc = ctl_parse(argc, argv, 3, "data,schemas,stream", TAKE_USAGE, &o)) || o.help)
-            return rc;
-        return snapshot_take(&o);
-    }
-    return ctl_usage_error(USAGE, "unknown snapshot subcommand '%s'", argv[2]);
+    static const ctl_subcommand SUBS[] = {
+        {"list", "data,aggregate,json", LIST_USAGE, snapshot_list},
+        {"verify", "data,schemas,json", VERIFY_USAGE, snapshot_verify},
+        {"purge", "data,stream,aggregate,all", PURGE_USAGE, snapshot_purge},
+        {"take", "data,schemas,stream", TAKE_USAGE, snapshot_take},
+    };
+    return ctl_dispatch(argc, argv, USAGE, SUBS, sizeof SUBS / sizeof SUBS[0]);
 }
