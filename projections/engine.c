@@ -208,9 +208,9 @@ void proj_engine_close(proj_engine *e)
 {
     if (!e)
         return;
-    for (size_t i = 0; i < e->count; i++)
+    for (size_t i = 0; e->models && i < e->count; i++)
         proj_worker_stop(&e->models[i]);
-    for (size_t i = 0; i < e->count; i++)
+    for (size_t i = 0; e->models && i < e->count; i++)
         close_model(&e->models[i]);
     free(e->models);
     free(e->dir);
@@ -244,13 +244,18 @@ int proj_engine_open(const proj_config *cfg, proj_engine **out, sk_error *err)
     }
     struct dirent **names = NULL;
     int n = scandir(cfg->models_dir, &names, is_model, by_name);
-    int rc =
-        n < 0 ? sk_error_set(err, -errno, "", "cannot list the models in %s", cfg->models_dir) : 0;
-    e->models = rc == 0 ? calloc((size_t)(n > 0 ? n : 0) + 1, sizeof *e->models) : NULL;
-    if (rc == 0 && !e->models)
+    if (n < 0) {
+        int rc = sk_error_set(err, errno ? -errno : -EIO, "", "cannot list the models in %s",
+                              cfg->models_dir);
+        proj_engine_close(e);
+        return rc;
+    }
+    int rc = 0;
+    e->models = calloc((size_t)n + 1, sizeof *e->models);
+    if (!e->models)
         rc = -ENOMEM;
     for (int i = 0; i < n; i++) {
-        if (rc == 0) {
+        if (rc == 0 && e->models) {
             char path[4096];
             snprintf(path, sizeof path, "%s/%s", cfg->models_dir, names[i]->d_name);
             e->count++;

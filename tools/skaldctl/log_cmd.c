@@ -304,6 +304,7 @@ static int log_tail(const ctl_opts *o)
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1); /* from the main thread: the tail ended on its own */
     struct sigaction old;
     if (sigaction(SIGINT, NULL, &old) != 0 || old.sa_handler != SIG_IGN)
         sigaddset(&set, SIGINT);
@@ -369,9 +370,10 @@ static int log_tail(const ctl_opts *o)
     }
     if (fflush(stdout) != 0 && status == CTL_OK)
         status = ctl_fail("cannot write the events: %s", strerror(errno));
-    /* On an error no signal came: send the thread one so that it ends. */
+    /* On an error no signal came: send the thread one so that it ends (SIGUSR1, blocked in
+     * every thread like the others, so only its sigwait takes it). */
     if (atomic_load(&ts.signo) == 0)
-        pthread_kill(thread, SIGTERM);
+        pthread_kill(thread, SIGUSR1);
     pthread_join(thread, NULL);
     store_sub_close(sub);
     store_log_close(log);
