@@ -64,8 +64,7 @@ static int open_read_side(svc_app *app, const char *schemas, sk_error *err)
     }
     int rc = 0;
     if (svc_cfg.roles & SVC_SERVES_PROJECTIONS) {
-        proj_config pc = {.log = app->log, .events = app->events, .models_dir = models,
-                          .dir = dir};
+        proj_config pc = {.log = app->log, .events = app->events, .models_dir = models, .dir = dir};
         rc = proj_engine_open(&pc, &app->projections, err);
         if (rc == 0)
             rc = proj_engine_start(app->projections, err);
@@ -120,6 +119,8 @@ static int open_app(svc_app *app, sk_error *err)
     if (rc)
         return sk_error_set(err, rc, "", "out of memory");
     rc = open_read_side(app, schemas, err);
+    if (rc == 0)
+        rc = svc_relay_start(app, err);
     if (rc || !(svc_cfg.roles & SVC_SERVES_COMMANDS))
         return rc;
     snprintf(path, sizeof path, "%s/snapshots.db", d);
@@ -157,6 +158,7 @@ static int open_app(svc_app *app, sk_error *err)
 /* Closes in reverse order; returns the log's close status. */
 static int close_app(svc_app *app)
 {
+    svc_relay_stop(app); /* flushes what is in flight, checkpoints, closes its subscription */
     qry_engine_close(app->queries);
     proj_engine_close(app->projections); /* its subscriptions close before the log */
     cmd_bus_destroy(app->bus);
@@ -194,7 +196,7 @@ static int wait_for_signal(svc_app *app, const sigset_t *set)
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
-        if (app->idem) /* the commands role */
+        if (app->idem)                      /* the commands role */
             (void)cmd_idem_sync(app->idem); /* a failure is logged, kept and shown in /readyz */
         if (app->bus)
             svc_recovery_tick(app, &rec);
@@ -242,9 +244,8 @@ int svc_serve_main(int argc, char **argv)
             snprintf(roles + strlen(roles), sizeof roles - strlen(roles), "%s%s",
                      roles[0] ? "," : "", svc_role_name(bit));
     svc_log(SK_LOG_NOTICE, "listening", "url", url, "data", svc_cfg.data_dir, "roles", roles,
-            "fsync",
-            store_fsync_mode_name(svc_cfg.fsync_mode), "auth", app.auth ? "tokens" : "none",
-            SVC_END);
+            "fsync", store_fsync_mode_name(svc_cfg.fsync_mode), "auth",
+            app.auth ? "tokens" : "none", SVC_END);
     if (write_port_file(port) != 0)
         svc_log(SK_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, SVC_END);
 

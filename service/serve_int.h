@@ -9,6 +9,7 @@
  *   routes.c       the route table and the small routes (health, metrics, ...)
  *   command_routes.c  commands and the NDJSON batch
  *   read_routes.c  reads of a stream and of the log
+ *   relay.c        the relay role: its settings file, start and stop, metrics, readiness
  *   serve.c        start-up, signals, drain, shutdown
  */
 #ifndef SKALD_SERVE_INT_H
@@ -48,6 +49,12 @@ typedef struct svc_config {
     sk_log_level log_level; /* --log-level; also set with sk_log_set_level */
     unsigned roles;         /* SVC_SERVES_*: what this process runs (--roles) */
     const char *models_dir; /* --models: the read models' SQL files */
+    /* The relay (--kafka-*): it runs only with brokers given. */
+    const char *kafka_brokers;
+    const char *kafka_topic_prefix; /* NULL: "skald" */
+    uint32_t kafka_partitions;      /* when the relay creates the topic */
+    uint32_t kafka_replication;
+    const char *kafka_config; /* a file of extra librdkafka settings, NAME=VALUE lines */
 } svc_config;
 
 /* Process roles (--roles): what one `skald serve` runs. `commands` also serves the log's
@@ -60,8 +67,10 @@ enum {
     SVC_SERVES_SAGAS = 1u << 4,
     SVC_SERVES_FEED = 1u << 5,
 };
-/* The roles that exist in this version: the default of --roles. */
-#define SVC_SERVES_ALL (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES)
+/* The roles that exist in this version: the default of --roles. The relay runs only
+ * when --kafka-brokers is given (without it the default leaves it out). */
+#define SVC_SERVES_ALL                                                                             \
+    (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES | SVC_SERVES_RELAY)
 /* "commands,queries" -> bits; SK_EBADINPUT naming an unknown or not yet available role. */
 int svc_roles_parse(const char *text, unsigned *out, sk_error *err);
 const char *svc_role_name(unsigned role);
@@ -132,10 +141,11 @@ typedef struct svc_app {
     svc_auth *auth; /* NULL: no tokens file */
     svc_metrics *metrics;
     cmd_idem *idem;
-    proj_engine *projections; /* NULL without the projections role */
-    qry_engine *queries;      /* NULL without the queries role */
+    proj_engine *projections;   /* NULL without the projections role */
+    qry_engine *queries;        /* NULL without the queries role */
+    store_relay *relay;         /* NULL without the relay role (or without --kafka-brokers) */
     char projections_dir[4096]; /* DATA/projections */
-    const char *openapi; /* the document served at /v1/openapi.json */
+    const char *openapi;        /* the document served at /v1/openapi.json */
     size_t openapi_len;
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
     atomic_bool ready;
@@ -224,6 +234,18 @@ void svc_model_source_dir(const char *projections_dir, qry_source *out);
 /* Prometheus lines for every projection, appended to the /metrics text (taken, returned). */
 char *svc_metrics_projections(proj_engine *e, char *text);
 const char *svc_query(svc_request *rq, const char *name);
+
+/* ---- relay.c ---- */
+/* Starts store/'s relay if the role is on and brokers are given (else does nothing). */
+int svc_relay_start(svc_app *app, sk_error *err);
+/* Stops it (before the log closes); accepts an app without one. */
+void svc_relay_stop(svc_app *app);
+/* Reads a --kafka-config file into cfg's settings (kept until svc_relay_stop). */
+int svc_relay_props_load(const char *path, store_relay_config *cfg, sk_error *err);
+/* The relay's state for /readyz (caller owns), or NULL without a relay. */
+json_t *svc_relay_status_json(store_relay *relay);
+/* Prometheus lines of the relay appended to the /metrics text (taken, returned). */
+char *svc_metrics_relay(store_relay *relay, char *text);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
 /* Stops accepting, waits (bounded by timeout_ms) for requests in flight, stops. */
