@@ -25,6 +25,8 @@ static const char USAGE[] =
     "  log repair    drop everything from a position on (after damage)\n"
     "  schemas list  the schema versions and their ids\n"
     "  schemas check check the .avsc files against the stored versions\n"
+    "  schemas export  Schema Registry request bodies, one per schema version\n"
+    "  kafka status  the relay's checkpoint and its lag behind the log\n"
     "  snapshot list|verify|purge|take\n"
     "                aggregate snapshots: list, compare with a replay, delete, take one\n"
     "  projection list|status|rebuild|resume|skip\n"
@@ -128,6 +130,10 @@ int ctl_parse(int argc, char **argv, int first, const char *allowed, const char 
             o->all = true;
         else if (strcmp(name, "aggregate") == 0)
             o->aggregate = val;
+        else if (strcmp(name, "topic") == 0)
+            o->topic = val;
+        else if (strcmp(name, "out") == 0)
+            o->out = val;
         else if (strcmp(name, "from") == 0)
             rc = parse_u64(usage, a, val, &o->from), o->has_from = true;
         else if (strcmp(name, "limit") == 0)
@@ -186,6 +192,8 @@ int main(int argc, char **argv)
         return ctl_schemas(argc, argv);
     if (strcmp(argv[1], "snapshot") == 0)
         return ctl_snapshot(argc, argv);
+    if (strcmp(argv[1], "kafka") == 0)
+        return ctl_kafka(argc, argv);
     if (strcmp(argv[1], "projection") == 0)
         return ctl_projection(argc, argv);
     return ctl_usage_error(NULL, "unknown command '%s'", argv[1]);

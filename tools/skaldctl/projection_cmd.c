@@ -244,7 +244,8 @@ static int run_online(const proj_opts *o)
         if (!json_is_object(rebuild) && polls > 0)
             break;
         if (json_is_object(rebuild))
-            ctl_progress("rebuild", (uint64_t)json_integer_value(json_object_get(rebuild, "position")) + 1,
+            ctl_progress("rebuild",
+                         (uint64_t)json_integer_value(json_object_get(rebuild, "position")) + 1,
                          (uint64_t)json_integer_value(json_object_get(r.body, "position")) + 1 +
                              (uint64_t)json_integer_value(json_object_get(r.body, "lag_events")));
         struct timespec ts = {0, 100000000};
@@ -302,14 +303,14 @@ static int run_offline(const proj_opts *o)
 int ctl_projection(int argc, char **argv)
 {
     static const struct option longs[] = {
-        {"server", required_argument, NULL, 's'}, {"token", required_argument, NULL, 't'},
-        {"data", required_argument, NULL, 'd'},   {"models", required_argument, NULL, 'm'},
+        {"server", required_argument, NULL, 's'},  {"token", required_argument, NULL, 't'},
+        {"data", required_argument, NULL, 'd'},    {"models", required_argument, NULL, 'm'},
         {"schemas", required_argument, NULL, 'S'}, {"position", required_argument, NULL, 'p'},
-        {"no-wait", no_argument, NULL, 'n'},      {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"no-wait", no_argument, NULL, 'n'},       {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
-    proj_opts o = {.server = getenv("SKALD_SERVER"), .token = getenv("SKALD_TOKEN"),
-                   .position = -1};
+    proj_opts o = {
+        .server = getenv("SKALD_SERVER"), .token = getenv("SKALD_TOKEN"), .position = -1};
     if (argc < 3 || strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0) {
         fputs(USAGE, argc < 3 ? stderr : stdout);
         return argc < 3 ? CTL_USAGE : CTL_OK;
@@ -334,14 +335,30 @@ int ctl_projection(int argc, char **argv)
     char *end;
     while ((c = getopt_long(argc - first + 1, argv + first - 1, "", longs, NULL)) != -1) {
         switch (c) {
-        case 's': o.server = optarg; break;
-        case 't': o.token = optarg; break;
-        case 'd': o.data = optarg; break;
-        case 'm': o.models = optarg; break;
-        case 'S': o.schemas = optarg; break;
-        case 'n': o.no_wait = true; break;
-        case 'j': o.json = true; break;
-        case 'h': fputs(USAGE, stdout); return CTL_OK;
+        case 's':
+            o.server = optarg;
+            break;
+        case 't':
+            o.token = optarg;
+            break;
+        case 'd':
+            o.data = optarg;
+            break;
+        case 'm':
+            o.models = optarg;
+            break;
+        case 'S':
+            o.schemas = optarg;
+            break;
+        case 'n':
+            o.no_wait = true;
+            break;
+        case 'j':
+            o.json = true;
+            break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return CTL_OK;
         case 'p':
             errno = 0;
             o.position = (int64_t)strtoll(optarg, &end, 10);
