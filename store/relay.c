@@ -56,6 +56,7 @@ const double store_relay_latency_bounds[STORE_RELAY_LATENCY_BUCKETS] = {
 #define TOPIC_OP_TIMEOUT_MS 5000
 
 typedef struct slot {
+    uint64_t position;              /* the event it holds; its delivery report points here */
     _Atomic int64_t occurred_at_us; /* also read by store_relay_get_stats */
     uint64_t produced_ns;
     uint8_t acked;
@@ -122,8 +123,8 @@ static void set_state(store_relay *r, store_relay_state s)
 {
     int old = atomic_exchange(&r->state, (int)s);
     if (old != (int)s && old != STORE_RELAY_STOPPED)
-        sk_log(s == STORE_RELAY_RUNNING ? SK_LOG_NOTICE : SK_LOG_WARN, "relay", "relay state",
-               "from", store_relay_state_name((store_relay_state)old), "to",
+        sk_log(s == STORE_RELAY_RUNNING || s == STORE_RELAY_STOPPED ? SK_LOG_NOTICE : SK_LOG_WARN,
+               "relay", "relay state", "from", store_relay_state_name((store_relay_state)old), "to",
                store_relay_state_name(s), "topic", r->topic, SK_LOG_END);
 }
 
@@ -149,11 +150,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     (void)rk;
     store_relay *r = opaque;
-    uint64_t position = (uint64_t)(uintptr_t)m->_private;
+    slot *s = m->_private; /* not reused before this report: invariant 1 */
+    uint64_t position = s->position;
     uint64_t published = atomic_load(&r->published);
     if (position < published || position >= atomic_load(&r->produced))
         return; /* a report for a producer we already gave up on */
-    slot *s = &r->ring[position & r->ring_mask];
     if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
             m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
@@ -328,6 +329,7 @@ static int produce(store_relay *r, const ev_event *ev)
     }
     slot *s = &r->ring[ev->position & r->ring_mask];
     atomic_store_explicit(&s->occurred_at_us, ev->occurred_at, memory_order_relaxed);
+    s->position = ev->position;
     s->produced_ns = now_ns();
     s->acked = 0;
     /* produceva, not producev: the latter's type-checking macros are GNU C */
@@ -338,7 +340,7 @@ static int produce(store_relay *r, const ev_event *ev)
     vu[1].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
     vu[1].u.i = RD_KAFKA_MSG_F_COPY;
     vu[2].vtype = RD_KAFKA_VTYPE_KEY;
-    vu[2].u.mem.ptr = (void *)(uintptr_t)ev->stream_id.ptr;
+    memcpy(&vu[2].u.mem.ptr, &ev->stream_id.ptr, sizeof vu[2].u.mem.ptr); /* F_COPY: not written */
     vu[2].u.mem.size = ev->stream_id.len;
     vu[3].vtype = RD_KAFKA_VTYPE_VALUE;
     vu[3].u.mem.ptr = r->value.data;
@@ -346,7 +348,7 @@ static int produce(store_relay *r, const ev_event *ev)
     vu[4].vtype = RD_KAFKA_VTYPE_HEADERS;
     vu[4].u.headers = h;
     vu[5].vtype = RD_KAFKA_VTYPE_OPAQUE;
-    vu[5].u.ptr = (void *)(uintptr_t)ev->position;
+    vu[5].u.ptr = s;
     rd_kafka_error_t *e = rd_kafka_produceva(r->rk, vu, 6);
     if (e) {
         rd_kafka_resp_err_t code = rd_kafka_error_code(e);
@@ -680,7 +682,6 @@ int store_relay_start(const store_relay_config *cfg, store_relay **out, sk_error
                           STORE_RELAY_CHECKPOINT_FILE);
         goto fail;
     }
-    rc = 0;
     atomic_store(&r->published, from);
     atomic_store(&r->produced, from);
     atomic_store(&r->ckpt_file, from);
