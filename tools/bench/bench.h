@@ -61,6 +61,8 @@ typedef struct bench_opts {
     uint32_t wrk_threads; /* wrk threads (default 1: the server needs the other core) */
     /* aggregate-load */
     uint64_t history_max; /* the longest history measured (default 100000) */
+    /* relay */
+    const char *brokers; /* --brokers: a running Kafka; NULL: start one with tools/kafka */
 } bench_opts;
 
 void bench_opts_init(bench_opts *opts);
@@ -73,6 +75,7 @@ int bench_http_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);
+int bench_relay(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).

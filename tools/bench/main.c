@@ -45,6 +45,9 @@ static const bench_def benches[] = {
     {"subscribe", bench_subscribe,
      "--subscribers threads tail the log from 0 while log-append's appenders run "
      "(fsync=always); subscriber rate against the durable append rate, wake-up p99"},
+    {"relay", bench_relay,
+     "the Kafka relay publishing --events events (--streams keys) to a broker (--brokers, "
+     "else one started with tools/kafka); baseline: librdkafka producing the same messages"},
     {"uuid-text", bench_uuid_text,
      "ns to format and parse an id as text: Skald's ev_uuid_* against libuuid's "
      "uuid_unparse_lower/uuid_parse; ratio = libuuid's time over Skald's"},
@@ -84,6 +87,8 @@ static void usage(FILE *out)
             "  --log DIR            log-read: read this existing log (read-only) instead of\n"
             "                       building one\n"
             "  --keep               keep the work directory and print its path\n"
+            "  --brokers HOST:PORT  relay: a running Kafka (default: start one with\n"
+            "                       tools/kafka in the work directory, stopped at the end)\n"
             "  --skald PATH         http-commands: the skald binary (default: the build\n"
             "                       tree's, found from skald-bench's own path)\n"
             "  --connections C      http-commands: wrk connections (default 64)\n"
@@ -175,13 +180,15 @@ static int parse_opts(int argc, char **argv, int first, const char *name, bench_
             continue;
         }
         if (strcmp(flag, "--dir") == 0 || strcmp(flag, "--log") == 0 ||
-            strcmp(flag, "--skald") == 0) {
+            strcmp(flag, "--skald") == 0 || strcmp(flag, "--brokers") == 0) {
             if (!value || !value[0])
                 return usage_error("option '%s' needs a path", flag);
             if (strcmp(flag, "--dir") == 0)
                 opts->dir = value;
             else if (strcmp(flag, "--log") == 0)
                 opts->log_dir = value;
+            else if (strcmp(flag, "--brokers") == 0)
+                opts->brokers = value;
             else
                 opts->skald = value;
             i++;
@@ -203,6 +210,8 @@ static int parse_opts(int argc, char **argv, int first, const char *name, bench_
         opts->events = SUBSCRIBE_EVENTS_DEFAULT;
     if (!duration_set && strcmp(name, "subscribe") == 0)
         opts->duration_s = SUBSCRIBE_DURATION_DEFAULT_S;
+    if (opts->brokers && strcmp(name, "relay") != 0)
+        return usage_error("--brokers applies to relay only, not to %s", name);
     if (strcmp(name, "stream-read") == 0 && opts->events / 100 < opts->stream_events)
         return usage_error("stream-read needs --events of at least 100 x --stream-events");
     if (opts->log_dir && strcmp(name, "log-read") != 0)
