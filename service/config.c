@@ -38,6 +38,7 @@ static char listen_text[96] = "127.0.0.1:8080";
 static const char *listen_ptr = listen_text;
 static const char *fsync_text = "always";
 static const char *level_text = "info";
+static bool roles_given; /* --roles or SKALD_ROLES was set */
 
 static const opt_def opts[] = {
     {"--data", "SKALD_DATA", OPT_STR, &svc_cfg.data_dir, 0, 0,
@@ -72,7 +73,8 @@ static const opt_def opts[] = {
     {"--cache-max", "SKALD_CACHE_MAX", OPT_U32, &svc_cfg.cache_max, 0, 100000000,
      "hot aggregates kept in memory (default 10000)"},
     {"--roles", "SKALD_ROLES", OPT_ROLES, &svc_cfg.roles, 0, 0,
-     "what this process runs, from commands,projections,queries,feed (default: all)"},
+     "what this process runs, from commands,projections,queries,feed,relay (default: all;\n"
+     "relay only with --kafka-brokers)"},
     {"--models", "SKALD_MODELS", OPT_STR, &svc_cfg.models_dir, 0, 0,
      "read models' SQL files (default: the installed share/skald/projections/models)"},
     {"--feed-max", "SKALD_FEED_MAX", OPT_U32, &svc_cfg.feed_max, 1, 100000,
@@ -82,6 +84,16 @@ static const opt_def opts[] = {
      "1048576)"},
     {"--feed-heartbeat-ms", "SKALD_FEED_HEARTBEAT_MS", OPT_U32, &svc_cfg.feed_heartbeat_ms, 100,
      3600000, "a ': heartbeat' comment on a feed stream silent this long (default 15000)"},
+    {"--kafka-brokers", "SKALD_KAFKA_BROKERS", OPT_STR, &svc_cfg.kafka_brokers, 0, 0,
+     "HOST:PORT,... of Kafka: turns the relay role on (default: no Kafka)"},
+    {"--kafka-topic-prefix", "SKALD_KAFKA_TOPIC_PREFIX", OPT_STR, &svc_cfg.kafka_topic_prefix, 0, 0,
+     "the relay publishes to <prefix>.events (default skald)"},
+    {"--kafka-partitions", "SKALD_KAFKA_PARTITIONS", OPT_U32, &svc_cfg.kafka_partitions, 1, 10000,
+     "partitions when the relay creates the topic (default 6)"},
+    {"--kafka-replication", "SKALD_KAFKA_REPLICATION", OPT_U32, &svc_cfg.kafka_replication, 1, 32,
+     "replication factor when the relay creates the topic (default 1)"},
+    {"--kafka-config", "SKALD_KAFKA_CONFIG", OPT_STR, &svc_cfg.kafka_config, 0, 0,
+     "file of extra librdkafka settings, NAME=VALUE lines (SASL, TLS, compression)"},
     {"--port-file", "SKALD_PORT_FILE", OPT_STR, &svc_cfg.port_file, 0, 0,
      "write the bound port here once ready"},
     {"--log-level", "SKALD_LOG_LEVEL", OPT_LEVEL, &level_text, 0, 0,
@@ -141,7 +153,7 @@ int svc_roles_parse(const char *text, unsigned *out, sk_error *err)
                 bit = 1u << i;
         if (!bit)
             return sk_error_set(err, SK_EBADINPUT, "roles",
-                                "'%.*s' is not a role (commands, projections, queries, feed)",
+                                "'%.*s' is not a role (commands, projections, queries, feed, relay)",
                                 (int)n, p);
         if (!(bit & SVC_SERVES_ALL))
             return sk_error_set(err, SK_EBADINPUT, "roles",
@@ -245,6 +257,7 @@ static int set_opt(const opt_def *o, const char *value)
     case OPT_ROLES:
         if (svc_roles_parse(value, &svc_cfg.roles, &err) != 0)
             return usage_error(o->flag, "%s", err.message);
+        roles_given = true;
         return 0;
     case OPT_SNAPSHOT_RULES:
         if (svc_snapshot_rules_parse(value, svc_cfg.snapshot_rules, &svc_cfg.nsnapshot_rules,
@@ -291,6 +304,7 @@ static void set_defaults(void)
 int svc_config_parse(int argc, char **argv)
 {
     set_defaults();
+    roles_given = false;
     for (size_t i = 0; i < NOPTS; i++) {
         const char *v = getenv(opts[i].env);
         if (v && *v && set_opt(&opts[i], v) != 0)
@@ -314,6 +328,11 @@ int svc_config_parse(int argc, char **argv)
     }
     if (!svc_cfg.data_dir)
         return usage_error("--data", "%s", "is required (or set SKALD_DATA)");
+    if ((svc_cfg.roles & SVC_SERVES_RELAY) && !svc_cfg.kafka_brokers) {
+        if (roles_given)
+            return usage_error("--roles", "%s", "the relay role needs --kafka-brokers");
+        svc_cfg.roles &= ~(unsigned)SVC_SERVES_RELAY; /* the default runs without Kafka */
+    }
     if (!svc_cfg.tls_cert != !svc_cfg.tls_key)
         return usage_error("--tls-cert", "%s", "and --tls-key go together");
     if (!svc_cfg.tokens_file && !svc_host_is_loopback(svc_cfg.listen_host))

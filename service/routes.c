@@ -42,7 +42,13 @@ static int route_readyz(svc_request *rq)
                     why);
         return 0;
     }
-    svc_answer(rq, 200, "application/json", strdup("{\"status\":\"ready\"}"), 18);
+    /* a broker outage leaves the process ready: commands are accepted, the relay catches
+     * up later; its state is in the body */
+    json_t *body = json_pack("{s:s}", "status", "ready");
+    json_t *relay = svc_relay_status_json(rq->app->relay);
+    if (relay)
+        json_object_set_new(body, "relay", relay);
+    svc_answer_json(rq, 200, body);
     return 0;
 }
 
@@ -52,6 +58,7 @@ static int route_metrics(svc_request *rq)
     char *text = svc_metrics_render(app->metrics, app->log, app->bus, atomic_load(&app->in_flight));
     text = svc_metrics_projections(app->projections, text);
     text = svc_metrics_feed(app->feed, text);
+    text = svc_metrics_relay(app->relay, text);
     if (!text) {
         svc_problem(rq, 503, "unavailable", NULL, "out of memory");
         return 0;

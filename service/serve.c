@@ -125,6 +125,8 @@ static int open_app(svc_app *app, sk_error *err)
     rc = open_read_side(app, schemas, err);
     if (rc == 0 && (svc_cfg.roles & SVC_SERVES_FEED))
         rc = svc_feed_create(app, &app->feed, err);
+    if (rc == 0)
+        rc = svc_relay_start(app, err);
     if (rc || !(svc_cfg.roles & SVC_SERVES_COMMANDS))
         return rc;
     snprintf(path, sizeof path, "%s/snapshots.db", d);
@@ -162,6 +164,7 @@ static int open_app(svc_app *app, sk_error *err)
 /* Closes in reverse order; returns the log's close status. */
 static int close_app(svc_app *app)
 {
+    svc_relay_stop(app); /* flushes what is in flight, checkpoints, closes its subscription */
     svc_feed_stop(app->feed, 0); /* its subscriptions close before the log */
     svc_feed_destroy(app->feed);
     svc_work_pool_stop(app->query_pool); /* answers what is queued: the server is stopped */

@@ -10,6 +10,7 @@
  *   command_routes.c  commands and the NDJSON batch
  *   read_routes.c  reads of a stream and of the log
  *   feed.c         the live feed's threads and buffers; feed_routes.c its route
+ *   relay.c        the relay role: its settings file, start and stop, metrics, readiness
  *   serve.c        start-up, signals, drain, shutdown
  */
 #ifndef SKALD_SERVE_INT_H
@@ -54,6 +55,12 @@ typedef struct svc_config {
     uint32_t feed_max;
     uint64_t feed_buffer_bytes;
     uint32_t feed_heartbeat_ms;
+    /* The relay (--kafka-*): it runs only with brokers given. */
+    const char *kafka_brokers;
+    const char *kafka_topic_prefix; /* NULL: "skald" */
+    uint32_t kafka_partitions;      /* when the relay creates the topic */
+    uint32_t kafka_replication;
+    const char *kafka_config; /* a file of extra librdkafka settings, NAME=VALUE lines */
 } svc_config;
 
 /* Process roles (--roles): what one `skald serve` runs. `commands` also serves the log's
@@ -66,9 +73,11 @@ enum {
     SVC_SERVES_SAGAS = 1u << 4,
     SVC_SERVES_FEED = 1u << 5,
 };
-/* The roles that exist in this version: the default of --roles. */
+/* The roles that exist in this version: the default of --roles. The relay runs only
+ * when --kafka-brokers is given (without it the default leaves it out). */
 #define SVC_SERVES_ALL                                                                             \
-    (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES | SVC_SERVES_FEED)
+    (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES | SVC_SERVES_FEED |         \
+     SVC_SERVES_RELAY)
 /* "commands,queries" -> bits; SK_EBADINPUT naming an unknown or not yet available role. */
 int svc_roles_parse(const char *text, unsigned *out, sk_error *err);
 const char *svc_role_name(unsigned role);
@@ -147,6 +156,7 @@ typedef struct svc_app {
     qry_engine *queries;        /* NULL without the queries role */
     struct svc_work_pool *query_pool; /* runs the queries, off the HTTP threads */
     svc_feed *feed; /* NULL without the feed role */
+    store_relay *relay;         /* NULL without the relay role (or without --kafka-brokers) */
     char projections_dir[4096]; /* DATA/projections */
     const char *openapi;        /* the document served at /v1/openapi.json */
     size_t openapi_len;
@@ -274,6 +284,17 @@ void svc_feed_destroy(svc_feed *feed);                   /* accepts NULL */
 /* The feed's lines appended to the /metrics text (taken, returned; NULL feed: as is). */
 char *svc_metrics_feed(svc_feed *feed, char *text);
 int svc_route_feed(svc_request *rq);
+/* ---- relay.c ---- */
+/* Starts store/'s relay if the role is on and brokers are given (else does nothing). */
+int svc_relay_start(svc_app *app, sk_error *err);
+/* Stops it (before the log closes); accepts an app without one. */
+void svc_relay_stop(svc_app *app);
+/* Reads a --kafka-config file into cfg's settings (kept until svc_relay_stop). */
+int svc_relay_props_load(const char *path, store_relay_config *cfg, sk_error *err);
+/* The relay's state for /readyz (caller owns), or NULL without a relay. */
+json_t *svc_relay_status_json(store_relay *relay);
+/* Prometheus lines of the relay appended to the /metrics text (taken, returned). */
+char *svc_metrics_relay(store_relay *relay, char *text);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
 /* Stops accepting, waits (bounded by timeout_ms) for requests in flight, stops. */

@@ -458,6 +458,107 @@ int store_snapshot_list(store_snapshots *snaps, int (*cb)(void *cb_ctx, const st
 int store_snapshot_delete(store_snapshots *snaps, const char *stream_id, const char *aggregate,
                           uint64_t *removed, sk_error *err);
 
+/* ---------------------------------------------------------------------------------------
+ * The Kafka relay (relay.c, built as its own library skald_relay so that only programs
+ * that publish link librdkafka; relay_checkpoint.c is in skald_store). docs/kafka.md
+ * gives the topic, the wire format, the headers and the failure behaviour.
+ *
+ *   store_relay_config_init(&cfg); cfg.log = log; cfg.data_dir = d; cfg.brokers = b;
+ *   store_relay_start(&cfg, &relay, &err)   checks the configuration, takes the data
+ *                                           directory's relay lock, starts its thread
+ *   store_relay_get_stats(relay, &st)       from any thread
+ *   store_relay_stop(relay)                 before store_log_close
+ *
+ * The relay tails the log through a subscription (durable events only) from its
+ * checkpoint, DATA/relay.checkpoint: the position of the next event to publish. Every
+ * event below it was acknowledged by Kafka (idempotent producer, acks=all); the file is
+ * replaced atomically, at most every checkpoint_interval_ms, so after a crash the relay
+ * publishes again what lies between the file and what Kafka had acknowledged: a consumer
+ * drops those duplicates by the event_id and position headers. A broker outage stops
+ * nothing upstream: the relay keeps at most in_flight_max events in the producer, stops
+ * reading the log while that many are unacknowledged, and goes on when Kafka returns.
+ */
+#define STORE_RELAY_CHECKPOINT_FILE "relay.checkpoint"
+#define STORE_RELAY_LOCK_FILE       "relay.lock"
+#define STORE_RELAY_TOPIC_MAX       249 /* Kafka's limit on a topic name */
+#define STORE_RELAY_PROPS_MAX       64  /* extra librdkafka settings */
+
+typedef struct store_relay store_relay;
+
+typedef struct store_relay_config {
+    store_log *log;                  /* borrowed; must outlive the relay */
+    const char *data_dir;            /* checkpoint and lock files (borrowed during start) */
+    const char *brokers;             /* "host:port,..." (borrowed during start) */
+    const char *topic_prefix;        /* the topic is "<prefix>.events"; default "skald" */
+    uint32_t partitions;             /* when the relay creates the topic; default 6 */
+    uint32_t replication;            /* likewise; default 1 */
+    uint32_t checkpoint_interval_ms; /* most often the checkpoint file is replaced; 200 */
+    uint32_t in_flight_max;          /* events handed to Kafka and not acknowledged; 65536 */
+    /* Extra librdkafka settings (SASL, TLS, compression): names and values, borrowed
+     * during start. Values are never logged. */
+    const char *prop_names[STORE_RELAY_PROPS_MAX];
+    const char *prop_values[STORE_RELAY_PROPS_MAX];
+    uint32_t prop_count;
+} store_relay_config;
+
+void store_relay_config_init(store_relay_config *cfg);
+
+/* Starts the relay's thread. 0; SK_EBADINPUT when librdkafka refuses a setting (err names
+ * it, never its value); SK_EBUSY when another relay holds the data directory's lock;
+ * SK_ECORRUPT for a damaged checkpoint file; -errno. Nothing needs a reachable broker:
+ * the thread retries until Kafka answers. Ownership: *out belongs to the caller, who
+ * stops it with store_relay_stop. */
+int store_relay_start(const store_relay_config *cfg, store_relay **out, sk_error *err);
+
+/* Stops the thread: waits (at most about 10 s) for Kafka to acknowledge what is in flight,
+ * writes the checkpoint, closes the subscription, frees. Accepts NULL. Returns 0 or the
+ * error of the last checkpoint write. */
+int store_relay_stop(store_relay *relay);
+
+typedef enum store_relay_state {
+    STORE_RELAY_STARTING = 0, /* creating the producer and the topic */
+    STORE_RELAY_RUNNING,      /* publishing, or caught up */
+    STORE_RELAY_BROKER_DOWN,  /* no broker answers; backing off, nothing lost */
+    STORE_RELAY_RESTARTING,   /* a fatal producer error: a new producer from the checkpoint */
+    STORE_RELAY_STOPPED,
+} store_relay_state;
+
+const char *store_relay_state_name(store_relay_state state);
+
+#define STORE_RELAY_LATENCY_BUCKETS 14
+extern const double store_relay_latency_bounds[STORE_RELAY_LATENCY_BUCKETS]; /* seconds */
+
+typedef struct store_relay_stats {
+    store_relay_state state;
+    char topic[STORE_RELAY_TOPIC_MAX + 1];
+    uint64_t published_position;  /* every event below it is acknowledged (the checkpoint) */
+    uint64_t checkpoint_position; /* what the checkpoint file says now */
+    uint64_t produced_position;   /* the next event to hand to the producer */
+    uint64_t durable_head;        /* of the log */
+    uint64_t lag_events;          /* durable_head - published_position */
+    double lag_seconds;           /* age of the oldest durable event not acknowledged */
+    uint64_t in_flight;
+    uint64_t published_events; /* acknowledged since start */
+    uint64_t errors;           /* delivery and broker errors since start */
+    uint64_t restarts;         /* producers recreated after a fatal error */
+    /* delivery latency (produce to acknowledgement): per-bucket counts, the last +Inf */
+    uint64_t latency_buckets[STORE_RELAY_LATENCY_BUCKETS + 1];
+    uint64_t latency_count;
+    double latency_sum_s;
+    char last_error[256]; /* "" if none */
+} store_relay_stats;
+
+void store_relay_get_stats(store_relay *relay, store_relay_stats *out);
+
+/* relay_checkpoint.c (in skald_store: no librdkafka). Reads DATA/relay.checkpoint: 0 with
+ * the position and the topic it is for; SK_ENOTFOUND if there is none (nothing was
+ * published yet); SK_ECORRUPT if it fails its CRC. topic may be NULL. */
+int store_relay_checkpoint_read(const char *data_dir, uint64_t *position_out, char *topic,
+                                size_t topic_size);
+/* Replaces DATA/relay.checkpoint atomically (temp file, fdatasync, rename, directory
+ * sync). 0 or -errno. */
+int store_relay_checkpoint_write(const char *data_dir, uint64_t position, const char *topic);
+
 /* CRC32C (Castagnoli), hardware-accelerated where the CPU has it. */
 uint32_t store_crc32c(uint32_t crc, const void *data, size_t size);
 

@@ -110,6 +110,9 @@ class Server:
                 self.proc.wait()
                 raise AssertionError("SIGTERM did not stop skald serve in %d s" % timeout)
         self.log.close()
+        if self.proc.returncode != 0:  # say why, or CI shows only the status
+            sys.stderr.write("skald serve exited with %d; the end of its log:\n%s\n" % (
+                self.proc.returncode, self.read_log()[-4000:]))
         return self.proc.returncode
 
     def kill(self):

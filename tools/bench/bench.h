@@ -72,6 +72,8 @@ typedef struct bench_opts {
     /* idempotency */
     uint64_t keys;       /* keyed commands, each claimed and finished once (default 200000) */
     uint32_t body_bytes; /* the remembered answer's body (default 200) */
+    /* relay */
+    const char *brokers; /* --brokers: a running Kafka; NULL: start one with tools/kafka */
 } bench_opts;
 
 void bench_opts_init(bench_opts *opts);
@@ -91,6 +93,7 @@ int bench_preload(uint16_t port, uint32_t n);
 int bench_projection_catchup(const bench_opts *opts);
 int bench_rebuild(const bench_opts *opts);
 int bench_idempotency(const bench_opts *opts);
+int bench_relay(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).

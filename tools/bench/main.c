@@ -49,6 +49,9 @@ static const bench_def benches[] = {
     {"sse", bench_sse,
      "--clients streams of the live feed while RestockProduct is posted at --rate/s for "
      "--duration s (fsync=always); lag from a command's answer to its event at every client"},
+    {"relay", bench_relay,
+     "the Kafka relay publishing --events events (--streams keys) to a broker (--brokers, "
+     "else one started with tools/kafka); baseline: librdkafka producing the same messages"},
     {"uuid-text", bench_uuid_text,
      "ns to format and parse an id as text: Skald's ev_uuid_* against libuuid's "
      "uuid_unparse_lower/uuid_parse; ratio = libuuid's time over Skald's"},
@@ -101,6 +104,8 @@ static void usage(FILE *out)
             "  --log DIR            log-read: read this existing log (read-only) instead of\n"
             "                       building one\n"
             "  --keep               keep the work directory and print its path\n"
+            "  --brokers HOST:PORT  relay: a running Kafka (default: start one with\n"
+            "                       tools/kafka in the work directory, stopped at the end)\n"
             "  --skald PATH         http-commands, queries: the skald binary (default: the\n"
             "                       build tree's, found from skald-bench's own path)\n"
             "  --connections C      http-commands, queries: wrk connections (default 64)\n"
@@ -163,6 +168,7 @@ static const opt_def opt_defs[] = {
     {"dir", OPT_PATH, 0, 0, 0, offsetof(bench_opts, dir)},
     {"log", OPT_PATH, 0, 0, 0, offsetof(bench_opts, log_dir)},
     {"skald", OPT_PATH, 0, 0, 0, offsetof(bench_opts, skald)},
+    {"brokers", OPT_PATH, 0, 0, 0, offsetof(bench_opts, brokers)},
     {"events", OPT_NUMBER, 1, 1, 1000000000, offsetof(bench_opts, events)},
     {"threads", OPT_NUMBER, 0, 1, 256, offsetof(bench_opts, threads)},
     {"subscribers", OPT_NUMBER, 0, 1, 256, offsetof(bench_opts, subscribers)},
@@ -275,6 +281,8 @@ static int parse_opts(int argc, char **argv, int first, const char *name, bench_
         opts->events = SUBSCRIBE_EVENTS_DEFAULT;
     if (!given[option_index("duration")] && strcmp(name, "subscribe") == 0)
         opts->duration_s = SUBSCRIBE_DURATION_DEFAULT_S;
+    if (opts->brokers && strcmp(name, "relay") != 0)
+        return usage_error("--brokers applies to relay only, not to %s", name);
     if (strcmp(name, "stream-read") == 0 && opts->events / 100 < opts->stream_events)
         return usage_error("stream-read needs --events of at least 100 x --stream-events");
     if (opts->log_dir && strcmp(name, "log-read") != 0)

@@ -12,8 +12,11 @@ SKALD_DEPS_BUILD=(build-essential cmake pkg-config librdkafka-dev libavro-dev li
     uuid-dev libcmocka-dev libmicrohttpd-dev libjansson-dev curl)
 
 # What tools/test needs on top: a second compiler with sanitizer and libFuzzer runtimes,
-# the static checkers, and the tools later integration tests drive.
-SKALD_DEPS_TEST=(clang clang-format clang-tidy cppcheck libclang-rt-14-dev wrk python3 openssl)
+# the static checkers, and the tools later integration tests drive. The Kafka tests run a
+# real broker (tools/kafka: Java 17 and Maven fetch and run it, kcat asks it for metadata)
+# and read the topic with Python's confluent-kafka and avro.
+SKALD_DEPS_TEST=(clang clang-format clang-tidy cppcheck libclang-rt-14-dev wrk python3 openssl
+    openjdk-17-jre-headless maven kcat python3-confluent-kafka python3-avro)
 
 # Prints the names among "$@" that dpkg does not report as installed.
 skald_deps_missing() {

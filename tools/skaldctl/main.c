@@ -26,6 +26,8 @@ static const char USAGE[] =
     "  log repair    drop everything from a position on (after damage)\n"
     "  schemas list  the schema versions and their ids\n"
     "  schemas check check the .avsc files against the stored versions\n"
+    "  schemas export  Schema Registry request bodies, one per schema version\n"
+    "  kafka status  the relay's checkpoint and its lag behind the log\n"
     "  snapshot list|verify|purge|take\n"
     "                aggregate snapshots: list, compare with a replay, delete, take one\n"
     "  projection list|status|rebuild|resume|skip\n"
@@ -95,6 +97,8 @@ enum {
     OPT_FROM,
     OPT_LIMIT,
     OPT_TRUNCATE_AT,
+    OPT_TOPIC,
+    OPT_OUT,
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -108,6 +112,8 @@ static const struct option LONG_OPTIONS[] = {
     {"from", required_argument, NULL, OPT_FROM},
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"truncate-at", required_argument, NULL, OPT_TRUNCATE_AT},
+    {"topic", required_argument, NULL, OPT_TOPIC},
+    {"out", required_argument, NULL, OPT_OUT},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -144,6 +150,12 @@ static int apply_option(int code, const char *flag, const char *val, const char 
         return 0;
     case OPT_AGGREGATE:
         o->aggregate = val;
+        return 0;
+    case OPT_TOPIC:
+        o->topic = val;
+        return 0;
+    case OPT_OUT:
+        o->out = val;
         return 0;
     case OPT_FROM:
         o->has_from = true;
@@ -278,6 +290,8 @@ int main(int argc, char **argv)
         return ctl_schemas(argc, argv);
     if (strcmp(argv[1], "snapshot") == 0)
         return ctl_snapshot(argc, argv);
+    if (strcmp(argv[1], "kafka") == 0)
+        return ctl_kafka(argc, argv);
     if (strcmp(argv[1], "projection") == 0)
         return ctl_projection(argc, argv);
     return ctl_usage_error(NULL, "unknown command '%s'", argv[1]);

@@ -29,6 +29,8 @@ typedef struct ctl_opts {
     const char *stream;
     const char *aggregate; /* --aggregate NAME */
     bool all;              /* --all */
+    const char *topic;     /* --topic NAME */
+    const char *out;       /* --out DIR */
 } ctl_opts;
 
 /* Parses argv[first..] into opts with getopt_long, allowing only the flags named in
@@ -62,5 +64,6 @@ int ctl_log(int argc, char **argv);
 int ctl_schemas(int argc, char **argv);
 int ctl_snapshot(int argc, char **argv);
 int ctl_projection(int argc, char **argv);
+int ctl_kafka(int argc, char **argv);
 
 #endif

@@ -1,0 +1,316 @@
+"""The relay against a real Apache Kafka broker (tools/kafka): every event reaches the
+topic once, in version order per key, and decodes (Confluent wire format, python3-avro)
+to the payload `skaldctl log dump --json` shows; a broker outage during load loses
+nothing and duplicates nothing; a SIGKILL of `skald serve` during publication loses
+nothing and duplicates only what the event_id/position headers let a consumer drop.
+
+The broker is started once for the module and stopped at the end; each test publishes
+to a topic of its own. Every wait is bounded. Scale with SKALD_KAFKA_EVENTS (default
+100000 for the first test; the others use a fifth of it) and SKALD_KAFKA_OUTAGE_S
+(default 30)."""
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import skaldtest as st  # noqa: E402
+
+import avro.io  # noqa: E402
+import avro.schema  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition  # noqa: E402
+
+SKALDCTL = None
+KAFKA_TOOL = os.path.join(st.SOURCE, "tools", "kafka")
+EVENTS = int(os.environ.get("SKALD_KAFKA_EVENTS", "100000"))
+OUTAGE_S = float(os.environ.get("SKALD_KAFKA_OUTAGE_S", "30"))
+PRODUCTS = 1000
+
+
+class Broker:
+    """The module's broker, in a directory of its own under /tmp."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="skald-kafka-")
+        self.env = {**os.environ, "SKALD_KAFKA_DIR": self.dir}
+        self.bootstrap = self._run("start", timeout=300)
+
+    def _run(self, *args, timeout=120):
+        out = subprocess.run([KAFKA_TOOL, *args], env=self.env, capture_output=True, text=True,
+                             timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError("tools/kafka %s failed:\n%s" % (" ".join(args), out.stderr))
+        for line in out.stdout.splitlines():
+            if line.startswith("KAFKA_BOOTSTRAP="):
+                return line.split("=", 1)[1]
+        return None
+
+    def pause(self):
+        """Stops the broker, keeping its data, so that resume brings the same one back."""
+        self._run("stop", "--keep-data")
+
+    def resume(self):
+        self._run("start", timeout=300)
+
+    def stop(self):
+        self._run("stop")
+
+
+BROKER = None
+
+
+def setUpModule():
+    global BROKER
+    BROKER = Broker()
+
+
+def tearDownModule():
+    if BROKER:
+        BROKER.stop()
+
+
+def metric(srv, name):
+    _, _, text = srv.request("GET", "/metrics")
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def batch(srv, lines):
+    body = "\n".join(json.dumps(x) for x in lines) + "\n"
+    s, _, text = srv.request("POST", "/v1/commands:batch", body,
+                             {"Content-Type": "application/x-ndjson"})
+    assert s == 200, (s, text)
+    for line in text.splitlines():
+        assert json.loads(line)["status"] == 200, line
+
+
+def load(srv, events, tag):
+    """About `events` events over PRODUCTS streams: each product registered, then
+    restocked in batches of 1,000 commands (one per product)."""
+    products = min(PRODUCTS, events)
+    batch(srv, [{"type": "RegisterProduct", "body": {"sku": "%s-%04d" % (tag, i), "name": "p",
+                                                     "price_cents": 100}}
+                for i in range(products)])
+    done = products
+    while done < events:
+        n = min(products, events - done)
+        batch(srv, [{"type": "RestockProduct", "body": {"sku": "%s-%04d" % (tag, i),
+                                                        "quantity": 1}} for i in range(n)])
+        done += n
+
+
+def wait_published(srv, timeout_s):
+    """Until the relay's checkpoint in memory reaches the log's head."""
+    def caught_up():
+        return metric(srv, "skald_relay_published_position") >= srv.head()
+    st.wait_for(caught_up, timeout_s, "the relay to publish up to the head")
+
+
+def read_topic(topic, timeout_s=120):
+    """Every message of the topic, read from the beginning up to the high watermarks:
+    a list of (partition, offset, key, headers dict, value)."""
+    c = Consumer({"bootstrap.servers": BROKER.bootstrap, "group.id": "t-" + uuid.uuid4().hex,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        md = c.list_topics(topic, timeout=30)
+        parts = sorted(md.topics[topic].partitions)
+        high = {}
+        for p in parts:
+            _, high[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        nxt = {p: 0 for p in parts}
+        out = []
+        deadline = time.time() + timeout_s
+        while any(nxt[p] < high[p] for p in parts):
+            if time.time() > deadline:
+                raise AssertionError("timed out reading %s: at %s of %s" % (topic, nxt, high))
+            for m in c.consume(10000, 1.0):
+                if m.error():
+                    raise AssertionError("consumer error: %s" % m.error())
+                hdr = {k: (v.decode() if v is not None else "") for k, v in (m.headers() or [])}
+                out.append((m.partition(), m.offset(), m.key().decode(), hdr, m.value()))
+                nxt[m.partition()] = m.offset() + 1
+        return out
+    finally:
+        c.close()
+
+
+def log_dump(data):
+    out = subprocess.run([SKALDCTL, "log", "dump", "--data", data, "--json"], capture_output=True,
+                         text=True, timeout=300, check=True)
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def schemas_by_id(data):
+    """The writer schemas by id, from `skaldctl schemas export` (what a consumer gets)."""
+    out = subprocess.run([SKALDCTL, "schemas", "export", "--data", data], capture_output=True,
+                         text=True, timeout=60, check=True)
+    schemas = {}
+    for line in out.stdout.splitlines():
+        x = json.loads(line)
+        assert x["subject"] == "skald.events-skald.events." + x["type"], x["subject"]
+        assert x["body"]["schemaType"] == "AVRO" and x["body"]["id"] == x["id"]
+        schemas[x["id"]] = avro.schema.parse(x["body"]["schema"])
+    return schemas
+
+
+def decode(value, schemas):
+    """Confluent wire format -> (schema id, the payload as a dict)."""
+    assert value[0] == 0, "magic byte %d" % value[0]
+    sid = int.from_bytes(value[1:5], "big")
+    reader = avro.io.DatumReader(schemas[sid])
+    return sid, reader.read(avro.io.BinaryDecoder(io.BytesIO(value[5:])))
+
+
+def check_exactly_once_in_order(tc, msgs, head, allow_duplicates=False):
+    """Every position 0..head-1 is in the topic; a second copy of an event (only with
+    allow_duplicates) has the same headers and value as the first; per key, the first
+    copies come in version order."""
+    first = {}
+    per_key = {}
+    dups = 0
+    for part, off, key, hdr, value in sorted(msgs, key=lambda m: (m[0], m[1])):
+        eid = hdr["event_id"]
+        if eid in first:
+            dups += 1
+            tc.assertTrue(allow_duplicates, "event %s published twice" % eid)
+            tc.assertEqual(first[eid][0], (hdr, value), "a duplicate differs from the original")
+            continue
+        first[eid] = ((hdr, value), part)
+        tc.assertEqual(key, hdr["stream_id"])
+        prev = per_key.get(key)
+        if prev is not None:
+            tc.assertEqual(prev[0], part, "stream %s on two partitions" % key)
+            tc.assertEqual(int(hdr["version"]), prev[1] + 1, "stream %s out of order" % key)
+        per_key[key] = (part, int(hdr["version"]))
+    positions = sorted(int(h["position"]) for (h, _), _ in first.values())
+    tc.assertEqual(positions, list(range(head)), "positions missing or extra")
+    return first, dups
+
+
+class KafkaRelay(unittest.TestCase):
+    def start(self, prefix, data=None, extra=()):
+        srv = st.Server("--kafka-brokers", BROKER.bootstrap, "--kafka-topic-prefix", prefix,
+                        *extra, data=data)
+        return srv
+
+    def test_1_every_event_once_in_order_and_decodable(self):
+        srv = self.start("t1")
+        try:
+            t0 = time.time()
+            load(srv, EVENTS, "A")
+            head = srv.head()
+            self.assertGreaterEqual(head, EVENTS)
+            wait_published(srv, 240)
+            print("published %d events in %.1f s" % (head, time.time() - t0), file=sys.stderr)
+            s, _, ready = srv.request("GET", "/readyz")
+            self.assertEqual(s, 200)
+            self.assertEqual(ready["relay"]["state"], "running")
+            self.assertEqual(ready["relay"]["lag_events"], 0)
+            self.assertEqual(srv.stop(), 0)
+            msgs = read_topic("t1.events")
+            first, _ = check_exactly_once_in_order(self, msgs, head)
+            # every payload decodes to what the log says, with every envelope field
+            schemas = schemas_by_id(srv.data)
+            for ev in log_dump(srv.data):
+                hdr, value = first[ev["event_id"]][0]
+                sid, payload = decode(value, schemas)
+                self.assertEqual(sid, ev["schema_id"])
+                self.assertEqual(payload, ev["payload"])
+                self.assertEqual(int(hdr["position"]), ev["position"])
+                self.assertEqual(int(hdr["version"]), ev["version"])
+                self.assertEqual(hdr["type"], ev["type"])
+                self.assertEqual(int(hdr["occurred_at"]), ev["occurred_at_us"])
+                self.assertEqual(hdr["command_id"], ev["command_id"] or "")
+                self.assertEqual(hdr["correlation_id"], ev["correlation_id"] or "")
+                for k, v in ev["metadata"].items():
+                    self.assertEqual(hdr["meta." + k], v)
+            # the checkpoint is at the head after a clean stop
+            out = subprocess.run([SKALDCTL, "kafka", "status", "--data", srv.data, "--json"],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            status = json.loads(out.stdout)
+            self.assertEqual(status["topic"], "t1.events")
+            self.assertEqual(status["checkpoint_position"], head)
+            self.assertEqual(status["lag_events"], 0)
+        finally:
+            srv.cleanup()
+
+    def test_2_broker_outage_loses_nothing(self):
+        srv = self.start("t2")
+        try:
+            n = max(EVENTS // 5, 2000)
+            load(srv, n // 2, "B")
+            BROKER.pause()
+            try:
+                # commands go on while no broker answers, and the process stays ready
+                t0 = time.time()
+                load(srv, n - n // 2, "C")
+                s, _, ready = srv.request("GET", "/readyz")
+                self.assertEqual(s, 200)
+                st.wait_for(lambda: srv.request("GET", "/readyz")[2]["relay"]["state"] ==
+                            "broker_down", 60, "the relay to see the broker gone")
+                self.assertGreater(metric(srv, "skald_relay_lag_events"), 0)
+                time.sleep(max(0, OUTAGE_S - (time.time() - t0)))
+            finally:
+                BROKER.resume()
+            head = srv.head()
+            wait_published(srv, 240)
+            s, _, ready = srv.request("GET", "/readyz")
+            self.assertEqual(ready["relay"]["state"], "running")
+            self.assertEqual(srv.stop(), 0)
+            check_exactly_once_in_order(self, read_topic("t2.events"), head)
+        finally:
+            srv.cleanup()
+
+    def test_3_sigkill_during_publication(self):
+        srv = self.start("t3")
+        data = srv.data
+        try:
+            n = max(EVENTS // 5, 2000)
+            # SIGKILL in the middle of the load, while the relay publishes it
+            errors = []
+
+            def run():
+                try:
+                    load(srv, n, "D")
+                except Exception as e:  # the server dies under it
+                    errors.append(e)
+            t = threading.Thread(target=run)
+            t.start()
+            st.wait_for(lambda: metric(srv, "skald_relay_published_position") >= n // 3, 120,
+                        "the relay to publish a third of the load")
+            srv.kill()
+            t.join(60)
+            srv2 = st.Server("--kafka-brokers", BROKER.bootstrap, "--kafka-topic-prefix", "t3",
+                             data=data)
+            try:
+                load(srv2, 2000, "E")
+                head = srv2.head()
+                wait_published(srv2, 240)
+                self.assertEqual(srv2.stop(), 0)
+            finally:
+                srv2.kill()
+            _, dups = check_exactly_once_in_order(self, read_topic("t3.events"), head,
+                                                  allow_duplicates=True)
+            print("duplicates after SIGKILL: %d" % dups, file=sys.stderr)
+        finally:
+            srv.cleanup()
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(allow_abbrev=False)
+    ap.add_argument("--skaldctl", required=True)
+    args, rest = ap.parse_known_args()
+    SKALDCTL = os.path.abspath(args.skaldctl)
+    sys.argv = [sys.argv[0]] + rest
+    st.main(globals())
