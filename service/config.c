@@ -152,9 +152,9 @@ int svc_roles_parse(const char *text, unsigned *out, sk_error *err)
             if (strlen(role_names[i]) == n && strncmp(p, role_names[i], n) == 0)
                 bit = 1u << i;
         if (!bit)
-            return sk_error_set(err, SK_EBADINPUT, "roles",
-                                "'%.*s' is not a role (commands, projections, queries, feed, relay)",
-                                (int)n, p);
+            return sk_error_set(
+                err, SK_EBADINPUT, "roles",
+                "'%.*s' is not a role (commands, projections, queries, feed, relay)", (int)n, p);
         if (!(bit & SVC_SERVES_ALL))
             return sk_error_set(err, SK_EBADINPUT, "roles",
                                 "the %s role does not exist in this version yet",

@@ -152,13 +152,13 @@ typedef struct svc_app {
     svc_auth *auth; /* NULL: no tokens file */
     svc_metrics *metrics;
     cmd_idem *idem;
-    proj_engine *projections;   /* NULL without the projections role */
-    qry_engine *queries;        /* NULL without the queries role */
+    proj_engine *projections;         /* NULL without the projections role */
+    qry_engine *queries;              /* NULL without the queries role */
     struct svc_work_pool *query_pool; /* runs the queries, off the HTTP threads */
-    svc_feed *feed; /* NULL without the feed role */
-    store_relay *relay;         /* NULL without the relay role (or without --kafka-brokers) */
-    char projections_dir[4096]; /* DATA/projections */
-    const char *openapi;        /* the document served at /v1/openapi.json */
+    svc_feed *feed;                   /* NULL without the feed role */
+    store_relay *relay;               /* NULL without the relay role (or without --kafka-brokers) */
+    char projections_dir[4096];       /* DATA/projections */
+    const char *openapi;              /* the document served at /v1/openapi.json */
     size_t openapi_len;
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
     atomic_bool ready;
