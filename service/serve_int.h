@@ -17,6 +17,7 @@
 #include "commands/commands.h"
 #include "projections/projections.h"
 #include "queries/queries.h"
+#include "sagas/sagas.h"
 #include "service/service.h"
 
 #include <microhttpd.h>
@@ -61,7 +62,8 @@ enum {
     SVC_SERVES_FEED = 1u << 5,
 };
 /* The roles that exist in this version: the default of --roles. */
-#define SVC_SERVES_ALL (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES)
+#define SVC_SERVES_ALL                                                                             \
+    (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES | SVC_SERVES_SAGAS)
 /* "commands,queries" -> bits; SK_EBADINPUT naming an unknown or not yet available role. */
 int svc_roles_parse(const char *text, unsigned *out, sk_error *err);
 const char *svc_role_name(unsigned role);
@@ -134,6 +136,7 @@ typedef struct svc_app {
     cmd_idem *idem;
     proj_engine *projections; /* NULL without the projections role */
     qry_engine *queries;      /* NULL without the queries role */
+    saga_engine *sagas;       /* NULL without the sagas role */
     char projections_dir[4096]; /* DATA/projections */
     const char *openapi; /* the document served at /v1/openapi.json */
     size_t openapi_len;
@@ -224,6 +227,18 @@ void svc_model_source_dir(const char *projections_dir, qry_source *out);
 /* Prometheus lines for every projection, appended to the /metrics text (taken, returned). */
 char *svc_metrics_projections(proj_engine *e, char *text);
 const char *svc_query(svc_request *rq, const char *name);
+
+/* The sagas role (saga_wiring.c): opens and starts the orchestrator, its commands going
+ * through app->idem and app->bus; 0 without the role. Close before the bus. */
+int svc_sagas_open(svc_app *app, sk_error *err);
+void svc_sagas_close(svc_app *app);
+/* 1 if command belongs to an internal aggregate (a `$` stream): not for HTTP clients. */
+int svc_command_internal(const char *command);
+/* The saga admin routes (saga_routes.c). */
+int svc_route_sagas(svc_request *rq);
+int svc_route_saga(svc_request *rq);
+int svc_route_saga_action(svc_request *rq);
+char *svc_metrics_sagas(saga_engine *e, char *text);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
 /* Stops accepting, waits (bounded by timeout_ms) for requests in flight, stops. */
