@@ -297,8 +297,9 @@ static void journal_step_start(saga_engine *e, saga_rt *s, int step, int phase)
         if (t && s->def->steps[step].compensate) /* a pivot has no deadline */
             deadline = ev_now_us() + (int64_t)t * 1000;
     }
+    const char *name = (size_t)step < s->def->nsteps ? s->def->steps[step].name : "end";
     journal(e, s, "StartSagaStep",
-            json_pack("{s:I, s:s, s:I, s:I}", "step", (json_int_t)step, "phase",
+            json_pack("{s:I, s:s, s:s, s:I, s:I}", "step", (json_int_t)step, "name", name, "phase",
                       saga_phase_name(phase), "run", (json_int_t)s->retries, "deadline_us",
                       (json_int_t)deadline));
 }
@@ -346,7 +347,7 @@ static int build_run(saga_rt *s)
                 r->undoes[j] = i;
         }
     } else if (s->def->on_compensated) {
-        rc = s->def->on_compensated(s->data, s->aborting ? "aborted" : s->reason, &r->list);
+        rc = s->def->on_compensated(s->data, s->aborting ? "aborted" : s->cause, &r->list);
     }
     if (rc) {
         saga_cmd_list_clear(&r->list);
@@ -635,7 +636,9 @@ static void command_answer(saga_engine *e, saga_rt *s, uint32_t i, const saga_an
     const saga_faults *f = &e->cfg.faults;
     /* fault injection: the command happened, its answer is lost on the way back */
     if (a.kind == SAGA_ANSWER_OK && f->fail_rate > 0 &&
-        strcmp(f->fail_command, r->list.cmds[i].command) == 0 && rnd01(e) < f->fail_rate / 2) {
+        strcmp(f->fail_command, r->list.cmds[i].command) == 0 &&
+        rnd01(e) < (f->fail_rate / 2) / (1 - f->fail_rate / 2)) {
+        /* half of the rate before sending (send_one), half here: r in all */
         a.kind = SAGA_ANSWER_TRANSIENT;
         snprintf(a.reason, sizeof a.reason, "injected");
         snprintf(a.message, sizeof a.message, "fault injection: the answer was lost");

@@ -177,6 +177,7 @@ int saga_apply(saga_rt *s, const saga_def *const *defs, const saga_def *const *e
             } else {
                 s->failed_step = step;
                 snprintf(s->reason, sizeof s->reason, "%s", str(p, "reason"));
+                snprintf(s->cause, sizeof s->cause, "%s", str(p, "reason"));
             }
         } else if (!ok) {
             s->comp_failed = true;

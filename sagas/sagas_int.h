@@ -64,7 +64,8 @@ typedef struct saga_rt {
     int state;
     bool aborting;    /* an admin aborted it: it ends `aborted` */
     uint32_t retries; /* admin retries: part of the keys of the commands after one */
-    char reason[256];
+    char reason[256]; /* the last error */
+    char cause[256];  /* why it compensates: the forward step's failure */
     bool open; /* a step started and not finished */
     int phase, step;
     int64_t deadline_us;

@@ -237,7 +237,8 @@ int svc_command_internal(const char *command);
 /* The saga admin routes (saga_routes.c). */
 int svc_route_sagas(svc_request *rq);
 int svc_route_saga(svc_request *rq);
-int svc_route_saga_action(svc_request *rq);
+int svc_route_saga_retry(svc_request *rq);
+int svc_route_saga_abort(svc_request *rq);
 char *svc_metrics_sagas(saga_engine *e, char *text);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);

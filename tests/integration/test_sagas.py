@@ -276,6 +276,56 @@ class Sagas(unittest.TestCase):
         self.assertEqual(rk(), [9])
         self.assertEqual(srv3.stop(), 0)
 
+    def test_admin_stuck_retry_abort_list_show(self):
+        # every ReleaseStock attempt fails: the compensation gives up and the saga is stuck
+        env = {"SKALD_SAGA_FAIL": "ReleaseStock:1"}
+        srv = self.start(env=env)
+        setup_domain(srv, credit=100)
+        place(srv, "o1", [("A", 2)])
+        wait_for(lambda: saga_state(srv, "o1") == "stuck", 60, "the saga to be stuck")
+        s, _, page = srv.request("GET", "/v1/sagas?state=stuck&min_position=%d" % (
+            srv.head() - 1))
+        self.assertEqual(s, 200, page)
+        self.assertEqual([(i["saga_id"], i["order_id"], i["type"], i["step"]) for i in page["items"]],
+                         [("OrderFulfillment-o1", "o1", "OrderFulfillment", "compensate:reserve_stock")])
+        self.assertIn("retries_exhausted", page["items"][0]["last_error"])
+        s, _, one = srv.request("GET", "/v1/sagas/OrderFulfillment-o1")
+        self.assertEqual(s, 200, one)
+        self.assertEqual((one["state"], one["order_id"]), ("stuck", "o1"))
+        self.assertEqual(one["history"][0]["type"], "SagaStarted")
+        s, _, b = srv.request("POST", "/v1/sagas/OrderFulfillment-o2/abort")
+        self.assertEqual(s, 404, b)
+        s, _, b = srv.request("GET", "/v1/sagas/nope")
+        self.assertEqual(s, 404, b)
+        self.assertEqual(srv.stop(), 0)
+        # the fault is gone; an admin retries: the compensation runs again, under new keys
+        srv2 = self.start(data=srv.data)
+        s, _, b = srv2.request("POST", "/v1/sagas/OrderFulfillment-o1/retry")
+        self.assertEqual(s, 200, b)
+        self.assertEqual(ended(srv2, "o1"), "compensated")
+        self.assertEqual(product_state(srv2, "A"), (10, {}))
+        self.assertEqual(srv2.stream("order-o1")[-1]["payload"]["reason"], "credit_limit_exceeded")
+        s, _, b = srv2.request("POST", "/v1/sagas/OrderFulfillment-o1/retry")
+        self.assertEqual(s, 404, b)  # ended: no longer in flight
+        wait_for(lambda: 'skald_sagas_ended_total{state="compensated"} 1' in
+                 srv2.request("GET", "/metrics")[2], 10, "the metric (updated each second)")
+        self.assertEqual(srv2.stop(), 0)
+
+    def test_abort_compensates_a_running_saga(self):
+        srv = self.start(env={"SKALD_SAGA_DELAY": "authorize_payment:60000"})
+        setup_domain(srv)
+        place(srv, "o1", [("A", 2), ("B", 1)])
+        wait_for(lambda: any(e["type"] == "SagaStepStarted" and e["payload"]["step"] == 1
+                             for e in saga_events(srv, "o1")), 30, "authorize step to start")
+        s, _, b = srv.request("POST", "/v1/sagas/OrderFulfillment-o1/abort")
+        self.assertEqual((s, b.get("state")), (200, "compensating"), b)
+        self.assertEqual(ended(srv, "o1"), "aborted")
+        self.assertEqual(srv.stream("order-o1")[-1]["payload"]["reason"], "aborted")
+        self.assertEqual(product_state(srv, "A"), (10, {}))
+        self.assertEqual(product_state(srv, "B"), (10, {}))
+        self.assertEqual(customer_state(srv, "c1"), {})
+        self.assertEqual(srv.stop(), 0)
+
 
 if __name__ == "__main__":
     skaldtest.main(globals())

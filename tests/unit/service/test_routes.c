@@ -16,16 +16,24 @@
 extern const char svc_openapi_doc[];
 
 /* "/v1/commands/{}" -> the document's "/v1/commands/{type}" shape: any {name}. */
+/* "{}" in a route stands for one path segment, "{name}" in the document. */
 static int same_path(const char *route, const char *doc)
 {
-    size_t n = strlen(route);
-    if (n >= 2 && strcmp(route + n - 2, "{}") == 0) {
-        n -= 2;
-        size_t m = strlen(doc);
-        return strncmp(route, doc, n) == 0 && doc[n] == '{' && doc[m - 1] == '}' &&
-               !strchr(doc + n, '/');
+    while (*route && *doc) {
+        if (route[0] == '{' && route[1] == '}') {
+            if (*doc != '{')
+                return 0;
+            const char *close = strchr(doc, '}');
+            if (!close || memchr(doc, '/', (size_t)(close - doc)))
+                return 0;
+            route += 2;
+            doc = close + 1;
+            continue;
+        }
+        if (*route++ != *doc++)
+            return 0;
     }
-    return strcmp(route, doc) == 0;
+    return *route == '\0' && *doc == '\0';
 }
 
 static void lower(const char *in, char *out, size_t size)
