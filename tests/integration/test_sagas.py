@@ -3,8 +3,10 @@ failure point compensating exactly what was done, a step timeout, kills at named
 the orchestrator with restarts, and a saga whose command is not idempotent by itself
 (RestockProduct) showing no doubling across kills and lost answers. Every wait is bounded.
 """
+import argparse
 import json
 import os
+import subprocess
 import sys
 import unittest
 import urllib.parse
@@ -13,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import skaldtest  # noqa: E402
 from skaldtest import Server, wait_for  # noqa: E402
 
+SKALDCTL = None  # set from --skaldctl
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -293,6 +296,18 @@ class Sagas(unittest.TestCase):
         self.assertEqual(s, 200, one)
         self.assertEqual((one["state"], one["order_id"]), ("stuck", "o1"))
         self.assertEqual(one["history"][0]["type"], "SagaStarted")
+        url = "http://127.0.0.1:%d" % srv.port
+        r = subprocess.run([SKALDCTL, "saga", "list", "--state", "stuck", "--server", url],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("OrderFulfillment-o1", r.stdout)
+        r = subprocess.run([SKALDCTL, "saga", "show", "OrderFulfillment-o1", "--server", url,
+                            "--json"], capture_output=True, text=True, timeout=60)
+        self.assertEqual((r.returncode, json.loads(r.stdout)["state"]), (0, "stuck"), r.stderr)
+        r = subprocess.run([SKALDCTL, "saga", "abort", "nope", "--server", url],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("404", r.stderr)
         s, _, b = srv.request("POST", "/v1/sagas/OrderFulfillment-o2/abort")
         self.assertEqual(s, 404, b)
         s, _, b = srv.request("GET", "/v1/sagas/nope")
@@ -300,8 +315,10 @@ class Sagas(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
         # the fault is gone; an admin retries: the compensation runs again, under new keys
         srv2 = self.start(data=srv.data)
-        s, _, b = srv2.request("POST", "/v1/sagas/OrderFulfillment-o1/retry")
-        self.assertEqual(s, 200, b)
+        r = subprocess.run([SKALDCTL, "saga", "retry", "OrderFulfillment-o1", "--server",
+                            "http://127.0.0.1:%d" % srv2.port], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(ended(srv2, "o1"), "compensated")
         self.assertEqual(product_state(srv2, "A"), (10, {}))
         self.assertEqual(srv2.stream("order-o1")[-1]["payload"]["reason"], "credit_limit_exceeded")
@@ -328,4 +345,8 @@ class Sagas(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser(allow_abbrev=False)
+    ap.add_argument("--skaldctl", required=True)
+    args, _ = ap.parse_known_args()
+    SKALDCTL = os.path.abspath(args.skaldctl)
     skaldtest.main(globals())
