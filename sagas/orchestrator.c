@@ -319,7 +319,7 @@ static bool has_compensation(const saga_rt *s, int step)
     if (step < 0 || (size_t)step >= s->def->nsteps || !s->def->steps[step].compensate)
         return false;
     for (uint32_t i = 0; i < s->fwd_count[step]; i++)
-        if (s->fwd_res[step][i] == RES_OK || s->fwd_res[step][i] == RES_UNKNOWN)
+        if (s->fwd_res[step][i] != RES_REJECTED)
             return true;
     return false;
 }
@@ -338,8 +338,9 @@ static int build_run(saga_rt *s)
     } else if (s->phase == PHASE_COMPENSATE) {
         /* in reverse order: the last command done is the first undone */
         for (uint32_t i = s->fwd_count[s->step]; rc == 0 && i-- > 0;) {
-            uint8_t res = s->fwd_res[s->step][i];
-            if (res != RES_OK && res != RES_UNKNOWN)
+            /* a rejection took no effect; a command that failed past its retries may
+             * have (its answer may have been lost), so it is undone like an unknown one */
+            if (s->fwd_res[s->step][i] == RES_REJECTED)
                 continue;
             size_t before = r->list.count;
             rc = s->def->steps[s->step].compensate(s->data, i, &r->list);
@@ -822,11 +823,41 @@ static void start_seen(saga_engine *e, const saga_def *d, const ev_event *ev)
         return;
     }
     snprintf(id, sizeof id, "%s-%s", d->type, key);
-    if (find(e, id) || already_ended(e, d, ev)) {
+    if (find(e, id)) {
         json_decref(payload);
         return;
     }
+    /* seen again (a restart tails from an older checkpoint): a saga that has a stream
+     * resumes from it, even when its process already ended in the business streams (it
+     * may still owe its own `completed`); one without a stream starts unless the process
+     * ended without a saga (a log written by the old seeder) */
     saga_rt *s = saga_rt_create(id);
+    sk_error lerr = {0};
+    int lrc = s ? saga_load(e->cfg.log, e->cfg.events, e->cfg.defs, e->cfg.extra_defs, s, &lerr)
+                : -ENOMEM;
+    if (lrc == 0) {
+        json_decref(payload);
+        if (saga_terminal(s->state)) {
+            saga_rt_free(s);
+            return;
+        }
+        insert(e, s);
+        advance(e, s);
+        return;
+    }
+    saga_rt_free(s);
+    s = NULL;
+    if (lrc != SK_ENOTFOUND) {
+        sk_log(SK_LOG_ERROR, "sagas", "cannot read a saga's stream", "saga_id", id, "error",
+               lerr.message, SK_LOG_END);
+        json_decref(payload);
+        return;
+    }
+    if (already_ended(e, d, ev)) {
+        json_decref(payload);
+        return;
+    }
+    s = saga_rt_create(id);
     char *data = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
     if (!s || !data) {
