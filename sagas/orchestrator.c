@@ -79,6 +79,7 @@ struct saga_engine {
     saga_rt *all; /* doubly linked */
     uint32_t count;
     uint64_t tail_position; /* the subscription's: every start below it was seen */
+    uint64_t fresh_from;    /* the log's head at open: a start event from here on is new */
     int64_t next_wake_us, next_checkpoint_us;
     uint64_t rng;
     saga_stats stats;
@@ -807,6 +808,12 @@ static const char *meta(const ev_event *ev, const char *key, char *out, size_t s
     return out;
 }
 
+static void start_new(saga_engine *e, const saga_def *d, const ev_event *ev, json_t *payload,
+                        const char *key, const char *id);
+
+/* A start event from the tail. Below fresh_from (written before this process opened the
+ * log) it may have been seen by an earlier run, so its saga's stream is looked up; from
+ * fresh_from on only this process can have started it, and memory is enough. */
 static void start_seen(saga_engine *e, const saga_def *d, const ev_event *ev)
 {
     json_t *payload = NULL;
@@ -825,6 +832,10 @@ static void start_seen(saga_engine *e, const saga_def *d, const ev_event *ev)
     snprintf(id, sizeof id, "%s-%s", d->type, key);
     if (find(e, id)) {
         json_decref(payload);
+        return;
+    }
+    if (ev->position >= e->fresh_from) {
+        start_new(e, d, ev, payload, key, id);
         return;
     }
     /* seen again (a restart tails from an older checkpoint): a saga that has a stream
@@ -857,7 +868,14 @@ static void start_seen(saga_engine *e, const saga_def *d, const ev_event *ev)
         json_decref(payload);
         return;
     }
-    s = saga_rt_create(id);
+    start_new(e, d, ev, payload, key, id);
+}
+
+/* Starts a saga that has no stream yet; payload is taken. */
+static void start_new(saga_engine *e, const saga_def *d, const ev_event *ev, json_t *payload,
+                        const char *key, const char *id)
+{
+    saga_rt *s = saga_rt_create(id);
     char *data = json_dumps(payload, JSON_COMPACT);
     json_decref(payload);
     if (!s || !data) {
@@ -1041,6 +1059,7 @@ int saga_engine_open(const saga_config *cfg, saga_engine **out, sk_error *err)
         rc = sk_error_set(err, -errno, "", "cannot create the orchestrator's descriptors");
         goto fail;
     }
+    e->fresh_from = store_log_head(cfg->log);
     rc = store_sub_open(cfg->log, e->tail_position, &e->sub);
     if (rc) {
         rc = sk_error_set(err, rc, "", "cannot subscribe to the log");

@@ -14,7 +14,7 @@ fail() { echo "FAIL: $*"; echo "--- stdout"; cat "$out"; echo "--- stderr"; cat 
 grep -q '^Usage: skald-bench' "$out" || fail "--help printed no usage on stdout"
 
 "$bench" list >"$out" 2>"$err" || fail "list exited $?"
-for name in log-append log-read stream-read http-commands aggregate-load subscribe; do
+for name in log-append log-read stream-read http-commands aggregate-load subscribe saga; do
     grep -q "^$name " "$out" || fail "list does not name $name"
 done
 
@@ -54,6 +54,7 @@ check subscribe "subscribers events_per_s append_events_per_s ratio wake_p99_us"
     --events 20000 --threads 4 --window 256 --streams 100 --subscribers 2
 check aggregate-load "snap_us_100 snap_us_1000 growth replay_us_1000" --history-max 1000 --runs 5
 check uuid-text "ev_format_ns ev_parse_ns libuuid_format_ns libuuid_parse_ns ratio" --events 20000
+check saga "orders_per_s p50_ms p99_ms" --events 200 --duration 1 --streams 20
 if command -v wrk >/dev/null; then
     check http-commands "commands_per_s p99_ms noop_per_s ratio errors" \
         --duration 1 --connections 4 --streams 200

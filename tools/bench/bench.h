@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #define BENCH_PATH_MAX 4096
 
@@ -73,6 +74,17 @@ int bench_http_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);
+int bench_saga(const bench_opts *opts);
+
+/* http_commands.c: a `skald serve` child for the HTTP benchmarks. */
+int bench_find_skald(const bench_opts *opts, char *out, size_t size);
+/* Starts it on <work>/data with --roles roles, fsync=always; its pid (< 0 on failure). */
+pid_t bench_skald_start(const char *skald, const char *work, const char *roles, uint16_t *port);
+/* SIGTERM, then waits (bounded); 0 if it exited 0. */
+int bench_skald_stop(pid_t pid);
+/* One POST on a fresh connection: the status, or < 0; the start of the answer in reply. */
+int bench_http_post(uint16_t port, const char *path, const char *ctype, const char *body,
+                    size_t len, char *reply, size_t size);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).

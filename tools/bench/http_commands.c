@@ -219,7 +219,7 @@ static void print_server_side(const server_stats *a, const server_stats *b, doub
            seconds > 0 ? 100 * fsync_s / seconds : 0);
 }
 
-static pid_t start_server(const char *skald, const char *work, uint16_t *port)
+static pid_t start_server(const char *skald, const char *work, const char *roles, uint16_t *port)
 {
     char data[BENCH_PATH_MAX], port_file[BENCH_PATH_MAX], log[BENCH_PATH_MAX];
     bench_path_join(data, sizeof data, work, "data");
@@ -232,7 +232,7 @@ static pid_t start_server(const char *skald, const char *work, uint16_t *port)
         /* one HTTP thread: wrk runs on the same two cores (two threads measured slower
          * here, docs/benchmarks.md) */
         execl(skald, skald, "serve", "--data", data, "--listen", "127.0.0.1:0", "--port-file",
-              port_file, "--fsync", "always", "--threads", "1", (char *)NULL);
+              port_file, "--fsync", "always", "--threads", "1", "--roles", roles, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; pid > 0 && i < 300; i++) {
@@ -352,7 +352,9 @@ int bench_http_commands(const bench_opts *opts)
     if ((rc = write_file(cmd_lua, COMMANDS_LUA)) != 0 || (rc = write_file(noop_lua, NOOP_LUA)))
         return rc;
     uint16_t port = 0;
-    pid_t pid = start_server(skald, work, &port);
+    /* no sagas: their orders (of customers that do not exist) would add work that is not
+     * the commands' own; skald-bench saga measures them */
+    pid_t pid = start_server(skald, work, "commands,projections,queries", &port);
     if (pid < 0)
         return -EIO;
     printf("server: %s serve --fsync always on 127.0.0.1:%u\n", skald, port);
@@ -398,4 +400,27 @@ int bench_http_commands(const bench_opts *opts)
     else
         printf("kept: %s\n", work);
     return 0;
+}
+
+/* ---- for skald-bench saga (bench.h) ---- */
+
+int bench_find_skald(const bench_opts *opts, char *out, size_t size)
+{
+    return find_skald(opts, out, size);
+}
+
+pid_t bench_skald_start(const char *skald, const char *work, const char *roles, uint16_t *port)
+{
+    return start_server(skald, work, roles, port);
+}
+
+int bench_skald_stop(pid_t pid)
+{
+    return stop_server(pid);
+}
+
+int bench_http_post(uint16_t port, const char *path, const char *ctype, const char *body,
+                    size_t len, char *reply, size_t size)
+{
+    return http_request(port, "POST", path, ctype, body, len, reply, size);
 }

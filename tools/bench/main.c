@@ -45,6 +45,10 @@ static const bench_def benches[] = {
     {"subscribe", bench_subscribe,
      "--subscribers threads tail the log from 0 while log-append's appenders run "
      "(fsync=always); subscriber rate against the durable append rate, wake-up p99"},
+    {"saga", bench_saga,
+     "orders from PlaceOrder's answer to OrderConfirmed durable, through the saga "
+     "(fsync=always): --events orders at saturation, then --duration s at 1,000 orders/s "
+     "for the latency"},
     {"uuid-text", bench_uuid_text,
      "ns to format and parse an id as text: Skald's ev_uuid_* against libuuid's "
      "uuid_unparse_lower/uuid_parse; ratio = libuuid's time over Skald's"},
