@@ -101,8 +101,7 @@ static const cmd_handler handlers[] = {
     {"ChangeSagaState", &journal, "saga_id", change_state},
 };
 
-const cmd_handler_table cmd_saga_journal_handlers = {handlers,
-                                                     sizeof handlers / sizeof *handlers};
+const cmd_handler_table cmd_saga_journal_handlers = {handlers, sizeof handlers / sizeof *handlers};
 
 static const cmd_handler_table *const tables[] = {&cmd_saga_journal_handlers, NULL};
 

@@ -59,8 +59,9 @@ int saga_faults_from_env(saga_faults *out, sk_error *err)
     saga_faults f;
     memset(&f, 0, sizeof f);
     const char *v = getenv("SKALD_SAGA_FAIL");
-    if (v && *v && (name_number(v, f.fail_command, sizeof f.fail_command, &f.fail_rate) != 0 ||
-                    f.fail_rate > 1))
+    if (v && *v &&
+        (name_number(v, f.fail_command, sizeof f.fail_command, &f.fail_rate) != 0 ||
+         f.fail_rate > 1))
         return sk_error_set(err, SK_EBADINPUT, "SKALD_SAGA_FAIL",
                             "SKALD_SAGA_FAIL must be Command:rate with rate in 0..1");
     double ms = 0;

@@ -293,8 +293,8 @@ static void journal_step_start(saga_engine *e, saga_rt *s, int step, int phase)
 {
     int64_t deadline = 0;
     if (phase == PHASE_FORWARD) {
-        uint32_t t = e->cfg.step_timeout_ms ? e->cfg.step_timeout_ms
-                                            : s->def->steps[step].timeout_ms;
+        uint32_t t =
+            e->cfg.step_timeout_ms ? e->cfg.step_timeout_ms : s->def->steps[step].timeout_ms;
         if (t && s->def->steps[step].compensate) /* a pivot has no deadline */
             deadline = ev_now_us() + (int64_t)t * 1000;
     }
@@ -465,8 +465,8 @@ static void finish_step(saga_engine *e, saga_rt *s, bool timed_out)
     drop_run(s);
     journal(e, s, "FinishSagaStep",
             results ? json_pack("{s:I, s:s, s:s, s:o, s:s}", "step", (json_int_t)s->step, "phase",
-                                saga_phase_name(s->phase), "outcome", outcome, "results",
-                                results, "reason", reason)
+                                saga_phase_name(s->phase), "outcome", outcome, "results", results,
+                                "reason", reason)
                     : NULL);
 }
 
@@ -492,7 +492,8 @@ static void advance(saga_engine *e, saga_rt *s)
     }
     if (!s->def) {
         if (s->state != SAGA_STUCK)
-            journal_state(e, s, "stuck", "this build lacks the saga's definition version", "orchestrator");
+            journal_state(e, s, "stuck", "this build lacks the saga's definition version",
+                          "orchestrator");
         return;
     }
     if (s->state == SAGA_STUCK)
@@ -544,9 +545,9 @@ static void reload(saga_engine *e, saga_rt *s)
 {
     saga_rt *fresh = saga_rt_create(s->id);
     sk_error err = {0};
-    int rc = fresh ? saga_load(e->cfg.log, e->cfg.events, e->cfg.defs, e->cfg.extra_defs, fresh,
-                               &err)
-                   : -ENOMEM;
+    int rc = fresh
+                 ? saga_load(e->cfg.log, e->cfg.events, e->cfg.defs, e->cfg.extra_defs, fresh, &err)
+                 : -ENOMEM;
     if (rc) {
         sk_log(SK_LOG_ERROR, "sagas", "cannot reload a saga", "saga_id", s->id, "error",
                err.message, SK_LOG_END);
@@ -617,8 +618,8 @@ static void journal_answer(saga_engine *e, saga_rt *s, const saga_answer *a)
     int was = s->state;
     if (was == SAGA_STARTING && strcmp(a->reason, "already_exists") != 0 &&
         a->kind == SAGA_ANSWER_REJECTED) {
-        sk_log(SK_LOG_ERROR, "sagas", "cannot start a saga", "saga_id", s->id, "error",
-               a->message, SK_LOG_END);
+        sk_log(SK_LOG_ERROR, "sagas", "cannot start a saga", "saga_id", s->id, "error", a->message,
+               SK_LOG_END);
         remove_saga(e, s);
         return;
     }
@@ -655,8 +656,8 @@ static void command_answer(saga_engine *e, saga_rt *s, uint32_t i, const saga_an
     } else if (a.kind == SAGA_ANSWER_FATAL || r->attempts[i] >= retry_of(s)->attempts_max) {
         r->res[i] = RES_FAILED;
         char why[128];
-        snprintf(why, sizeof why, "%s%.40s", a.kind == SAGA_ANSWER_FATAL ? "" : "retries_exhausted:",
-                 a.reason);
+        snprintf(why, sizeof why, "%s%.40s",
+                 a.kind == SAGA_ANSWER_FATAL ? "" : "retries_exhausted:", a.reason);
         memcpy(r->reason[i], why, sizeof r->reason[i] - 1);
         r->reason[i][sizeof r->reason[i] - 1] = '\0';
         sk_log(SK_LOG_WARN, "sagas", "a saga command failed", "saga_id", s->id, "command",
@@ -803,13 +804,12 @@ static const char *meta(const ev_event *ev, const char *key, char *out, size_t s
     out[0] = '\0';
     for (uint32_t i = 0; i < ev->metadata_count; i++)
         if (ev_str_eq(ev->metadata[i].key, key))
-            snprintf(out, size, "%.*s", (int)ev->metadata[i].value.len,
-                     ev->metadata[i].value.ptr);
+            snprintf(out, size, "%.*s", (int)ev->metadata[i].value.len, ev->metadata[i].value.ptr);
     return out;
 }
 
 static void start_new(saga_engine *e, const saga_def *d, const ev_event *ev, json_t *payload,
-                        const char *key, const char *id);
+                      const char *key, const char *id);
 
 /* A start event from the tail. Below fresh_from (written before this process opened the
  * log) it may have been seen by an earlier run, so its saga's stream is looked up; from
@@ -873,7 +873,7 @@ static void start_seen(saga_engine *e, const saga_def *d, const ev_event *ev)
 
 /* Starts a saga that has no stream yet; payload is taken. */
 static void start_new(saga_engine *e, const saga_def *d, const ev_event *ev, json_t *payload,
-                        const char *key, const char *id)
+                      const char *key, const char *id)
 {
     saga_rt *s = saga_rt_create(id);
     char *data = json_dumps(payload, JSON_COMPACT);
@@ -990,7 +990,7 @@ static void *run(void *arg)
             fire_timers(e);
         if (now >= e->next_checkpoint_us) {
             checkpoint(e);
-            e->next_checkpoint_us = now + CHECKPOINT_MS * 1000;
+            e->next_checkpoint_us = now + (int64_t)CHECKPOINT_MS * 1000;
         }
         int64_t until = e->next_checkpoint_us;
         if (e->next_wake_us && e->next_wake_us < until)
@@ -1046,7 +1046,6 @@ int saga_engine_open(const saga_config *cfg, saga_engine **out, sk_error *err)
                 sk_log(SK_LOG_ERROR, "sagas", "cannot resume a saga", "saga_id", id, "error",
                        lerr.message, SK_LOG_END);
             saga_rt_free(s);
-            rc = 0;
             continue;
         }
         insert(e, s);

@@ -52,8 +52,9 @@ static int reserve(const json_t *d, saga_cmd_list *out)
 static int release(const json_t *d, size_t index, saga_cmd_list *out)
 {
     json_t *line = json_array_get(json_object_get(d, "lines"), index);
-    return saga_cmd_add(out, "ReleaseStock", json_pack("{s:s, s:s}", "sku", str(line, "sku"),
-                                                       "order_id", str(d, "order_id")));
+    return saga_cmd_add(
+        out, "ReleaseStock",
+        json_pack("{s:s, s:s}", "sku", str(line, "sku"), "order_id", str(d, "order_id")));
 }
 
 static int authorize(const json_t *d, saga_cmd_list *out)
@@ -67,9 +68,9 @@ static int authorize(const json_t *d, saga_cmd_list *out)
 static int refund(const json_t *d, size_t index, saga_cmd_list *out)
 {
     (void)index;
-    return saga_cmd_add(out, "RefundPayment", json_pack("{s:s, s:s}", "customer_id",
-                                                        str(d, "customer_id"), "order_id",
-                                                        str(d, "order_id")));
+    return saga_cmd_add(out, "RefundPayment",
+                        json_pack("{s:s, s:s}", "customer_id", str(d, "customer_id"), "order_id",
+                                  str(d, "order_id")));
 }
 
 static int commit_and_confirm(const json_t *d, saga_cmd_list *out)
@@ -78,8 +79,9 @@ static int commit_and_confirm(const json_t *d, saga_cmd_list *out)
     json_t *line;
     json_array_foreach(json_object_get(d, "lines"), i, line)
     {
-        int rc = saga_cmd_add(out, "CommitStock", json_pack("{s:s, s:s}", "sku", str(line, "sku"),
-                                                            "order_id", str(d, "order_id")));
+        int rc = saga_cmd_add(
+            out, "CommitStock",
+            json_pack("{s:s, s:s}", "sku", str(line, "sku"), "order_id", str(d, "order_id")));
         if (rc)
             return rc;
     }
@@ -88,8 +90,8 @@ static int commit_and_confirm(const json_t *d, saga_cmd_list *out)
 
 static int cancel(const json_t *d, const char *reason, saga_cmd_list *out)
 {
-    return saga_cmd_add(out, "CancelOrder", json_pack("{s:s, s:s}", "order_id",
-                                                      str(d, "order_id"), "reason", reason));
+    return saga_cmd_add(out, "CancelOrder",
+                        json_pack("{s:s, s:s}", "order_id", str(d, "order_id"), "reason", reason));
 }
 
 static const saga_step_def steps[] = {

@@ -53,7 +53,7 @@ const char *saga_phase_name(int phase)
 
 static int phase_parse(const char *p)
 {
-    return strcmp(p, "forward") == 0 ? PHASE_FORWARD
+    return strcmp(p, "forward") == 0      ? PHASE_FORWARD
            : strcmp(p, "compensate") == 0 ? PHASE_COMPENSATE
                                           : PHASE_FINAL;
 }

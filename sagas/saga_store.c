@@ -56,8 +56,7 @@ int saga_load(store_log *log, const ev_registry *events, const saga_def *const *
     return 0;
 }
 
-int saga_checkpoint_read(const char *dir, uint64_t *position_out, json_t **open_out,
-                         sk_error *err)
+int saga_checkpoint_read(const char *dir, uint64_t *position_out, json_t **open_out, sk_error *err)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/checkpoint.json", dir);
@@ -77,8 +76,10 @@ int saga_checkpoint_read(const char *dir, uint64_t *position_out, json_t **open_
     json_t *pos = json_object_get(o, "position"), *open = json_object_get(o, "open");
     if (!json_is_integer(pos) || json_integer_value(pos) < 0 || !json_is_array(open)) {
         json_decref(o);
-        return sk_error_set(err, SK_ECORRUPT, "", "%s is not a saga checkpoint; remove it to "
-                            "tail the log from its start", path);
+        return sk_error_set(err, SK_ECORRUPT, "",
+                            "%s is not a saga checkpoint; remove it to "
+                            "tail the log from its start",
+                            path);
     }
     *position_out = (uint64_t)json_integer_value(pos);
     *open_out = json_incref(open);

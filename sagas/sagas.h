@@ -36,7 +36,8 @@
 /* ---------------------------------------------------------------------------------------
  * Definitions.
  */
-#define SAGA_CMDS_MAX  128 /* commands one step sends (one per order line: PlaceOrder allows 100) */
+/* Commands one step sends: one per order line, and PlaceOrder allows 100. */
+#define SAGA_CMDS_MAX  128
 #define SAGA_STEPS_MAX 16
 #define SAGA_ID_MAX    190 /* "$saga-" + id fits EV_STREAM_ID_MAX */
 
@@ -140,12 +141,12 @@ typedef int (*saga_send_fn)(void *send_ctx, const saga_send *s, saga_answer_cb d
  * Fault injection (tests only; all off by default). docs/sagas.md lists the knobs.
  */
 typedef struct saga_faults {
-    char fail_command[64];   /* this command's attempts fail transiently ... */
-    double fail_rate;        /* ... with this probability (0..1) */
-    char delay_step[64];     /* this step's commands go out ... */
-    uint32_t delay_ms;       /* ... this late */
-    char crash_at[64];       /* the process ends (SIGKILL) at this named point */
-    uint64_t seed;           /* for the rates (0: from the clock) */
+    char fail_command[64]; /* this command's attempts fail transiently ... */
+    double fail_rate;      /* ... with this probability (0..1) */
+    char delay_step[64];   /* this step's commands go out ... */
+    uint32_t delay_ms;     /* ... this late */
+    char crash_at[64];     /* the process ends (SIGKILL) at this named point */
+    uint64_t seed;         /* for the rates (0: from the clock) */
 } saga_faults;
 /* Reads SKALD_SAGA_FAIL=Command:rate, SKALD_SAGA_DELAY=step:ms, SKALD_SAGA_CRASH=point,
  * SKALD_SAGA_SEED=n. 0 or SK_EBADINPUT naming the variable. */
@@ -157,15 +158,15 @@ int saga_faults_from_env(saga_faults *out, sk_error *err);
 typedef struct saga_engine saga_engine;
 
 typedef struct saga_config {
-    store_log *log;              /* borrowed; tailed through a subscription */
-    const ev_registry *events;   /* borrowed: decodes payloads */
-    const char *dir;             /* DATA/sagas: the checkpoint file (borrowed during open) */
-    const saga_def *const *defs; /* NULL-terminated; borrowed, outlives the engine */
+    store_log *log;                    /* borrowed; tailed through a subscription */
+    const ev_registry *events;         /* borrowed: decodes payloads */
+    const char *dir;                   /* DATA/sagas: the checkpoint file (borrowed during open) */
+    const saga_def *const *defs;       /* NULL-terminated; borrowed, outlives the engine */
     const saga_def *const *extra_defs; /* NULL-terminated or NULL (test definitions) */
     saga_send_fn send;
     void *send_ctx;
-    uint32_t sagas_max;           /* in memory at once; the tail waits beyond (default 65536) */
-    uint32_t step_timeout_ms;     /* 0: the definitions'; else overrides every timeout */
+    uint32_t sagas_max;       /* in memory at once; the tail waits beyond (default 65536) */
+    uint32_t step_timeout_ms; /* 0: the definitions'; else overrides every timeout */
     saga_faults faults;
 } saga_config;
 
@@ -185,13 +186,12 @@ int saga_engine_retry(saga_engine *eng, const char *saga_id, saga_admin_cb done,
 int saga_engine_abort(saga_engine *eng, const char *saga_id, saga_admin_cb done, void *ctx);
 
 typedef struct saga_stats {
-    uint64_t started, completed, compensated, aborted, stuck_now, running_now,
-        compensating_now;
-    uint64_t retries;           /* command attempts after the first */
-    uint64_t compensations;     /* compensation commands answered ok */
-    uint64_t timeouts;          /* steps that timed out */
+    uint64_t started, completed, compensated, aborted, stuck_now, running_now, compensating_now;
+    uint64_t retries;                             /* command attempts after the first */
+    uint64_t compensations;                       /* compensation commands answered ok */
+    uint64_t timeouts;                            /* steps that timed out */
     uint64_t step_latency_us_sum, steps_finished; /* forward steps: start to finish */
-    uint64_t checkpoint;        /* the tail's position */
+    uint64_t checkpoint;                          /* the tail's position */
 } saga_stats;
 void saga_engine_get_stats(saga_engine *eng, saga_stats *out);
 

@@ -51,45 +51,45 @@ typedef struct saga_run {
 
 typedef struct saga_rt {
     /* ---- the fold's (saga_state.c): what the stream says ---- */
-    char id[SAGA_ID_MAX + 1];
-    char type[65];
-    uint32_t def_version;
-    const saga_def *def; /* NULL: this build lacks the version it started with */
-    json_t *data;        /* the start event's payload */
-    char subject[129];
-    ev_uuid corr;
-    char traceparent[64];
-    uint64_t start_position;
-    uint64_t version; /* of the stream */
-    int state;
-    bool aborting;    /* an admin aborted it: it ends `aborted` */
-    uint32_t retries; /* admin retries: part of the keys of the commands after one */
-    char reason[256]; /* the last error */
-    char cause[256];  /* why it compensates: the forward step's failure */
-    bool open; /* a step started and not finished */
-    int phase, step;
-    int64_t deadline_us;
+    const saga_def *def;              /* NULL: this build lacks the version it started with */
+    json_t *data;                     /* the start event's payload */
     uint8_t *fwd_res[SAGA_STEPS_MAX]; /* results of finished forward steps */
     uint32_t fwd_count[SAGA_STEPS_MAX];
+    uint64_t start_position;
+    uint64_t version; /* of the stream */
+    int64_t deadline_us;
+    int64_t updated_us;
+    ev_uuid corr;
+    uint32_t def_version;
+    uint32_t retries; /* admin retries: part of the keys of the commands after one */
+    int state;
+    int phase, step;
     int fwd_done;    /* forward steps finished ok */
     int failed_step; /* -1: none */
     int comp_next;   /* the forward step to compensate next; -1: none left */
+    bool aborting;   /* an admin aborted it: it ends `aborted` */
+    bool open;       /* a step started and not finished */
     bool comp_failed, final_done;
-    int64_t updated_us;
+    char id[SAGA_ID_MAX + 1];
+    char type[65];
+    char subject[129];
+    char traceparent[64];
+    char reason[256]; /* the last error */
+    char cause[256];  /* why it compensates: the forward step's failure */
 
     /* ---- the orchestrator's (orchestrator.c) ---- */
     struct saga_rt *hnext, *prev, *next;
-    saga_run *run; /* the step in progress; NULL between steps */
-    uint64_t gen;  /* bumped when the run is dropped: answers of older runs are ignored */
-    int64_t step_started_us;
-    bool journal_busy;
-    char jcommand[32]; /* a journal write waiting to be retried */
-    json_t *jbody;
-    uint32_t jattempts;
-    int64_t jnext_try_us;
-    int refs; /* answers still to come */
-    bool removed;
+    saga_run *run;          /* the step in progress; NULL between steps */
+    json_t *jbody;          /* the journal write in flight, kept to be retried */
     struct admin_op *admin; /* waiting for the journal */
+    uint64_t gen;           /* bumped when the run is dropped: answers of older runs are ignored */
+    int64_t step_started_us;
+    int64_t jnext_try_us;
+    uint32_t jattempts;
+    int refs; /* answers still to come */
+    bool journal_busy;
+    bool removed;
+    char jcommand[32];
 } saga_rt;
 
 /* saga_state.c */
@@ -109,8 +109,7 @@ int saga_load(store_log *log, const ev_registry *events, const saga_def *const *
               const saga_def *const *extra, saga_rt *s, sk_error *err);
 /* DATA/sagas/checkpoint.json: {"position": P, "open": [ids]}. Missing: position 0, no ids
  * (*open_out NULL). *open_out is the caller's (a JSON array). */
-int saga_checkpoint_read(const char *dir, uint64_t *position_out, json_t **open_out,
-                         sk_error *err);
+int saga_checkpoint_read(const char *dir, uint64_t *position_out, json_t **open_out, sk_error *err);
 int saga_checkpoint_write(const char *dir, uint64_t position, const json_t *open);
 
 #endif

@@ -31,8 +31,7 @@ static int restock(const json_t *d, saga_cmd_list *out)
     const char *name = json_string_value(json_object_get(d, "name"));
     long long q = strtoll(name + strlen(PREFIX), NULL, 10);
     return saga_cmd_add(out, "RestockProduct",
-                        json_pack("{s:s, s:I}", "sku",
-                                  json_string_value(json_object_get(d, "sku")),
+                        json_pack("{s:s, s:I}", "sku", json_string_value(json_object_get(d, "sku")),
                                   "quantity", (json_int_t)(q > 0 ? q : 1)));
 }
 

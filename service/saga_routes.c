@@ -75,8 +75,7 @@ int svc_route_saga(svc_request *rq)
             char step[128];
             snprintf(step, sizeof step, "%s:%s", str(p, "phase"), str(p, "name"));
             json_object_set_new(summary, "step", json_string(step));
-        } else if (ev_str_eq(ev.type, "SagaStepFinished") &&
-                   strcmp(str(p, "outcome"), "ok") != 0) {
+        } else if (ev_str_eq(ev.type, "SagaStepFinished") && strcmp(str(p, "outcome"), "ok") != 0) {
             json_object_set_new(summary, "last_error", json_string(str(p, "reason")));
         } else if (ev_str_eq(ev.type, "SagaStateChanged")) {
             json_object_set_new(summary, "state", json_string(str(p, "state")));
@@ -180,9 +179,9 @@ char *svc_metrics_sagas(saga_engine *e, char *text)
         "# HELP skald_saga_checkpoint_position The orchestrator's tail position.\n"
         "# TYPE skald_saga_checkpoint_position gauge\n"
         "skald_saga_checkpoint_position %" PRIu64 "\n",
-        st.running_now, st.compensating_now, st.stuck_now, st.completed, st.compensated,
-        st.aborted, st.started, st.retries, st.compensations, st.timeouts,
-        (double)st.step_latency_us_sum / 1e6, st.steps_finished, st.checkpoint);
+        st.running_now, st.compensating_now, st.stuck_now, st.completed, st.compensated, st.aborted,
+        st.started, st.retries, st.compensations, st.timeouts, (double)st.step_latency_us_sum / 1e6,
+        st.steps_finished, st.checkpoint);
     size_t len = strlen(text);
     char *out = realloc(text, len + (size_t)n + 1);
     if (!out)

@@ -44,13 +44,13 @@ static json_t *success_json(const cmd_outcome *o)
     json_t *events = json_array();
     for (uint32_t i = 0; events && i < o->count; i++) {
         ev_uuid_format(&o->event_ids[i], eid);
-        json_array_append_new(events, json_pack("{s:s, s:s, s:I, s:I}", "event_id", eid, "type",
-                                                o->event_types[i], "version",
-                                                (json_int_t)(o->first_version + i), "position",
-                                                (json_int_t)(o->first_position + i)));
+        json_array_append_new(
+            events, json_pack("{s:s, s:s, s:I, s:I}", "event_id", eid, "type", o->event_types[i],
+                              "version", (json_int_t)o->first_version + (json_int_t)i, "position",
+                              (json_int_t)o->first_position + (json_int_t)i));
     }
-    return events ? json_pack("{s:s, s:s, s:o, s:I}", "command_id", cid, "stream_id",
-                              o->stream_id, "events", events, "position", (json_int_t)o->position)
+    return events ? json_pack("{s:s, s:s, s:o, s:I}", "command_id", cid, "stream_id", o->stream_id,
+                              "events", events, "position", (json_int_t)o->position)
                   : NULL;
 }
 
@@ -82,14 +82,14 @@ static void bus_done(void *ctx, cmd_outcome *o)
         a.kind = SAGA_ANSWER_FATAL, status = 500;
         break;
     default: /* overloaded, a failed log, ...: it recovers in place */
-        a.kind = SAGA_ANSWER_TRANSIENT, kind = o->status == SK_EBUSY ? SVC_OUT_OVERLOADED
-                                                                     : SVC_OUT_ERROR;
+        a.kind = SAGA_ANSWER_TRANSIENT,
+        kind = o->status == SK_EBUSY ? SVC_OUT_OVERLOADED : SVC_OUT_ERROR;
         break;
     }
     if (a.kind != SAGA_ANSWER_OK && a.kind != SAGA_ANSWER_REJECTED) {
         snprintf(a.reason, sizeof a.reason, "%s", sk_err_name(o->status));
-        snprintf(a.message, sizeof a.message, "%.250s", o->err.message[0] ? o->err.message
-                                                                      : sk_strerror(o->status));
+        snprintf(a.message, sizeof a.message, "%.250s",
+                 o->err.message[0] ? o->err.message : sk_strerror(o->status));
     }
     a.stream_version = o->stream_version;
     a.position = o->position;

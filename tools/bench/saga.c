@@ -24,12 +24,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CUSTOMERS   100
-#define BATCH       100
-#define WINDOW      20000
-#define RATE        1000 /* orders per second in the latency run */
-#define RATE_BATCH  10
-#define WAIT_S      120
+#define CUSTOMERS  100
+#define BATCH      100
+#define WINDOW     20000
+#define RATE       1000 /* orders per second in the latency run */
+#define RATE_BATCH 10
+#define WAIT_S     120
 
 typedef struct run {
     uint16_t port;
@@ -60,8 +60,8 @@ static int post_orders(run *r, uint64_t first, uint64_t count)
     size_t len = 0;
     for (uint64_t n = first; n < first + count; n++)
         len += order_line(body + len, sizeof body - len, n, r->products);
-    int status = bench_http_post(r->port, "/v1/commands:batch", "application/x-ndjson", body, len,
-                                 NULL, 0);
+    int status =
+        bench_http_post(r->port, "/v1/commands:batch", "application/x-ndjson", body, len, NULL, 0);
     uint64_t now = bench_now_ns();
     for (uint64_t n = first; n < first + count; n++)
         r->answered_ns[n] = now;
@@ -138,8 +138,8 @@ static int preload(uint16_t port, uint32_t products)
                                 : "{\"type\":\"OpenCustomer\",\"body\":{\"customer_id\":\"c%u\","
                                   "\"name\":\"bench\",\"credit_limit_cents\":1000000000000}}\n",
                     i);
-            if (bench_http_post(port, "/v1/commands:batch", "application/x-ndjson", body, len,
-                                NULL, 0) != 200)
+            if (bench_http_post(port, "/v1/commands:batch", "application/x-ndjson", body, len, NULL,
+                                0) != 200)
                 rc = -EIO;
         }
     }
@@ -171,11 +171,19 @@ int bench_saga(const bench_opts *opts)
     r.answered_ns = calloc(r.total, sizeof *r.answered_ns);
     r.confirmed_ns = calloc(r.total, sizeof *r.confirmed_ns);
     uint64_t *lat = calloc(r.total, sizeof *lat);
-    if (!r.answered_ns || !r.confirmed_ns || !lat)
+    if (!r.answered_ns || !r.confirmed_ns || !lat) {
+        free(r.answered_ns);
+        free(r.confirmed_ns);
+        free(lat);
         return -ENOMEM;
+    }
     pid_t pid = bench_skald_start(skald, work, "commands,projections,queries,sagas", &r.port);
-    if (pid < 0)
+    if (pid < 0) {
+        free(r.answered_ns);
+        free(r.confirmed_ns);
+        free(lat);
         return -EIO;
+    }
     printf("server: %s serve --fsync always on 127.0.0.1:%u, every role\n", skald, r.port);
     store_log *log = NULL;
     sk_error err = {0};
@@ -211,16 +219,16 @@ int bench_saga(const bench_opts *opts)
             rc = -ETIMEDOUT;
         }
         orders_per_s = last > t0 ? (double)r.saturation / bench_seconds(last - t0) : 0;
-        printf("saturation: %" PRIu64 " orders confirmed in %.2f s = %.0f orders/s\n",
-               r.saturation, last > t0 ? bench_seconds(last - t0) : 0.0, orders_per_s);
+        printf("saturation: %" PRIu64 " orders confirmed in %.2f s = %.0f orders/s\n", r.saturation,
+               last > t0 ? bench_seconds(last - t0) : 0.0, orders_per_s);
         /* the fixed-rate run, on an absolute schedule */
         uint64_t start = bench_now_ns(), n = r.saturation;
         for (uint64_t k = 0; rc == 0 && n < r.total; k++, n += RATE_BATCH) {
             sleep_until(start + k * (1000000000u / (RATE / RATE_BATCH)));
             rc = post_orders(&r, n, r.total - n < RATE_BATCH ? r.total - n : RATE_BATCH);
         }
-        for (int s = 0; s < WAIT_S * 100 && atomic_load(&r.confirmed) < r.total &&
-                        !atomic_load(&r.failed);
+        for (int s = 0;
+             s < WAIT_S * 100 && atomic_load(&r.confirmed) < r.total && !atomic_load(&r.failed);
              s++)
             usleep(10000);
         if (rc == 0 && atomic_load(&r.confirmed) < r.total)
@@ -232,9 +240,8 @@ int bench_saga(const bench_opts *opts)
     size_t nlat = 0;
     for (uint64_t n = r.saturation; n < r.total; n++)
         if (r.confirmed_ns[n] && r.answered_ns[n])
-            lat[nlat++] = r.confirmed_ns[n] > r.answered_ns[n]
-                              ? r.confirmed_ns[n] - r.answered_ns[n]
-                              : 0;
+            lat[nlat++] =
+                r.confirmed_ns[n] > r.answered_ns[n] ? r.confirmed_ns[n] - r.answered_ns[n] : 0;
     double p50 = nlat ? (double)bench_percentile(lat, nlat, 50) / 1e6 : 0;
     double p99 = nlat ? (double)bench_percentile(lat, nlat, 99) / 1e6 : 0;
     store_sub_close(r.sub);

@@ -13,7 +13,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-
 static int connect_to(const char *url, char *host, size_t host_size, sk_error *err)
 {
     if (strncmp(url, "http://", 7) != 0)
@@ -54,8 +53,8 @@ int ctl_http_call(const char *server, const char *token, const char *method, con
     int n = snprintf(head, sizeof head,
                      "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%s%s%s"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-                     method, path, host, token ? "Authorization: Bearer " : "",
-                     token ? token : "", token ? "\r\n" : "", body ? strlen(body) : 0);
+                     method, path, host, token ? "Authorization: Bearer " : "", token ? token : "",
+                     token ? "\r\n" : "", body ? strlen(body) : 0);
     int rc = 0;
     if (write(fd, head, (size_t)n) != n || (body && write(fd, body, strlen(body)) < 0))
         rc = sk_error_set(err, -errno, "server", "cannot send to %s", server);

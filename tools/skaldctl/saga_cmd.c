@@ -102,9 +102,12 @@ static int list(const char *server, const char *token, const char *state, const 
 int ctl_saga(int argc, char **argv)
 {
     static const struct option longs[] = {
-        {"server", required_argument, NULL, 's'}, {"token", required_argument, NULL, 't'},
-        {"state", required_argument, NULL, 'S'},  {"type", required_argument, NULL, 'T'},
-        {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+        {"server", required_argument, NULL, 's'},
+        {"token", required_argument, NULL, 't'},
+        {"state", required_argument, NULL, 'S'},
+        {"type", required_argument, NULL, 'T'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *server = getenv("SKALD_SERVER"), *token = getenv("SKALD_TOKEN");
@@ -130,12 +133,24 @@ int ctl_saga(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc - first + 1, argv + first - 1, "", longs, NULL)) != -1) {
         switch (c) {
-        case 's': server = optarg; break;
-        case 't': token = optarg; break;
-        case 'S': state = optarg; break;
-        case 'T': type = optarg; break;
-        case 'j': json = true; break;
-        case 'h': fputs(USAGE, stdout); return CTL_OK;
+        case 's':
+            server = optarg;
+            break;
+        case 't':
+            token = optarg;
+            break;
+        case 'S':
+            state = optarg;
+            break;
+        case 'T':
+            type = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return CTL_OK;
         default:
             return ctl_usage_error(USAGE, "unknown or incomplete option '%s'",
                                    argv[first - 1 + optind - 1]);

@@ -265,7 +265,7 @@ static void test_load_samples(void **state)
 {
     fixture *fx = *state;
     assert_int_equal(qry_count(fx->q), 7);
-    const char *want[] = {"customer_credit", "inventory",   "orders",     "order",
+    const char *want[] = {"customer_credit", "inventory",   "orders", "order",
                           "sales_by_day",    "saga_counts", "sagas"};
     for (size_t i = 0; i < 7; i++) {
         bool found = false;
