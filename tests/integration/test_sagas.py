@@ -358,6 +358,24 @@ class Sagas(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
 
 
+    def test_log_of_the_old_seeder_starts_no_saga(self):
+        """`skald seed` writes orders that already ended, with no saga stream: serving that
+        log for the first time starts nothing and appends nothing."""
+        import tempfile
+        data = tempfile.mkdtemp(prefix="skald-it-")
+        r = subprocess.run([skaldtest.SKALD, "seed", "--data", data, "--orders", "300"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        srv = self.start(data=data)
+        srv.own_data = True
+        head = srv.head()
+        wait_for(lambda: "skald_saga_checkpoint_position %d" % head in
+                 srv.request("GET", "/metrics")[2], 30, "the orchestrator to pass the seed")
+        self.assertEqual(srv.head(), head)  # nothing appended: no saga started
+        s, _, b = srv.request("GET", "/v1/sagas?min_position=%d" % (head - 1))
+        self.assertEqual((s, b["items"]), (200, []), b)
+        self.assertEqual(srv.stop(), 0)
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--skaldctl", required=True)
