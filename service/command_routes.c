@@ -386,6 +386,10 @@ int svc_route_command(svc_request *rq)
         return 0;
     }
     memcpy(c->command, rq->arg, n + 1);
+    if (svc_command_internal(c->command)) { /* the sagas' own journal: not for clients */
+        svc_problem(rq, 404, "unknown_command", "type", "no command %s", c->command);
+        return 0;
+    }
     if (read_context(rq, c) != 0)
         return 0;
     uint64_t expected = STORE_EXPECT_ANY;
@@ -486,6 +490,12 @@ static void start_line(command_call *c, const char *line, size_t len)
         return;
     }
     snprintf(c->command, sizeof c->command, "%s", json_string_value(type));
+    if (svc_command_internal(c->command)) {
+        json_decref(o);
+        c->started_us = ev_now_us();
+        call_refused(c, 404, "unknown_command", "type", "no such command");
+        return;
+    }
     snprintf(c->idem_header, sizeof c->idem_header, "%s", key ? json_string_value(key) : "");
     uint64_t expected = ev ? (uint64_t)json_integer_value(ev) : STORE_EXPECT_ANY;
     json_incref(body);

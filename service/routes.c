@@ -59,6 +59,7 @@ static int route_metrics(svc_request *rq)
     text = svc_metrics_projections(app->projections, text);
     text = svc_metrics_feed(app->feed, text);
     text = svc_metrics_relay(app->relay, text);
+    text = svc_metrics_sagas(app->sagas, text);
     if (!text) {
         svc_problem(rq, 503, "unavailable", NULL, "out of memory");
         return 0;
@@ -97,6 +98,12 @@ const svc_route svc_routes[] = {
      svc_route_projection_resume, SVC_SERVES_PROJECTIONS},
     {"POST", "/v1/projections/{}/skip", SVC_ROLE_ADMIN, SVC_BODY_JSON, svc_route_projection_skip,
      SVC_SERVES_PROJECTIONS},
+    {"GET", "/v1/sagas", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_sagas, SVC_SERVES_QUERIES},
+    {"GET", "/v1/sagas/{}", SVC_ROLE_READER, SVC_BODY_NONE, svc_route_saga, SVC_SERVES_COMMANDS},
+    {"POST", "/v1/sagas/{}/retry", SVC_ROLE_ADMIN, SVC_BODY_NONE, svc_route_saga_retry,
+     SVC_SERVES_SAGAS},
+    {"POST", "/v1/sagas/{}/abort", SVC_ROLE_ADMIN, SVC_BODY_NONE, svc_route_saga_abort,
+     SVC_SERVES_SAGAS},
     {"POST", "/v1/noop", SVC_ROLE_PRODUCER, SVC_BODY_NONE, route_noop, 0},
     {"GET", "/healthz", 0, SVC_BODY_NONE, route_healthz, 0},
     {"GET", "/readyz", 0, SVC_BODY_NONE, route_readyz, 0},

@@ -158,7 +158,7 @@ static int open_app(svc_app *app, sk_error *err)
         return rc;
     app->openapi = svc_openapi_doc;
     app->openapi_len = svc_openapi_doc_len;
-    return 0;
+    return svc_sagas_open(app, err);
 }
 
 /* Closes in reverse order; returns the log's close status. */
@@ -170,6 +170,7 @@ static int close_app(svc_app *app)
     svc_work_pool_stop(app->query_pool); /* answers what is queued: the server is stopped */
     qry_engine_close(app->queries);
     proj_engine_close(app->projections); /* its subscriptions close before the log */
+    svc_sagas_close(app);                /* it sends through the bus */
     cmd_bus_destroy(app->bus);
     int rc = store_log_close(app->log);
     store_snapshots_close(app->snapshots);

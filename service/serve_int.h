@@ -19,6 +19,7 @@
 #include "commands/commands.h"
 #include "projections/projections.h"
 #include "queries/queries.h"
+#include "sagas/sagas.h"
 #include "service/service.h"
 
 #include <microhttpd.h>
@@ -77,7 +78,7 @@ enum {
  * when --kafka-brokers is given (without it the default leaves it out). */
 #define SVC_SERVES_ALL                                                                             \
     (SVC_SERVES_COMMANDS | SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES | SVC_SERVES_FEED |         \
-     SVC_SERVES_RELAY)
+     SVC_SERVES_RELAY | SVC_SERVES_SAGAS)
 /* "commands,queries" -> bits; SK_EBADINPUT naming an unknown or not yet available role. */
 int svc_roles_parse(const char *text, unsigned *out, sk_error *err);
 const char *svc_role_name(unsigned role);
@@ -156,6 +157,7 @@ typedef struct svc_app {
     qry_engine *queries;              /* NULL without the queries role */
     struct svc_work_pool *query_pool; /* runs the queries, off the HTTP threads */
     svc_feed *feed;                   /* NULL without the feed role */
+    saga_engine *sagas;               /* NULL without the sagas role */
     store_relay *relay;               /* NULL without the relay role (or without --kafka-brokers) */
     char projections_dir[4096];       /* DATA/projections */
     const char *openapi;              /* the document served at /v1/openapi.json */
@@ -295,6 +297,18 @@ int svc_relay_props_load(const char *path, store_relay_config *cfg, sk_error *er
 json_t *svc_relay_status_json(store_relay *relay);
 /* Prometheus lines of the relay appended to the /metrics text (taken, returned). */
 char *svc_metrics_relay(store_relay *relay, char *text);
+/* The sagas role (saga_wiring.c): opens and starts the orchestrator, its commands going
+ * through app->idem and app->bus; 0 without the role. Close before the bus. */
+int svc_sagas_open(svc_app *app, sk_error *err);
+void svc_sagas_close(svc_app *app);
+/* 1 if command belongs to an internal aggregate (a `$` stream): not for HTTP clients. */
+int svc_command_internal(const char *command);
+/* The saga admin routes (saga_routes.c). */
+int svc_route_sagas(svc_request *rq);
+int svc_route_saga(svc_request *rq);
+int svc_route_saga_retry(svc_request *rq);
+int svc_route_saga_abort(svc_request *rq);
+char *svc_metrics_sagas(saga_engine *e, char *text);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
 /* Stops accepting, waits (bounded by timeout_ms) for requests in flight, stops. */

@@ -15,7 +15,7 @@ grep -q '^Usage: skald-bench' "$out" || fail "--help printed no usage on stdout"
 
 "$bench" list >"$out" 2>"$err" || fail "list exited $?"
 for name in log-append log-read stream-read http-commands aggregate-load subscribe queries sse \
-    projection-catchup rebuild idempotency; do
+    projection-catchup rebuild idempotency saga; do
     grep -q "^$name " "$out" || fail "list does not name $name"
 done
 
@@ -61,6 +61,7 @@ check uuid-text "ev_format_ns ev_parse_ns libuuid_format_ns libuuid_parse_ns rat
 check projection-catchup "events events_per_s raw_rows_per_s ratio" --events 5000
 check rebuild "events seconds events_per_s" --events 5000
 check idempotency "keys journal_per_s sqlite_per_s ratio" --keys 2000 --threads 2
+check saga "orders_per_s p50_ms p99_ms" --events 200 --duration 1 --streams 20
 if command -v wrk >/dev/null; then
     check http-commands "commands_per_s p99_ms noop_per_s ratio errors" \
         --duration 1 --connections 4 --streams 200

@@ -94,6 +94,7 @@ int bench_projection_catchup(const bench_opts *opts);
 int bench_rebuild(const bench_opts *opts);
 int bench_idempotency(const bench_opts *opts);
 int bench_relay(const bench_opts *opts);
+int bench_saga(const bench_opts *opts);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).
@@ -164,6 +165,9 @@ int bench_skald_find(const bench_opts *opts, char *out, size_t size);
  * <work>/data, its stderr in <work>/serve.log, and waits for its port; the child's pid, or
  * -1 after printing why. */
 pid_t bench_serve_start(const char *skald, const char *work, uint16_t *port);
+/* The same with --roles roles (NULL: the default, every role). */
+pid_t bench_serve_start_roles(const char *skald, const char *work, const char *roles,
+                              uint16_t *port);
 /* SIGTERM, then waits up to 30 s: 0 if it exited 0, -ECHILD otherwise, -ETIMEDOUT (after
  * SIGKILL) if it did not exit. */
 int bench_serve_stop(pid_t pid);

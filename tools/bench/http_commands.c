@@ -148,7 +148,7 @@ int bench_http_commands(const bench_opts *opts)
         (rc = bench_file_write(noop_lua, NOOP_LUA)))
         return rc;
     uint16_t port = 0;
-    pid_t pid = bench_serve_start(skald, work, &port);
+    pid_t pid = bench_serve_start_roles(skald, work, "commands", &port);
     if (pid < 0)
         return -EIO;
     printf("server: %s serve --fsync always on 127.0.0.1:%u\n", skald, port);

@@ -52,6 +52,10 @@ static const bench_def benches[] = {
     {"relay", bench_relay,
      "the Kafka relay publishing --events events (--streams keys) to a broker (--brokers, "
      "else one started with tools/kafka); baseline: librdkafka producing the same messages"},
+    {"saga", bench_saga,
+     "orders from PlaceOrder's answer to OrderConfirmed durable, through the saga "
+     "(fsync=always): --events orders at saturation, then --duration s at 1,000 orders/s "
+     "for the latency"},
     {"uuid-text", bench_uuid_text,
      "ns to format and parse an id as text: Skald's ev_uuid_* against libuuid's "
      "uuid_unparse_lower/uuid_parse; ratio = libuuid's time over Skald's"},

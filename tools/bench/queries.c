@@ -576,7 +576,7 @@ int bench_queries(const bench_opts *opts)
         (rc = bench_file_write(noop_lua, NOOP_LUA)) != 0)
         return rc;
     uint16_t port = 0;
-    pid_t pid = bench_serve_start(skald, work, &port);
+    pid_t pid = bench_serve_start_roles(skald, work, "commands,projections,queries", &port);
     if (pid < 0)
         return -EIO;
     printf("server:   %s serve --fsync always --threads 1 on 127.0.0.1:%u (pid %d)\n", skald, port,

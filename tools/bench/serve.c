@@ -111,6 +111,12 @@ double bench_metric(const char *text, const char *name)
 
 pid_t bench_serve_start(const char *skald, const char *work, uint16_t *port)
 {
+    return bench_serve_start_roles(skald, work, NULL, port);
+}
+
+pid_t bench_serve_start_roles(const char *skald, const char *work, const char *roles,
+                              uint16_t *port)
+{
     char data[BENCH_PATH_MAX], port_file[BENCH_PATH_MAX], log[BENCH_PATH_MAX];
     bench_path_join(data, sizeof data, work, "data");
     bench_path_join(port_file, sizeof port_file, work, "port");
@@ -121,8 +127,13 @@ pid_t bench_serve_start(const char *skald, const char *work, uint16_t *port)
         (void)f;
         /* one HTTP thread: wrk runs on the same two cores (two threads measured slower
          * here, docs/benchmarks.md) */
-        execl(skald, skald, "serve", "--data", data, "--listen", "127.0.0.1:0", "--port-file",
-              port_file, "--fsync", "always", "--threads", "1", (char *)NULL);
+        if (roles)
+            execl(skald, skald, "serve", "--data", data, "--listen", "127.0.0.1:0", "--port-file",
+                  port_file, "--fsync", "always", "--threads", "1", "--roles", roles,
+                  (char *)NULL);
+        else
+            execl(skald, skald, "serve", "--data", data, "--listen", "127.0.0.1:0", "--port-file",
+                  port_file, "--fsync", "always", "--threads", "1", (char *)NULL);
         _exit(127);
     }
     for (int i = 0; pid > 0 && i < 300; i++) {

@@ -31,6 +31,7 @@ static const char USAGE[] =
     "  snapshot list|verify|purge|take\n"
     "                aggregate snapshots: list, compare with a replay, delete, take one\n"
     "  projection list|status|rebuild|resume|skip\n"
+    "  saga list|show|retry|abort\n"
     "                the read models, through a running server or offline\n"
     "\n"
     "Run 'skaldctl COMMAND SUBCOMMAND --help' for the options of each.\n"
@@ -294,5 +295,7 @@ int main(int argc, char **argv)
         return ctl_kafka(argc, argv);
     if (strcmp(argv[1], "projection") == 0)
         return ctl_projection(argc, argv);
+    if (strcmp(argv[1], "saga") == 0)
+        return ctl_saga(argc, argv);
     return ctl_usage_error(NULL, "unknown command '%s'", argv[1]);
 }

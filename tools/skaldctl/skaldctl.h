@@ -65,5 +65,15 @@ int ctl_schemas(int argc, char **argv);
 int ctl_snapshot(int argc, char **argv);
 int ctl_projection(int argc, char **argv);
 int ctl_kafka(int argc, char **argv);
+int ctl_saga(int argc, char **argv);
+
+/* http.c: one request to a running server (--server URL, --token T or NULL). 0 and *out
+ * (out->body NULL if the answer is not JSON; the caller's), or a negative code with err. */
+typedef struct ctl_http_reply {
+    int status;
+    json_t *body;
+} ctl_http_reply;
+int ctl_http_call(const char *server, const char *token, const char *method, const char *path,
+                  const char *body, ctl_http_reply *out, sk_error *err);
 
 #endif

@@ -1,0 +1,123 @@
+/*
+ * saga_store.c -- where a saga's state is read from: its stream, and the orchestrator's
+ * checkpoint file.
+ *
+ * The stream `$saga-<id>` is the saga's truth (saga_state.c folds it). The checkpoint
+ * file, DATA/sagas/checkpoint.json, is only a starting point for the tail:
+ *   {"position": P, "open": ["OrderFulfillment-o1", ...]}
+ * Every start event below P has been handled (its saga started, or found to need none),
+ * and every saga started from below P that had not ended when the file was written is
+ * listed in "open". After a restart the listed sagas are reloaded from their streams and
+ * the tail resumes at P; a start event seen again is harmless (StartSaga is rejected
+ * `already_exists`, and the saga is then loaded from its stream). The file is replaced
+ * atomically (temporary file, fdatasync, rename, directory fsync), so a crash leaves the
+ * old one or the new one; losing it entirely only means a longer tail from 0.
+ */
+#include "sagas/sagas_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int saga_load(store_log *log, const ev_registry *events, const saga_def *const *defs,
+              const saga_def *const *extra, saga_rt *s, sk_error *err)
+{
+    char stream[EV_STREAM_ID_MAX + 1];
+    snprintf(stream, sizeof stream, "$saga-%s", s->id);
+    store_reader *r = NULL;
+    int rc = store_reader_open_stream(log, ev_str_of(stream), 1, &r);
+    if (rc)
+        return sk_error_set(err, rc, "", "cannot read %s", stream);
+    ev_event ev;
+    uint64_t n = 0;
+    while ((rc = store_reader_next(r, &ev, err)) == 1) {
+        json_t *payload = NULL;
+        rc = ev_payload_to_json(events, ev.schema_id, ev.payload, ev.payload_size, &payload, err);
+        if (rc)
+            break;
+        char type[EV_TYPE_MAX + 1];
+        snprintf(type, sizeof type, "%.*s", (int)ev.type.len, ev.type.ptr);
+        rc = saga_apply(s, defs, extra, type, payload, ev.occurred_at);
+        json_decref(payload);
+        if (rc)
+            break;
+        s->version = ev.version;
+        n++;
+    }
+    store_reader_close(r);
+    if (rc < 0)
+        return rc;
+    if (n == 0)
+        return sk_error_set(err, SK_ENOTFOUND, "", "no stream %s", stream);
+    return 0;
+}
+
+int saga_checkpoint_read(const char *dir, uint64_t *position_out, json_t **open_out, sk_error *err)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/checkpoint.json", dir);
+    char *text = NULL;
+    size_t size = 0;
+    int rc = ev_read_file(path, &text, &size);
+    if (rc == -ENOENT) {
+        *position_out = 0;
+        *open_out = NULL;
+        return 0;
+    }
+    if (rc)
+        return sk_error_set(err, rc, "", "cannot read %s", path);
+    json_error_t jerr;
+    json_t *o = json_loadb(text, size, 0, &jerr);
+    free(text);
+    json_t *pos = json_object_get(o, "position"), *open = json_object_get(o, "open");
+    if (!json_is_integer(pos) || json_integer_value(pos) < 0 || !json_is_array(open)) {
+        json_decref(o);
+        return sk_error_set(err, SK_ECORRUPT, "",
+                            "%s is not a saga checkpoint; remove it to "
+                            "tail the log from its start",
+                            path);
+    }
+    *position_out = (uint64_t)json_integer_value(pos);
+    *open_out = json_incref(open);
+    json_decref(o);
+    return 0;
+}
+
+int saga_checkpoint_write(const char *dir, uint64_t position, const json_t *open_ids)
+{
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/checkpoint.json", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    json_t *o = json_pack("{s:I, s:O}", "position", (json_int_t)position, "open", open_ids);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        return -ENOMEM;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = 0;
+    if (fd < 0) {
+        rc = -errno;
+    } else {
+        size_t len = strlen(text), at = 0;
+        while (at < len && rc == 0) {
+            ssize_t w = write(fd, text + at, len - at);
+            if (w < 0 && errno != EINTR)
+                rc = -errno;
+            else if (w > 0)
+                at += (size_t)w;
+        }
+        if (rc == 0 && fdatasync(fd) != 0)
+            rc = -errno;
+        close(fd);
+    }
+    free(text);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = ev_fsync_dir(dir);
+    return rc;
+}
