@@ -249,7 +249,9 @@ class Commands(unittest.TestCase):
                     c = self.srv.conn(timeout=10)
                     c.request(method.upper(), url)
                     r = c.getresponse()
-                    self.assertNotIn(r.status, (404, 405), (method, path))
+                    self.assertNotEqual(r.status, 405, (method, path))
+                    if r.status == 404:  # a role this process does not run is still a route
+                        self.assertNotEqual(json.loads(r.read()).get("code"), "not_found")
                     c.close()
                     continue
                 s, _, b = self.srv.request(method.upper(), url, None,
