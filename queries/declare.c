@@ -389,11 +389,9 @@ static int check_query(parser *p, sqlite3 *db, const ev_buf *json_cols)
         rc = fail(p, "more than %d result columns", QRY_COLUMNS_MAX);
     for (int i = 0; !rc && i < ncol; i++) {
         const char *name = sqlite3_column_name(st, i);
-        if (!name)
-            rc = -ENOMEM;
-        else if (find_column(d, name) >= 0)
+        if (name && find_column(d, name) >= 0)
             rc = fail(p, "two result columns are named '%s' (alias one with AS)", name);
-        else if (!(d->columns[d->column_count] = strdup(name)))
+        else if (!name || !(d->columns[d->column_count] = strdup(name)))
             rc = -ENOMEM;
         else
             d->column_count++;
@@ -501,8 +499,8 @@ int qry_decls_parse(const char *file, const char *text, qry_decl *decls, size_t 
         if (len && s[len - 1] == '\r')
             len--;
         if (len >= 4 && memcmp(s, "-- @", 4) == 0) {
-            const char *w, *cur = s + 3, *lend = s + len;
-            size_t wl;
+            const char *w = NULL, *cur = s + 3, *lend = s + len;
+            size_t wl = 0;
             next_word(&cur, lend, &w, &wl);
             bool directive =
                 word_is(w, wl, "@param") || word_is(w, wl, "@order") || word_is(w, wl, "@json");

@@ -212,7 +212,7 @@ void qry_args_fingerprint(const qry_decl *d, const qry_args *a, char out[QRY_FIN
     uint8_t h[32];
     qry_sha256_final(&s, h);
     static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < QRY_FINGERPRINT_HEX / 2; i++) {
+    for (size_t i = 0; i < QRY_FINGERPRINT_HEX / 2; i++) {
         out[2 * i] = hex[h[i] >> 4];
         out[2 * i + 1] = hex[h[i] & 15];
     }

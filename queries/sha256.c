@@ -25,7 +25,7 @@ static uint32_t ror(uint32_t x, int n)
 static void compress(uint32_t h[8], const uint8_t block[64])
 {
     uint32_t w[64];
-    for (int i = 0; i < 16; i++)
+    for (size_t i = 0; i < 16; i++)
         w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 |
                (uint32_t)block[4 * i + 2] << 8 | (uint32_t)block[4 * i + 3];
     for (int i = 16; i < 64; i++) {
@@ -98,7 +98,7 @@ void qry_sha256_final(qry_sha256 *s, uint8_t out[32])
         len[i] = (uint8_t)(bits >> (56 - 8 * i));
     qry_sha256_update(s, len, 8);
     QRY_ASSERT(s->block_used == 0);
-    for (int i = 0; i < 8; i++) {
+    for (size_t i = 0; i < 8; i++) {
         out[4 * i] = (uint8_t)(s->h[i] >> 24);
         out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
         out[4 * i + 2] = (uint8_t)(s->h[i] >> 8);

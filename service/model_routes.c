@@ -20,13 +20,14 @@
 typedef struct query_job {
     svc_request *rq;
     qry_param params[QUERY_PARAMS_MAX];
+    size_t name_at[QUERY_PARAMS_MAX], value_at[QUERY_PARAMS_MAX]; /* offsets into strings */
     size_t count;
     bool too_many;
     char *strings; /* the names and values, copied */
     size_t strings_len, strings_cap;
 } query_job;
 
-/* Offsets into strings while collecting (it may move), pointers once complete. */
+/* Offsets into strings while collecting (it may move); pointers once complete. */
 static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const char *key,
                                      const char *value)
 {
@@ -37,7 +38,7 @@ static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const c
         return MHD_NO;
     }
     const char *parts[2] = {key, value ? value : ""};
-    uintptr_t at[2];
+    size_t at[2];
     for (int k = 0; k < 2; k++) {
         size_t n = strlen(parts[k]) + 1;
         if (j->strings_len + n > j->strings_cap) {
@@ -54,7 +55,9 @@ static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const c
         at[k] = j->strings_len;
         j->strings_len += n;
     }
-    j->params[j->count++] = (qry_param){(const char *)at[0], (const char *)at[1]};
+    j->name_at[j->count] = at[0];
+    j->value_at[j->count] = at[1];
+    j->count++;
     return MHD_YES;
 }
 
@@ -111,8 +114,8 @@ int svc_route_query(svc_request *rq)
         return 0;
     }
     for (size_t i = 0; i < j->count; i++) { /* offsets -> pointers, now that strings stays */
-        j->params[i].name = j->strings + (uintptr_t)j->params[i].name;
-        j->params[i].value = j->strings + (uintptr_t)j->params[i].value;
+        j->params[i].name = j->strings + j->name_at[i];
+        j->params[i].value = j->strings + j->value_at[i];
     }
     if (svc_work_submit(rq->app->query_pool, run_query, j) != 0) {
         free(j->strings);

@@ -360,13 +360,13 @@ int bench_projection_catchup(const bench_opts *opts)
     proj_env env;
     int rc = env_open(&env, opts, "projection-catchup");
     proj_engine *e = NULL;
-    uint64_t c0 = cpu_ns(), t0 = bench_now_ns(), t_open = t0, t1 = t0;
+    uint64_t c0 = cpu_ns(), t0 = bench_now_ns();
     if (rc == 0)
         rc = engine_open(&env, &e);
-    t_open = bench_now_ns();
+    uint64_t t_open = bench_now_ns();
     if (rc == 0)
         rc = catch_up(e);
-    t1 = bench_now_ns();
+    uint64_t t1 = bench_now_ns();
     uint64_t engine_cpu_ns = cpu_ns() - c0;
     size_t models = e ? proj_count(e) : 0;
     if (rc == 0 && all_at_head(e, opts->events) != 1) {
@@ -427,7 +427,7 @@ int bench_rebuild(const bench_opts *opts)
         fprintf(stderr, "skald-bench: a model is not running at the head after catch-up\n");
         rc = SK_EFAILED;
     }
-    uint64_t c0 = cpu_ns(), t0 = bench_now_ns(), t1 = t0;
+    uint64_t c0 = cpu_ns(), t0 = bench_now_ns();
     if (rc == 0)
         printf("read models built: %.3f s (not timed below)\n", bench_seconds(t0 - b0));
     size_t models = e ? proj_count(e) : 0;
@@ -447,7 +447,7 @@ int bench_rebuild(const bench_opts *opts)
         done = rc == 1;
         rc = rc < 0 ? rc : 0;
     }
-    t1 = bench_now_ns();
+    uint64_t t1 = bench_now_ns();
     uint64_t rebuild_cpu_ns = cpu_ns() - c0;
     if (rc == 0 && !done) {
         fprintf(stderr, "skald-bench: not every rebuild was live at the head after %d catch-ups\n",

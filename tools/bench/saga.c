@@ -60,8 +60,8 @@ static int post_orders(run *r, uint64_t first, uint64_t count)
     size_t len = 0;
     for (uint64_t n = first; n < first + count; n++)
         len += order_line(body + len, sizeof body - len, n, r->products);
-    int status =
-        bench_http_request(r->port, "POST", "/v1/commands:batch", "application/x-ndjson", body, len, NULL, 0);
+    int status = bench_http_request(r->port, "POST", "/v1/commands:batch", "application/x-ndjson",
+                                    body, len, NULL, 0);
     uint64_t now = bench_now_ns();
     for (uint64_t n = first; n < first + count; n++)
         r->answered_ns[n] = now;
@@ -138,8 +138,8 @@ static int preload(uint16_t port, uint32_t products)
                                 : "{\"type\":\"OpenCustomer\",\"body\":{\"customer_id\":\"c%u\","
                                   "\"name\":\"bench\",\"credit_limit_cents\":1000000000000}}\n",
                     i);
-            if (bench_http_request(port, "POST", "/v1/commands:batch", "application/x-ndjson", body, len, NULL,
-                                0) != 200)
+            if (bench_http_request(port, "POST", "/v1/commands:batch", "application/x-ndjson", body,
+                                   len, NULL, 0) != 200)
                 rc = -EIO;
         }
     }

@@ -278,12 +278,12 @@ static int emit(bench_sample *s, int ti, slot_kind kind, uint64_t id, const orde
     for (uint32_t i = 0; i < t->nslots; i++) {
         char *dst = (char *)t->buf.data + t->offset[i];
         if (t->kind[i] == SLOT_ORDER)
-            put_digits(dst + 1, ORDER_DIGITS, o->id);
+            put_digits(dst + 1, ORDER_DIGITS, o ? o->id : id);
         else if (t->kind[i] == SLOT_CUSTOMER)
             put_digits(dst + 1, CUSTOMER_DIGITS, o ? o->customer : id);
         else {
             dst[0] = 'S';
-            put_digits(dst + 1, SKU_DIGITS, t->order_lines ? o->sku[t->line[i]] : sku);
+            put_digits(dst + 1, SKU_DIGITS, t->order_lines && o ? o->sku[t->line[i]] : sku);
         }
     }
     char stream[32];

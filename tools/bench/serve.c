@@ -129,8 +129,7 @@ pid_t bench_serve_start_roles(const char *skald, const char *work, const char *r
          * here, docs/benchmarks.md) */
         if (roles)
             execl(skald, skald, "serve", "--data", data, "--listen", "127.0.0.1:0", "--port-file",
-                  port_file, "--fsync", "always", "--threads", "1", "--roles", roles,
-                  (char *)NULL);
+                  port_file, "--fsync", "always", "--threads", "1", "--roles", roles, (char *)NULL);
         else
             execl(skald, skald, "serve", "--data", data, "--listen", "127.0.0.1:0", "--port-file",
                   port_file, "--fsync", "always", "--threads", "1", (char *)NULL);

@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #define POSTERS         32
-#define CLIENT_BUF      (256 * 1024)
+#define CLIENT_BUF      ((size_t)256 * 1024)
 #define DRAIN_TIMEOUT_S 10 /* after the last command, for every client to get every event */
 
 typedef struct sse_client {
