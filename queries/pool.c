@@ -81,7 +81,30 @@ fail:
     return rc;
 }
 
+static int pool_get_once(qry_engine *q, size_t model_index, qry_conn **out, uint64_t *gen_out,
+                         sk_error *err);
+
+/* A rebuild may swap a new generation in, and remove the old file, between asking the
+ * source for the live database and opening it: then the source reports a newer generation,
+ * and the open is tried again on it. */
 int qry_pool_get(qry_engine *q, size_t model_index, qry_conn **out, sk_error *err)
+{
+    uint64_t tried = 0;
+    int rc = pool_get_once(q, model_index, out, &tried, err);
+    for (int again = 0; rc != 0 && again < 3; again++) {
+        char path[4096];
+        uint64_t now = 0;
+        if (q->src.live_db(q->src.ctx, q->models[model_index].name, path, sizeof path, &now) != 0 ||
+            now == tried)
+            break;
+        sk_error_clear(err);
+        rc = pool_get_once(q, model_index, out, &tried, err);
+    }
+    return rc;
+}
+
+static int pool_get_once(qry_engine *q, size_t model_index, qry_conn **out, uint64_t *gen_out,
+                         sk_error *err)
 {
     QRY_ASSERT(model_index < q->model_count);
     qry_model *m = &q->models[model_index];
@@ -95,6 +118,7 @@ int qry_pool_get(qry_engine *q, size_t model_index, qry_conn **out, sk_error *er
     if (rc)
         return sk_error_set(err, rc, "", "read model '%s': %s", m->name, sk_strerror(rc));
     path[sizeof path - 1] = 0;
+    *gen_out = generation;
     qry_conn *retired[QRY_POOL_IDLE_MAX], *c = NULL;
     size_t retired_count = 0;
     pthread_mutex_lock(&q->mu);
