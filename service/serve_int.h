@@ -10,6 +10,7 @@
  *   command_routes.c  commands and the NDJSON batch
  *   read_routes.c  reads of a stream and of the log
  *   feed.c         the live feed's threads and buffers; feed_routes.c its route
+ *   dashboard.c    the page at / and its files, compiled in
  *   serve.c        start-up, signals, drain, shutdown
  */
 #ifndef SKALD_SERVE_INT_H
@@ -143,12 +144,12 @@ typedef struct svc_app {
     svc_auth *auth; /* NULL: no tokens file */
     svc_metrics *metrics;
     cmd_idem *idem;
-    proj_engine *projections;   /* NULL without the projections role */
-    qry_engine *queries;        /* NULL without the queries role */
+    proj_engine *projections;         /* NULL without the projections role */
+    qry_engine *queries;              /* NULL without the queries role */
     struct svc_work_pool *query_pool; /* runs the queries, off the HTTP threads */
-    svc_feed *feed; /* NULL without the feed role */
-    char projections_dir[4096]; /* DATA/projections */
-    const char *openapi;        /* the document served at /v1/openapi.json */
+    svc_feed *feed;                   /* NULL without the feed role */
+    char projections_dir[4096];       /* DATA/projections */
+    const char *openapi;              /* the document served at /v1/openapi.json */
     size_t openapi_len;
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
     atomic_bool ready;
@@ -202,6 +203,8 @@ struct svc_request {
     unsigned retry_after; /* seconds; 0: no header */
     int replayed;         /* Idempotent-Replayed: true */
     void *state;          /* the route's, freed with state_free */
+    /* more answer headers: name, value pairs ending with NULL, static (the dashboard's) */
+    const char *const *headers;
     /* a streamed answer (the feed's), sent instead of answer and taken by the server */
     struct MHD_Response *response;
     void (*state_free)(void *state);
@@ -274,6 +277,10 @@ void svc_feed_destroy(svc_feed *feed);                   /* accepts NULL */
 /* The feed's lines appended to the /metrics text (taken, returned; NULL feed: as is). */
 char *svc_metrics_feed(svc_feed *feed, char *text);
 int svc_route_feed(svc_request *rq);
+
+/* ---- dashboard.c: the page at / and its files at /dashboard/NAME (no token) ---- */
+int svc_route_dashboard(svc_request *rq);
+int svc_route_dashboard_asset(svc_request *rq);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
 /* Stops accepting, waits (bounded by timeout_ms) for requests in flight, stops. */
