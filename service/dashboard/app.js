@@ -315,16 +315,16 @@
     if (box.dataset.key === key) return;
     box.dataset.key = key;
     const days = items.slice().reverse();
-    const W = 720, H = 200, L = 64, B = 24, T = 8;
+    const W = 720, H = 200, L = 64, R = 20, B = 24, T = 8;
     const max = Math.max(1, ...days.map((d) => d.revenue_cents));
-    const chart = svg('svg', { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none' });
+    const chart = svg('svg', { viewBox: `0 0 ${W} ${H}` });
     for (const f of [0, 0.5, 1]) {
       const y = T + (H - B - T) * (1 - f);
-      chart.appendChild(svg('line', { x1: L, x2: W, y1: y, y2: y, class: 'grid' }));
+      chart.appendChild(svg('line', { x1: L, x2: W - R, y1: y, y2: y, class: 'grid' }));
       chart.appendChild(svg('text', { x: L - 6, y: y + 4, class: 'axis', 'text-anchor': 'end' },
         money(max * f).replace(/\.\d\d$/, '')));
     }
-    const slot = (W - L) / Math.max(days.length, 1);
+    const slot = (W - L - R) / Math.max(days.length, 1);
     days.forEach((d, i) => {
       const h = ((H - B - T) * d.revenue_cents) / max;
       const bar = svg('rect', {
@@ -392,7 +392,7 @@
     $('err-total').textContent = String(errors);
     $('err-total').parentElement.classList.toggle('bad', errors > 0);
     const head = (m.get('skald_log_head_position') || 0) - 1;
-    $('head').textContent = String(head);
+    $('head').textContent = String(Math.max(head, applied)); // the feed may be ahead of a poll
 
     const relay = $('relay');
     if (hasPrefix(m, 'skald_relay_')) {
@@ -492,6 +492,7 @@
       $('logout').hidden = !token;
       renderProjections(r);
       openFeed();
+      poll();
     } catch (e) {
       if (!(e instanceof AuthNeeded)) {
         setConn('offline', 'server unreachable');
