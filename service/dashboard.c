@@ -34,11 +34,14 @@ static const asset assets[] = {
     {"style.css", "text/css; charset=utf-8", svc_dashboard_style_css, &svc_dashboard_style_css_len},
 };
 
+static const char csp[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /* name, value pairs ending with NULL: static, as svc_request.headers wants */
 static const char *const asset_headers[] = {
     "Content-Security-Policy",
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    csp,
     "X-Content-Type-Options",
     "nosniff",
     "X-Frame-Options",
