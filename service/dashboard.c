@@ -70,7 +70,7 @@ static int answer_asset(svc_request *rq, const char *name)
         svc_answer(rq, 200, assets[i].type, copy, len);
         return 0;
     }
-    svc_problem(rq, 404, "not_found", NULL, "no dashboard file '%s'", name);
+    svc_problem(rq, 404, "unknown_file", NULL, "no dashboard file '%s'", name);
     return 0;
 }
 

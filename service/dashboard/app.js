@@ -99,6 +99,9 @@
     start();
   });
 
+  // Escape would close the dialog and leave the page with nothing to show: keep it.
+  $('login').addEventListener('cancel', (e) => e.preventDefault());
+
   $('logout').addEventListener('click', () => askToken(''));
 
   // ---- the live feed ---------------------------------------------------------------
@@ -161,7 +164,12 @@
       const m = parseMetrics(r.data);
       const head = (m.get('skald_log_head_position') || 0) - 1;
       $('head').textContent = String(head);
-      if (head > lastId) lastId = head;
+      if (head < lastId) {
+        // Another log than before (a new data directory): start over from its head.
+        applied = -1;
+        body.dataset.applied = '-1';
+      }
+      lastId = head;
     } catch (e) {
       /* the poll shows it */
     }
