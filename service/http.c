@@ -134,6 +134,8 @@ static enum MHD_Result send_answer(svc_request *rq)
     }
     if (rq->replayed)
         MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    for (const char *const *h = rq->headers; h && h[0]; h += 2)
+        MHD_add_response_header(resp, h[0], h[1]);
     if (rq->status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"skald\"");
     if (rq->status == 405 && rq->route)

@@ -1,7 +1,7 @@
 /*
  * routes.c -- the route table of docs/http-api.md, and the small routes: noop, health,
  * readiness, metrics, the OpenAPI document. Commands are in command_routes.c, reads of
- * the log in read_routes.c.
+ * the log in read_routes.c, the dashboard's page and files in dashboard.c.
  */
 #include "service/serve_int.h"
 
@@ -109,5 +109,7 @@ const svc_route svc_routes[] = {
     {"GET", "/readyz", 0, SVC_BODY_NONE, route_readyz, 0},
     {"GET", "/metrics", 0, SVC_BODY_NONE, route_metrics, 0},
     {"GET", "/v1/openapi.json", 0, SVC_BODY_NONE, route_openapi, 0},
+    {"GET", "/", 0, SVC_BODY_NONE, svc_route_dashboard, 0},
+    {"GET", "/dashboard/{}", 0, SVC_BODY_NONE, svc_route_dashboard_asset, 0},
 };
 const size_t svc_nroutes = sizeof svc_routes / sizeof svc_routes[0];

@@ -11,6 +11,7 @@
  *   read_routes.c  reads of a stream and of the log
  *   feed.c         the live feed's threads and buffers; feed_routes.c its route
  *   relay.c        the relay role: its settings file, start and stop, metrics, readiness
+ *   dashboard.c    the page at / and its files, compiled in
  *   serve.c        start-up, signals, drain, shutdown
  */
 #ifndef SKALD_SERVE_INT_H
@@ -214,6 +215,8 @@ struct svc_request {
     unsigned retry_after; /* seconds; 0: no header */
     int replayed;         /* Idempotent-Replayed: true */
     void *state;          /* the route's, freed with state_free */
+    /* more answer headers: name, value pairs ending with NULL, static (the dashboard's) */
+    const char *const *headers;
     /* a streamed answer (the feed's), sent instead of answer and taken by the server */
     struct MHD_Response *response;
     void (*state_free)(void *state);
@@ -309,6 +312,10 @@ int svc_route_saga(svc_request *rq);
 int svc_route_saga_retry(svc_request *rq);
 int svc_route_saga_abort(svc_request *rq);
 char *svc_metrics_sagas(saga_engine *e, char *text);
+
+/* ---- dashboard.c: the page at / and its files at /dashboard/NAME (no token) ---- */
+int svc_route_dashboard(svc_request *rq);
+int svc_route_dashboard_asset(svc_request *rq);
 
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
 /* Stops accepting, waits (bounded by timeout_ms) for requests in flight, stops. */

@@ -44,6 +44,14 @@ FROM orders
 WHERE (:status IS NULL OR status = :status)
   AND (:customer_id IS NULL OR customer_id = :customer_id)
 
+-- @query order_counts
+-- @order status ASC
+-- How many orders are in each status (the dashboard's counts): one short scan of the
+-- orders_by_status index, however many orders there are.
+SELECT status, COUNT(*) AS orders
+FROM orders
+GROUP BY status
+
 -- @query order
 -- @param order_id text required
 -- @order order_id ASC

@@ -18,6 +18,10 @@ SKALD_DEPS_BUILD=(build-essential cmake pkg-config librdkafka-dev libavro-dev li
 SKALD_DEPS_TEST=(clang clang-format clang-tidy cppcheck libclang-rt-14-dev wrk python3 openssl
     openjdk-17-jre-headless maven kcat python3-confluent-kafka python3-avro)
 
+# What tools/test's browser step needs on top: Debian's chromium, driven headless by the
+# dashboard's test (never a browser that a tool downloads).
+SKALD_DEPS_BROWSER=(chromium)
+
 # Prints the names among "$@" that dpkg does not report as installed.
 skald_deps_missing() {
     local pkg status
@@ -63,6 +67,9 @@ skald_deps_install() {
 
 SKALD_NPM_DIR="$SKALD_ROOT/.cache/npm"
 SKALD_NPM_TOOLS=("@redocly/cli@2.77.0")
+# The browser step's driver: the -core package, which never downloads a browser (it is
+# pointed at /usr/bin/chromium). 24.x: the newest line that runs on Node.js 20.
+SKALD_NPM_BROWSER=("puppeteer-core@24.43.1")
 
 # Prints the version of npm package NAME installed under SKALD_NPM_DIR, or nothing.
 skald_npm_installed_version() {
@@ -82,16 +89,18 @@ skald_node_check() {
     v=$(node -p 'process.versions.node')
     IFS=. read -r major minor _ <<<"$v"
     if ! { ((major == 20 && minor >= 19)) || ((major == 22 && minor >= 12)) || ((major > 22)); }; then
-        echo "deps: Node.js $v is too old for ${SKALD_NPM_TOOLS[*]} (needs >= 20.19 or >= 22.12)" >&2
+        echo "deps: Node.js $v is too old for the npm tools (needs >= 20.19 or >= 22.12)" >&2
         return 1
     fi
 }
 
-# Installs each of SKALD_NPM_TOOLS (NAME@VERSION) that is not installed at that version;
-# with all of them there it touches neither npm nor the network, so it works offline.
+# Installs each of "$@" (NAME@VERSION; default SKALD_NPM_TOOLS) that is not installed at
+# that version; with all of them there it touches neither npm nor the network, so it works
+# offline.
 skald_npm_install() {
-    local spec name want missing=()
-    for spec in "${SKALD_NPM_TOOLS[@]}"; do
+    local spec name want missing=() specs=("$@")
+    ((${#specs[@]} > 0)) || specs=("${SKALD_NPM_TOOLS[@]}")
+    for spec in "${specs[@]}"; do
         name=${spec%@*}
         want=${spec##*@}
         if [[ $(skald_npm_installed_version "$name") != "$want" ]]; then
@@ -99,14 +108,16 @@ skald_npm_install() {
         fi
     done
     if ((${#missing[@]} == 0)); then
-        echo "deps: npm tools already installed (${SKALD_NPM_TOOLS[*]}, in ${SKALD_NPM_DIR#"$SKALD_ROOT"/})"
+        echo "deps: npm tools already installed (${specs[*]}, in ${SKALD_NPM_DIR#"$SKALD_ROOT"/})"
         return 0
     fi
     skald_node_check
     echo "deps: installing ${missing[*]} into ${SKALD_NPM_DIR#"$SKALD_ROOT"/}"
     mkdir -p "$SKALD_NPM_DIR"
     [[ -f $SKALD_NPM_DIR/package.json ]] || printf '{"private": true}\n' >"$SKALD_NPM_DIR/package.json"
-    if ! npm install --prefix "$SKALD_NPM_DIR" --save-exact --prefer-offline --no-audit \
+    # PUPPETEER_SKIP_DOWNLOAD: belt and braces; the -core package downloads nothing anyway
+    if ! PUPPETEER_SKIP_DOWNLOAD=1 npm install --prefix "$SKALD_NPM_DIR" --save-exact \
+        --prefer-offline --no-audit \
         --no-fund --no-update-notifier --loglevel=error "${missing[@]}"; then
         echo "deps: could not install ${missing[*]} with npm (offline, with no copy in npm's" \
             "cache?). Run tools/test once with network access; after that the copy in" \

@@ -264,10 +264,10 @@ static void test_sha256_vectors(void **state)
 static void test_load_samples(void **state)
 {
     fixture *fx = *state;
-    assert_int_equal(qry_count(fx->q), 7);
-    const char *want[] = {"customer_credit", "inventory",   "orders", "order",
-                          "sales_by_day",    "saga_counts", "sagas"};
-    for (size_t i = 0; i < 7; i++) {
+    assert_int_equal(qry_count(fx->q), 8);
+    const char *want[] = {"customer_credit", "inventory",    "orders",      "order",
+                          "order_counts",    "sales_by_day", "saga_counts", "sagas"};
+    for (size_t i = 0; i < 8; i++) {
         bool found = false;
         for (size_t j = 0; j < qry_count(fx->q); j++) {
             json_t *d = qry_describe(fx->q, j);
