@@ -18,6 +18,8 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -193,6 +195,50 @@ static int run_online(const proj_opts *o)
     return rc;
 }
 
+/* The engine catches up on a thread of its own while this one reports the progress of
+ * the named model (its status is safe to read from any thread). */
+typedef struct catch_up_job {
+    proj_engine *engine;
+    sk_error err;
+    int rc;
+    _Atomic int done;
+} catch_up_job;
+
+static void *catch_up_main(void *arg)
+{
+    catch_up_job *j = arg;
+    j->rc = proj_engine_catch_up(j->engine, &j->err);
+    atomic_store(&j->done, 1);
+    return NULL;
+}
+
+static int catch_up_with_progress(offline *off, const char *name, sk_error *err)
+{
+    catch_up_job j = {.engine = off->engine};
+    pthread_t t;
+    if (pthread_create(&t, NULL, catch_up_main, &j) != 0)
+        return proj_engine_catch_up(off->engine, err);
+    uint64_t total = store_log_durable_head(off->log);
+    bool shown = false;
+    while (!atomic_load(&j.done)) {
+        json_t *st = proj_status_json(off->engine, name);
+        json_t *rebuild = json_object_get(st, "rebuild");
+        json_int_t at =
+            json_integer_value(json_object_get(json_is_object(rebuild) ? rebuild : st, "position"));
+        json_decref(st);
+        ctl_progress(name, (uint64_t)(at + 1), total);
+        shown = true;
+        struct timespec ts = {0, 200000000};
+        nanosleep(&ts, NULL);
+    }
+    pthread_join(t, NULL);
+    if (shown)
+        ctl_progress_end();
+    if (j.rc)
+        *err = j.err;
+    return j.rc;
+}
+
 static int run_offline(const proj_opts *o)
 {
     offline off = {0};
@@ -208,7 +254,7 @@ static int run_offline(const proj_opts *o)
     }
     bool works = strcmp(o->verb, "list") != 0 && strcmp(o->verb, "status") != 0;
     if (rc == 0 && works)
-        rc = proj_engine_catch_up(off.engine, &err);
+        rc = catch_up_with_progress(&off, o->name, &err);
     json_t *out = NULL;
     if (rc == 0 && o->name) {
         out = proj_status_json(off.engine, o->name);
