@@ -80,6 +80,7 @@ typedef struct feed_client {
     struct feed_client *prev, *next;   /* the thread's clients */
     struct feed_client *busy_next;     /* more to read after its pass */
     struct feed_client *taken_next;    /* in the ready list being worked through */
+    struct feed_client *grave_next;    /* dropped, its last reference let go after the pass */
     bool registered, dropped, in_busy; /* dropped: gone, and off the thread's lists */
     bool watching;                     /* its sub fd is in the epoll set with EPOLLIN */
     char *pending;                     /* a message that did not fit, with its position */
@@ -118,6 +119,9 @@ struct feed_thread {
     int epfd, wakefd;
     /* feed thread only */
     feed_client *clients, *busy;
+    /* Dropped clients whose last reference goes at the end of the loop's pass: an epoll
+     * event of the same batch may still name one (pump then sees it has no sub). */
+    feed_client *graveyard;
     cache_slot *cache;
     int64_t next_scan_ms;
     /* guarded by mu */
@@ -557,8 +561,20 @@ static void take_ready(feed_thread *t, int64_t now)
             drop_client(t, c);
         /* gone is the last notice a client gets; if it is queued again, the ref is
          * dropped when that entry is taken */
-        if (!queued)
-            client_unref(c);
+        if (!queued) {
+            c->grave_next = t->graveyard;
+            t->graveyard = c;
+        }
+    }
+}
+
+/* Lets go of the clients dropped during this pass. */
+static void bury(feed_thread *t)
+{
+    while (t->graveyard) {
+        feed_client *c = t->graveyard;
+        t->graveyard = c->grave_next;
+        client_unref(c);
     }
 }
 
@@ -588,6 +604,7 @@ static void *feed_main(void *arg)
         }
         if (now >= t->next_scan_ms)
             scan(t, now);
+        bury(t);
     }
     /* Stopping: nothing is queued from now on; every stream ends after what it has
      * buffered, and the thread lets go of its clients. */
@@ -595,6 +612,7 @@ static void *feed_main(void *arg)
     t->running = false;
     pthread_mutex_unlock(&t->mu);
     take_ready(t, now_ms());
+    bury(t);
     while (t->clients) {
         feed_client *c = t->clients;
         drop_client(t, c);
