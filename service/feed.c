@@ -612,12 +612,12 @@ static void *feed_main(void *arg)
     t->running = false;
     pthread_mutex_unlock(&t->mu);
     take_ready(t, now_ms());
-    bury(t);
     while (t->clients) {
         feed_client *c = t->clients;
         drop_client(t, c);
         client_unref(c);
     }
+    bury(t); /* the clients take_ready dropped: no longer among t->clients */
     return NULL;
 }
 
