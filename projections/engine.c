@@ -347,62 +347,51 @@ json_t *proj_status_json(proj_engine *e, const char *name)
     return o;
 }
 
-/* Sets a request under p->mu after check() allows it, then wakes the worker. */
-int proj_rebuild(proj_engine *e, const char *name, sk_error *err)
+typedef enum request_kind { REQUEST_REBUILD, REQUEST_RESUME, REQUEST_SKIP } request_kind;
+
+/* Checks what the model's state allows, sets the worker's flag under p->mu, wakes it. */
+static int request(proj_engine *e, const char *name, request_kind kind, uint64_t position,
+                   sk_error *err)
 {
     proj *p = find(e, name);
     if (!p)
         return sk_error_set(err, SK_ENOTFOUND, "name", "no projection named %s", name);
     pthread_mutex_lock(&p->mu);
     int rc = 0;
-    if (p->building || p->want_rebuild)
+    if (kind == REQUEST_REBUILD && (p->building || p->want_rebuild))
         rc = sk_error_set(err, SK_EBUSY, "", "a rebuild of %s is already running", name);
-    else
-        p->want_rebuild = true;
-    pthread_mutex_unlock(&p->mu);
-    if (rc == 0)
-        proj_worker_poke(p);
-    return rc;
-}
-
-int proj_resume(proj_engine *e, const char *name, sk_error *err)
-{
-    proj *p = find(e, name);
-    if (!p)
-        return sk_error_set(err, SK_ENOTFOUND, "name", "no projection named %s", name);
-    pthread_mutex_lock(&p->mu);
-    int rc = 0;
-    if (p->state != PROJ_FAILED)
+    else if (kind != REQUEST_REBUILD && p->state != PROJ_FAILED)
         rc = sk_error_set(err, SK_ECONFLICT, "", "%s is %s, not failed", name,
                           proj_state_name(p->state));
-    else
-        p->want_resume = true;
-    pthread_mutex_unlock(&p->mu);
-    if (rc == 0)
-        proj_worker_poke(p);
-    return rc;
-}
-
-int proj_skip(proj_engine *e, const char *name, uint64_t position, sk_error *err)
-{
-    proj *p = find(e, name);
-    if (!p)
-        return sk_error_set(err, SK_ENOTFOUND, "name", "no projection named %s", name);
-    pthread_mutex_lock(&p->mu);
-    int rc = 0;
-    if (p->state != PROJ_FAILED)
-        rc = sk_error_set(err, SK_ECONFLICT, "", "%s is %s, not failed", name,
-                          proj_state_name(p->state));
-    else if (p->failure.position != position)
+    else if (kind == REQUEST_SKIP && p->failure.position != position)
         rc = sk_error_set(err, SK_ECONFLICT, "position",
                           "%s failed at position %" PRIu64 ", not %" PRIu64, name,
                           p->failure.position, position);
+    else if (kind == REQUEST_REBUILD)
+        p->want_rebuild = true;
+    else if (kind == REQUEST_RESUME)
+        p->want_resume = true;
     else
         p->want_skip = (int64_t)position;
     pthread_mutex_unlock(&p->mu);
     if (rc == 0)
         proj_worker_poke(p);
     return rc;
+}
+
+int proj_rebuild(proj_engine *e, const char *name, sk_error *err)
+{
+    return request(e, name, REQUEST_REBUILD, 0, err);
+}
+
+int proj_resume(proj_engine *e, const char *name, sk_error *err)
+{
+    return request(e, name, REQUEST_RESUME, 0, err);
+}
+
+int proj_skip(proj_engine *e, const char *name, uint64_t position, sk_error *err)
+{
+    return request(e, name, REQUEST_SKIP, position, err);
 }
 
 int proj_live_db(proj_engine *e, const char *name, char *path, size_t size, uint64_t *generation)
