@@ -379,7 +379,10 @@ async function runTokens(browser) {
   await commandShowsUp(page, srv, customer, 'tokens');
   // An admin's rebuild button rebuilds (a new generation).
   const before = (await srv.req('GET', '/v1/projections/inventory')).body.generation;
-  await page.click('#projections tr[data-name="inventory"] button.rebuild');
+  // One step inside the page: the table is redrawn every second, so a handle taken first
+  // can be detached by the time puppeteer clicks it.
+  await page.evaluate(() =>
+    document.querySelector('#projections tr[data-name="inventory"] button.rebuild').click());
   await waitFor(async () => {
     const p = (await srv.req('GET', '/v1/projections/inventory')).body;
     return p.generation > before || p.rebuild !== null;
