@@ -38,6 +38,7 @@ typedef struct cmd_result {
     bool rejected;     /* a business rule refused the command (HTTP 422) */
     char reason[64];   /* machine-readable: "insufficient_stock" */
     char message[256]; /* for a person */
+    char field[64];    /* the field at fault, when one is ("quantity"); else "" */
     cmd_event events[CMD_EVENTS_MAX];
     size_t count; /* 0 with rejected false: the command changes nothing */
 } cmd_result;
@@ -48,6 +49,10 @@ typedef struct cmd_result {
 int cmd_result_add(cmd_result *r, const char *type, json_t *payload);
 /* Marks the command rejected; returns nothing new (reason is a static code). */
 void cmd_result_reject(cmd_result *r, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Rejects with reason "overflow" naming field (a JSON path): the command's arithmetic
+ * would leave the 64-bit range (HTTP 422 with `field`). */
+void cmd_result_overflow(cmd_result *r, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Frees the payloads; the result may be reused. */
 void cmd_result_clear(cmd_result *r);

@@ -8,6 +8,7 @@
 #include "commands/commands.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -135,13 +136,73 @@ static inline int cmd_set(json_t *obj, const char *key, json_t *value)
     return json_object_set_new(obj, key, value) == 0 ? 0 : -ENOMEM;
 }
 
-static inline long long cmd_sum(const json_t *obj)
+/*
+ * Checked arithmetic: every sum, difference and product a decider or an evolve makes over
+ * quantities, amounts or counts goes through these, so no aggregate can wrap (issue 11).
+ * A decider refuses a command whose arithmetic would overflow with cmd_result_overflow
+ * (422 `overflow`, nothing appended). evolve cannot refuse an event the log already
+ * holds: it uses the saturating forms, which stop at the 64-bit bounds instead of
+ * wrapping (docs/schemas.md, "Arithmetic"). false/true: overflowed or not; *out is
+ * written only when the result fits.
+ */
+static inline bool cmd_add(long long a, long long b, long long *out)
+{
+    long long r;
+    if (__builtin_add_overflow(a, b, &r))
+        return false;
+    *out = r;
+    return true;
+}
+
+static inline bool cmd_sub(long long a, long long b, long long *out)
+{
+    long long r;
+    if (__builtin_sub_overflow(a, b, &r))
+        return false;
+    *out = r;
+    return true;
+}
+
+static inline bool cmd_mul(long long a, long long b, long long *out)
+{
+    long long r;
+    if (__builtin_mul_overflow(a, b, &r))
+        return false;
+    *out = r;
+    return true;
+}
+
+/* a + b, held at LLONG_MIN..LLONG_MAX: for evolve only. */
+static inline long long cmd_add_sat(long long a, long long b)
+{
+    long long r;
+    if (!__builtin_add_overflow(a, b, &r))
+        return r;
+    return b > 0 ? LLONG_MAX : LLONG_MIN;
+}
+
+/* a - b, held at the bounds: for evolve only. */
+static inline long long cmd_sub_sat(long long a, long long b)
+{
+    long long r;
+    if (!__builtin_sub_overflow(a, b, &r))
+        return r;
+    return b < 0 ? LLONG_MAX : LLONG_MIN;
+}
+
+/* The sum of an object's integer values into *out; false if it overflows. */
+static inline bool cmd_sum(const json_t *obj, long long *out)
 {
     long long total = 0;
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)obj, k, v) total += json_integer_value(v);
-    return total;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        if (!cmd_add(total, json_integer_value(v), &total))
+            return false;
+    }
+    *out = total;
+    return true;
 }
 
 #endif

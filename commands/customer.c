@@ -4,7 +4,8 @@
  *
  * State: {"exists", "customer_id", "name", "limit_cents", "payments": {order_id: amount}}.
  * Invariant: the sum of payments never exceeds the limit. Authorizing again for an order
- * that already holds a payment changes nothing (saga retries stay single).
+ * that already holds a payment changes nothing (saga retries stay single). Every sum is
+ * checked (commands_int.h): credit that would overflow is refused with `overflow`.
  */
 #include "commands/commands_int.h"
 #include "commands/sample.h"
@@ -72,11 +73,18 @@ static int authorize(const json_t *st, const json_t *cmd, cmd_result *out)
     if (json_object_get(payments, order))
         return 0; /* already authorized for this order */
     long long amount = cmd_int(cmd, "amount_cents");
-    long long used = cmd_sum(payments), limit = cmd_int(st, "limit_cents");
-    if (amount > limit - used) {
+    long long used, left, limit = cmd_int(st, "limit_cents");
+    if (!cmd_sum(payments, &used) || !cmd_sub(limit, used, &left) ||
+        !cmd_add(used, amount, &used)) {
+        cmd_result_overflow(out, "amount_cents",
+                            "customer %s: authorizing %lld cents would overflow its credit",
+                            cmd_str(cmd, "customer_id"), amount);
+        return 0;
+    }
+    if (amount > left) {
         cmd_result_reject(out, "credit_limit_exceeded",
                           "customer %s has %lld of %lld cents of credit left, %lld requested",
-                          cmd_str(cmd, "customer_id"), limit - used, limit, amount);
+                          cmd_str(cmd, "customer_id"), left, limit, amount);
         return 0;
     }
     return cmd_result_add(out, "PaymentAuthorized",

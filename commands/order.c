@@ -10,6 +10,7 @@
 #include "commands/sample.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 static json_t *initial(void)
@@ -60,9 +61,11 @@ static int place(const json_t *st, const json_t *cmd, cmd_result *out)
     json_array_foreach(json_object_get(cmd, "lines"), i, line)
     {
         long long q = cmd_int(line, "quantity"), p = cmd_int(line, "unit_price_cents"), sub;
-        if (__builtin_mul_overflow(q, p, &sub) || __builtin_add_overflow(total, sub, &total)) {
+        if (!cmd_mul(q, p, &sub) || !cmd_add(total, sub, &total)) {
             json_decref(lines);
-            cmd_result_reject(out, "total_overflow", "line %zu makes the order total overflow", i);
+            char field[32];
+            snprintf(field, sizeof field, "lines[%zu]", i);
+            cmd_result_overflow(out, field, "line %zu makes the order total overflow", i);
             return 0;
         }
         if (json_array_append_new(lines, json_pack("{s:s, s:I, s:I}", "sku", cmd_str(line, "sku"),

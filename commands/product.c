@@ -5,7 +5,8 @@
  * State: {"exists", "sku", "name", "price_cents", "on_hand", "reserved": {order_id: qty}}.
  * Invariant: available = on_hand - sum(reserved) never goes negative; reserve checks it.
  * Re-reserving for an order that already holds a reservation changes nothing, so a saga
- * that retries a step does not reserve twice.
+ * that retries a step does not reserve twice. Every sum is checked (commands_int.h): a
+ * restock that would take on_hand past 2^63-1 is refused with `overflow`.
  */
 #include "commands/commands_int.h"
 #include "commands/sample.h"
@@ -34,13 +35,15 @@ static int evolve(json_t *st, const char *type, const json_t *ev)
         if (rc == 0)
             rc = cmd_set(st, "price_cents", json_integer(cmd_int(ev, "price_cents")));
     } else if (strcmp(type, "ProductRestocked") == 0) {
-        rc = cmd_set(st, "on_hand", json_integer(cmd_int(st, "on_hand") + cmd_int(ev, "quantity")));
+        rc = cmd_set(st, "on_hand",
+                     json_integer(cmd_add_sat(cmd_int(st, "on_hand"), cmd_int(ev, "quantity"))));
     } else if (strcmp(type, "StockReserved") == 0) {
         rc = cmd_set(reserved, order, json_integer(cmd_int(ev, "quantity")));
     } else if (strcmp(type, "StockReleased") == 0) {
         json_object_del(reserved, order);
     } else if (strcmp(type, "StockCommitted") == 0) {
-        rc = cmd_set(st, "on_hand", json_integer(cmd_int(st, "on_hand") - cmd_int(ev, "quantity")));
+        rc = cmd_set(st, "on_hand",
+                     json_integer(cmd_sub_sat(cmd_int(st, "on_hand"), cmd_int(ev, "quantity"))));
         json_object_del(reserved, order);
     }
     return rc;
@@ -79,6 +82,13 @@ static int restock(const json_t *st, const json_t *cmd, cmd_result *out)
 {
     if (missing(st, cmd, out))
         return 0;
+    long long on_hand;
+    if (!cmd_add(cmd_int(st, "on_hand"), cmd_int(cmd, "quantity"), &on_hand)) {
+        cmd_result_overflow(out, "quantity",
+                            "product %s has %lld on hand; %lld more would overflow",
+                            cmd_str(cmd, "sku"), cmd_int(st, "on_hand"), cmd_int(cmd, "quantity"));
+        return 0;
+    }
     return cmd_result_add(out, "ProductRestocked",
                           json_pack("{s:s, s:I}", "sku", cmd_str(cmd, "sku"), "quantity",
                                     (json_int_t)cmd_int(cmd, "quantity")));
@@ -92,8 +102,13 @@ static int reserve(const json_t *st, const json_t *cmd, cmd_result *out)
     const json_t *reserved = json_object_get(st, "reserved");
     if (json_object_get(reserved, order))
         return 0; /* already reserved for this order */
-    long long want = cmd_int(cmd, "quantity");
-    long long available = cmd_int(st, "on_hand") - cmd_sum(reserved);
+    long long want = cmd_int(cmd, "quantity"), held, available;
+    if (!cmd_sum(reserved, &held) || !cmd_sub(cmd_int(st, "on_hand"), held, &available) ||
+        !cmd_add(held, want, &held)) {
+        cmd_result_overflow(out, "quantity", "product %s: reserving %lld would overflow its stock",
+                            cmd_str(cmd, "sku"), want);
+        return 0;
+    }
     if (want > available) {
         cmd_result_reject(out, "insufficient_stock",
                           "product %s has %lld available, %lld requested", cmd_str(cmd, "sku"),

@@ -35,6 +35,18 @@ void cmd_result_reject(cmd_result *r, const char *reason, const char *fmt, ...)
     va_end(ap);
 }
 
+void cmd_result_overflow(cmd_result *r, const char *field, const char *fmt, ...)
+{
+    cmd_result_clear(r);
+    r->rejected = true;
+    snprintf(r->reason, sizeof r->reason, "overflow");
+    snprintf(r->field, sizeof r->field, "%s", field);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+}
+
 void cmd_result_clear(cmd_result *r)
 {
     for (size_t i = 0; i < r->count; i++)

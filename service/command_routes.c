@@ -88,7 +88,7 @@ static json_t *outcome_json(const cmd_outcome *o, unsigned *status, svc_outcome 
     }
     case SK_EREJECTED:
         *status = 422, *kind = SVC_OUT_REJECTED;
-        return svc_problem_json(422, o->decision.reason, NULL, o->decision.message);
+        return svc_problem_json(422, o->decision.reason, o->decision.field, o->decision.message);
     case SK_ESCHEMA:
         *status = 500, *kind = SVC_OUT_ERROR;
         return svc_problem_json(500, "internal", NULL, o->err.message);
