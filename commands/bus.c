@@ -422,8 +422,10 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
     if (rc == 0) {
         rc = cmd_stream_id(h, body, out->stream_id, sizeof out->stream_id);
         if (rc)
-            sk_error_set(&out->err, rc, h->id_field, "%s does not name a valid stream",
-                         h->id_field);
+            sk_error_set(&out->err, rc, h->id_field,
+                         "%s must be 1..%d bytes of letters, digits and - . _ ~ ! $ & ' ( ) * "
+                         "+ , ; = : @ (an id must read back through a URL)",
+                         h->id_field, EV_STREAM_ID_MAX - (int)strlen(h->aggregate->stream_prefix));
     }
     if (rc) {
         out->status = rc;

@@ -104,7 +104,8 @@ extern const cmd_domain *const cmd_domains[];
 /* The handler for a command name across domains (NULL-terminated), or NULL (HTTP 404). */
 const cmd_handler *cmd_handler_find(const cmd_domain *const *domains, const char *command);
 /* "<prefix><id>" for the command's stream into out; SK_EBADINPUT if the id field is
- * missing or empty, SK_ETOOBIG if the stream id would exceed EV_STREAM_ID_MAX. */
+ * missing, empty or outside the id alphabet (EV_ID_CHARS), SK_ETOOBIG if the stream id would exceed
+ * EV_STREAM_ID_MAX. */
 int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t size);
 
 /* ---------------------------------------------------------------------------------------

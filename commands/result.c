@@ -67,7 +67,10 @@ const cmd_handler *cmd_handler_find(const cmd_domain *const *domains, const char
 int cmd_stream_id(const cmd_handler *h, const json_t *cmd, char *out, size_t size)
 {
     const char *id = json_string_value(json_object_get(cmd, h->id_field));
-    if (!id || !*id)
+    size_t bad;
+    /* the engine holds every domain to the id alphabet, whether or not its schema marks
+     * the field "format": "id": a stream id must read back through a URL */
+    if (!id || ev_id_check(id, strlen(id), &bad) != 0)
         return SK_EBADINPUT;
     int n = snprintf(out, size, "%s%s", h->aggregate->stream_prefix, id);
     if (n < 0 || (size_t)n >= size || n > EV_STREAM_ID_MAX)

@@ -86,6 +86,15 @@ static long long attr_limit(const json_t *attrs, const json_t *def, const char *
     return json_is_integer(a) ? json_integer_value(a) : fallback;
 }
 
+/* "format": "id" on the field or its type: the string must be in the id alphabet. */
+static bool is_id(const json_t *attrs, const json_t *def)
+{
+    const json_t *f = attrs ? json_object_get(attrs, "format") : NULL;
+    if (!f && json_is_object(def))
+        f = json_object_get(def, "format");
+    return json_is_string(f) && strcmp(json_string_value(f), "id") == 0;
+}
+
 static json_t *coerce_integer(coerce_walk *c, const json_t *def, ev_kind kind, const json_t *v,
                               const json_t *attrs)
 {
@@ -132,6 +141,12 @@ static json_t *coerce_string(coerce_walk *c, const json_t *def, const json_t *v,
         long long min = attr_limit(attrs, def, "minLength", 0);
         if ((long long)len < min)
             return fail(c, "string must be at least %lld bytes", min);
+        size_t bad;
+        if (len && is_id(attrs, def) && ev_id_check(json_string_value(v), len, &bad) != 0)
+            return fail(c,
+                        "byte %zu (0x%02x) is not allowed in an id: ids are letters, digits "
+                        "and - . _ ~ ! $ & ' ( ) * + , ; = : @",
+                        bad, (unsigned char)json_string_value(v)[bad]);
     }
     return json_stringn(json_string_value(v), len);
 }

@@ -8,6 +8,20 @@
 #include <string.h>
 #include <time.h>
 
+int ev_id_check(const char *id, size_t len, size_t *bad_at)
+{
+    for (size_t i = 0; i < len; i++)
+        if (id[i] == '\0' || !strchr(EV_ID_CHARS, id[i])) {
+            *bad_at = i;
+            return SK_EBADINPUT;
+        }
+    if (len == 0) {
+        *bad_at = 0;
+        return SK_EBADINPUT;
+    }
+    return 0;
+}
+
 int ev_event_check(const ev_event *ev, sk_error *err)
 {
     if (ev->stream_id.len == 0 || ev->stream_id.len > EV_STREAM_ID_MAX)

@@ -181,6 +181,20 @@ void ev_buf_free(ev_buf *buf);
 #define EV_METADATA_VALUE_MAX 1024       /* bytes */
 #define EV_PAYLOAD_MAX        (1u << 20) /* bytes of Avro binary */
 
+/*
+ * The id alphabet, defined once: the characters an id a client names (a command's
+ * `sku`, `order_id`, `customer_id`, any schema string marked "format": "id", and the id
+ * part of every stream a command targets) may hold. They are RFC 3986's path characters
+ * that need no percent-encoding: letters, digits and - . _ ~ ! $ & ' ( ) * + , ; = : @.
+ * So every such id reads back through a URL as it was written, and none can hold a '/',
+ * a '%', a space, a control character or bytes that are not ASCII. docs/schemas.md.
+ */
+#define EV_ID_CHARS                                                                                \
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@"
+/* 0 if id[0..len) is non-empty and all in EV_ID_CHARS; else SK_EBADINPUT with *bad_at the
+ * offset of the first byte outside it (len for an empty id). */
+int ev_id_check(const char *id, size_t len, size_t *bad_at);
+
 typedef struct ev_metadata_entry {
     ev_str key;
     ev_str value;

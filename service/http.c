@@ -235,6 +235,8 @@ static int check_body_headers(svc_request *rq)
 static int begin(svc_request *rq, const char *method, const char *url)
 {
     const svc_route *other;
+    if (svc_path_check(rq, url) != 0)
+        return -1;
     rq->route = find_route(method, url, rq->arg, sizeof rq->arg, &other);
     if (!rq->route) {
         rq->route = other;
@@ -411,7 +413,7 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
         NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)svc_cfg.timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)4096, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, extra,
-        MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, svc_unescape, NULL, MHD_OPTION_END);
     if (!srv->daemon) {
         free(srv->tls_cert);
         free(srv->tls_key);

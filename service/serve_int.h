@@ -235,6 +235,10 @@ void svc_request_done(svc_request *rq);
 const char *svc_header(svc_request *rq, const char *name);
 /* Decimal digits only, below UINT64_MAX; 0 or -1. */
 int svc_parse_u64(const char *text, uint64_t *out);
+/* paths.c: libmicrohttpd's unescape callback (percent-decoding that keeps %00 as it is),
+ * and the check of a decoded path: 0, or -1 after answering 400 invalid_path. */
+size_t svc_unescape(void *cls, struct MHD_Connection *conn, char *s);
+int svc_path_check(svc_request *rq, const char *url);
 /* The routes of command_routes.c and read_routes.c. */
 int svc_route_command(svc_request *rq);
 int svc_route_batch(svc_request *rq);

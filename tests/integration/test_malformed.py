@@ -95,6 +95,38 @@ CASES = [
      {"Content-Type": "text/plain"}, 415, None),
     ("no content type", "RestockProduct", '{"sku":"S","quantity":1}', {"Content-Type": ""}, 415,
      None),
+    # issue 11 item 4: ids outside the id alphabet (events/events.h EV_ID_CHARS) are refused
+    # at the command, naming the field, wherever the field sits
+    ("sku with slash", "RegisterProduct", {"sku": "a/b", "name": "n", "price_cents": 1}, None,
+     400, "sku"),
+    ("sku with escape sequence", "RegisterProduct", {"sku": "\u001b[2J", "name": "n",
+                                                     "price_cents": 1}, None, 400, "sku"),
+    ("sku with bell", "RestockProduct", {"sku": "S\u0007", "quantity": 1}, None, 400, "sku"),
+    ("sku with newline", "RestockProduct", {"sku": "S\nT", "quantity": 1}, None, 400, "sku"),
+    ("sku with space", "RestockProduct", {"sku": "S T", "quantity": 1}, None, 400, "sku"),
+    ("sku with percent", "RestockProduct", {"sku": "S%2fT", "quantity": 1}, None, 400, "sku"),
+    ("sku with DEL", "RestockProduct", {"sku": "S\u007f", "quantity": 1}, None, 400, "sku"),
+    ("sku with C1 control", "RestockProduct", {"sku": "S\u0085", "quantity": 1}, None, 400,
+     "sku"),
+    ("sku not ascii", "RestockProduct", {"sku": "S\u00e9", "quantity": 1}, None, 400, "sku"),
+    ("sku with question mark", "RestockProduct", {"sku": "S?x=1", "quantity": 1}, None, 400,
+     "sku"),
+    ("sku with hash", "RestockProduct", {"sku": "S#x", "quantity": 1}, None, 400, "sku"),
+    ("sku with backslash", "RestockProduct", {"sku": "S\\T", "quantity": 1}, None, 400, "sku"),
+    ("customer_id with slash", "OpenCustomer", {"customer_id": "../x", "name": "n",
+                                                "credit_limit_cents": 1}, None, 400,
+     "customer_id"),
+    ("order_id with newline", "ReserveStock", {"sku": "S", "order_id": "o\n1", "quantity": 1},
+     None, 400, "order_id"),
+    ("line sku with slash", "PlaceOrder", order(lines=[dict(LINE), {**LINE, "sku": "x/y"}]), None,
+     400, "lines[1].sku"),
+    ("order_id with tab", "PlaceOrder", order(order_id="m\t1"), None, 400, "order_id"),
+    # issue 11 item 2: a sum past 2^63-1 is a 422 overflow naming the field, nothing appended
+    ("restock past 2^63-1", "RestockProduct", {"sku": "S", "quantity": 9223372036854775807},
+     None, 422, "quantity"),
+    ("order total past 2^63-1", "PlaceOrder",
+     order(lines=[dict(LINE), {**LINE, "quantity": 2, "unit_price_cents": 4611686018427387904}]),
+     None, 422, "lines[1]"),
     ("unknown command", "DropTables", {"sku": "S"}, None, 404, "type"),
     ("command name too long", "X" * 500, {"sku": "S"}, None, 404, None),
 ]
@@ -133,6 +165,40 @@ class Malformed(unittest.TestCase):
                 if field:
                     self.assertEqual(b.get("field"), field, b)
         self.assertEqual(self.srv.head(), head)
+
+    def test_paths_that_cannot_name_anything(self):
+        """issue 11 item 4: invalid UTF-8 in a path was a 500 "out of memory" in text/plain,
+        and %00 cut the id short (product-S%00zzz read product-S)."""
+        head = self.srv.head()
+        for path in ("/v1/streams/%ff", "/v1/streams/product-%c3%28", "/v1/streams/%ed%a0%80",
+                     "/v1/streams/%f8%88%80%80%80", "/v1/streams/%c0%af",
+                     "/v1/streams/product-S%00zzz", "/v1/streams/%00",
+                     "/v1/streams/product-S%0a", "/v1/streams/product-S%1b%5b2J",
+                     "/v1/streams/product-S%7f", "/v1/streams/product-S%c2%85",
+                     "/v1/queries/%ff", "/v1/projections/%00x", "/dashboard/%ff",
+                     "/nowhere/%ff", "/v1/commands/Restock%00Product"):
+            with self.subTest(path):
+                method = "POST" if path.startswith("/v1/commands/") else "GET"
+                body = '{"sku":"S","quantity":1}' if method == "POST" else None
+                s, h, b = self.srv.request(method, path, body, J if body else None)
+                self.assertEqual(s, 400, b)
+                self.assertEqual(h["content-type"], "application/problem+json")
+                self.assertEqual(b["code"], "invalid_path")
+                self.assertEqual(b["field"], "path")
+        # a %00 in a query argument stays visible and fails that parameter's own check
+        s, _, b = self.srv.request("GET", "/v1/streams/product-S?limit=1%00")
+        self.assertEqual(s, 400, b)
+        self.assertEqual(b["field"], "limit")
+        # what the alphabet allows reads back through a URL as written
+        for sku in ("a-b.c_d~e", "x!$&'()*+,;=:@y"):
+            s, _, b = self.srv.command("RegisterProduct", {"sku": sku, "name": "n",
+                                                           "price_cents": 1})
+            self.assertEqual(s, 200, b)
+            s, _, b = self.srv.request("GET", "/v1/streams/" + b["stream_id"])
+            self.assertEqual(s, 200, b)
+            self.assertEqual(b["version"], 1)
+            self.assertEqual(b["events"][0]["payload"]["sku"], sku)
+        self.assertEqual(self.srv.head(), head + 2)
 
     def test_hostile_transport(self):
         head = self.srv.head()
