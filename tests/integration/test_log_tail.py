@@ -184,6 +184,27 @@ class LogTail(unittest.TestCase):
         self.assertEqual([int(l.split()[0]) for l in rest], [p for p in positions if p > shown])
         self.assertEqual(t.stop(signal.SIGINT), 0)
 
+    def test_dump_text_escapes_control_characters(self):
+        """issue 11 item 4: text output of `log dump` never hands the terminal a control
+        character from the log (ESC, BEL, DEL, the C1 CSI), whatever a payload holds."""
+        hostile = "x\u001b[2J\u0007\u007f\u0085\u009b31m\nend"
+        self.post("RegisterProduct", {"sku": "ESC", "name": hostile, "price_cents": 1})
+        r = subprocess.run([SKALDCTL, "log", "dump", "--data", self.srv.data],
+                           capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        for line in lines[:-1]:
+            for b in line:
+                self.assertTrue(0x20 <= b < 0x7f, "byte 0x%02x in %r" % (b, line))
+        line = [l for l in lines if b"product-ESC@1" in l][0]
+        self.assertIn(b"\\u001b[2j\\u0007\\u007f\\u0085\\u009b31m\\nend", line.lower())
+        # --json keeps the exact text
+        r = subprocess.run([SKALDCTL, "log", "dump", "--data", self.srv.data, "--json"],
+                           capture_output=True, timeout=30)
+        dumped = [json.loads(l) for l in r.stdout.split(b"\n") if l]
+        self.assertIn(hostile, [e["payload"].get("name") for e in dumped])
+
     def test_errors(self):
         for args, status in ((["--bogus"], 2), (["--from", "x"], 2), (["--limit", "3"], 2)):
             r = subprocess.run([SKALDCTL, "log", "tail", "--data", self.srv.data, *args],

@@ -196,6 +196,22 @@ static int log_verify(const ctl_opts *o)
     return rep.faults ? CTL_FAULTS : CTL_OK;
 }
 
+/* Text output never hands the terminal a control character from the log: a stream id or
+ * type written before the id alphabet existed (or by another tool) may hold ESC, BEL or a
+ * newline. Printable ASCII goes out as it is, a backslash as \\, any other byte as \xHH. */
+static void print_escaped(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '\\')
+            fputs("\\\\", stdout);
+        else if (c >= 0x20 && c < 0x7f)
+            putchar(c);
+        else
+            printf("\\x%02x", c);
+    }
+}
+
 static void print_event(const ctl_opts *o, const ev_registry *reg, const ev_event *ev)
 {
     json_t *payload = NULL;
@@ -215,10 +231,22 @@ static void print_event(const ctl_opts *o, const ev_registry *reg, const ev_even
         return;
     }
     json_t *env = ev_envelope_to_json(ev);
-    char *p = json_dumps(payload, JSON_COMPACT);
-    printf("%-8" PRIu64 " %.*s@%" PRIu64 " %.*s %s %s\n", ev->position, (int)ev->stream_id.len,
-           ev->stream_id.ptr, ev->version, (int)ev->type.len, ev->type.ptr,
-           json_string_value(json_object_get(env, "occurred_at")), p ? p : "null");
+    /* ASCII only: a payload string holding an escape sequence or a C1 control reaches the
+     * terminal as \u001b, never as the sequence itself */
+    char *p = json_dumps(payload, JSON_COMPACT | JSON_ENSURE_ASCII);
+    printf("%-8" PRIu64 " ", ev->position);
+    print_escaped(ev->stream_id.ptr, ev->stream_id.len);
+    printf("@%" PRIu64 " ", ev->version);
+    print_escaped(ev->type.ptr, ev->type.len);
+    printf(" %s ", json_string_value(json_object_get(env, "occurred_at")));
+    /* JSON_ENSURE_ASCII leaves DEL (0x7f) as it is; inside a JSON string \u007f is the
+     * same character */
+    for (const char *c = p ? p : "null"; *c; c++)
+        if (*c == 0x7f)
+            fputs("\\u007f", stdout);
+        else
+            putchar(*c);
+    putchar('\n');
     free(p);
     json_decref(env);
     json_decref(payload);
