@@ -18,6 +18,7 @@ typedef struct token {
     size_t len;
     unsigned roles;
     char principal[128];
+    unsigned line; /* of the tokens file, for messages */
 } token;
 
 struct svc_auth {
@@ -58,6 +59,20 @@ static int parse_line(char *line, token *t)
     return 0;
 }
 
+/* A token listed twice would silently take the later line's roles and principal: refused,
+ * naming both lines (never the token). */
+static int refuse_duplicate(const svc_auth *auth, const token *t, const char *path, unsigned lineno,
+                            sk_error *err)
+{
+    for (size_t i = 0; i < auth->count; i++)
+        if (auth->tokens[i].len == t->len && memcmp(auth->tokens[i].secret, t->secret, t->len) == 0)
+            return sk_error_set(err, SK_EBADINPUT, "",
+                                "%s line %u: the token of line %u again; a token may be listed "
+                                "once (which roles and principal would it have?)",
+                                path, lineno, auth->tokens[i].line);
+    return 0;
+}
+
 int svc_auth_load(const char *path, svc_auth **out, sk_error *err)
 {
     FILE *f = fopen(path, "r");
@@ -79,13 +94,16 @@ int svc_auth_load(const char *path, svc_auth **out, sk_error *err)
             break;
         }
         auth->tokens = grown;
-        if (parse_line(p, &auth->tokens[auth->count]) != 0)
+        token *t = &auth->tokens[auth->count];
+        if (parse_line(p, t) != 0)
             rc = sk_error_set(err, SK_EBADINPUT, "",
                               "%s line %u: expected 'TOKEN ROLE[,ROLE] PRINCIPAL' with a token "
                               "of 16..%d characters and roles producer, reader, admin",
                               path, lineno, TOKEN_MAX);
-        else
+        else if ((rc = refuse_duplicate(auth, t, path, lineno, err)) == 0) {
+            t->line = lineno;
             auth->count++;
+        }
     }
     fclose(f);
     if (rc == 0 && auth->count == 0)

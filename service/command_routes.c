@@ -275,11 +275,13 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
         json_object_del(body, "command_id");
     }
     /* a command_id names the command itself (its events carry it), so it wins over a
-     * header key: a retry that repeats it is caught with or without the header */
+     * header key: a retry that repeats it is caught with or without the header. Both are
+     * scoped by the principal: another principal's command_id is another key, so it can
+     * neither read nor block the first principal's answer (issue 11) */
     if (cid) {
         char text[EV_UUID_TEXT_SIZE];
         ev_uuid_format(&c->ctx.command_id, text);
-        snprintf(c->key, sizeof c->key, "c/%s", text);
+        snprintf(c->key, sizeof c->key, "c/%s/%s", rq->principal, text);
     } else if (*idem_key) {
         snprintf(c->key, sizeof c->key, "k/%s/%s", rq->principal, idem_key);
     }

@@ -16,6 +16,7 @@ TOKENS = """# token roles principal
 prod-0123456789abcdef producer alice
 read-0123456789abcdef reader bob
 admin-0123456789abcdef admin carol
+prod2-0123456789abcdef producer dave
 """
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -70,6 +71,59 @@ class Security(unittest.TestCase):
         finally:
             self.assertEqual(srv.stop(), 0)
             srv.cleanup()
+
+    def test_command_id_is_scoped_by_principal(self):
+        """issue 11 item 6: a command_id replayed the first answer to any principal. Now,
+        like Idempotency-Key, it is one key per principal: another principal's use of the
+        same command_id is its own command, decided on its own."""
+        srv = Server("--tokens", self.tokens)
+        try:
+            alice, dave = bearer("prod-0123456789abcdef"), bearer("prod2-0123456789abcdef")
+            cid = "0b2f4c1e-8f1a-4a57-9d55-2d7c1a0e9b11"
+            body = {"sku": "CID", "name": "n", "price_cents": 1, "command_id": cid}
+            s, h, first = srv.command("RegisterProduct", body, alice)
+            self.assertEqual(s, 200, first)
+            self.assertNotIn("idempotent-replayed", h)
+            # carol, same command_id and body: not alice's answer, her own decision
+            carol = bearer("admin-0123456789abcdef")
+            s, h, b = srv.command("RegisterProduct", body, carol)
+            self.assertEqual((s, b.get("code")), (422, "already_exists"), b)
+            self.assertNotIn("idempotent-replayed", h)
+            # dave, same command_id, another body: not idempotency_key_reused, his command
+            s, h, b = srv.command("RegisterProduct", dict(body, sku="CID2"), dave)
+            self.assertEqual(s, 200, b)
+            self.assertNotIn("idempotent-replayed", h)
+            self.assertEqual(b["stream_id"], "product-CID2")
+            # alice's retry still gets her first answer, byte for byte
+            s, h, b = srv.command("RegisterProduct", body, alice)
+            self.assertEqual(s, 200, b)
+            self.assertEqual(h.get("idempotent-replayed"), "true")
+            self.assertEqual(b, first)
+            # and dave's retry his
+            s, h, b = srv.command("RegisterProduct", dict(body, sku="CID2"), dave)
+            self.assertEqual((s, h.get("idempotent-replayed")), (200, "true"), b)
+            self.assertEqual(b["stream_id"], "product-CID2")
+            self.assertEqual(srv.head(), 2)
+        finally:
+            self.assertEqual(srv.stop(), 0)
+            srv.cleanup()
+
+    def test_a_token_listed_twice_refuses_start(self):
+        """issue 11 item 6: a token listed twice silently took the later line's role."""
+        path = os.path.join(self.dir, "tokens-twice")
+        with open(path, "w") as f:
+            f.write("# token roles principal\n"
+                    "same-0123456789abcdef reader bob\n"
+                    "other-0123456789abcdef producer alice\n"
+                    "\n"
+                    "same-0123456789abcdef admin mallory\n")
+        data = tempfile.mkdtemp(prefix="skald-sec-")
+        r = subprocess.run([skaldtest.SKALD, "serve", "--data", data, "--tokens", path,
+                            "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("line 5", r.stderr)
+        self.assertIn("line 2", r.stderr)
+        self.assertNotIn("same-0123456789abcdef", r.stderr)  # never the secret itself
 
     def test_loopback_only_without_tokens(self):
         data = tempfile.mkdtemp(prefix="skald-sec-")
