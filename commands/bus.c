@@ -143,7 +143,8 @@ typedef struct pending_append {
     void *cb_ctx;
     char *snapshot_json; /* the state after this append, to save once it is durable */
     uint64_t snapshot_version;
-    unsigned generation; /* the entry's when this was queued */
+    unsigned generation;  /* the entry's when this was queued */
+    bool client_expected; /* the client named an expected version */
 } pending_append;
 
 static void append_done(void *ctx, const store_append_result *res)
@@ -152,6 +153,7 @@ static void append_done(void *ctx, const store_append_result *res)
     cmd_outcome *out = p->out;
     out->status = res->status;
     if (res->status == 0) {
+        p->entry->last_failure = 0;
         out->first_position = res->first_position;
         out->first_version = res->first_version;
         out->stream_version = res->stream_version;
@@ -164,10 +166,23 @@ static void append_done(void *ctx, const store_append_result *res)
         }
     } else {
         out->count = 0;
+        int cause = res->status;
         if (res->status == SK_ECONFLICT)
             out->stream_version = res->stream_version;
-        sk_error_set(&out->err, res->status, "", "append to %s failed: %s", out->stream_id,
-                     sk_strerror(res->status));
+        else
+            p->entry->last_failure = res->status;
+        /* The append was conditional on the cached version, which counted the appends
+         * queued before it. A conflict there means one of those failed (disk full, a
+         * failed log): the client did not cause it, and one that named no expected
+         * version must not get a 409 for it, but the failure that caused it (a 503 to
+         * retry). A client that named a version gets the 409: the stream is not there. */
+        if (res->status == SK_ECONFLICT && !p->client_expected && p->entry->last_failure)
+            cause = p->entry->last_failure;
+        out->status = cause;
+        sk_error_set(&out->err, cause, "", "append to %s failed: %s", out->stream_id,
+                     cause == res->status
+                         ? sk_strerror(cause)
+                         : "an append queued before it for the same stream failed");
         if (atomic_load(&p->entry->generation) == p->generation)
             atomic_store(&p->entry->stale, true);
     }
@@ -280,14 +295,15 @@ static char *snapshot_after(cmd_bus *bus, const cmd_cache_entry *e, const cmd_ev
 /* The record of one append or barrier about to be queued for e: counted in e->pending,
  * so e is not evicted before its completion. NULL on -ENOMEM (out->err says so). */
 static pending_append *pending_start(cmd_bus *bus, cmd_cache_entry *e, cmd_outcome *out,
-                                     cmd_done_cb done, void *cb_ctx)
+                                     cmd_done_cb done, void *cb_ctx, bool client_expected)
 {
     pending_append *p = calloc(1, sizeof *p);
     if (!p) {
         sk_error_set(&out->err, -ENOMEM, "", "out of memory");
         return NULL;
     }
-    *p = (pending_append){bus, e, out, done, cb_ctx, NULL, 0, atomic_load(&e->generation)};
+    *p = (pending_append){
+        bus, e, out, done, cb_ctx, NULL, 0, atomic_load(&e->generation), client_expected};
     atomic_fetch_add(&e->pending, 1);
     return p;
 }
@@ -306,7 +322,7 @@ static void pending_abandon(pending_append *p)
  * here touches out or the pending record after queueing), or an error (done not called).
  */
 static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx, cmd_outcome *out,
-                        cmd_done_cb done, void *cb_ctx)
+                        cmd_done_cb done, void *cb_ctx, bool client_expected)
 {
     size_t n = out->decision.count;
     cmd_event events[CMD_EVENTS_MAX];
@@ -317,7 +333,7 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
     int rc = encode_events(bus, ctx, events, n, out, evs, bufs);
     if (rc)
         rc = internal_error(out, rc, "a decider made an event its schema refuses on");
-    pending_append *p = rc ? NULL : pending_start(bus, e, out, done, cb_ctx);
+    pending_append *p = rc ? NULL : pending_start(bus, e, out, done, cb_ctx, client_expected);
     if (rc == 0 && !p)
         rc = -ENOMEM;
     bool snapshotted = false;
@@ -359,9 +375,9 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
  * position. Returns 0 when queued (done runs later), else an error (done not called).
  */
 static int queue_barrier(cmd_bus *bus, cmd_cache_entry *e, cmd_outcome *out, cmd_done_cb done,
-                         void *cb_ctx)
+                         void *cb_ctx, bool client_expected)
 {
-    pending_append *p = pending_start(bus, e, out, done, cb_ctx);
+    pending_append *p = pending_start(bus, e, out, done, cb_ctx, client_expected);
     if (!p)
         return -ENOMEM;
     int rc = store_log_barrier_async(bus->log, ev_str_of(out->stream_id), e->version, append_done,
@@ -398,8 +414,9 @@ static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h, c
         out->status = sk_error_set(&out->err, SK_EREJECTED, "", "%s", out->decision.message);
         return 0;
     }
-    rc = out->decision.count ? queue_append(bus, e, ctx, out, done, cb_ctx)
-                             : queue_barrier(bus, e, out, done, cb_ctx);
+    bool client_expected = expected_version != STORE_EXPECT_ANY;
+    rc = out->decision.count ? queue_append(bus, e, ctx, out, done, cb_ctx, client_expected)
+                             : queue_barrier(bus, e, out, done, cb_ctx, client_expected);
     if (rc) {
         out->status = rc;
         return 0;

@@ -35,6 +35,11 @@ typedef struct cmd_cache_entry {
     /* bumped by each reload: a failed append queued before the reload must not mark the
      * reloaded state stale (it was built without that append) */
     atomic_uint generation;
+    /* the status of the last append for this stream that failed (0: none yet): an append
+     * queued behind it at the version it would have left conflicts, and a command that
+     * named no expected version is answered with this cause, not a 409 it did not cause.
+     * Written and read by the completer thread only (completions run in commit order). */
+    int last_failure;
     char stream_id[EV_STREAM_ID_MAX + 1];
 } cmd_cache_entry;
 

@@ -95,6 +95,13 @@ static json_t *outcome_json(const cmd_outcome *o, unsigned *status, svc_outcome 
     case SK_EBUSY:
         *status = 503, *kind = SVC_OUT_OVERLOADED;
         return svc_problem_json(503, "overloaded", NULL, "the append queue is full; retry");
+    case -ENOSPC:
+    case -EDQUOT:
+    case -EFBIG:
+        *status = 503, *kind = SVC_OUT_ERROR;
+        return svc_problem_json(503, "storage_full", NULL,
+                                "the disk is full: nothing of this command was written; retry "
+                                "once space is freed (GET /readyz says when)");
     default:
         *status = 503, *kind = SVC_OUT_ERROR;
         return svc_problem_json(503, "unavailable", NULL, o->err.message);
@@ -177,8 +184,9 @@ static void command_done(void *ctx, cmd_outcome *out)
     unsigned status;
     svc_outcome kind;
     json_t *answer = outcome_json(out, &status, &kind);
+    svc_storage_note(app, out->status, out->count);
     if (status == 503) /* overloaded, or the log failed: it recovers in place (recovery.c) */
-        c->rq->retry_after = 1;
+        c->rq->retry_after = svc_storage_error(out->status) ? 5 : 1;
     atomic_fetch_sub(&app->in_flight, 1);
     call_finished(c, status, answer, kind);
 }
@@ -325,7 +333,15 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
             return;
         }
     }
-    if (atomic_load(&app->in_flight) >= svc_cfg.queue_max || atomic_load(&app->draining)) {
+    if (atomic_load(&app->draining)) {
+        json_decref(body);
+        rq->retry_after = 1;
+        call_refused(c, 503, "shutting_down", NULL,
+                     "the server is shutting down (SIGTERM); retry, on another instance or "
+                     "once it is back");
+        return;
+    }
+    if (atomic_load(&app->in_flight) >= svc_cfg.queue_max) {
         json_decref(body);
         rq->retry_after = 1;
         call_refused(c, 503, "overloaded", NULL,

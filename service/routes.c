@@ -26,12 +26,24 @@ static int route_readyz(svc_request *rq)
     store_log_get_stats(rq->app->log, &st);
     char why[512];
     bool writer = svc_cfg.roles & SVC_SERVES_COMMANDS; /* others follow the log read-only */
-    if (!atomic_load(&rq->app->ready) || atomic_load(&rq->app->draining) ||
+    if (atomic_load(&rq->app->draining)) {
+        rq->retry_after = 1;
+        svc_problem(rq, 503, "shutting_down", NULL,
+                    "the server is shutting down (SIGTERM): it finishes the commands in flight "
+                    "and accepts no new ones");
+        return 0;
+    }
+    if (!atomic_load(&rq->app->ready) ||
         st.state != (writer ? STORE_STATE_OK : STORE_STATE_READ_ONLY)) {
         rq->retry_after = 1;
         svc_problem(rq, 503, "unavailable", NULL,
                     st.state == STORE_STATE_FAILED ? "the log failed and refuses appends"
                                                    : "not ready");
+        return 0;
+    }
+    if (writer && svc_storage_full(rq->app, why, sizeof why)) {
+        rq->retry_after = 5;
+        svc_problem(rq, 503, "storage_full", NULL, "%s", why);
         return 0;
     }
     if (rq->app->idem && cmd_idem_health(rq->app->idem, why, sizeof why) != 0) {
@@ -60,6 +72,7 @@ static int route_metrics(svc_request *rq)
     text = svc_metrics_feed(app->feed, text);
     text = svc_metrics_relay(app->relay, text);
     text = svc_metrics_sagas(app->sagas, text);
+    text = svc_metrics_storage(app, text);
     if (!text) {
         svc_problem(rq, 503, "unavailable", NULL, "out of memory");
         return 0;

@@ -5,12 +5,12 @@
  * A saga's command goes the way a keyed HTTP command goes (command_routes.c): claim its
  * key in the idempotency store (cmd_idem_begin), submit to the bus, remember the answer
  * (cmd_idem_finish for a 200 or a 422, cmd_idem_release otherwise). Its key is scoped
- * "s/..." (HTTP keys are "k/<principal>/..." or "c/<principal>/<command_id>", so they never meet) and
- * travels in the events' metadata ("idempotency"), with the saga id and the attempt
- * number, so the store rebuilds a lost answer from the log like any other. A key whose
- * answer is remembered is answered from the store: a resend after a crash or a timed-out
- * attempt that did commit appends nothing. The saga's own journal writes carry no key:
- * they are conditional on the journal's version instead.
+ * "s/..." (HTTP keys are "k/<principal>/..." or "c/<principal>/<command_id>", so they never meet)
+ * and travels in the events' metadata ("idempotency"), with the saga id and the attempt number, so
+ * the store rebuilds a lost answer from the log like any other. A key whose answer is remembered is
+ * answered from the store: a resend after a crash or a timed-out attempt that did commit appends
+ * nothing. The saga's own journal writes carry no key: they are conditional on the journal's
+ * version instead.
  */
 #include "service/serve_int.h"
 

@@ -260,8 +260,8 @@ int svc_serve_main(int argc, char **argv)
         svc_log(SK_LOG_ERROR, "cannot write the port file", "file", svc_cfg.port_file, SVC_END);
 
     int sig = wait_for_signal(&app, &set);
+    atomic_store(&app.draining, true); /* before the line: a test waits for it */
     svc_log(SK_LOG_NOTICE, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", SVC_END);
-    atomic_store(&app.draining, true);
     svc_feed_stop(app.feed, FEED_END_TIMEOUT_MS); /* streams end; no suspended connection */
     svc_server_stop(srv, DRAIN_TIMEOUT_MS);
     rc = close_app(&app);

@@ -166,7 +166,23 @@ typedef struct svc_app {
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
     atomic_bool ready;
     atomic_bool draining;
+    /* storage.c: the last append that failed for want of space (0: none since the last
+     * append that wrote), its error, and how many did */
+    atomic_int_fast64_t storage_full_us;
+    atomic_int storage_error;
+    atomic_uint_fast64_t storage_full_total;
 } svc_app;
+
+/* ---- storage.c ---- */
+/* 1 for the errors of a full disk (ENOSPC, EDQUOT, EFBIG). */
+int svc_storage_error(int status);
+/* After each command's append: status its outcome, events how many it wrote. */
+void svc_storage_note(svc_app *app, int status, uint32_t events);
+/* 1 and why while the disk counts as full (for /readyz); else 0. */
+int svc_storage_full(svc_app *app, char *why, size_t size);
+/* Appends skald_storage_full and skald_storage_full_total to text (taken; NULL on
+ * -ENOMEM). */
+char *svc_metrics_storage(svc_app *app, char *text);
 
 /* A request in flight. Routes read it and answer through svc_answer* / svc_problem. */
 /* The log's I/O seam with test faults when SKALD_FAULT_FILE is set (faults.c), else

@@ -5,7 +5,9 @@ backing off), every acknowledged event is still there and nothing of the failed 
 with fsync=interval the aggregate cache is reloaded, so the first command after recovery
 decides on what the log holds."""
 import os
+import signal
 import tempfile
+import threading
 import time
 import unittest
 
@@ -31,9 +33,9 @@ class Recovery(unittest.TestCase):
     def tearDown(self):
         self.srv.cleanup()
 
-    def inject(self, failures):
+    def inject(self, failures, kind="fdatasync-eio"):
         with open(self.fault_file + ".tmp", "w") as f:
-            f.write("fdatasync-eio %d\n" % failures)
+            f.write("%s %d\n" % (kind, failures))
         os.rename(self.fault_file + ".tmp", self.fault_file)
 
     def wait_ready(self, seconds):
@@ -101,6 +103,83 @@ class Recovery(unittest.TestCase):
         self.assertEqual(body["events"][0]["version"], 3)
         events = self.srv.stream("product-I")
         self.assertEqual([e["payload"].get("quantity") for e in events], [None, 10, 1])
+        self.assertEqual(self.srv.stop(), 0)
+
+    def test_disk_full_is_storage_full_never_a_conflict(self):
+        """issue 11 item 5: while every append failed with ENOSPC, /readyz said 200,
+        skald_log_failed stayed 0, clients got 503 without Retry-After, and commands that
+        named no expected_version got 409 wrong_expected_version: a command pipelined
+        behind a failed one for the same stream conflicted at its append."""
+        self.start()
+        skaldtest.register(self.srv, "F", 10)
+        head = self.srv.head()
+        self.inject(1000000, "enospc")  # every write fails until "enospc 0"
+        answers, lock = [], threading.Lock()
+
+        def client(n):
+            conn = self.srv.conn()
+            for i in range(6):  # bounded: 8 clients x 6 commands, one stream, pipelined
+                s, h, b = self.srv.command("RestockProduct", {"sku": "F", "quantity": 1},
+                                           conn=conn)
+                with lock:
+                    answers.append((s, h, b))
+            conn.close()
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(len(answers), 48)
+        for s, h, b in answers:
+            self.assertEqual((s, b["code"]), (503, "storage_full"), b)
+            self.assertEqual(h.get("retry-after"), "5")
+        s, h, b = self.srv.request("GET", "/readyz")
+        self.assertEqual((s, b["code"]), (503, "storage_full"), b)
+        self.assertIn("disk is full", b["detail"])
+        self.assertIn("retry-after", h)
+        self.assertEqual(metric(self.srv, "skald_storage_full"), 1)
+        self.assertGreaterEqual(metric(self.srv, "skald_storage_full_total"), 1)
+        self.assertEqual(metric(self.srv, "skald_log_failed"), 0)  # the log itself is fine
+        self.assertEqual(self.srv.head(), head)  # nothing of a failed batch was kept
+        # an expected_version that no longer holds is still the client's 409
+        s, _, b = self.srv.command("RestockProduct", {"sku": "F", "quantity": 1,
+                                                      "expected_version": 7})
+        self.assertEqual((s, b["code"]), (409, "wrong_expected_version"), b)
+        # space is back: the next command is written and the process is ready again
+        self.inject(0, "enospc")
+        s, _, b = self.srv.command("RestockProduct", {"sku": "F", "quantity": 3})
+        self.assertEqual(s, 200, b)
+        self.assertEqual(b["events"][0]["version"], 3)
+        self.assertEqual(self.srv.request("GET", "/readyz")[0], 200)
+        self.assertEqual(metric(self.srv, "skald_storage_full"), 0)
+        events = self.srv.stream("product-F")
+        self.assertEqual([e["payload"].get("quantity") for e in events], [None, 10, 3])
+        self.assertEqual(self.srv.stop(), 0)
+
+    def test_commands_refused_during_drain_are_shutting_down(self):
+        """issue 11 item 5: during the SIGTERM drain a refused command got 503 overloaded."""
+        self.start()
+        skaldtest.register(self.srv, "D", 1)
+        keep = self.srv.conn()  # open before SIGTERM: the drain serves it, new ones are not
+        self.assertEqual(self.srv.request("GET", "/healthz", conn=keep)[0], 200)
+        self.inject(3000, "fdatasync-sleep")  # the next group commit takes 3 s more
+        slow = []
+        t = threading.Thread(target=lambda: slow.append(self.srv.command(
+            "RestockProduct", {"sku": "D", "quantity": 2})))
+        t.start()
+        skaldtest.wait_for(lambda: metric(self.srv, "skald_queue_depth") == 1, 10,
+                           "the slow command in flight")
+        self.srv.proc.send_signal(signal.SIGTERM)
+        skaldtest.wait_for(lambda: '"stopping"' in self.srv.read_log(), 10, "the drain")
+        s, h, b = self.srv.command("RestockProduct", {"sku": "D", "quantity": 1}, conn=keep)
+        self.assertEqual((s, b["code"]), (503, "shutting_down"), b)
+        self.assertEqual(h.get("retry-after"), "1")
+        s, _, b = self.srv.request("GET", "/readyz", conn=keep)
+        self.assertEqual((s, b["code"]), (503, "shutting_down"), b)
+        t.join(30)
+        self.assertEqual(slow[0][0], 200, slow)  # the one in flight was finished
+        keep.close()
         self.assertEqual(self.srv.stop(), 0)
 
 
