@@ -395,6 +395,20 @@ static void test_lookup_and_stream_ids(void **state)
     cmd = json_pack("{s:s}", "order_id", "o");
     assert_int_equal(cmd_stream_id(h, cmd, id, sizeof id), SK_EBADINPUT);
     json_decref(cmd);
+    /* the engine holds every stream id to the id alphabet, whatever the schema says: none
+     * that a URL cannot reach or that holds a control character (issue 11) */
+    const char *bad[] = {"a/b",  "\x1b[2J",     "a\x07", "a\nb", "a b",
+                         "a%00", "caf\xc3\xa9", "a\x7f", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cmd = json_pack("{s:s}", "sku", bad[i]);
+        assert_non_null(cmd);
+        if (cmd_stream_id(h, cmd, id, sizeof id) != SK_EBADINPUT)
+            fail_msg("stream id accepted for sku %zu", i);
+        json_decref(cmd);
+    }
+    cmd = json_pack("{s:s}", "sku", "A-z.0_9~!$&'()*+,;=:@");
+    assert_int_equal(cmd_stream_id(h, cmd, id, sizeof id), 0);
+    json_decref(cmd);
     /* All eleven commands of the contract table are there. */
     const char *all[] = {"RegisterProduct", "RestockProduct", "ReserveStock",     "ReleaseStock",
                          "CommitStock",     "OpenCustomer",   "AuthorizePayment", "RefundPayment",
