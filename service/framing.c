@@ -14,6 +14,7 @@
  *   - Authorization twice (which token would count?);
  *   - a field name that is not an RFC 9110 token, a field value holding CR, LF or NUL
  *     (a bare CR inside a line: RFC 9112 section 2.2 lets a recipient reject it);
+ *   - a field with an empty name (libmicrohttpd ends the head there: head_ends_cleanly);
  *   - obs-fold (a line starting with SP or HTAB continuing the previous field). RFC 9112
  *     section 5.2 lets a server reject it or replace it with SP; libmicrohttpd 0.9.75 does
  *     neither: it appends the continuation to the field *name* in a copy elsewhere in its
@@ -32,6 +33,7 @@
 typedef struct head_scan {
     unsigned content_length, transfer_encoding, host, authorization;
     const char *te;       /* the Transfer-Encoding value */
+    const char *last_end; /* where the last field's value ends */
     const char *bad_name; /* the first field at fault, and why */
     const char *bad_why;
 } head_scan;
@@ -82,18 +84,20 @@ static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char
 {
     (void)kind;
     head_scan *h = cls;
-    if (!key || !value)
-        return MHD_YES;
-    const char *why = field_fault(key, key_size, value, value_size);
-    if (why && !h->bad_name) {
-        h->bad_name = key;
+    const char *why = !key || !value ? "has an empty name or no value"
+                                     : field_fault(key, key_size, value, value_size);
+    if (why && !h->bad_why) {
+        h->bad_name = key && !strstr(why, "obs-fold") ? key : NULL; /* folded: name garbled */
         h->bad_why = why;
     }
+    if (!key || !value)
+        return MHD_YES;
+    h->last_end = value + value_size;
     if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
         h->content_length++;
-        if (value_size == 0 || strspn(value, "0123456789") != value_size) {
-            h->bad_name = h->bad_name ? h->bad_name : key;
-            h->bad_why = h->bad_why ? h->bad_why : "is not a number of bytes";
+        if ((value_size == 0 || strspn(value, "0123456789") != value_size) && !h->bad_why) {
+            h->bad_name = key;
+            h->bad_why = "Content-Length is not a number of bytes";
         }
     } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
         h->transfer_encoding++;
@@ -106,6 +110,35 @@ static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
+/* 1 if the head ended with an empty line. libmicrohttpd 0.9.75 ends it early at a line
+ * whose name is empty (": x" or ":"): it cuts the name off at the colon and then takes
+ * the line for the empty one, so the fields after it, and any body, are read as the next
+ * request. Its parser works in place, turning line ends into NULs, and the head's bytes
+ * run from the method to method + header size; after the last field's value (or the
+ * request line) only the NULs of two line ends may follow: 2 (LF LF) to 4 (CRLF CRLF).
+ * One case looks the same as a good end and passes: a ":" line ended by a bare LF after
+ * a CRLF line (NULs either way). */
+static int head_ends_cleanly(svc_request *rq, const char *method, const char *version,
+                             const char *last_end)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (!ci || !method || !version)
+        return 1;
+    uintptr_t start = (uintptr_t)method, end = start + ci->header_size;
+    uintptr_t from = (uintptr_t)(version + strlen(version));
+    if (last_end && (uintptr_t)last_end > from)
+        from = (uintptr_t)last_end;
+    if (from < start || from > end)
+        return 1; /* not in place (a field was copied): nothing to tell from here */
+    if (end - from < 2 || end - from > 4)
+        return 0;
+    for (const char *p = (const char *)from; p < (const char *)end; p++)
+        if (*p != '\0')
+            return 0;
+    return 1;
+}
+
 static int refuse(svc_request *rq, unsigned status, const char *field, const char *detail)
 {
     rq->close = 1;
@@ -114,17 +147,19 @@ static int refuse(svc_request *rq, unsigned status, const char *field, const cha
     return -1;
 }
 
-int svc_framing_check(svc_request *rq, const char *version)
+int svc_framing_check(svc_request *rq, const char *method, const char *version)
 {
     head_scan h = {0};
     MHD_get_connection_values_n(rq->conn, MHD_HEADER_KIND, scan_field, &h);
+    if (!h.bad_why && !head_ends_cleanly(rq, method, version, h.last_end))
+        h.bad_why = "has an empty name (a line starting with ':')";
     bool http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
-    if (h.bad_name) {
+    if (h.bad_why) {
         char detail[200];
         snprintf(detail, sizeof detail, "a header field %s", h.bad_why);
         /* the name may be garbage: name it only when it is a token */
-        return refuse(rq, 400, is_token(h.bad_name, strlen(h.bad_name)) ? h.bad_name : NULL,
-                      detail);
+        bool named = h.bad_name && is_token(h.bad_name, strlen(h.bad_name));
+        return refuse(rq, 400, named ? h.bad_name : NULL, detail);
     }
     if (h.content_length > 1)
         return refuse(rq, 400, "Content-Length", "Content-Length is given more than once");

@@ -323,7 +323,7 @@ static int check_body_headers(svc_request *rq)
  * answered. */
 static int begin(svc_request *rq, const char *method, const char *url, const char *version)
 {
-    if (svc_framing_check(rq, version) != 0)
+    if (svc_framing_check(rq, method, version) != 0)
         return -1;
     bool reserve = svc_conn_is_reserve(rq->slot);
     const svc_route *other;

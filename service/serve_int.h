@@ -362,7 +362,7 @@ char *svc_metrics_conns(svc_conn_guard *g, char *text);
 /* ---- framing.c ----
  * 0 if the request's head is framed as RFC 9112 wants; else answers (400 problem naming
  * the header, 501 for an unknown transfer coding), sets rq->close and returns -1. */
-int svc_framing_check(svc_request *rq, const char *version);
+int svc_framing_check(svc_request *rq, const char *method, const char *version);
 /* 0 if no query parameter is repeated; else answers 400 naming it and returns -1. */
 int svc_query_check(svc_request *rq);
 
