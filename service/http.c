@@ -131,6 +131,10 @@ static enum MHD_Result send_answer(svc_request *rq)
 {
     struct MHD_Response *resp = rq->response; /* a streamed answer (feed.c) */
     rq->response = NULL;
+    /* libmicrohttpd 0.9.75 ends a HEAD answer of unknown length with the last chunk
+     * ("0\r\n\r\n"), a body the client does not expect: close after it instead */
+    if (resp && rq->head)
+        rq->close = 1;
     if (!resp) {
         if (!rq->answer)
             svc_problem(rq, 500, "internal", NULL, "the route produced no answer");
@@ -323,6 +327,9 @@ static int check_body_headers(svc_request *rq)
  * answered. */
 static int begin(svc_request *rq, const char *method, const char *url, const char *version)
 {
+    rq->head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    if (rq->head)
+        method = MHD_HTTP_METHOD_GET; /* answered as GET; libmicrohttpd drops the body */
     if (svc_framing_check(rq, method, version) != 0)
         return -1;
     bool reserve = svc_conn_is_reserve(rq->slot);

@@ -219,6 +219,7 @@ struct svc_request {
     int too_large, ran;
     int over_budget;            /* the body budget was spent: 503 at the end */
     int close;                  /* answer with Connection: close (bad framing, reserve) */
+    int head;                   /* a HEAD request, run as GET */
     struct svc_conn_slot *slot; /* the connection's, or NULL */
     pthread_mutex_t mu;         /* guards suspended/ready between the HTTP and completer threads */
     int suspended, ready;
