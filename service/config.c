@@ -63,7 +63,7 @@ static const opt_def opts[] = {
     {"--body-max", "SKALD_BODY_MAX", OPT_U64, &svc_cfg.body_max, 64, 64ull << 20,
      "largest request body in bytes; larger gets 413 (default 1048576)"},
     {"--timeout", "SKALD_TIMEOUT", OPT_U32, &svc_cfg.timeout_s, 1, 3600,
-     "seconds before an idle or slow connection is closed (default 30)"},
+     "seconds without a byte before a connection is closed (default 30)"},
     {"--request-timeout", "SKALD_REQUEST_TIMEOUT", OPT_U32, &svc_cfg.request_timeout_s, 1, 3600,
      "seconds for a request's head and body to arrive, however slowly (default 30)"},
     {"--conn-max", "SKALD_CONN_MAX", OPT_U32, &svc_cfg.conn_max, 1, 1000000,

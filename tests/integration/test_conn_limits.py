@@ -124,12 +124,12 @@ class ConnLimits(unittest.TestCase):
         with open(cls.tokens, "w") as f:
             f.write("%s admin carol\n" % TOKEN)
 
-    def server(self, *extra):
+    def server(self, *extra, env=None):
         # one HTTP thread: libmicrohttpd splits --conn-max + --conn-reserve between its
         # threads, and the reserve test wants the whole cap in one place
         return Server("--threads", "1", "--tokens", self.tokens, "--timeout", "30",
                       "--request-timeout", str(REQUEST_TIMEOUT_S), "--conn-per-ip", str(PER_IP),
-                      *extra)
+                      *extra, env=env)
 
     def test_trickle_and_silent_connections_do_not_lock_out(self):
         srv = self.server("--conn-max", "64", "--conn-reserve", "8")
@@ -175,8 +175,9 @@ class ConnLimits(unittest.TestCase):
             srv.cleanup()
 
     def test_reserve_serves_probes_and_tokens(self):
-        srv = self.server("--conn-max", "24", "--conn-reserve", "4", "--request-timeout", "20",
-                          "--reserve-timeout-ms", "500")
+        # the reserve's settings from the environment (the SKALD_* names of the flags)
+        srv = self.server("--conn-max", "24", "--request-timeout", "20",
+                          env={"SKALD_CONN_RESERVE": "4", "SKALD_RESERVE_TIMEOUT_MS": "500"})
         fillers = []
         try:
             # --conn-max silent connections from three addresses (within --conn-per-ip)
