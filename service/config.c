@@ -63,7 +63,23 @@ static const opt_def opts[] = {
     {"--body-max", "SKALD_BODY_MAX", OPT_U64, &svc_cfg.body_max, 64, 64ull << 20,
      "largest request body in bytes; larger gets 413 (default 1048576)"},
     {"--timeout", "SKALD_TIMEOUT", OPT_U32, &svc_cfg.timeout_s, 1, 3600,
-     "seconds before an idle or slow connection is closed (default 30)"},
+     "seconds without a byte before a connection is closed (default 30)"},
+    {"--request-timeout", "SKALD_REQUEST_TIMEOUT", OPT_U32, &svc_cfg.request_timeout_s, 1, 3600,
+     "seconds for a request's head and body to arrive, however slowly (default 30)"},
+    {"--conn-max", "SKALD_CONN_MAX", OPT_U32, &svc_cfg.conn_max, 1, 1000000,
+     "open connections served in full (default 4096)"},
+    {"--conn-reserve", "SKALD_CONN_RESERVE", OPT_U32, &svc_cfg.conn_reserve, 0, 100000,
+     "connections past --conn-max for /healthz, /readyz and valid tokens (default 64)"},
+    {"--reserve-timeout-ms", "SKALD_RESERVE_TIMEOUT_MS", OPT_U32, &svc_cfg.reserve_timeout_ms, 50,
+     600000, "milliseconds for a request to arrive on a reserve connection (default 2000)"},
+    {"--conn-per-ip", "SKALD_CONN_PER_IP", OPT_U32, &svc_cfg.conn_per_ip, 1, 1000000,
+     "open connections from one client address; more are closed at once (default 1024)"},
+    {"--pending-body-max", "SKALD_PENDING_BODY_MAX", OPT_U64, &svc_cfg.pending_body_max, 1024,
+     1ull << 40,
+     "bytes all request bodies may hold together; past it 503 + Retry-After (default "
+     "67108864)"},
+    {"--tls-priorities", "SKALD_TLS_PRIORITIES", OPT_STR, &svc_cfg.tls_priorities, 0, 0,
+     "GnuTLS priorities (default: TLS 1.2/1.3, ECDHE, AEAD; docs/operations.md)"},
     {"--idempotency-window", "SKALD_IDEMPOTENCY_WINDOW", OPT_U64, &svc_cfg.idempotency_window_s, 1,
      365ull * 86400, "seconds an Idempotency-Key is remembered (default 86400)"},
     {"--snapshot-every", "SKALD_SNAPSHOT_EVERY", OPT_U32, &svc_cfg.snapshot_every, 0, 1000000,
@@ -290,6 +306,12 @@ static void set_defaults(void)
     svc_cfg.queue_max = 4096;
     svc_cfg.body_max = 1u << 20;
     svc_cfg.timeout_s = 30;
+    svc_cfg.request_timeout_s = 30;
+    svc_cfg.conn_max = 4096;
+    svc_cfg.conn_reserve = 64;
+    svc_cfg.reserve_timeout_ms = 2000;
+    svc_cfg.conn_per_ip = 1024;
+    svc_cfg.pending_body_max = 64ull << 20;
     svc_cfg.idempotency_window_s = 86400;
     svc_cfg.snapshot_every = 100;
     svc_cfg.cache_max = 10000;
@@ -333,6 +355,9 @@ int svc_config_parse(int argc, char **argv)
             return usage_error("--roles", "%s", "the relay role needs --kafka-brokers");
         svc_cfg.roles &= ~(unsigned)SVC_SERVES_RELAY; /* the default runs without Kafka */
     }
+    if (svc_cfg.pending_body_max < svc_cfg.body_max + 1)
+        return usage_error("--pending-body-max", "must be larger than --body-max (%llu)",
+                           (unsigned long long)svc_cfg.body_max);
     if (!svc_cfg.tls_cert != !svc_cfg.tls_key)
         return usage_error("--tls-cert", "%s", "and --tls-key go together");
     if (!svc_cfg.tokens_file && !svc_host_is_loopback(svc_cfg.listen_host))

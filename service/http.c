@@ -8,6 +8,13 @@
  * returns 1: the connection is suspended and the log's completer thread resumes it when
  * the events are durable, and the handler, called once more, sends the answer. The
  * epoll thread therefore never waits for the disk.
+ *
+ * Before the route is even looked up, framing.c checks the request's head (an ambiguous
+ * one is 400 and the connection closes) and conn_guard.c's deadline runs: a request must
+ * have arrived whole within --request-timeout. A connection past --conn-max (the
+ * reserve) is served only for /healthz, /readyz or a valid token. HEAD is GET without
+ * the body: the GET route runs and libmicrohttpd sends its headers (with the GET body's
+ * Content-Length) and no body.
  */
 #include "service/serve_int.h"
 
@@ -22,8 +29,15 @@
 struct svc_server {
     struct MHD_Daemon *daemon;
     svc_app *app;
+    svc_conn_guard *conns;
     char *tls_cert, *tls_key;
 };
+
+/* Modern TLS only: 1.2 and 1.3, forward-secret key exchange (ECDHE), AEAD ciphers; no
+ * CBC, no RC4/3DES, no SHA-1 MACs, no static-RSA key exchange (GnuTLS priority syntax). */
+const char svc_tls_priorities_default[] =
+    "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"
+    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE";
 
 int svc_parse_u64(const char *text, uint64_t *out)
 {
@@ -117,6 +131,10 @@ static enum MHD_Result send_answer(svc_request *rq)
 {
     struct MHD_Response *resp = rq->response; /* a streamed answer (feed.c) */
     rq->response = NULL;
+    /* libmicrohttpd 0.9.75 ends a HEAD answer of unknown length with the last chunk
+     * ("0\r\n\r\n"), a body the client does not expect: close after it instead */
+    if (resp && rq->head)
+        rq->close = 1;
     if (!resp) {
         if (!rq->answer)
             svc_problem(rq, 500, "internal", NULL, "the route produced no answer");
@@ -139,7 +157,11 @@ static enum MHD_Result send_answer(svc_request *rq)
     if (rq->status == 401)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"skald\"");
     if (rq->status == 405 && rq->route)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->route->method);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+                                strcmp(rq->route->method, "GET") == 0 ? "GET, HEAD"
+                                                                      : rq->route->method);
+    if (rq->close) /* libmicrohttpd closes after this answer and reads nothing more */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     svc_metrics_http(rq->app->metrics, rq->status);
     enum MHD_Result r = MHD_queue_response(rq->conn, rq->status, resp);
     MHD_destroy_response(resp);
@@ -164,11 +186,14 @@ static int path_matches(const char *pattern, const char *url, char *arg, size_t 
     return 1;
 }
 
-/* The route for method and url; NULL with *path_known set when only the method differs. */
+/* The route for method and url; NULL with *path_known set when only the method differs.
+ * HEAD finds the GET route. */
 static const svc_route *find_route(const char *method, const char *url, char *arg, size_t arg_size,
                                    const svc_route **path_known)
 {
     *path_known = NULL;
+    if (strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)
+        method = MHD_HTTP_METHOD_GET;
     for (size_t i = 0; i < svc_nroutes; i++) {
         if (!path_matches(svc_routes[i].path, url, arg, arg_size))
             continue;
@@ -209,13 +234,80 @@ static int authorize(svc_request *rq)
     return 0;
 }
 
-/* 0 if the declared body may be read; else answers 413/415. */
+static void body_free(svc_request *rq)
+{
+    free(rq->body);
+    rq->body = NULL;
+    if (rq->body_cap && rq->app->conns)
+        svc_conn_body_give(rq->app->conns, rq->body_cap);
+    rq->body_len = rq->body_cap = 0;
+}
+
+static void refuse_over_budget(svc_request *rq)
+{
+    rq->retry_after = 1;
+    rq->close = 1;
+    svc_problem(rq, 503, "overloaded", NULL,
+                "request bodies in progress hold --pending-body-max bytes; retry later");
+}
+
+/* Makes room for size more body bytes (and a NUL), taken from the body budget: 0,
+ * SK_EBUSY past the budget (nothing changed), or -ENOMEM. Growth doubles, up to what
+ * --body-max needs. The caller has checked that the body stays within --body-max. */
+static int body_reserve(svc_request *rq, size_t size)
+{
+    size_t need = rq->body_len + size + 1;
+    if (need <= rq->body_cap)
+        return 0;
+    size_t cap = rq->body_cap ? rq->body_cap : 1024;
+    while (cap < need)
+        cap *= 2;
+    if (cap > svc_cfg.body_max + 1)
+        cap = need > svc_cfg.body_max + 1 ? need : (size_t)svc_cfg.body_max + 1;
+    if (rq->app->conns && svc_conn_body_take(rq->app->conns, cap - rq->body_cap) != 0)
+        return SK_EBUSY;
+    char *grown = realloc(rq->body, cap);
+    if (!grown) {
+        if (rq->app->conns)
+            svc_conn_body_give(rq->app->conns, cap - rq->body_cap);
+        return -ENOMEM;
+    }
+    rq->body = grown;
+    rq->body_cap = cap;
+    return 0;
+}
+
+/* A connection past --conn-max serves only the probes and holders of a valid token. */
+static int reserve_admits(svc_request *rq)
+{
+    if (strcmp(rq->route->path, "/healthz") == 0 || strcmp(rq->route->path, "/readyz") == 0)
+        return 1;
+    const char *h = svc_header(rq, MHD_HTTP_HEADER_AUTHORIZATION);
+    unsigned roles;
+    const char *principal;
+    return rq->app->auth && h && strncasecmp(h, "Bearer ", 7) == 0 &&
+           svc_auth_check(rq->app->auth, h + 7, &roles, &principal);
+}
+
+/* 0 if the declared body may be read; else answers 413/415/503. A declared length is
+ * taken from the body budget at once, so a client cannot promise a body, send part of
+ * it and hold memory it never had to account for. */
 static int check_body_headers(svc_request *rq)
 {
     const char *len = svc_header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (len && strtoull(len, NULL, 10) > svc_cfg.body_max) {
+    unsigned long long declared = len ? strtoull(len, NULL, 10) : 0;
+    if (declared > svc_cfg.body_max) {
         svc_problem(rq, 413, "body_too_large", NULL, "the body has %s bytes; at most %llu", len,
                     (unsigned long long)svc_cfg.body_max);
+        return -1;
+    }
+    int rc = declared ? body_reserve(rq, (size_t)declared) : 0;
+    if (rc == SK_EBUSY) {
+        refuse_over_budget(rq);
+        return -1;
+    }
+    if (rc) {
+        svc_problem(rq, 503, "unavailable", NULL, "out of memory");
         return -1;
     }
     if (rq->route->body == SVC_BODY_NONE)
@@ -231,9 +323,16 @@ static int check_body_headers(svc_request *rq)
     return 0;
 }
 
-/* The first call: route, token, declared body. 0 to go on, -1 when answered. */
-static int begin(svc_request *rq, const char *method, const char *url)
+/* The first call: framing, route, reserve, token, declared body. 0 to go on, -1 when
+ * answered. */
+static int begin(svc_request *rq, const char *method, const char *url, const char *version)
 {
+    rq->head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    if (rq->head)
+        method = MHD_HTTP_METHOD_GET; /* answered as GET; libmicrohttpd drops the body */
+    if (svc_framing_check(rq, method, version) != 0)
+        return -1;
+    bool reserve = svc_conn_is_reserve(rq->slot);
     const svc_route *other;
     if (svc_path_check(rq, url) != 0)
         return -1;
@@ -245,8 +344,22 @@ static int begin(svc_request *rq, const char *method, const char *url)
                         other->method);
         else
             svc_problem(rq, 404, "not_found", NULL, "no route %s %s", method, url);
+        rq->close = reserve;
         return -1;
     }
+    if (reserve && !reserve_admits(rq)) {
+        rq->retry_after = 1;
+        rq->close = 1;
+        svc_problem(rq, 503, "overloaded", NULL,
+                    "%u connections are open (--conn-max); past it only /healthz, /readyz and "
+                    "requests with a valid token are served",
+                    svc_cfg.conn_max);
+        return -1;
+    }
+    if (reserve && !rq->app->auth)
+        rq->close = 1; /* a probe in the reserve: make room again at once */
+    if (svc_query_check(rq) != 0)
+        return -1;
     if (rq->route->serves && !(svc_cfg.roles & rq->route->serves)) {
         svc_problem(rq, 404, "not_served", NULL,
                     "this process does not run the %s role (see --roles)",
@@ -260,25 +373,21 @@ static int begin(svc_request *rq, const char *method, const char *url)
 
 static int collect(svc_request *rq, const char *data, size_t size)
 {
-    if (rq->too_large)
+    if (rq->too_large || rq->over_budget)
         return 0;
     if (rq->body_len + size > svc_cfg.body_max) {
         rq->too_large = 1; /* keep reading (and dropping) so the answer can be sent */
-        free(rq->body);
-        rq->body = NULL;
-        rq->body_len = rq->body_cap = 0;
+        body_free(rq);
         return 0;
     }
-    if (rq->body_len + size + 1 > rq->body_cap) {
-        size_t cap = rq->body_cap ? rq->body_cap : 1024;
-        while (cap < rq->body_len + size + 1)
-            cap *= 2;
-        char *grown = realloc(rq->body, cap);
-        if (!grown)
-            return -ENOMEM;
-        rq->body = grown;
-        rq->body_cap = cap;
+    int rc = body_reserve(rq, size);
+    if (rc == SK_EBUSY) {
+        rq->over_budget = 1; /* the same: drop the rest, answer 503 at the end */
+        body_free(rq);
+        return 0;
     }
+    if (rc)
+        return rc;
     memcpy(rq->body + rq->body_len, data, size);
     rq->body_len += size;
     rq->body[rq->body_len] = '\0';
@@ -298,13 +407,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->app = app;
         rq->conn = conn;
         rq->started_us = ev_now_us();
+        rq->slot = svc_conn_slot_of(conn);
         pthread_mutex_init(&rq->mu, NULL);
         ev_uuid id;
         ev_uuid_generate(&id);
         ev_uuid_format(&id, rq->request_id);
         *con_cls = rq;
-        if (begin(rq, method, url) != 0)
+        if (begin(rq, method, url, version) != 0) {
+            svc_conn_request_running(rq->slot); /* answered: sending is not arriving */
             return send_answer(rq);
+        }
         return MHD_YES;
     }
     if (*upload_size) {
@@ -314,6 +426,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (!rq->ran) {
         rq->ran = 1;
+        svc_conn_request_running(rq->slot);
+        if (rq->over_budget) {
+            refuse_over_budget(rq);
+            return send_answer(rq);
+        }
         if (rq->too_large) {
             svc_problem(rq, 413, "body_too_large", NULL, "the body is larger than %llu bytes",
                         (unsigned long long)svc_cfg.body_max);
@@ -339,11 +456,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     svc_request *rq = *con_cls;
     if (!rq)
         return;
+    svc_conn_request_ended(rq->app->conns, rq->slot);
     if (rq->state_free)
         rq->state_free(rq->state);
     if (rq->response)
         MHD_destroy_response(rq->response);
-    free(rq->body);
+    body_free(rq);
     free(rq->answer);
     pthread_mutex_destroy(&rq->mu);
     free(rq);
@@ -379,6 +497,19 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
     if (!srv)
         return -ENOMEM;
     srv->app = app;
+    svc_conn_limits lim = {
+        .conn_max = svc_cfg.conn_max,
+        .conn_reserve = svc_cfg.conn_reserve,
+        .request_timeout_s = svc_cfg.request_timeout_s,
+        .reserve_timeout_ms = svc_cfg.reserve_timeout_ms,
+        .pending_body_max = svc_cfg.pending_body_max,
+    };
+    int rc = svc_conn_guard_create(&lim, &srv->conns);
+    if (rc) {
+        free(srv);
+        return sk_error_set(err, rc, "", "cannot start the connection guard: %s", sk_strerror(rc));
+    }
+    app->conns = srv->conns;
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(svc_cfg.listen_port);
@@ -390,6 +521,8 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
         srv->tls_key = srv->tls_cert ? read_file(svc_cfg.tls_key, err) : NULL;
         if (!srv->tls_key) {
             free(srv->tls_cert);
+            app->conns = NULL;
+            svc_conn_guard_destroy(srv->conns);
             free(srv);
             return err->code ? err->code : -EINVAL;
         }
@@ -401,25 +534,34 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
         {MHD_OPTION_END, 0, NULL},
         {MHD_OPTION_END, 0, NULL},
         {MHD_OPTION_END, 0, NULL},
+        {MHD_OPTION_END, 0, NULL},
     };
     if (srv->tls_cert) {
         size_t at = svc_cfg.threads > 1 ? 1 : 0;
+        const char *prio =
+            svc_cfg.tls_priorities ? svc_cfg.tls_priorities : svc_tls_priorities_default;
         extra[at] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
         extra[at + 1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+        extra[at + 2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)prio};
     }
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)svc_cfg.timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)4096, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, extra,
+        (unsigned)(svc_cfg.conn_max + svc_cfg.conn_reserve), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)svc_cfg.conn_per_ip, MHD_OPTION_NOTIFY_CONNECTION, svc_conn_guard_notify,
+        srv->conns, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, extra,
         MHD_OPTION_UNESCAPE_CALLBACK, svc_unescape, NULL, MHD_OPTION_END);
     if (!srv->daemon) {
         free(srv->tls_cert);
         free(srv->tls_key);
+        app->conns = NULL;
+        svc_conn_guard_destroy(srv->conns);
         free(srv);
         return sk_error_set(err, -EADDRINUSE, "",
-                            "cannot listen on %s:%u (in use, or TLS files invalid)",
+                            "cannot listen on %s:%u (in use, or TLS files or "
+                            "--tls-priorities invalid)",
                             svc_cfg.listen_host, svc_cfg.listen_port);
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -439,6 +581,8 @@ void svc_server_stop(svc_server *srv, uint32_t timeout_ms)
         usleep(10000);
     }
     MHD_stop_daemon(srv->daemon);
+    srv->app->conns = NULL;
+    svc_conn_guard_destroy(srv->conns); /* every connection is closed now */
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv);

@@ -73,6 +73,7 @@ static int route_metrics(svc_request *rq)
     text = svc_metrics_relay(app->relay, text);
     text = svc_metrics_sagas(app->sagas, text);
     text = svc_metrics_storage(app, text);
+    text = svc_metrics_conns(app->conns, text);
     if (!text) {
         svc_problem(rq, 503, "unavailable", NULL, "out of memory");
         return 0;

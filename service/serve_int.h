@@ -6,6 +6,8 @@
  *   auth.c         the tokens file, constant-time lookup, roles
  *   metrics.c      counters and histograms, rendered in Prometheus text format
  *   http.c         libmicrohttpd: requests, bodies, suspension, responses, problems
+ *   framing.c      the strict checks of a request's head (RFC 9112) before any route
+ *   conn_guard.c   request deadlines, the reserve past --conn-max, the body budget
  *   routes.c       the route table and the small routes (health, metrics, ...)
  *   command_routes.c  commands and the NDJSON batch
  *   read_routes.c  reads of a stream and of the log
@@ -43,6 +45,14 @@ typedef struct svc_config {
     uint32_t queue_max;
     uint64_t body_max;
     uint32_t timeout_s;
+    /* Connections (conn_guard.c): --conn-max open, --conn-reserve more for probes and
+     * tokens, at most --conn-per-ip from one address; a request's head and body must
+     * arrive within --request-timeout (--reserve-timeout-ms in the reserve); request
+     * bodies hold at most --pending-body-max bytes in all. */
+    uint32_t conn_max, conn_reserve, conn_per_ip;
+    uint32_t request_timeout_s, reserve_timeout_ms;
+    uint64_t pending_body_max;
+    const char *tls_priorities; /* GnuTLS priority string (--tls-priorities) */
     uint64_t idempotency_window_s;
     uint32_t snapshot_every;
     cmd_snapshot_rule snapshot_rules[CMD_SNAPSHOT_RULES_MAX]; /* --snapshot-every-type */
@@ -163,6 +173,7 @@ typedef struct svc_app {
     char projections_dir[4096];       /* DATA/projections */
     const char *openapi;              /* the document served at /v1/openapi.json */
     size_t openapi_len;
+    struct svc_conn_guard *conns;   /* set by svc_server_start */
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
     atomic_bool ready;
     atomic_bool draining;
@@ -220,9 +231,13 @@ struct svc_request {
     const char *principal;
     int64_t started_us;
     char *body;
-    size_t body_len, body_cap;
+    size_t body_len, body_cap; /* body_cap bytes are taken from the body budget */
     int too_large, ran;
-    pthread_mutex_t mu; /* guards suspended/ready between the HTTP and completer threads */
+    int over_budget;            /* the body budget was spent: 503 at the end */
+    int close;                  /* answer with Connection: close (bad framing, reserve) */
+    int head;                   /* a HEAD request, run as GET */
+    struct svc_conn_slot *slot; /* the connection's, or NULL */
+    pthread_mutex_t mu;         /* guards suspended/ready between the HTTP and completer threads */
     int suspended, ready;
     unsigned status;
     char *answer; /* malloc'd; handed to libmicrohttpd */
@@ -337,6 +352,43 @@ char *svc_metrics_sagas(saga_engine *e, char *text);
 int svc_route_dashboard(svc_request *rq);
 int svc_route_dashboard_asset(svc_request *rq);
 
+/* ---- conn_guard.c ----
+ * Create before the daemon starts (pass svc_conn_guard_notify as its
+ * MHD_OPTION_NOTIFY_CONNECTION, the guard as its argument), destroy after it stopped. */
+typedef struct svc_conn_guard svc_conn_guard;
+typedef struct svc_conn_slot svc_conn_slot;
+typedef struct svc_conn_limits {
+    uint32_t conn_max, conn_reserve;
+    uint32_t request_timeout_s, reserve_timeout_ms;
+    uint64_t pending_body_max;
+} svc_conn_limits;
+int svc_conn_guard_create(const svc_conn_limits *lim, svc_conn_guard **out);
+void svc_conn_guard_destroy(svc_conn_guard *g); /* accepts NULL */
+void svc_conn_guard_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode code);
+/* The connection's slot (borrowed, valid while the connection is open), or NULL. */
+svc_conn_slot *svc_conn_slot_of(struct MHD_Connection *conn);
+/* 1 if the connection was accepted past --conn-max. */
+bool svc_conn_is_reserve(const svc_conn_slot *s);
+/* The route runs: no deadline until the request ends. Accept NULL slots. */
+void svc_conn_request_running(svc_conn_slot *s);
+/* The request ended: the next one's deadline starts now. */
+void svc_conn_request_ended(svc_conn_guard *g, svc_conn_slot *s);
+/* Takes bytes from the body budget: 0, or SK_EBUSY (nothing taken) past the cap. */
+int svc_conn_body_take(svc_conn_guard *g, uint64_t bytes);
+void svc_conn_body_give(svc_conn_guard *g, uint64_t bytes);
+/* The guard's lines appended to the /metrics text (taken, returned; NULL guard: as is). */
+char *svc_metrics_conns(svc_conn_guard *g, char *text);
+
+/* ---- framing.c ----
+ * 0 if the request's head is framed as RFC 9112 wants; else answers (400 problem naming
+ * the header, 501 for an unknown transfer coding), sets rq->close and returns -1. */
+int svc_framing_check(svc_request *rq, const char *method, const char *version);
+/* 0 if no query parameter is repeated; else answers 400 naming it and returns -1. */
+int svc_query_check(svc_request *rq);
+
+/* The GnuTLS priorities used without --tls-priorities (http.c). */
+extern const char svc_tls_priorities_default[];
 int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *err);
 /* Stops accepting, waits (bounded by timeout_ms) for requests in flight, stops. */
 void svc_server_stop(svc_server *srv, uint32_t timeout_ms);

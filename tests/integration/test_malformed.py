@@ -1,5 +1,9 @@
 """At least 40 malformed requests, each answered with a 4xx (problem+json where the server
-can answer at all) and none changing the log: its head is the same before and after."""
+can answer at all) and none changing the log: its head is the same before and after.
+
+FRAMING is a table of raw requests whose head is ambiguous (RFC 9112: request smuggling,
+obs-fold, bare CR, missing Host, ...): each gets its status, the connection is closed, and
+nothing after the head is ever run, so a request hidden in a body never executes."""
 import json
 import socket
 import time
@@ -132,6 +136,109 @@ CASES = [
 ]
 
 
+B = b'{"sku":"S","quantity":1}'
+HIDDEN_BODY = b'{"sku":"SMUG","name":"smuggled","price_cents":1}'
+HIDDEN = (b"POST /v1/commands/RegisterProduct HTTP/1.1\r\nHost: x\r\n"
+          b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(HIDDEN_BODY)
+          + HIDDEN_BODY)
+POST = b"POST /v1/commands/RestockProduct HTTP/1.1\r\nContent-Type: application/json\r\n"
+
+
+def cl(n):
+    return b"Content-Length: %d\r\n" % n
+
+
+# (name, raw request, status, field named in the problem (or None), answered by Skald with
+# problem+json (False: libmicrohttpd refuses it first, with its own page), connection closed)
+FRAMING = [
+    ("two Content-Length, short first: smuggles", POST + b"Host: x\r\n" + cl(len(B)) +
+     cl(len(B) + len(HIDDEN)) + b"\r\n" + B + HIDDEN, 400, "Content-Length", True, True),
+    ("two Content-Length, long first: smuggles", POST + b"Host: x\r\n" + cl(len(B) + len(HIDDEN))
+     + cl(len(B)) + b"\r\n" + B + HIDDEN, 400, "Content-Length", True, True),
+    ("two equal Content-Length", POST + b"Host: x\r\n" + cl(len(B)) + cl(len(B)) + b"\r\n" + B,
+     400, "Content-Length", True, True),
+    ("Content-Length as a list", POST + b"Host: x\r\nContent-Length: %d, %d\r\n\r\n" % (
+        len(B), len(B)) + B, 400, None, False, True),
+    ("Content-Length with a sign", POST + b"Host: x\r\nContent-Length: +%d\r\n\r\n" % len(B) + B,
+     400, None, False, True),
+    ("chunked and Content-Length: smuggles", POST + b"Host: x\r\nTransfer-Encoding: chunked\r\n"
+     + cl(len(B) + 7) + b"\r\n%x\r\n" % len(B) + B + b"\r\n0\r\n\r\n" + HIDDEN, 400,
+     "Transfer-Encoding", True, True),
+    ("Content-Length and chunked: smuggles", POST + b"Host: x\r\n" + cl(5) +
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + HIDDEN, 400, "Transfer-Encoding", True,
+     True),
+    ("Transfer-Encoding twice", POST + b"Host: x\r\nTransfer-Encoding: chunked\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "Transfer-Encoding", True, True),
+    ("Transfer-Encoding gzip", POST + b"Host: x\r\nTransfer-Encoding: gzip\r\n\r\n" + B, 501,
+     "Transfer-Encoding", True, True),
+    ("Transfer-Encoding on HTTP/1.0", POST.replace(b"1.1", b"1.0") +
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "Transfer-Encoding", True, True),
+    ("HTTP/1.1 without Host", POST + cl(len(B)) + b"\r\n" + B, 400, "Host", True, True),
+    ("two Host", POST + b"Host: x\r\nHost: y\r\n" + cl(len(B)) + b"\r\n" + B, 400, "Host", True,
+     True),
+    ("two Authorization", POST + b"Host: x\r\nAuthorization: Bearer a\r\n"
+     b"Authorization: Bearer b\r\n" + cl(len(B)) + b"\r\n" + B, 400, "Authorization", True,
+     True),
+    ("obs-fold", POST + b"Host: x\r\nX-Note: a\r\n  folded\r\n" + cl(len(B)) + b"\r\n" + B, 400,
+     None, True, True),
+    ("obs-fold onto Content-Length: smuggles", POST + b"Host: x\r\n" + cl(len(B)) +
+     b" %d\r\n\r\n" % len(HIDDEN) + B + HIDDEN, 400, None, True, True),
+    ("obs-fold as the first field", POST + b" X-Note: a\r\nHost: x\r\n" + cl(len(B)) + b"\r\n" + B,
+     400, None, True, True),
+    ("bare CR in a value", POST + b"Host: x\rX-Hidden: 1\r\n" + cl(len(B)) + b"\r\n" + B, 400,
+     "Host", True, True),
+    ("space before the colon", POST + b"Host: x\r\nContent-Length : %d\r\n\r\n" % len(B) + B, 400,
+     None, True, True),
+    ("control character in a name", POST + b"Host: x\r\nX-\x01A: b\r\n" + cl(len(B)) + b"\r\n" +
+     B, 400, None, True, True),
+    ("empty field name", POST + b"Host: x\r\n: b\r\n" + cl(len(B)) + b"\r\n" + B, 400, None, True,
+     True),
+    ("empty field name ends the head: smuggles", b"GET /healthz HTTP/1.1\r\nHost: x\r\n: x\r\n" +
+     HIDDEN, 400, None, True, True),
+    ("lone colon line ends the head: smuggles", b"GET /healthz HTTP/1.1\r\nHost: x\r\n:\r\n\r\n" +
+     HIDDEN, 400, None, True, True),
+    ("empty field name first", b"GET /healthz HTTP/1.1\r\n: x\r\nHost: x\r\n\r\n" + HIDDEN, 400,
+     None, True, True),
+    ("repeated query parameter", b"GET /v1/events?limit=1&limit=2000 HTTP/1.1\r\nHost: x\r\n"
+     b"Connection: close\r\n\r\n", 400, "limit", True, True),
+    ("repeated query parameter, stream", b"GET /v1/streams/product-S?from_version=1&"
+     b"from_version=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400, "from_version",
+     True, True),
+]
+
+
+def exchange(port, data, wait_s=5):
+    """Sends data on a new connection; (first response's status, headers, body, whatever
+    came after it, closed by the server)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=wait_s)
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    out, closed = b"", False
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                closed = True
+                break
+            out += chunk
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        closed = True
+    sock.close()
+    head, _, rest = out.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ")[1]) if lines[0].startswith(b"HTTP/") else 0
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower().decode()] = v.strip().decode()
+    n = int(headers.get("content-length", "0"))
+    return status, headers, rest[:n], rest[n:], closed
+
+
 class Malformed(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -199,6 +306,38 @@ class Malformed(unittest.TestCase):
             self.assertEqual(b["version"], 1)
             self.assertEqual(b["events"][0]["payload"]["sku"], sku)
         self.assertEqual(self.srv.head(), head + 2)
+    def test_framing_is_strict(self):
+        head = self.srv.head()
+        for name, raw, status, field, ours, closes in FRAMING:
+            with self.subTest(name):
+                s, h, body, after, closed = exchange(self.srv.port, raw)
+                self.assertEqual(s, status, body[:300])
+                if ours:
+                    self.assertEqual(h["content-type"], "application/problem+json")
+                    problem = json.loads(body)
+                    self.assertEqual(problem["status"], status)
+                    self.assertEqual(problem.get("field"), field, problem)
+                if closes:
+                    self.assertTrue(closed, "the connection stayed open")
+                if closes and ours:  # (libmicrohttpd 0.9.75 sends its own page's head twice)
+                    self.assertEqual(after, b"", "a second answer: the hidden request ran")
+        # nothing ran: neither the framed request nor the one hidden in its body
+        self.assertEqual(self.srv.head(), head)
+        self.assertEqual(self.srv.request("GET", "/v1/streams/product-SMUG")[2].get("events", []),
+                         [])
+
+    def test_bare_lf_is_accepted(self):
+        # RFC 9112 section 2.2: a recipient MAY take a bare LF as a line end (libmicrohttpd
+        # does); the request is read as if it had CRLF
+        s, h, body, _, _ = exchange(self.srv.port, b"GET /healthz HTTP/1.1\nHost: x\n"
+                                                   b"Connection: close\n\n")
+        self.assertEqual((s, json.loads(body)), (200, {"status": "ok"}))
+        # and a well-framed request on a kept-alive connection is answered twice
+        s, _, body, after, _ = exchange(self.srv.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                        b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                        b"Connection: close\r\n\r\n")
+        self.assertEqual(s, 200)
+        self.assertIn(b"HTTP/1.1 200", after)
 
     def test_hostile_transport(self):
         head = self.srv.head()

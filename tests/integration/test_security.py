@@ -1,6 +1,9 @@
 """Tokens and roles (401, 403, admin), principal and traceparent kept in the events'
 metadata, loopback-only without tokens, HTTPS with libmicrohttpd's TLS (curl and Python
-talk to it), idle connections closed after --timeout."""
+talk to it; TLS 1.0/1.1 and weak ciphers refused), idle connections closed after
+--timeout, HEAD on every GET route answered like GET without the body."""
+import http.client
+import json
 import os
 import socket
 import ssl
@@ -175,6 +178,123 @@ class Security(unittest.TestCase):
             # plain HTTP to the TLS port gets no answer
             out = skaldtest.raw_request(srv.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 5)
             self.assertNotIn(b"200", out)
+        finally:
+            self.assertEqual(srv.stop(), 0)
+            srv.cleanup()
+
+    def test_tls_refuses_old_versions_and_weak_ciphers(self):
+        cert, key = os.path.join(self.dir, "cert2.pem"), os.path.join(self.dir, "key2.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                        "/CN=localhost", "-days", "1", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True, timeout=60)
+        srv = Server("--tls-cert", cert, "--tls-key", key)
+
+        def handshake(version=None, ciphers=None):
+            """The negotiated (version, cipher), or None when the server refused."""
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            # the client must be willing, or the test would prove nothing about the server
+            ctx.set_ciphers((ciphers or "ALL") + ":@SECLEVEL=0")
+            if version:
+                ctx.minimum_version = ctx.maximum_version = version
+            else:
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            try:
+                with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw:
+                    with ctx.wrap_socket(raw) as tls:
+                        return tls.version(), tls.cipher()[0]
+            except (ssl.SSLError, ConnectionResetError, OSError):
+                return None
+
+        try:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1, TLSv1_1
+                old = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
+            for v in old:
+                self.assertIsNone(handshake(v), "%s was negotiated" % v)
+            self.assertEqual(handshake(ssl.TLSVersion.TLSv1_2)[0], "TLSv1.2")
+            self.assertEqual(handshake(ssl.TLSVersion.TLSv1_3)[0], "TLSv1.3")
+            # TLS 1.2: CBC, SHA-1 and static-RSA key exchange refused, ECDHE + AEAD taken
+            for weak in ("AES128-SHA", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384",
+                         "AES128-GCM-SHA256", "DHE-RSA-AES128-GCM-SHA256"):
+                self.assertIsNone(handshake(ciphers=weak), weak)
+            for strong in ("ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384",
+                           "ECDHE-RSA-CHACHA20-POLY1305"):
+                self.assertEqual(handshake(ciphers=strong), ("TLSv1.2", strong))
+        finally:
+            self.assertEqual(srv.stop(), 0)
+            srv.cleanup()
+        # a priority string GnuTLS rejects stops the start, naming the option
+        r = subprocess.run([skaldtest.SKALD, "serve", "--data", tempfile.mkdtemp(prefix="skald-sec-"),
+                            "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key,
+                            "--tls-priorities", "NOT-A-PRIORITY"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--tls-priorities", r.stderr)
+
+    def test_head_answers_like_get_on_every_get_route(self):
+        srv = Server()
+        try:
+            skaldtest.register(srv, "H", 3)
+            s, _, b = srv.command("OpenCustomer", {"customer_id": "h", "name": "n",
+                                                   "credit_limit_cents": 100})
+            self.assertEqual(s, 200, b)
+            with open(os.path.join(skaldtest.SOURCE, "docs", "openapi.json")) as f:
+                paths = json.load(f)["paths"]
+            fill = {"stream_id": "product-H", "name": "inventory", "file": "app.js",
+                    "saga_id": "01a23000-0000-7000-8000-000000000000"}
+            targets = []
+            for path, ops in paths.items():
+                if "get" not in ops:
+                    continue
+                for k, v in fill.items():
+                    path = path.replace("{%s}" % k, v)
+                self.assertNotIn("{", path, "no value to fill in " + path)
+                targets.append(path)
+            targets += ["/v1/streams/product-none", "/no/such/route", "/v1/noop",
+                        "/v1/events?limit=1", "/v1/queries/inventory?sku=H"]
+            self.assertGreater(len(targets), 20)
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+            skip = {"date", "x-request-id", "content-length"}
+            for path in targets:
+                if path == "/v1/events/stream":
+                    continue  # streamed: below
+                with self.subTest(path):
+                    for attempt in range(5):  # /metrics and status pages may change between
+                        conn.request("GET", path)
+                        g = conn.getresponse()
+                        gbody = g.read()
+                        conn.request("HEAD", path)
+                        h = conn.getresponse()
+                        self.assertEqual(h.read(), b"")
+                        if int(h.getheader("content-length", "-1")) == len(gbody):
+                            break
+                    self.assertEqual(h.status, g.status, path)
+                    self.assertEqual({k.lower(): v for k, v in h.getheaders()
+                                      if k.lower() not in skip},
+                                     {k.lower(): v for k, v in g.getheaders()
+                                      if k.lower() not in skip}, path)
+                    self.assertEqual(int(h.getheader("content-length")), len(gbody), path)
+            # the same connection still frames answers right: no body was sent for a HEAD
+            conn.request("GET", "/healthz")
+            r = conn.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b'{"status":"ok"}'))
+            # the live feed: HEAD answers its headers and ends, closing the connection
+            # (libmicrohttpd 0.9.75 would follow a HEAD answer of unknown length with a
+            # last chunk, which a kept-alive client would take for the next answer)
+            conn.request("HEAD", "/v1/events/stream")
+            r = conn.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b""))
+            self.assertEqual(r.getheader("content-type"), "text/event-stream")
+            self.assertEqual(r.getheader("connection"), "close")
+            conn.request("GET", "/healthz")
+            self.assertEqual(conn.getresponse().read(), b'{"status":"ok"}')
+            conn.close()
+            # 405 names HEAD with GET
+            s, h, _ = srv.request("POST", "/healthz")
+            self.assertEqual((s, h["allow"]), (405, "GET, HEAD"))
         finally:
             self.assertEqual(srv.stop(), 0)
             srv.cleanup()
