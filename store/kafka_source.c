@@ -109,12 +109,14 @@ static int consumer_create(store_ksrc *s, const store_ksrc_config *cfg, sk_error
     int rc = 0;
     for (uint32_t i = 0; i < cfg->prop_count && !rc; i++)
         rc = conf_set(conf, cfg->prop_names[i], cfg->prop_values[i], err);
-    /* no consumer group: partitions are assigned by hand and offsets are the caller's */
+    /* Partitions are assigned by hand and offsets are the caller's: the group id is only
+     * what librdkafka needs for a consumer queue; the source never joins the group (no
+     * subscribe) nor commits to it. */
     const char *fixed[][2] = {
-        {"bootstrap.servers", cfg->brokers},   {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"}, {"auto.offset.reset", "earliest"},
-        {"enable.partition.eof", "false"},     {"queued.max.messages.kbytes", "16384"},
-        {"client.id", "skald-kafka-source"}};
+        {"group.id", "skald-kafka-source"},      {"bootstrap.servers", cfg->brokers},
+        {"enable.auto.commit", "false"},         {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},       {"enable.partition.eof", "false"},
+        {"queued.max.messages.kbytes", "16384"}, {"client.id", "skald-kafka-source"}};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0] && !rc; i++)
         rc = conf_set(conf, fixed[i][0], fixed[i][1], err);
     if (rc) {
