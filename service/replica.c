@@ -26,12 +26,16 @@ typedef struct reader {
     store_ksrc *src;
 } reader;
 
-static int k_open(void *ctx, uint64_t position, const char *resume, void **out, sk_error *err)
+/* A worker's open waits this long for the brokers (its thread cannot be stopped meanwhile):
+ * past it the model fails, naming why, and `projection resume` tries again. */
+#define WORKER_METADATA_TIMEOUT_MS 10000
+/* At start-up, the topic must be there within this: a replica started before its writer's
+ * relay created the topic says so and exits, rather than failing every model. */
+#define START_METADATA_TIMEOUT_MS 30000
+
+static int ksrc_open(svc_replica *rep, uint64_t position, const char *resume, uint32_t timeout_ms,
+                     store_ksrc **out, sk_error *err)
 {
-    svc_replica *rep = ctx;
-    reader *r = calloc(1, sizeof *r);
-    if (!r)
-        return -ENOMEM;
     store_ksrc_config kc;
     store_ksrc_config_init(&kc);
     kc.brokers = svc_cfg.kafka_brokers;
@@ -43,7 +47,17 @@ static int k_open(void *ctx, uint64_t position, const char *resume, void **out, 
         kc.prop_values[i] = rep->props.prop_values[i];
     }
     kc.prop_count = rep->props.prop_count;
-    int rc = store_ksrc_open(&kc, &r->src, err);
+    kc.metadata_timeout_ms = timeout_ms;
+    return store_ksrc_open(&kc, out, err);
+}
+
+static int k_open(void *ctx, uint64_t position, const char *resume, void **out, sk_error *err)
+{
+    svc_replica *rep = ctx;
+    reader *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    int rc = ksrc_open(rep, position, resume, WORKER_METADATA_TIMEOUT_MS, &r->src, err);
     if (rc) {
         free(r);
         return rc;
@@ -106,6 +120,10 @@ int svc_replica_source(svc_app *app, proj_source *out, sk_error *err)
     store_relay_config_init(&rep->props);
     int rc =
         svc_cfg.kafka_config ? svc_relay_props_load(svc_cfg.kafka_config, &rep->props, err) : 0;
+    store_ksrc *probe = NULL;
+    if (rc == 0)
+        rc = ksrc_open(rep, 0, NULL, START_METADATA_TIMEOUT_MS, &probe, err);
+    store_ksrc_close(probe);
     if (rc)
         return rc;
     *out = (proj_source){.ctx = rep,

@@ -176,27 +176,31 @@ static int partitions_find(store_ksrc *s, uint32_t timeout_ms, uint32_t *count, 
                         s->topic, why);
 }
 
-/* "<topic> <p>:<offset>,..." -> each partition's start; another topic's text is ignored. */
-static void resume_parse(store_ksrc *s, const char *text)
+/* "<topic> <p>:<offset>,..." -> each partition's start; another topic's text is ignored.
+ * The number of partitions given an offset. */
+static uint32_t resume_parse(store_ksrc *s, const char *text)
 {
     size_t tl = strlen(s->topic);
+    uint32_t given = 0;
     if (!text || strncmp(text, s->topic, tl) != 0 || text[tl] != ' ')
-        return;
+        return 0;
     const char *p = text + tl + 1;
     while (*p) {
         char *end;
         long id = strtol(p, &end, 10);
         if (*end != ':')
-            return;
+            break;
         long long off = strtoll(end + 1, &end, 10);
         if (id >= 0 && (uint32_t)id < s->nparts && off >= 0) {
             s->parts[id].consumed_next = off;
             s->parts[id].fetch_next = off;
+            given++;
         }
         p = *end == ',' ? end + 1 : end;
         if (*end != ',' && *end)
-            return;
+            break;
     }
+    return given;
 }
 
 static int ends_query(store_ksrc *s, sk_error *err)
@@ -263,7 +267,11 @@ int store_ksrc_open(const store_ksrc_config *cfg, store_ksrc **out, sk_error *er
         s->nparts = i + 1;
     }
     if (rc == 0) {
-        resume_parse(s, cfg->resume);
+        char from[24], given[24];
+        snprintf(from, sizeof from, "%" PRIu64, s->next);
+        snprintf(given, sizeof given, "%" PRIu32, resume_parse(s, cfg->resume));
+        sk_log(SK_LOG_INFO, "kafka-source", "reading the topic", "topic", s->topic, "from_position",
+               from, "partitions_from_checkpoint", given, SK_LOG_END);
         if (s->until_end)
             rc = ends_query(s, err);
     }

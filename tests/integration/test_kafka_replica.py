@@ -281,6 +281,16 @@ class KafkaReplica(unittest.TestCase):
             self.assert_models_equal(w, r)
         s, _, status = a2.request("GET", "/v1/projections/orders")
         self.assertEqual(status["generation"], 1, "the replica rebuilt instead of resuming")
+        # each worker of the restarted replica read the topic from its saved offsets
+        lines = a2.read_log().splitlines()
+        starts = [i for i, line in enumerate(lines) if '"read models from Kafka"' in line]
+        self.assertEqual(len(starts), 2)
+        opened = [json.loads(line) for line in lines[starts[1]:] if '"reading the topic"' in line]
+        # one per model (the start-up's check that the topic is there comes before)
+        self.assertEqual(len(opened), len(MODELS), opened)
+        for o in opened:
+            self.assertGreater(int(o["from_position"]), 0, o)
+            self.assertGreater(int(o["partitions_from_checkpoint"]), 0, o)
         for r in (a2, b):
             self.assertEqual(r.stop(), 0)
 
