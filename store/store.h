@@ -594,12 +594,12 @@ int store_relay_checkpoint_write(const char *data_dir, uint64_t position, const 
 typedef struct store_ksrc store_ksrc;
 
 typedef struct store_ksrc_config {
-    const char *brokers;    /* "host:port,..." (borrowed during open) */
-    const char *topic;      /* e.g. "skald.events" (borrowed during open) */
-    uint64_t from_position; /* the first event to hand out */
-    const char *resume;     /* store_ksrc_checkpoint's text for from_position, or NULL */
-    uint32_t buffer_max;    /* messages buffered per partition; default 1024 */
-    int until_end;          /* read up to the end offsets found at open, then at_end */
+    const char *brokers;          /* "host:port,..." (borrowed during open) */
+    const char *topic;            /* e.g. "skald.events" (borrowed during open) */
+    uint64_t from_position;       /* the first event to hand out */
+    const char *resume;           /* store_ksrc_checkpoint's text for from_position, or NULL */
+    uint32_t buffer_max;          /* messages buffered per partition; default 4096 */
+    int until_end;                /* read up to the end offsets found at open, then at_end */
     uint32_t metadata_timeout_ms; /* how long open waits for the topic; default 30000 */
     /* Extra librdkafka settings (TLS, SASL), borrowed during open; values never logged. */
     const char *prop_names[STORE_RELAY_PROPS_MAX];
