@@ -192,7 +192,8 @@ static int open_model(proj_engine *e, proj *p, const char *path, sk_error *err)
 static void close_model(proj *p)
 {
     proj_worker_stop(p);
-    store_sub_close(p->sub);
+    p->engine->src.close(p->reader);
+    p->reader = NULL;
     proj_gen_close(p->building, false);
     proj_gen_close(p->live, false);
     proj_model_free(p->model);
@@ -225,6 +226,15 @@ int proj_engine_open(const proj_config *cfg, proj_engine **out, sk_error *err)
     if (!e)
         return -ENOMEM;
     e->cfg = *cfg;
+    if (!cfg->log && !cfg->source) { /* a caller's bug: say so rather than crash later */
+        free(e);
+        return sk_error_set(err, SK_EBADINPUT, "", "projections need a log or a source");
+    }
+    if (cfg->source)
+        e->src = *cfg->source;
+    else
+        proj_source_log(cfg->log, &e->src);
+    e->cfg.source = &e->src;
     if (!e->cfg.batch_events_max)
         e->cfg.batch_events_max = 4096;
     e->dir = strdup(cfg->dir);
@@ -324,7 +334,7 @@ json_t *proj_status_json(proj_engine *e, const char *name)
     proj *p = find(e, name);
     if (!p)
         return NULL;
-    uint64_t durable = store_log_durable_head(e->cfg.log);
+    uint64_t durable = e->src.head(e->src.ctx);
     pthread_mutex_lock(&p->mu);
     char hash[24];
     snprintf(hash, sizeof hash, "%016" PRIx64, p->model->hash);

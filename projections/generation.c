@@ -396,11 +396,28 @@ static int apply_event(proj_gen *g, const proj_gen_handler *h, const ev_event *e
     return rc != SQLITE_DONE;
 }
 
-int proj_gen_apply(proj_gen *g, store_sub *sub, const ev_registry *events, uint32_t max,
-                   proj_failure *failure, int64_t *last_occurred_us, sk_error *err)
+/* The source's resume text, saved in the batch's transaction (a read replica's topic
+ * offsets: docs/kafka.md, "Read replicas"). */
+static int save_source_checkpoint(proj_gen *g, const proj_source *src, void *reader, sk_error *err)
+{
+    if (!src->checkpoint)
+        return 0;
+    size_t size = 64 * 1024;
+    char *text = malloc(size);
+    int rc = text ? src->checkpoint(reader, text, size) : -ENOMEM;
+    if (rc == 0)
+        rc = proj_gen_set_meta(g, "source_checkpoint", text);
+    free(text);
+    if (rc)
+        return sk_error_set(err, rc, "", "%s: cannot save the source's checkpoint", g->path);
+    return 0;
+}
+
+int proj_gen_apply(proj_gen *g, const proj_source *src, void *reader, const ev_registry *events,
+                   uint32_t max, proj_failure *failure, int64_t *last_occurred_us, sk_error *err)
 {
     ev_event ev;
-    int got = store_sub_next(sub, &ev, err);
+    int got = src->next(reader, &ev, err);
     if (got <= 0)
         return got;
     int rc = exec(g, "BEGIN", err);
@@ -420,12 +437,14 @@ int proj_gen_apply(proj_gen *g, store_sub *sub, const ev_registry *events, uint3
         *last_occurred_us = ev.occurred_at;
         if (++applied >= max)
             break;
-        got = store_sub_next(sub, &ev, err);
+        got = src->next(reader, &ev, err);
         if (got < 0)
             rc = got;
     }
     if (rc == 0 && next != g->next_position)
         rc = proj_gen_set_meta_u64(g, "next_position", next);
+    if (rc == 0 && next != g->next_position)
+        rc = save_source_checkpoint(g, src, reader, err);
     if (rc == 0)
         rc = exec(g, "COMMIT", err);
     if (rc != 0) {

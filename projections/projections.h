@@ -30,8 +30,32 @@
 
 typedef struct proj_engine proj_engine;
 
+/*
+ * Where the workers read events: the local log through subscriptions (the default), or
+ * another source that delivers the same events in position order (a read replica's Kafka
+ * topic: service/ wires store_ksrc_* into one). Each worker opens its own reader at its
+ * target generation's checkpoint and owns it. A reader's calls are those of a store_sub:
+ * next returns 1 with an event (views valid until its next call), 0 when it has nothing
+ * now (then fd becomes readable when it may have more), or a negative code.
+ */
+typedef struct proj_source {
+    void *ctx; /* borrowed; outlives the engine */
+    /* Opens a reader delivering events from position on; resume is the text checkpoint
+     * gave when position was committed (NULL if none: a new generation). */
+    int (*open)(void *ctx, uint64_t position, const char *resume, void **reader, sk_error *err);
+    int (*next)(void *reader, ev_event *out, sk_error *err);
+    int (*fd)(void *reader);
+    uint64_t (*position)(void *reader); /* of the next event it delivers */
+    /* Optional: text stored in the batch's transaction with its position, given back to
+     * open on resume. 0, or a negative code (the batch then fails). */
+    int (*checkpoint)(void *reader, char *buf, size_t size);
+    uint64_t (*head)(void *ctx); /* events known to exist, for lag */
+    void (*close)(void *reader); /* accepts NULL */
+} proj_source;
+
 typedef struct proj_config {
-    store_log *log;            /* borrowed: the log the workers tail */
+    store_log *log;            /* borrowed: the log the workers tail (NULL with a source) */
+    const proj_source *source; /* NULL: the log; else copied at open */
     const ev_registry *events; /* borrowed: decodes payloads */
     const char *models_dir;    /* the model files, *.sql (borrowed during open) */
     const char *dir;           /* where the databases live, DIR/projections (created) */

@@ -102,12 +102,13 @@ typedef struct proj_failure {
     char message[512];
 } proj_failure;
 
-/* Applies up to max events from sub to g in one transaction with its checkpoint. Returns
+/* Applies up to max events from a source's reader to g in one transaction with its
+ * checkpoint (next_position, and the source's text as source_checkpoint). Returns
  * the number applied (> 0), 0 when sub had nothing (caught up), or an error. A failing
  * statement commits the events before it and fills *failure (the return is then the
  * events applied before it, possibly 0). */
-int proj_gen_apply(proj_gen *g, store_sub *sub, const ev_registry *events, uint32_t max,
-                   proj_failure *failure, int64_t *last_occurred_us, sk_error *err);
+int proj_gen_apply(proj_gen *g, const proj_source *src, void *reader, const ev_registry *events,
+                   uint32_t max, proj_failure *failure, int64_t *last_occurred_us, sk_error *err);
 
 /* ---------------------------------------------------------------------------------------
  * One model at run time (engine.c: state and control; worker.c: the thread).
@@ -129,8 +130,8 @@ typedef struct proj {
     bool want_rebuild, want_resume, want_stop;
     int64_t want_skip; /* a position, or -1 */
     int ctl_fd;        /* eventfd: a request above is waiting for the worker */
-    /* The worker's own. */
-    store_sub *sub;
+    /* The worker's own: a reader of the engine's source. */
+    void *reader;
     pthread_t thread;
     bool thread_running;
     int64_t last_occurred_us;
@@ -140,11 +141,15 @@ typedef struct proj {
 
 struct proj_engine {
     proj_config cfg;
+    proj_source src; /* cfg.source, or the log's (source.c) */
     char *dir;
     int lock_fd; /* DIR/LOCK, held while open */
     proj *models;
     size_t count;
 };
+
+/* source.c: the default source, the log through subscriptions (ctx is the store_log). */
+void proj_source_log(store_log *log, proj_source *out);
 
 /* worker.c */
 int proj_worker_start(proj *p, sk_error *err);

@@ -2,9 +2,10 @@
  * worker.c -- one thread per read model: tail the log, apply, fail loudly, rebuild.
  *
  * The worker applies events to its target generation (a rebuild's while one runs, else
- * the live one), batch by batch (generation.c), through a subscription positioned at the
- * target's checkpoint. When the subscription has nothing more it waits on the
- * subscription's descriptor and on its own control eventfd together: never a poll loop.
+ * the live one), batch by batch (generation.c), through a reader of the engine's source
+ * (the log's subscription, or a read replica's Kafka topic: source.c, projections.h)
+ * positioned at the target's checkpoint. When the reader has nothing more it waits on the
+ * reader's descriptor and on its own control eventfd together: never a poll loop.
  * Requests from other threads (rebuild, resume, skip, stop) are flags under p->mu plus a
  * write to the control eventfd; the worker acts on them, since only it touches the
  * databases it writes.
@@ -125,18 +126,30 @@ static void handle_requests(proj *p)
     }
 }
 
-/* A subscription positioned at the target's checkpoint. */
-static int ensure_sub(proj *p, sk_error *err)
+static void close_reader(proj *p)
 {
-    uint64_t at = proj_target(p)->next_position;
-    if (p->sub && store_sub_position(p->sub) == at)
+    p->engine->src.close(p->reader);
+    p->reader = NULL;
+}
+
+/* A reader of the source positioned at the target's checkpoint (with the source's own
+ * resume text saved beside it, if it keeps one). */
+static int ensure_reader(proj *p, sk_error *err)
+{
+    const proj_source *src = &p->engine->src;
+    proj_gen *g = proj_target(p);
+    uint64_t at = g->next_position;
+    if (p->reader && src->position(p->reader) == at)
         return 0;
-    store_sub_close(p->sub);
-    p->sub = NULL;
-    int rc = store_sub_open(p->engine->cfg.log, at, &p->sub);
-    if (rc)
-        return sk_error_set(err, rc, "", "%s: cannot subscribe to the log: %s", p->model->name,
-                            sk_strerror(rc));
+    close_reader(p);
+    char *resume = src->checkpoint ? proj_gen_meta(g, "source_checkpoint") : NULL;
+    sk_error e = {0};
+    int rc = src->open(src->ctx, at, resume, &p->reader, &e);
+    free(resume);
+    if (rc) {
+        p->reader = NULL;
+        return sk_error_set(err, rc, "", "%s: %s", p->model->name, e.message);
+    }
     return 0;
 }
 
@@ -159,8 +172,8 @@ static int step(proj *p, sk_error *err)
     proj_gen *g = proj_target(p);
     proj_failure f = {0};
     int64_t last_occurred_us = 0;
-    int n = proj_gen_apply(g, p->sub, p->engine->cfg.events, p->engine->cfg.batch_events_max, &f,
-                           &last_occurred_us, err);
+    int n = proj_gen_apply(g, &p->engine->src, p->reader, p->engine->cfg.events,
+                           p->engine->cfg.batch_events_max, &f, &last_occurred_us, err);
     if (n < 0 && n != SK_ECANCELED) { /* a database or log error stops it like a statement */
         f.failed = true;
         f.position = g->next_position;
@@ -183,9 +196,8 @@ static int step(proj *p, sk_error *err)
     pthread_cond_broadcast(&p->applied);
     pthread_mutex_unlock(&p->mu);
     if (f.failed) {
-        /* the subscription went past the failed event: resume re-reads it */
-        store_sub_close(p->sub);
-        p->sub = NULL;
+        /* the reader went past the failed event: resume re-reads it */
+        close_reader(p);
         return 0;
     }
     return n == SK_ECANCELED ? 0 : n;
@@ -220,11 +232,11 @@ static bool stopping(proj *p)
     return stop;
 }
 
-static void wait_for_work(proj *p, bool with_sub)
+static void wait_for_work(proj *p, bool with_reader)
 {
     struct pollfd fds[2] = {
         {.fd = p->ctl_fd, .events = POLLIN},
-        {.fd = with_sub && p->sub ? store_sub_fd(p->sub) : -1, .events = POLLIN}};
+        {.fd = with_reader && p->reader ? p->engine->src.fd(p->reader) : -1, .events = POLLIN}};
     while (poll(fds, 2, -1) < 0 && errno == EINTR) {
     }
     uint64_t drained;
@@ -241,7 +253,7 @@ static void *worker_main(void *arg)
             wait_for_work(p, false);
             continue;
         }
-        int n = ensure_sub(p, &err);
+        int n = ensure_reader(p, &err);
         if (n == 0)
             n = step(p, &err);
         if (n > 0 || (n == 0 && p->state == PROJ_FAILED))
@@ -259,8 +271,7 @@ static void *worker_main(void *arg)
         }
         wait_for_work(p, true);
     }
-    store_sub_close(p->sub);
-    p->sub = NULL;
+    close_reader(p);
     return NULL;
 }
 
@@ -291,7 +302,7 @@ int proj_worker_catch_up(proj *p, sk_error *err)
         stopping(p); /* takes requests (rebuild, resume, skip) as the thread would */
         if (p->state == PROJ_FAILED || p->state == PROJ_STOPPED)
             return 0;
-        int n = ensure_sub(p, err);
+        int n = ensure_reader(p, err);
         if (n == 0)
             n = step(p, err);
         if (n < 0)
@@ -303,8 +314,7 @@ int proj_worker_catch_up(proj *p, sk_error *err)
             continue;
         }
         if (n == 0) {
-            store_sub_close(p->sub);
-            p->sub = NULL;
+            close_reader(p);
             return 0;
         }
     }

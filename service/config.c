@@ -22,7 +22,8 @@ typedef enum opt_kind {
     OPT_LISTEN,
     OPT_FSYNC,
     OPT_LEVEL,
-    OPT_SNAPSHOT_RULES
+    OPT_SNAPSHOT_RULES,
+    OPT_SOURCE
 } opt_kind;
 
 typedef struct opt_def {
@@ -110,6 +111,9 @@ static const opt_def opts[] = {
      "replication factor when the relay creates the topic (default 1)"},
     {"--kafka-config", "SKALD_KAFKA_CONFIG", OPT_STR, &svc_cfg.kafka_config, 0, 0,
      "file of extra librdkafka settings, NAME=VALUE lines (SASL, TLS, compression)"},
+    {"--source", "SKALD_SOURCE", OPT_SOURCE, NULL, 0, 0,
+     "log | kafka: where the read models' events come from (default log; kafka: a read\n"
+     "replica of <prefix>.events on --kafka-brokers, roles projections,queries, no log)"},
     {"--port-file", "SKALD_PORT_FILE", OPT_STR, &svc_cfg.port_file, 0, 0,
      "write the bound port here once ready"},
     {"--log-level", "SKALD_LOG_LEVEL", OPT_LEVEL, &level_text, 0, 0,
@@ -275,6 +279,11 @@ static int set_opt(const opt_def *o, const char *value)
             return usage_error(o->flag, "%s", err.message);
         roles_given = true;
         return 0;
+    case OPT_SOURCE:
+        if (strcmp(value, "log") != 0 && strcmp(value, "kafka") != 0)
+            return usage_error(o->flag, "'%s' is not log or kafka", value);
+        svc_cfg.source_kafka = strcmp(value, "kafka") == 0;
+        return 0;
     case OPT_SNAPSHOT_RULES:
         if (svc_snapshot_rules_parse(value, svc_cfg.snapshot_rules, &svc_cfg.nsnapshot_rules,
                                      &err) != 0)
@@ -323,6 +332,30 @@ static void set_defaults(void)
     parse_listen("--listen", listen_text);
 }
 
+/* --source=kafka: a read replica has no log, so only the roles that need none. */
+static int check_replica(void)
+{
+    if (!svc_cfg.kafka_brokers)
+        return usage_error("--source", "%s",
+                           "kafka needs --kafka-brokers (or SKALD_KAFKA_BROKERS)");
+    if (!roles_given) {
+        svc_cfg.roles = SVC_SERVES_PROJECTIONS | SVC_SERVES_QUERIES;
+        return 0;
+    }
+    unsigned need_log = SVC_SERVES_COMMANDS | SVC_SERVES_RELAY | SVC_SERVES_SAGAS | SVC_SERVES_FEED;
+    if (svc_cfg.roles & need_log) {
+        for (unsigned bit = 1; bit <= SVC_SERVES_FEED; bit <<= 1)
+            if (svc_cfg.roles & need_log & bit)
+                return usage_error("--roles",
+                                   "the %s role needs a local log; with --source=kafka run only "
+                                   "projections,queries",
+                                   svc_role_name(bit));
+    }
+    if (!(svc_cfg.roles & SVC_SERVES_PROJECTIONS))
+        return usage_error("--source", "%s", "kafka feeds the projections role: add it to --roles");
+    return 0;
+}
+
 int svc_config_parse(int argc, char **argv)
 {
     set_defaults();
@@ -350,6 +383,8 @@ int svc_config_parse(int argc, char **argv)
     }
     if (!svc_cfg.data_dir)
         return usage_error("--data", "%s", "is required (or set SKALD_DATA)");
+    if (svc_cfg.source_kafka && check_replica() != 0)
+        return -1;
     if ((svc_cfg.roles & SVC_SERVES_RELAY) && !svc_cfg.kafka_brokers) {
         if (roles_given)
             return usage_error("--roles", "%s", "the relay role needs --kafka-brokers");

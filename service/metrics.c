@@ -197,8 +197,9 @@ char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t 
         else
             put(&o, "skald_http_responses_total{status=\"other\"} %llu\n",
                 (unsigned long long)atomic_load(&m->http[i]));
-    store_log_stats st;
-    store_log_get_stats(log, &st);
+    store_log_stats st = {0};
+    if (log) /* NULL on a read replica (--source=kafka): the log gauges say 0 */
+        store_log_get_stats(log, &st);
     put_gauge(&o, "skald_log_head_position", "Position the next event gets.", st.next_position);
     put_gauge(&o, "skald_log_segments", "Segments in the log.", st.segments);
     put_gauge(&o, "skald_log_bytes", "Bytes in the log's segments.", st.bytes);

@@ -22,8 +22,9 @@ static int route_healthz(svc_request *rq)
 
 static int route_readyz(svc_request *rq)
 {
-    store_log_stats st;
-    store_log_get_stats(rq->app->log, &st);
+    store_log_stats st = {.state = STORE_STATE_READ_ONLY};
+    if (rq->app->log) /* a read replica (--source=kafka) has none */
+        store_log_get_stats(rq->app->log, &st);
     char why[512];
     bool writer = svc_cfg.roles & SVC_SERVES_COMMANDS; /* others follow the log read-only */
     if (atomic_load(&rq->app->draining)) {
@@ -60,6 +61,9 @@ static int route_readyz(svc_request *rq)
     json_t *relay = svc_relay_status_json(rq->app->relay);
     if (relay)
         json_object_set_new(body, "relay", relay);
+    json_t *replica = svc_replica_status_json(rq->app);
+    if (replica)
+        json_object_set_new(body, "replica", replica);
     svc_answer_json(rq, 200, body);
     return 0;
 }

@@ -66,7 +66,13 @@ static int open_read_side(svc_app *app, const char *schemas, sk_error *err)
     int rc = 0;
     if (svc_cfg.roles & SVC_SERVES_PROJECTIONS) {
         proj_config pc = {.log = app->log, .events = app->events, .models_dir = models, .dir = dir};
-        rc = proj_engine_open(&pc, &app->projections, err);
+        proj_source kafka; /* a read replica (replica.c): copied by proj_engine_open */
+        if (svc_cfg.source_kafka) {
+            rc = svc_replica_source(app, &kafka, err);
+            pc.source = &kafka;
+        }
+        if (rc == 0)
+            rc = proj_engine_open(&pc, &app->projections, err);
         if (rc == 0)
             rc = proj_engine_start(app->projections, err);
     }
@@ -89,6 +95,15 @@ static int open_read_side(svc_app *app, const char *schemas, sk_error *err)
     return rc;
 }
 
+/* A read replica (--source=kafka): the read side only, fed by the topic. */
+static int open_replica(svc_app *app, const char *schemas, sk_error *err)
+{
+    int rc = svc_metrics_create(cmd_domains, &app->metrics);
+    if (rc)
+        return sk_error_set(err, rc, "", "out of memory");
+    return open_read_side(app, schemas, err);
+}
+
 static int open_app(svc_app *app, sk_error *err)
 {
     const char *d = svc_cfg.data_dir;
@@ -108,6 +123,8 @@ static int open_app(svc_app *app, sk_error *err)
     if (rc)
         return rc;
     char path[4096];
+    if (svc_cfg.source_kafka) /* a read replica: no log; events come from Kafka */
+        return open_replica(app, schemas, err);
     snprintf(path, sizeof path, "%s/log", d);
     store_config lc;
     store_config_init(&lc, path);
@@ -164,13 +181,16 @@ static int open_app(svc_app *app, sk_error *err)
 /* Closes in reverse order; returns the log's close status. */
 static int close_app(svc_app *app)
 {
-    svc_relay_stop(app); /* flushes what is in flight, checkpoints, closes its subscription */
     svc_feed_stop(app->feed, 0); /* its subscriptions close before the log */
     svc_feed_destroy(app->feed);
     svc_work_pool_stop(app->query_pool); /* answers what is queued: the server is stopped */
     qry_engine_close(app->queries);
     proj_engine_close(app->projections); /* its subscriptions close before the log */
+    svc_replica_free(app);               /* the workers' source: after they stopped */
     svc_sagas_close(app);                /* it sends through the bus */
+    /* flushes what is in flight, checkpoints, closes its subscription; after the engine,
+     * since a replica's workers read the --kafka-config settings it keeps */
+    svc_relay_stop(app);
     cmd_bus_destroy(app->bus);
     int rc = store_log_close(app->log);
     store_snapshots_close(app->snapshots);

@@ -73,6 +73,9 @@ typedef struct svc_config {
     uint32_t kafka_partitions;      /* when the relay creates the topic */
     uint32_t kafka_replication;
     const char *kafka_config; /* a file of extra librdkafka settings, NAME=VALUE lines */
+    /* --source: where the projections read events. false: the local log; true: the
+     * relay's topic <prefix>.events on --kafka-brokers (a read replica, no local log). */
+    bool source_kafka;
 } svc_config;
 
 /* Process roles (--roles): what one `skald serve` runs. `commands` also serves the log's
@@ -170,6 +173,7 @@ typedef struct svc_app {
     svc_feed *feed;                   /* NULL without the feed role */
     saga_engine *sagas;               /* NULL without the sagas role */
     store_relay *relay;               /* NULL without the relay role (or without --kafka-brokers) */
+    struct svc_replica *replica;      /* --source=kafka: the projections' Kafka source */
     char projections_dir[4096];       /* DATA/projections */
     const char *openapi;              /* the document served at /v1/openapi.json */
     size_t openapi_len;
@@ -324,6 +328,14 @@ void svc_feed_destroy(svc_feed *feed);                   /* accepts NULL */
 /* The feed's lines appended to the /metrics text (taken, returned; NULL feed: as is). */
 char *svc_metrics_feed(svc_feed *feed, char *text);
 int svc_route_feed(svc_request *rq);
+/* ---- replica.c ---- */
+/* --source=kafka: a proj_source reading <prefix>.events (store_ksrc_*) into *out, and its
+ * state in *app (freed by svc_replica_free, after the projection engine is closed). */
+int svc_replica_source(svc_app *app, proj_source *out, sk_error *err);
+void svc_replica_free(svc_app *app);
+/* {"source":"kafka","topic","seen_head"} for /readyz; NULL when not a replica. */
+json_t *svc_replica_status_json(const svc_app *app);
+
 /* ---- relay.c ---- */
 /* Starts store/'s relay if the role is on and brokers are given (else does nothing). */
 int svc_relay_start(svc_app *app, sk_error *err);

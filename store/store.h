@@ -559,6 +559,96 @@ int store_relay_checkpoint_read(const char *data_dir, uint64_t *position_out, ch
  * sync). 0 or -errno. */
 int store_relay_checkpoint_write(const char *data_dir, uint64_t position, const char *topic);
 
+/* ---------------------------------------------------------------------------------------
+ * The Kafka source (kafka_source.c and kafka_event.c, in skald_relay): the relay's topic
+ * read back as the log, for read replicas and `skaldctl restore --from-kafka`.
+ *
+ *   store_ksrc_config_init(&cfg); cfg.brokers = b; cfg.topic = t; cfg.from_position = p;
+ *   cfg.resume = text saved with p (or NULL)
+ *   store_ksrc_open(&cfg, &src, &err)
+ *   loop: while ((rc = store_ksrc_next(src, &ev, &err)) == 1) handle(ev);
+ *         if (rc < 0) stop;                  SK_ECANCELED after store_ksrc_stop
+ *         if (store_ksrc_at_end(src)) done;  with cfg.until_end only
+ *         store_ksrc_wait(src, timeout_ms)   or poll store_ksrc_fd
+ *   store_ksrc_checkpoint(src, buf, size)    what to save beside the next position
+ *   store_ksrc_close(src)
+ *
+ * One consumer, assigned every partition of the topic (no consumer group), rebuilds each
+ * message's envelope and payload from its headers and value, and merges the partitions
+ * back into position order: positions are dense, so it hands out position N only when it
+ * is the next one and waits at a gap. A message below the next position is a copy the
+ * relay published again after a restart, and is dropped. Each partition buffers at most
+ * buffer_max messages; a partition that runs that far ahead of the others is paused
+ * until half of its buffer is used, so memory stays bounded whatever the skew.
+ *
+ * The resume point is a position plus every partition's offset: store_ksrc_checkpoint
+ * gives it as text, offsets no later than the first message not yet handed out (so
+ * resuming from it may read a message again, which the position then drops, and never
+ * misses one). A resume text of another topic is ignored (the topic is read from its
+ * beginning, dropping what lies below from_position).
+ *
+ * Threads: a source belongs to one thread, except store_ksrc_stop and store_ksrc_fd.
+ */
+#define STORE_KSRC_PARTITIONS_MAX 1024
+
+typedef struct store_ksrc store_ksrc;
+
+typedef struct store_ksrc_config {
+    const char *brokers;          /* "host:port,..." (borrowed during open) */
+    const char *topic;            /* e.g. "skald.events" (borrowed during open) */
+    uint64_t from_position;       /* the first event to hand out */
+    const char *resume;           /* store_ksrc_checkpoint's text for from_position, or NULL */
+    uint32_t buffer_max;          /* messages buffered per partition; default 4096 */
+    int until_end;                /* read up to the end offsets found at open, then at_end */
+    uint32_t metadata_timeout_ms; /* how long open waits for the topic; default 30000 */
+    /* Extra librdkafka settings (TLS, SASL), borrowed during open; values never logged. */
+    const char *prop_names[STORE_RELAY_PROPS_MAX];
+    const char *prop_values[STORE_RELAY_PROPS_MAX];
+    uint32_t prop_count;
+} store_ksrc_config;
+
+void store_ksrc_config_init(store_ksrc_config *cfg);
+
+/* Creates the consumer, finds the topic's partitions (waiting up to metadata_timeout_ms
+ * for the topic to exist) and assigns them. 0; SK_EBADINPUT for a setting librdkafka
+ * refuses; SK_ENOTFOUND if the topic did not appear; -ETIMEDOUT if the end offsets could
+ * not be read (until_end). Ownership: *out is the caller's, freed by store_ksrc_close. */
+int store_ksrc_open(const store_ksrc_config *cfg, store_ksrc **out, sk_error *err);
+
+/* 1 and *out (views valid until the next call on this source); 0 when the next position
+ * is not here yet (wait on the fd), or, with until_end, when the end is reached (see
+ * store_ksrc_at_end); SK_ECANCELED after store_ksrc_stop; SK_ECORRUPT for a message that
+ * is not an event of the relay (err names partition and offset) or, with until_end, a
+ * position missing from the topic (err names it). */
+int store_ksrc_next(store_ksrc *src, ev_event *out, sk_error *err);
+
+/* With until_end: every partition was read up to its end offset found at open and
+ * everything up to there was handed out. */
+int store_ksrc_at_end(const store_ksrc *src);
+
+/* Waits until store_ksrc_next may have more, at most timeout_ms (< 0: no limit). 1 when
+ * woken, 0 on timeout, SK_ECANCELED when stopped. */
+int store_ksrc_wait(store_ksrc *src, int timeout_ms);
+
+/* A descriptor that becomes readable when store_ksrc_next may have more or the source
+ * was stopped (an eventfd; read it empty before waiting again: store_ksrc_next does). */
+int store_ksrc_fd(const store_ksrc *src);
+
+/* From any thread: the next store_ksrc_next and store_ksrc_wait answer SK_ECANCELED. */
+void store_ksrc_stop(store_ksrc *src);
+
+/* The position of the next event it will hand out. */
+uint64_t store_ksrc_position(const store_ksrc *src);
+
+/* The highest position seen in the topic so far, plus one (for lag); 0 before any. */
+uint64_t store_ksrc_seen_head(const store_ksrc *src);
+
+/* The resume text for store_ksrc_position(src): "<topic> <p>:<offset>,...". 0, or
+ * -ENOSPC if size is too small. */
+int store_ksrc_checkpoint(const store_ksrc *src, char *buf, size_t size);
+
+void store_ksrc_close(store_ksrc *src); /* accepts NULL */
+
 /* CRC32C (Castagnoli), hardware-accelerated where the CPU has it. */
 uint32_t store_crc32c(uint32_t crc, const void *data, size_t size);
 

@@ -28,6 +28,8 @@ static const char USAGE[] =
     "  schemas check check the .avsc files against the stored versions\n"
     "  schemas export  Schema Registry request bodies, one per schema version\n"
     "  kafka status  the relay's checkpoint and its lag behind the log\n"
+    "  restore --from-kafka\n"
+    "                rebuild a log from the relay's Kafka topic\n"
     "  snapshot list|verify|purge|take\n"
     "                aggregate snapshots: list, compare with a replay, delete, take one\n"
     "  projection list|status|rebuild|resume|skip\n"
@@ -100,6 +102,9 @@ enum {
     OPT_TRUNCATE_AT,
     OPT_TOPIC,
     OPT_OUT,
+    OPT_FROM_KAFKA,
+    OPT_BROKERS,
+    OPT_TO,
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -115,6 +120,9 @@ static const struct option LONG_OPTIONS[] = {
     {"truncate-at", required_argument, NULL, OPT_TRUNCATE_AT},
     {"topic", required_argument, NULL, OPT_TOPIC},
     {"out", required_argument, NULL, OPT_OUT},
+    {"from-kafka", no_argument, NULL, OPT_FROM_KAFKA},
+    {"brokers", required_argument, NULL, OPT_BROKERS},
+    {"to", required_argument, NULL, OPT_TO},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -157,6 +165,15 @@ static int apply_option(int code, const char *flag, const char *val, const char 
         return 0;
     case OPT_OUT:
         o->out = val;
+        return 0;
+    case OPT_FROM_KAFKA:
+        o->from_kafka = true;
+        return 0;
+    case OPT_BROKERS:
+        o->brokers = val;
+        return 0;
+    case OPT_TO:
+        o->to = val;
         return 0;
     case OPT_FROM:
         o->has_from = true;
@@ -297,5 +314,7 @@ int main(int argc, char **argv)
         return ctl_projection(argc, argv);
     if (strcmp(argv[1], "saga") == 0)
         return ctl_saga(argc, argv);
+    if (strcmp(argv[1], "restore") == 0)
+        return ctl_restore(argc, argv);
     return ctl_usage_error(NULL, "unknown command '%s'", argv[1]);
 }

@@ -31,6 +31,9 @@ typedef struct ctl_opts {
     bool all;              /* --all */
     const char *topic;     /* --topic NAME */
     const char *out;       /* --out DIR */
+    bool from_kafka;       /* --from-kafka */
+    const char *brokers;   /* --brokers HOST:PORT,... */
+    const char *to;        /* --to DIR */
 } ctl_opts;
 
 /* Parses argv[first..] into opts with getopt_long, allowing only the flags named in
@@ -66,6 +69,7 @@ int ctl_snapshot(int argc, char **argv);
 int ctl_projection(int argc, char **argv);
 int ctl_kafka(int argc, char **argv);
 int ctl_saga(int argc, char **argv);
+int ctl_restore(int argc, char **argv); /* restore_cmd.c; links skald_relay (librdkafka) */
 
 /* http.c: one request to a running server (--server URL, --token T or NULL). 0 and *out
  * (out->body NULL if the answer is not JSON; the caller's), or a negative code with err. */
