@@ -67,7 +67,7 @@ struct saga_engine {
     int started;
     int epfd, evfd;
     atomic_bool stop;
-    atomic_int inflight; /* sends whose answers have not come back */
+    atomic_int inflight; /* sends whose answer callbacks have not finished */
 
     pthread_mutex_t mu; /* guards queue, admin, stats_copy */
     answer_op *queue, *queue_tail;
@@ -211,6 +211,9 @@ static void answer_arrived(void *opv, const saga_answer *a)
     uint64_t one = 1;
     ssize_t w = write(e->evfd, &one, sizeof one);
     (void)w; /* the counter cannot overflow at this rate; a failure leaves it readable */
+    /* the last touch of e: saga_engine_close waits for this count, not for the thread to
+     * have handled the answer (it no longer runs then) */
+    atomic_fetch_sub(&e->inflight, 1);
 }
 
 static void send_one(saga_engine *e, saga_rt *s, int journal, uint32_t index, const char *command,
@@ -687,7 +690,6 @@ static void handle_answers(saga_engine *e)
         q = q->next;
         saga_rt *s = op->s;
         s->refs--;
-        atomic_fetch_sub(&e->inflight, 1);
         if (s->removed) {
             if (s->refs == 0)
                 saga_rt_free(s);
@@ -944,6 +946,8 @@ static void checkpoint(saga_engine *e)
                 pos = s->start_position; /* not yet journaled: see its start again */
             continue;
         }
+        if (saga_terminal(s->state))
+            continue; /* ended (durably) and about to leave memory: nothing to resume */
         st.running_now += s->state == SAGA_RUNNING;
         st.compensating_now += s->state == SAGA_COMPENSATING;
         st.stuck_now += s->state == SAGA_STUCK;

@@ -40,6 +40,9 @@
 #define SAGA_CMDS_MAX  128
 #define SAGA_STEPS_MAX 16
 #define SAGA_ID_MAX    190 /* "$saga-" + id fits EV_STREAM_ID_MAX */
+/* A saga that runs its course writes about 14 journal events; one retried by an admin or
+ * compensating at length writes more, and only such a saga is snapshotted by default. */
+#define SAGA_SNAPSHOT_EVERY_DEFAULT 32
 
 typedef struct saga_cmd {
     const char *command; /* static: "ReserveStock" */
@@ -167,6 +170,10 @@ typedef struct saga_config {
     void *send_ctx;
     uint32_t sagas_max;       /* in memory at once; the tail waits beyond (default 65536) */
     uint32_t step_timeout_ms; /* 0: the definitions'; else overrides every timeout */
+    /* A saga's state is snapshotted (DATA/sagas/snapshots.db) each time its stream grew
+     * by this many events since the last one, so loading it replays only what came after
+     * (0: SAGA_SNAPSHOT_EVERY_DEFAULT). */
+    uint32_t snapshot_every;
     saga_faults faults;
 } saga_config;
 
