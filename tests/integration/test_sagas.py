@@ -16,6 +16,7 @@ import skaldtest  # noqa: E402
 from skaldtest import Server, wait_for  # noqa: E402
 
 SKALDCTL = None  # set from --skaldctl
+OLD_SEED_LOG = None  # set from --old-seed-log: writes a log shaped like the old seeder's
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -358,9 +359,9 @@ class Sagas(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
 
 
-    def test_log_of_the_old_seeder_starts_no_saga(self):
-        """`skald seed` writes orders that already ended, with no saga stream: serving that
-        log for the first time starts nothing and appends nothing."""
+    def test_log_of_the_seeder_starts_no_saga(self):
+        """`skald seed` runs every saga to its end before it returns: serving its log for
+        the first time resumes nothing, starts nothing and appends nothing."""
         import tempfile
         data = tempfile.mkdtemp(prefix="skald-it-")
         r = subprocess.run([skaldtest.SKALD, "seed", "--data", data, "--orders", "300"],
@@ -371,14 +372,64 @@ class Sagas(unittest.TestCase):
         head = srv.head()
         wait_for(lambda: "skald_saga_checkpoint_position %d" % head in
                  srv.request("GET", "/metrics")[2], 30, "the orchestrator to pass the seed")
-        self.assertEqual(srv.head(), head)  # nothing appended: no saga started
-        s, _, b = srv.request("GET", "/v1/sagas?min_position=%d" % (head - 1))
-        self.assertEqual((s, b["items"]), (200, []), b)
+        self.assertEqual(srv.head(), head)  # nothing appended
+        s, _, b = srv.request("GET", "/v1/sagas?limit=1000&min_position=%d" % (head - 1))
+        self.assertEqual(s, 200, b)
+        self.assertEqual(len(b["items"]), 300)
+        self.assertEqual({i["state"] for i in b["items"]} - {"completed", "compensated"}, set())
         self.assertEqual(srv.stop(), 0)
+
+    def test_log_of_the_old_seeder_starts_no_saga(self):
+        """A log the old seeder wrote (orders confirmed or cancelled, events appended straight
+        into the log, no `$saga-` stream) served with the sagas role for the first time:
+        no saga starts, nothing is reserved, paid or cancelled a second time; a new order
+        on the same log still runs its saga."""
+        import tempfile
+        data = tempfile.mkdtemp(prefix="skald-it-")
+        schemas = os.path.join(os.environ.get("SKALD_SOURCE_DIR", "."), "events", "schemas")
+        r = subprocess.run([OLD_SEED_LOG, data, schemas, "40"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        srv = self.start(data=data)
+        srv.own_data = True
+        head = srv.head()
+        self.assertGreater(head, 40 * 6)
+        wait_for(lambda: "skald_saga_checkpoint_position %d" % head in
+                 srv.request("GET", "/metrics")[2], 30, "the orchestrator to pass the old log")
+        self.assertEqual(srv.head(), head)  # no saga journal, no command: nothing appended
+        for n in (0, 1, 2, 3):
+            self.assertEqual(saga_events(srv, "old-%d" % n), [])
+        before_p1 = len(srv.stream("product-P1"))
+        # the runtime is alive on this log: a new order runs its saga, and only its own
+        place(srv, "new-1", [("P1", 1)])
+        self.assertEqual(ended(srv, "new-1"), "completed")
+        self.assertEqual(srv.stop(), 0)
+        # again from the log's start (no checkpoint): still nothing for the old orders
+        os.unlink(os.path.join(data, "sagas", "checkpoint.json"))
+        srv2 = self.start(data=data)
+        head2 = srv2.head()
+        wait_for(lambda: "skald_saga_checkpoint_position %d" % head2 in
+                 srv2.request("GET", "/metrics")[2], 30, "the orchestrator to pass the log")
+        self.assertEqual(srv2.head(), head2)
+        p1 = srv2.stream("product-P1")
+        self.assertEqual(len(p1), before_p1 + 2)  # new-1's reservation and commit only
+        reserved = [e["payload"]["order_id"] for e in p1 if e["type"] == "StockReserved"]
+        self.assertEqual(len(reserved), len(set(reserved)), "a reservation was doubled")
+        self.assertEqual(product_state(srv2, "P1")[1], {})
+        paid = {"old-%d" % n: 300 for n in range(0, 40, 4)}
+        paid["new-1"] = 100
+        self.assertEqual(customer_state(srv2, "c1"), paid)  # each confirmed order paid once
+        for n in range(40):
+            types = [e["type"] for e in srv2.stream("order-old-%d" % n)]
+            self.assertEqual(len(types), 2, types)  # placed, and ended once
+        self.assertEqual(saga_events(srv2, "old-0"), [])
+        self.assertEqual(srv2.stop(), 0)
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--skaldctl", required=True)
+    ap.add_argument("--old-seed-log", required=True)
     args, _ = ap.parse_known_args()
     SKALDCTL = os.path.abspath(args.skaldctl)
+    OLD_SEED_LOG = os.path.abspath(args.old_seed_log)
     skaldtest.main(globals())
