@@ -359,6 +359,81 @@ class Sagas(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
 
 
+    def test_metrics_after_a_few_sagas(self):
+        """/metrics after three confirmed orders and one refused for stock: sagas by state,
+        the step-latency histogram, retries (CommitStock answers lost 90% of the time: the
+        pivot retries until done) and the compensation run."""
+        srv = self.start(env={"SKALD_SAGA_FAIL": "CommitStock:0.9", "SKALD_SAGA_SEED": "5"})
+        setup_domain(srv, stock={"A": 10, "B": 1})
+        for i in range(3):
+            place(srv, "ok%d" % i, [("A", 1)])
+        place(srv, "short", [("A", 1), ("B", 5)])
+        for i in range(3):
+            self.assertEqual(ended(srv, "ok%d" % i), "completed")
+        self.assertEqual(ended(srv, "short"), "compensated")
+
+        def metrics():
+            out = {}
+            for line in srv.request("GET", "/metrics")[2].splitlines():
+                if line.startswith("skald_saga"):
+                    k, v = line.rsplit(" ", 1)
+                    out[k] = float(v)
+            return out
+        wait_for(lambda: (metrics().get('skald_sagas_ended_total{state="compensated"}'),
+                          metrics().get('skald_sagas_ended_total{state="completed"}')) == (1, 3),
+                 10, "the metrics (refreshed each second)")
+        m = metrics()
+        self.assertEqual(m["skald_sagas_started_total"], 4)
+        for state in ("running", "compensating", "stuck"):
+            self.assertEqual(m['skald_sagas{state="%s"}' % state], 0)
+        self.assertGreater(m["skald_saga_retries_total"], 0)
+        # the short order: A reserved, B refused; A's reservation released, one step
+        self.assertEqual(m["skald_saga_compensations_total"], 1)
+        self.assertEqual(m["skald_saga_compensation_steps_total"], 1)
+        # forward steps: three for each confirmed order, one for the refused one
+        buckets = sorted((float(k.split('le="')[1].rstrip('"}').replace("+Inf", "inf")), v)
+                         for k, v in m.items() if k.startswith("skald_saga_step_seconds_bucket"))
+        self.assertEqual(len(buckets), 15)
+        counts = [v for _, v in buckets]
+        self.assertEqual(counts, sorted(counts))  # cumulative
+        self.assertEqual(buckets[-1], (float("inf"), 10))
+        self.assertEqual(m["skald_saga_step_seconds_count"], 10)
+        self.assertGreater(m["skald_saga_step_seconds_sum"], 0)
+        self.assertEqual(srv.stop(), 0)
+
+    def test_resume_from_a_snapshot(self):
+        """With a snapshot every 3 journal events, a saga killed after its first step is
+        loaded from its snapshot after the restart, ends right, and its snapshot is
+        dropped once it ended."""
+        env = {"SKALD_SAGA_SNAPSHOT_EVERY": "3"}
+        srv = self.start(env=dict(env, SKALD_SAGA_CRASH="after_step_finished"))
+        setup_domain(srv)
+        place(srv, "o1", [("A", 2), ("B", 1)])
+        wait_for(lambda: srv.proc.poll() is not None, 30, "the crash")
+        import sqlite3
+        db = os.path.join(srv.data, "sagas", "snapshots.db")
+
+        def snapshot_versions():
+            c = sqlite3.connect(db)
+            try:
+                return [r[0] for r in c.execute(
+                    "SELECT version FROM snapshots WHERE stream_id = ?",
+                    ("$saga-OrderFulfillment-o1",))]
+            finally:
+                c.close()
+        self.assertEqual(snapshot_versions(), [3])  # Started, StepStarted, StepFinished
+        srv2 = self.start(data=srv.data, env=env)
+        self.assertEqual(ended(srv2, "o1"), "completed")
+        wait_for(lambda: "skald_saga_snapshot_loads_total 1" in
+                 srv2.request("GET", "/metrics")[2], 10, "the snapshot load in the metrics")
+        self.assertIn("skald_saga_snapshots_saved_total ", srv2.request("GET", "/metrics")[2])
+        self.assertEqual(product_state(srv2, "A"), (8, {}))
+        self.assertEqual(product_state(srv2, "B"), (9, {}))
+        self.assertEqual(len([e for e in srv2.stream("customer-c1")
+                              if e["type"] == "PaymentAuthorized"]), 1)
+        self.assertEqual(srv2.stop(), 0)
+        self.assertEqual(snapshot_versions(), [])  # ended: nothing left to shorten
+
     def test_log_of_the_seeder_starts_no_saga(self):
         """`skald seed` runs every saga to its end before it returns: serving its log for
         the first time resumes nothing, starts nothing and appends nothing."""
