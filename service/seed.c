@@ -137,9 +137,10 @@ typedef struct order {
     uint32_t line_count;
     struct order *next[SEED_ORDER_LINES_MAX + 1]; /* the order after this one on each resource */
     uint32_t next_count;
-    uint32_t waits;    /* earlier orders (per shared resource) not yet ended */
-    uint32_t restocks; /* deliveries posted and not yet answered */
-    int state;         /* ORDER_* */
+    uint32_t waits;      /* earlier orders (per shared resource) not yet ended */
+    uint32_t restocks;   /* deliveries posted and not yet answered */
+    int state;           /* ORDER_* */
+    struct order *hnext; /* in the table of posted orders, by id */
     ev_uuid correlation_id;
 } order;
 
@@ -170,6 +171,7 @@ typedef struct seed_ctx {
     int64_t progress_us;
     int failed;
     order window[SEED_WINDOW];
+    order *posted[SEED_WINDOW]; /* posted orders by id (chained): whose saga may end */
     product products[SVC_SEED_PRODUCTS];
     customer customers[SVC_SEED_CUSTOMERS];
     svc_seed_report report;
@@ -214,12 +216,14 @@ static void call_done(void *op, const saga_answer *a)
     seed_call *c = op;
     seed_ctx *s = c->s;
     c->answer = *a;
+    uint64_t one = 1;
+    /* the signal goes out under the lock: once the seed's thread took c from the list,
+     * this call no longer touches s, which may then be freed */
     pthread_mutex_lock(&s->mu);
     c->next = s->done;
     s->done = c;
-    pthread_mutex_unlock(&s->mu);
-    uint64_t one = 1;
     ssize_t w = write(s->evfd, &one, sizeof one);
+    pthread_mutex_unlock(&s->mu);
     (void)w; /* a failed write leaves the counter readable anyway */
 }
 
@@ -388,6 +392,9 @@ static int place_order(seed_ctx *s, order *o)
         }
     }
     o->state = ORDER_POSTED;
+    order **bucket = &s->posted[ev_hash_str(o->id) & (SEED_WINDOW - 1)];
+    o->hnext = *bucket;
+    *bucket = o;
     s->report.orders++;
     /* "o" hands the lines reference to the new object (and drops it if packing fails). */
     return post(s, o, "PlaceOrder",
@@ -467,14 +474,21 @@ static int saga_ended(seed_ctx *s, order *o, const char *state, const char *reas
     return o->restocks ? 0 : end_order(s, o);
 }
 
-/* The window slot of the order whose id is id, among those posted; NULL if none. */
-static order *find_posted(seed_ctx *s, const char *id, size_t len)
+/* Takes the posted order whose id is id (len bytes) out of the table; NULL if none. */
+static order *take_posted(seed_ctx *s, const char *id, size_t len)
 {
-    for (size_t i = 0; i < SEED_WINDOW; i++) {
-        order *o = &s->window[i];
-        if (o->state == ORDER_POSTED && strlen(o->id) == len && memcmp(o->id, id, len) == 0)
+    char key[EV_UUID_TEXT_SIZE];
+    if (len >= sizeof key)
+        return NULL;
+    memcpy(key, id, len);
+    key[len] = '\0';
+    for (order **p = &s->posted[ev_hash_str(key) & (SEED_WINDOW - 1)]; *p; p = &(*p)->hnext)
+        if (strcmp((*p)->id, key) == 0) {
+            order *o = *p;
+            *p = o->hnext;
+            o->hnext = NULL;
             return o;
-    }
+        }
     return NULL;
 }
 
@@ -522,7 +536,7 @@ static int handle_event(seed_ctx *s, const ev_event *ev)
     const char *reason = json_string_value(json_object_get(payload, "reason"));
     if (state && (strcmp(state, "completed") == 0 || strcmp(state, "compensated") == 0 ||
                   strcmp(state, "aborted") == 0)) {
-        order *o = find_posted(s, ev->stream_id.ptr + prefix, ev->stream_id.len - prefix);
+        order *o = take_posted(s, ev->stream_id.ptr + prefix, ev->stream_id.len - prefix);
         if (o)
             rc = saga_ended(s, o, state, reason ? reason : "");
     }
