@@ -63,11 +63,13 @@ struct saga_engine {
     saga_config cfg;
     char dir[4096];
     store_sub *sub;
+    store_snapshots *snaps; /* DATA/sagas/snapshots.db; NULL if it cannot be opened */
+    saga_source src;        /* where sagas are loaded from */
     pthread_t thread;
     int started;
     int epfd, evfd;
     atomic_bool stop;
-    atomic_int inflight; /* sends whose answers have not come back */
+    atomic_int inflight; /* sends whose answer callbacks have not finished */
 
     pthread_mutex_t mu; /* guards queue, admin, stats_copy */
     answer_op *queue, *queue_tail;
@@ -149,6 +151,31 @@ static void insert(saga_engine *e, saga_rt *s)
     e->count++;
 }
 
+/* Loads a saga from its snapshot and stream (saga_store.c), counting snapshot loads. */
+static int load(saga_engine *e, saga_rt *s, sk_error *err)
+{
+    bool from_snapshot = false;
+    int rc = saga_load(&e->src, s, NULL, &from_snapshot, err);
+    if (rc == 0 && from_snapshot)
+        e->stats.snapshot_loads++;
+    return rc;
+}
+
+/* After a journal write was applied: a snapshot each cfg.snapshot_every events, so that a
+ * long saga loads from it rather than from its first event. A failure costs only that. */
+static void maybe_snapshot(saga_engine *e, saga_rt *s)
+{
+    uint32_t every = e->cfg.snapshot_every ? e->cfg.snapshot_every : SAGA_SNAPSHOT_EVERY_DEFAULT;
+    if (!e->snaps || saga_terminal(s->state) || s->version - s->snap_version < every)
+        return;
+    sk_error err = {0};
+    if (saga_snapshot_save(e->snaps, s, &err) == 0)
+        e->stats.snapshots_saved++;
+    else
+        sk_log(SK_LOG_WARN, "sagas", "cannot save a saga snapshot", "saga_id", s->id, "error",
+               err.message, SK_LOG_END);
+}
+
 /* Takes s out of the table; it is freed once no answer is still to come. */
 static void remove_saga(saga_engine *e, saga_rt *s)
 {
@@ -167,6 +194,8 @@ static void remove_saga(saga_engine *e, saga_rt *s)
         s->next->prev = s->prev;
     s->removed = true;
     e->count--;
+    if (s->snap_version && e->snaps)
+        saga_snapshot_drop(e->snaps, s); /* it ended (or never started): no load to shorten */
     if (s->admin) {
         s->admin->done(s->admin->ctx, SK_ECONFLICT, "the saga ended");
         free(s->admin);
@@ -211,6 +240,9 @@ static void answer_arrived(void *opv, const saga_answer *a)
     uint64_t one = 1;
     ssize_t w = write(e->evfd, &one, sizeof one);
     (void)w; /* the counter cannot overflow at this rate; a failure leaves it readable */
+    /* the last touch of e: saga_engine_close waits for this count, not for the thread to
+     * have handled the answer (it no longer runs then) */
+    atomic_fetch_sub(&e->inflight, 1);
 }
 
 static void send_one(saga_engine *e, saga_rt *s, int journal, uint32_t index, const char *command,
@@ -428,6 +460,22 @@ static void drop_run(saga_rt *s)
     s->gen++;
 }
 
+const double saga_step_bounds_s[SAGA_STEP_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                      0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+/* A forward step ended (any outcome) after us microseconds since its commands went out. */
+static void observe_step(saga_engine *e, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    size_t i = 0;
+    while (i < SAGA_STEP_BUCKETS && (double)us / 1e6 > saga_step_bounds_s[i])
+        i++;
+    e->stats.step_buckets[i]++;
+    e->stats.steps_finished++;
+    e->stats.step_latency_us_sum += (uint64_t)us;
+}
+
 /* Journals the end of the open step; timed_out: the deadline passed first. */
 static void finish_step(saga_engine *e, saga_rt *s, bool timed_out)
 {
@@ -457,10 +505,10 @@ static void finish_step(saga_engine *e, saga_rt *s, bool timed_out)
         snprintf(reason, sizeof reason, "timeout: %s",
                  s->phase == PHASE_FORWARD ? s->def->steps[s->step].name : "compensation");
     }
-    if (s->phase == PHASE_FORWARD && strcmp(outcome, "ok") == 0) {
-        e->stats.steps_finished++;
-        e->stats.step_latency_us_sum += (uint64_t)(mono_us() - s->step_started_us);
-    }
+    if (s->phase == PHASE_FORWARD)
+        observe_step(e, mono_us() - s->step_started_us);
+    else if (s->phase == PHASE_COMPENSATE)
+        e->stats.compensation_steps++;
     crash_point(e, "before_step_finished");
     drop_run(s);
     journal(e, s, "FinishSagaStep",
@@ -545,9 +593,7 @@ static void reload(saga_engine *e, saga_rt *s)
 {
     saga_rt *fresh = saga_rt_create(s->id);
     sk_error err = {0};
-    int rc = fresh
-                 ? saga_load(e->cfg.log, e->cfg.events, e->cfg.defs, e->cfg.extra_defs, fresh, &err)
-                 : -ENOMEM;
+    int rc = fresh ? load(e, fresh, &err) : -ENOMEM;
     if (rc) {
         sk_log(SK_LOG_ERROR, "sagas", "cannot reload a saga", "saga_id", s->id, "error",
                err.message, SK_LOG_END);
@@ -583,6 +629,7 @@ static void journal_answer(saga_engine *e, saga_rt *s, const saga_answer *a)
             reload(e, s); /* out of memory half-way: the stream has it right */
         json_decref(s->jbody);
         s->jbody = NULL;
+        maybe_snapshot(e, s);
         if (!s->open)
             drop_run(s); /* an abort closed a step in flight: its answers are ignored */
         if (s->state != was)
@@ -648,7 +695,7 @@ static void command_answer(saga_engine *e, saga_rt *s, uint32_t i, const saga_an
     }
     if (a.kind == SAGA_ANSWER_OK) {
         r->res[i] = RES_OK;
-        if (s->phase != PHASE_FORWARD)
+        if (s->phase == PHASE_COMPENSATE) /* not the final step's CancelOrder */
             e->stats.compensations++;
     } else if (a.kind == SAGA_ANSWER_REJECTED) {
         r->res[i] = s->phase == PHASE_FORWARD ? RES_REJECTED : RES_FAILED;
@@ -687,7 +734,6 @@ static void handle_answers(saga_engine *e)
         q = q->next;
         saga_rt *s = op->s;
         s->refs--;
-        atomic_fetch_sub(&e->inflight, 1);
         if (s->removed) {
             if (s->refs == 0)
                 saga_rt_free(s);
@@ -844,8 +890,7 @@ static void start_seen(saga_engine *e, const saga_def *d, const ev_event *ev)
      * ended without a saga (a log written by the old seeder) */
     saga_rt *s = saga_rt_create(id);
     sk_error lerr = {0};
-    int lrc = s ? saga_load(e->cfg.log, e->cfg.events, e->cfg.defs, e->cfg.extra_defs, s, &lerr)
-                : -ENOMEM;
+    int lrc = s ? load(e, s, &lerr) : -ENOMEM;
     if (lrc == 0) {
         json_decref(payload);
         if (saga_terminal(s->state)) {
@@ -944,6 +989,8 @@ static void checkpoint(saga_engine *e)
                 pos = s->start_position; /* not yet journaled: see its start again */
             continue;
         }
+        if (saga_terminal(s->state))
+            continue; /* ended (durably) and about to leave memory: nothing to resume */
         st.running_now += s->state == SAGA_RUNNING;
         st.compensating_now += s->state == SAGA_COMPENSATING;
         st.stuck_now += s->state == SAGA_STUCK;
@@ -1027,6 +1074,15 @@ int saga_engine_open(const saga_config *cfg, saga_engine **out, sk_error *err)
     rc = saga_checkpoint_read(e->dir, &e->tail_position, &open, err);
     if (rc)
         goto fail;
+    char snaps_path[4200];
+    snprintf(snaps_path, sizeof snaps_path, "%s/snapshots.db", e->dir);
+    sk_error serr = {0};
+    if (store_snapshots_open(snaps_path, 0, &e->snaps, &serr) != 0) {
+        sk_log(SK_LOG_WARN, "sagas", "saga snapshots unavailable; sagas load from their streams",
+               "error", serr.message, SK_LOG_END);
+        e->snaps = NULL;
+    }
+    e->src = (saga_source){cfg->log, cfg->events, e->snaps, cfg->defs, cfg->extra_defs};
     size_t i;
     json_t *v;
     json_array_foreach(open, i, v)
@@ -1040,7 +1096,7 @@ int saga_engine_open(const saga_config *cfg, saga_engine **out, sk_error *err)
             goto fail;
         }
         sk_error lerr = {0};
-        rc = saga_load(cfg->log, cfg->events, cfg->defs, cfg->extra_defs, s, &lerr);
+        rc = load(e, s, &lerr);
         if (rc || saga_terminal(s->state)) {
             if (rc)
                 sk_log(SK_LOG_ERROR, "sagas", "cannot resume a saga", "saga_id", id, "error",
@@ -1160,6 +1216,8 @@ void saga_engine_close(saga_engine *e)
     if (e->started)
         checkpoint(e);
     store_sub_close(e->sub);
+    store_snapshots_close(e->snaps);
+    e->snaps = NULL;
     if (e->epfd >= 0)
         close(e->epfd);
     if (e->evfd >= 0)

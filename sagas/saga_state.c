@@ -226,3 +226,134 @@ int saga_apply(saga_rt *s, const saga_def *const *defs, const saga_def *const *e
     }
     return 0; /* an event type this build does not know */
 }
+
+/* ---------------------------------------------------------------------------------------
+ * The fold as JSON: what a saga snapshot holds (saga_store.c). Every field the events set
+ * is kept; the definition is looked up again by type and version when it is read.
+ */
+json_t *saga_fold_to_json(const saga_rt *s)
+{
+    char corr[EV_UUID_TEXT_SIZE];
+    ev_uuid_format(&s->corr, corr);
+    json_t *steps = json_array();
+    for (int i = 0; steps && i < SAGA_STEPS_MAX; i++) {
+        json_t *res = json_array();
+        for (uint32_t j = 0; res && s->fwd_res[i] && j < s->fwd_count[i]; j++)
+            json_array_append_new(res, json_integer(s->fwd_res[i][j]));
+        if (!res || json_array_append_new(steps, res) != 0) {
+            json_decref(steps);
+            return NULL;
+        }
+    }
+    json_t *j = json_pack(
+        "{s:s, s:I, s:O, s:o, s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:i, s:i, s:i, s:i, s:i}", "type",
+        s->type, "def_version", (json_int_t)s->def_version, "data", s->data ? s->data : json_null(),
+        "fwd", steps, "start_position", (json_int_t)s->start_position, "version",
+        (json_int_t)s->version, "deadline_us", (json_int_t)s->deadline_us, "updated_us",
+        (json_int_t)s->updated_us, "corr", corr, "retries", (json_int_t)s->retries, "state",
+        s->state, "phase", s->phase, "step", s->step, "fwd_done", s->fwd_done, "failed_step",
+        s->failed_step, "comp_next", s->comp_next);
+    if (j && json_object_update_new(
+                 j, json_pack("{s:b, s:b, s:b, s:b, s:s, s:s, s:s, s:s}", "aborting", s->aborting,
+                              "open", s->open, "comp_failed", s->comp_failed, "final_done",
+                              s->final_done, "subject", s->subject, "traceparent", s->traceparent,
+                              "reason", s->reason, "cause", s->cause)) != 0) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+static int int_of(const json_t *j, const char *k, json_int_t lo, json_int_t hi, json_int_t *out)
+{
+    const json_t *v = json_object_get(j, k);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return SK_ECORRUPT;
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* The integer fields of a snapshot, each checked against its range. */
+static int ints_from_json(saga_rt *s, const json_t *j)
+{
+    json_int_t v[12];
+    static const char *const names[12] = {
+        "def_version", "start_position", "version", "deadline_us", "updated_us",  "retries",
+        "state",       "phase",          "step",    "fwd_done",    "failed_step", "comp_next"};
+    static const json_int_t lo[12] = {0, 0, 1, 0, INT64_MIN, 0, SAGA_RUNNING, 0, 0, 0, -1, -1};
+    static const json_int_t hi[12] = {
+        UINT32_MAX,   INT64_MAX,   INT64_MAX,      INT64_MAX,      INT64_MAX,      UINT32_MAX,
+        SAGA_ABORTED, PHASE_FINAL, SAGA_STEPS_MAX, SAGA_STEPS_MAX, SAGA_STEPS_MAX, SAGA_STEPS_MAX};
+    for (int i = 0; i < 12; i++)
+        if (int_of(j, names[i], lo[i], hi[i], &v[i]) != 0)
+            return SK_ECORRUPT;
+    s->def_version = (uint32_t)v[0];
+    s->start_position = (uint64_t)v[1];
+    s->version = (uint64_t)v[2];
+    s->deadline_us = v[3];
+    s->updated_us = v[4];
+    s->retries = (uint32_t)v[5];
+    s->state = (int)v[6];
+    s->phase = (int)v[7];
+    s->step = (int)v[8];
+    s->fwd_done = (int)v[9];
+    s->failed_step = (int)v[10];
+    s->comp_next = (int)v[11];
+    return 0;
+}
+
+static int results_from_json(saga_rt *s, const json_t *steps)
+{
+    if (!json_is_array(steps) || json_array_size(steps) != SAGA_STEPS_MAX)
+        return SK_ECORRUPT;
+    for (int i = 0; i < SAGA_STEPS_MAX; i++) {
+        const json_t *res = json_array_get(steps, (size_t)i);
+        size_t n = json_array_size(res);
+        if (!json_is_array(res) || n > SAGA_CMDS_MAX)
+            return SK_ECORRUPT;
+        if (n == 0)
+            continue;
+        s->fwd_res[i] = calloc(n, 1);
+        if (!s->fwd_res[i])
+            return -ENOMEM;
+        for (size_t k = 0; k < n; k++) {
+            json_int_t r = json_integer_value(json_array_get(res, k));
+            if (r < RES_NONE || r > RES_FAILED)
+                return SK_ECORRUPT;
+            s->fwd_res[i][k] = (uint8_t)r;
+        }
+        s->fwd_count[i] = (uint32_t)n;
+    }
+    return 0;
+}
+
+int saga_fold_from_json(saga_rt *s, const saga_def *const *defs, const saga_def *const *extra,
+                        const json_t *j)
+{
+    const json_t *data = json_object_get(j, "data");
+    if (!json_is_object(data) || !json_is_string(json_object_get(j, "type")) ||
+        ev_uuid_parse(str(j, "corr"), &s->corr) != 0)
+        return SK_ECORRUPT;
+    int rc = ints_from_json(s, j);
+    if (rc == 0)
+        rc = results_from_json(s, json_object_get(j, "fwd"));
+    if (rc)
+        return rc;
+    snprintf(s->type, sizeof s->type, "%s", str(j, "type"));
+    s->def = find_def(defs, s->type, s->def_version);
+    if (!s->def)
+        s->def = find_def(extra, s->type, s->def_version);
+    json_decref(s->data);
+    s->data = json_deep_copy(data);
+    if (!s->data)
+        return -ENOMEM;
+    s->aborting = json_is_true(json_object_get(j, "aborting"));
+    s->open = json_is_true(json_object_get(j, "open"));
+    s->comp_failed = json_is_true(json_object_get(j, "comp_failed"));
+    s->final_done = json_is_true(json_object_get(j, "final_done"));
+    snprintf(s->subject, sizeof s->subject, "%s", str(j, "subject"));
+    snprintf(s->traceparent, sizeof s->traceparent, "%s", str(j, "traceparent"));
+    snprintf(s->reason, sizeof s->reason, "%s", str(j, "reason"));
+    snprintf(s->cause, sizeof s->cause, "%s", str(j, "cause"));
+    return 0;
+}

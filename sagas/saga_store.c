@@ -2,7 +2,11 @@
  * saga_store.c -- where a saga's state is read from: its stream, and the orchestrator's
  * checkpoint file.
  *
- * The stream `$saga-<id>` is the saga's truth (saga_state.c folds it). The checkpoint
+ * The stream `$saga-<id>` is the saga's truth (saga_state.c folds it). Its snapshot,
+ * a row in DATA/sagas/snapshots.db (store/snapshot.c, aggregate "SagaState": the fold as
+ * JSON at a stream version), only shortens the replay: a load starts from the snapshot
+ * and reads the events after it; a snapshot that is missing, of another shape or past
+ * the stream is ignored and the stream read whole. The checkpoint
  * file, DATA/sagas/checkpoint.json, is only a starting point for the tail:
  *   {"position": P, "open": ["OrderFulfillment-o1", ...]}
  * Every start event below P has been handled (its saga started, or found to need none),
@@ -18,30 +22,77 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-int saga_load(store_log *log, const ev_registry *events, const saga_def *const *defs,
-              const saga_def *const *extra, saga_rt *s, sk_error *err)
+/* The snapshot of s's stream, if one is usable: 1 and s filled, 0 if none. A snapshot of
+ * another shape, past the stream's end or unreadable is ignored (a cache). */
+static int load_snapshot(const saga_source *src, const char *stream, saga_rt *s)
+{
+    if (!src->snaps)
+        return 0;
+    store_snapshot snap;
+    sk_error err = {0};
+    if (store_snapshot_load(src->snaps, stream, &snap, &err) != 1)
+        return 0;
+    int used = 0;
+    if (snap.version <= store_log_stream_version(src->log, ev_str_of(stream)) &&
+        strcmp(snap.aggregate, SAGA_SNAPSHOT_AGGREGATE) == 0 &&
+        snap.state_version == SAGA_SNAPSHOT_STATE_VERSION) {
+        json_t *j = json_loads(snap.state_json, 0, NULL);
+        used = j && saga_fold_from_json(s, src->defs, src->extra, j) == 0 &&
+               s->version == snap.version;
+        json_decref(j);
+    }
+    if (!used) {
+        /* unusable (another shape, past the stream of a repaired log, unreadable): gone,
+         * or it would also make the snapshot file ignore every later save below it */
+        sk_log(SK_LOG_WARN, "sagas", "dropping an unusable saga snapshot", "stream", stream,
+               SK_LOG_END);
+        (void)store_snapshot_delete(src->snaps, stream, NULL, NULL, &err);
+    }
+    store_snapshot_clear(&snap);
+    if (used) {
+        s->snap_version = s->version;
+        return 1;
+    }
+    /* a half-filled fold is dropped: start again from nothing (the id stays) */
+    json_decref(s->data);
+    for (int i = 0; i < SAGA_STEPS_MAX; i++)
+        free(s->fwd_res[i]);
+    char id[sizeof s->id];
+    memcpy(id, s->id, sizeof id);
+    memset(s, 0, offsetof(saga_rt, hnext));
+    memcpy(s->id, id, sizeof id);
+    s->failed_step = -1;
+    s->comp_next = -1;
+    return 0;
+}
+
+int saga_load(const saga_source *src, saga_rt *s, uint64_t *replayed_out, bool *from_snapshot_out,
+              sk_error *err)
 {
     char stream[EV_STREAM_ID_MAX + 1];
     snprintf(stream, sizeof stream, "$saga-%s", s->id);
+    int snapped = load_snapshot(src, stream, s);
     store_reader *r = NULL;
-    int rc = store_reader_open_stream(log, ev_str_of(stream), 1, &r);
+    int rc = store_reader_open_stream(src->log, ev_str_of(stream), s->version + 1, &r);
     if (rc)
         return sk_error_set(err, rc, "", "cannot read %s", stream);
     ev_event ev;
     uint64_t n = 0;
     while ((rc = store_reader_next(r, &ev, err)) == 1) {
         json_t *payload = NULL;
-        rc = ev_payload_to_json(events, ev.schema_id, ev.payload, ev.payload_size, &payload, err);
+        rc = ev_payload_to_json(src->events, ev.schema_id, ev.payload, ev.payload_size, &payload,
+                                err);
         if (rc)
             break;
         char type[EV_TYPE_MAX + 1];
         snprintf(type, sizeof type, "%.*s", (int)ev.type.len, ev.type.ptr);
-        rc = saga_apply(s, defs, extra, type, payload, ev.occurred_at);
+        rc = saga_apply(s, src->defs, src->extra, type, payload, ev.occurred_at);
         json_decref(payload);
         if (rc)
             break;
@@ -51,9 +102,43 @@ int saga_load(store_log *log, const ev_registry *events, const saga_def *const *
     store_reader_close(r);
     if (rc < 0)
         return rc;
-    if (n == 0)
+    if (n == 0 && !snapped)
         return sk_error_set(err, SK_ENOTFOUND, "", "no stream %s", stream);
+    if (replayed_out)
+        *replayed_out = n;
+    if (from_snapshot_out)
+        *from_snapshot_out = snapped;
     return 0;
+}
+
+int saga_snapshot_save(store_snapshots *snaps, saga_rt *s, sk_error *err)
+{
+    json_t *j = saga_fold_to_json(s);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text)
+        return sk_error_set(err, -ENOMEM, "", "out of memory");
+    store_snapshot snap;
+    memset(&snap, 0, sizeof snap);
+    snprintf(snap.stream_id, sizeof snap.stream_id, "$saga-%s", s->id);
+    snprintf(snap.aggregate, sizeof snap.aggregate, "%s", SAGA_SNAPSHOT_AGGREGATE);
+    snap.version = s->version;
+    snap.state_version = SAGA_SNAPSHOT_STATE_VERSION;
+    snap.state_json = text;
+    int rc = store_snapshot_save(snaps, &snap, err);
+    free(text);
+    if (rc == 0)
+        s->snap_version = s->version;
+    return rc;
+}
+
+void saga_snapshot_drop(store_snapshots *snaps, saga_rt *s)
+{
+    char stream[EV_STREAM_ID_MAX + 1];
+    snprintf(stream, sizeof stream, "$saga-%s", s->id);
+    sk_error err = {0};
+    if (store_snapshot_delete(snaps, stream, NULL, NULL, &err) == 0)
+        s->snap_version = 0;
 }
 
 int saga_checkpoint_read(const char *dir, uint64_t *position_out, json_t **open_out, sk_error *err)

@@ -40,6 +40,9 @@
 #define SAGA_CMDS_MAX  128
 #define SAGA_STEPS_MAX 16
 #define SAGA_ID_MAX    190 /* "$saga-" + id fits EV_STREAM_ID_MAX */
+/* A saga that runs its course writes about 14 journal events; one retried by an admin or
+ * compensating at length writes more, and only such a saga is snapshotted by default. */
+#define SAGA_SNAPSHOT_EVERY_DEFAULT 32
 
 typedef struct saga_cmd {
     const char *command; /* static: "ReserveStock" */
@@ -167,6 +170,10 @@ typedef struct saga_config {
     void *send_ctx;
     uint32_t sagas_max;       /* in memory at once; the tail waits beyond (default 65536) */
     uint32_t step_timeout_ms; /* 0: the definitions'; else overrides every timeout */
+    /* A saga's state is snapshotted (DATA/sagas/snapshots.db) each time its stream grew
+     * by this many events since the last one, so loading it replays only what came after
+     * (0: SAGA_SNAPSHOT_EVERY_DEFAULT). */
+    uint32_t snapshot_every;
     saga_faults faults;
 } saga_config;
 
@@ -185,13 +192,21 @@ typedef void (*saga_admin_cb)(void *ctx, int status, const char *message);
 int saga_engine_retry(saga_engine *eng, const char *saga_id, saga_admin_cb done, void *ctx);
 int saga_engine_abort(saga_engine *eng, const char *saga_id, saga_admin_cb done, void *ctx);
 
+/* Upper bounds (seconds) of the step-latency histogram's buckets, and their count. */
+#define SAGA_STEP_BUCKETS 14
+extern const double saga_step_bounds_s[SAGA_STEP_BUCKETS];
+
 typedef struct saga_stats {
     uint64_t started, completed, compensated, aborted, stuck_now, running_now, compensating_now;
     uint64_t retries;                             /* command attempts after the first */
     uint64_t compensations;                       /* compensation commands answered ok */
+    uint64_t compensation_steps;                  /* compensation steps finished (any outcome) */
     uint64_t timeouts;                            /* steps that timed out */
     uint64_t step_latency_us_sum, steps_finished; /* forward steps: start to finish */
-    uint64_t checkpoint;                          /* the tail's position */
+    /* forward steps per latency bucket (not cumulative); the last is +Inf */
+    uint64_t step_buckets[SAGA_STEP_BUCKETS + 1];
+    uint64_t snapshots_saved, snapshot_loads; /* the sagas' own snapshots */
+    uint64_t checkpoint;                      /* the tail's position */
 } saga_stats;
 void saga_engine_get_stats(saga_engine *eng, saga_stats *out);
 

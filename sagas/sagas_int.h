@@ -56,7 +56,8 @@ typedef struct saga_rt {
     uint8_t *fwd_res[SAGA_STEPS_MAX]; /* results of finished forward steps */
     uint32_t fwd_count[SAGA_STEPS_MAX];
     uint64_t start_position;
-    uint64_t version; /* of the stream */
+    uint64_t version;      /* of the stream */
+    uint64_t snap_version; /* of its newest snapshot (0: none) */
     int64_t deadline_us;
     int64_t updated_us;
     ev_uuid corr;
@@ -100,13 +101,36 @@ void saga_rt_free(saga_rt *s);
 int saga_apply(saga_rt *s, const saga_def *const *defs, const saga_def *const *extra,
                const char *type, const json_t *payload, int64_t at_us);
 int saga_state_parse(const char *name);
+/* The fold as JSON (a snapshot's state; the caller's), NULL when out of memory; and back
+ * into a fresh saga_rt: 0, -ENOMEM, or SK_ECORRUPT for a state that is not one. */
+json_t *saga_fold_to_json(const saga_rt *s);
+int saga_fold_from_json(saga_rt *s, const saga_def *const *defs, const saga_def *const *extra,
+                        const json_t *j);
 bool saga_terminal(int state);
 const char *saga_phase_name(int phase);
 
 /* saga_store.c */
-/* Replays `$saga-<id>` into s. 0, SK_ENOTFOUND (no such stream), or the read's error. */
-int saga_load(store_log *log, const ev_registry *events, const saga_def *const *defs,
-              const saga_def *const *extra, saga_rt *s, sk_error *err);
+/* Where sagas are read from: the log, and the snapshots (NULL: none). */
+typedef struct saga_source {
+    store_log *log;
+    const ev_registry *events;
+    store_snapshots *snaps;
+    const saga_def *const *defs, *const *extra;
+} saga_source;
+/* Replays `$saga-<id>` into s (fresh from saga_rt_create): from its snapshot, if a usable
+ * one exists, and the events after it; else from its first event. *replayed_out (may be
+ * NULL) gets the events read from the stream, *from_snapshot_out (may be NULL) whether a
+ * snapshot was used. 0, SK_ENOTFOUND (no such stream), or the read's error. */
+int saga_load(const saga_source *src, saga_rt *s, uint64_t *replayed_out, bool *from_snapshot_out,
+              sk_error *err);
+/* Saves s's fold as the snapshot of its stream (s->snap_version follows). */
+int saga_snapshot_save(store_snapshots *snaps, saga_rt *s, sk_error *err);
+/* Forgets the snapshot of an ended saga. */
+void saga_snapshot_drop(store_snapshots *snaps, saga_rt *s);
+/* The aggregate name and state version saga snapshots carry (a snapshot with another
+ * state version is ignored: the fold changed shape). */
+#define SAGA_SNAPSHOT_AGGREGATE     "SagaState"
+#define SAGA_SNAPSHOT_STATE_VERSION 1
 /* DATA/sagas/checkpoint.json: {"position": P, "open": [ids]}. Missing: position 0, no ids
  * (*open_out NULL). *open_out is the caller's (a JSON array). */
 int saga_checkpoint_read(const char *dir, uint64_t *position_out, json_t **open_out, sk_error *err);

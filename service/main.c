@@ -33,16 +33,19 @@ static const char USAGE[] =
     "  seed       append a sample of the order domain to a data directory\n"
     "  version    print the version\n"
     "\n"
-    "skald seed --data DIR [--schemas DIR] [--orders N] [--seed S] [--if-empty]\n"
-    "  Registers 50 products and stocks them, opens 100 customers, then places N orders,\n"
-    "  each confirmed or cancelled (insufficient_stock, credit_limit_exceeded,\n"
-    "  step_timeout) the way the OrderFulfillment saga ends it. Every append is durable\n"
-    "  (fsync=always) and carries its stream's expected version. The same seed makes the\n"
-    "  same sample (ids of events, commands and correlations aside); occurred_at spreads\n"
-    "  over the past 30 days.\n"
+    "skald seed --data DIR [--schemas DIR] [--command-schemas DIR] [--orders N] [--seed S]\n"
+    "           [--if-empty]\n"
+    "  Through the command bus, as a client would: registers 50 products and stocks them,\n"
+    "  opens 100 customers, then posts N PlaceOrder commands and runs the OrderFulfillment\n"
+    "  saga in this process until every order is confirmed or cancelled\n"
+    "  (insufficient_stock, credit_limit_exceeded). Every append is durable (fsync=always).\n"
+    "  The same seed gives every product, customer and order stream the same history\n"
+    "  (ids of events, commands and correlations, times and log positions aside).\n"
     "  --data DIR      the data directory; the log is DIR/log, schema ids DIR/schemas\n"
-    "  --schemas DIR   the .avsc files (default $SKALD_SCHEMAS, else the installed\n"
+    "  --schemas DIR   the events' .avsc files (default $SKALD_SCHEMAS, else the installed\n"
     "                  share/skald/events/schemas)\n"
+    "  --command-schemas DIR  the commands' .avsc files (default the installed\n"
+    "                  share/skald/commands/schemas)\n"
     "  --orders N      orders to place, 1..10000000 (default 1000)\n"
     "  --seed S        the seed of every random choice (default 42)\n"
     "  --if-empty      leave a log that already holds events alone (exit 0)\n"
@@ -133,11 +136,12 @@ static int run_seed(const svc_seed_options *opt)
     return EXIT_OK;
 }
 
-enum { SEED_DATA = 256, SEED_SCHEMAS, SEED_ORDERS, SEED_SEED, SEED_IF_EMPTY };
+enum { SEED_DATA = 256, SEED_SCHEMAS, SEED_COMMAND_SCHEMAS, SEED_ORDERS, SEED_SEED, SEED_IF_EMPTY };
 
 static const struct option SEED_OPTIONS[] = {
     {"data", required_argument, NULL, SEED_DATA},
     {"schemas", required_argument, NULL, SEED_SCHEMAS},
+    {"command-schemas", required_argument, NULL, SEED_COMMAND_SCHEMAS},
     {"orders", required_argument, NULL, SEED_ORDERS},
     {"seed", required_argument, NULL, SEED_SEED},
     {"if-empty", no_argument, NULL, SEED_IF_EMPTY},
@@ -155,6 +159,9 @@ static int apply_seed_option(int code, const char *value, svc_seed_options *opt)
         return 0;
     case SEED_SCHEMAS:
         opt->schemas_dir = value;
+        return 0;
+    case SEED_COMMAND_SCHEMAS:
+        opt->command_schemas_dir = value;
         return 0;
     case SEED_IF_EMPTY:
         opt->if_empty = 1;

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,15 +142,66 @@ int svc_route_saga_abort(svc_request *rq)
     return admin(rq, 1);
 }
 
+/* Appends printf-formatted text to *buf (len used of cap); a failed growth is remembered
+ * in *buf being NULL. */
+static void put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void put(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    for (int tries = 0; *buf && tries < 2; tries++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if ((size_t)n < *cap - *len) {
+            *len += (size_t)n;
+            return;
+        }
+        size_t grown_cap = (*cap + (size_t)n + 1) * 2;
+        char *grown = realloc(*buf, grown_cap);
+        if (!grown) {
+            free(*buf);
+            *buf = NULL;
+            return;
+        }
+        *buf = grown;
+        *cap = grown_cap;
+    }
+}
+
+/* skald_saga_step_seconds: forward steps by latency, Prometheus's cumulative buckets. */
+static void put_step_histogram(char **b, size_t *len, size_t *cap, const saga_stats *st)
+{
+    put(b, len, cap,
+        "# HELP skald_saga_step_seconds Forward saga steps (any outcome), from their commands "
+        "going out to their last answer or deadline.\n"
+        "# TYPE skald_saga_step_seconds histogram\n");
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < SAGA_STEP_BUCKETS; i++) {
+        cumulative += st->step_buckets[i];
+        put(b, len, cap, "skald_saga_step_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+            saga_step_bounds_s[i], cumulative);
+    }
+    cumulative += st->step_buckets[SAGA_STEP_BUCKETS];
+    put(b, len, cap,
+        "skald_saga_step_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+        "skald_saga_step_seconds_sum %.6f\n"
+        "skald_saga_step_seconds_count %" PRIu64 "\n",
+        cumulative, (double)st->step_latency_us_sum / 1e6, st->steps_finished);
+}
+
 char *svc_metrics_sagas(saga_engine *e, char *text)
 {
     if (!e || !text)
         return text;
     saga_stats st;
     saga_engine_get_stats(e, &st);
-    char buf[3072];
-    int n = snprintf(
-        buf, sizeof buf,
+    size_t len = 0, cap = 4096;
+    char *b = malloc(cap);
+    put(&b, &len, &cap,
         "# HELP skald_sagas Sagas in flight by state (this orchestrator).\n"
         "# TYPE skald_sagas gauge\n"
         "skald_sagas{state=\"running\"} %" PRIu64 "\n"
@@ -162,30 +214,42 @@ char *svc_metrics_sagas(saga_engine *e, char *text)
         "skald_sagas_ended_total{state=\"aborted\"} %" PRIu64 "\n"
         "# HELP skald_sagas_started_total Sagas started since start.\n"
         "# TYPE skald_sagas_started_total counter\n"
-        "skald_sagas_started_total %" PRIu64 "\n"
+        "skald_sagas_started_total %" PRIu64 "\n",
+        st.running_now, st.compensating_now, st.stuck_now, st.completed, st.compensated, st.aborted,
+        st.started);
+    put(&b, &len, &cap,
         "# HELP skald_saga_retries_total Saga command attempts after the first.\n"
         "# TYPE skald_saga_retries_total counter\n"
         "skald_saga_retries_total %" PRIu64 "\n"
         "# HELP skald_saga_compensations_total Compensation commands done.\n"
         "# TYPE skald_saga_compensations_total counter\n"
         "skald_saga_compensations_total %" PRIu64 "\n"
+        "# HELP skald_saga_compensation_steps_total Compensation steps run to their end.\n"
+        "# TYPE skald_saga_compensation_steps_total counter\n"
+        "skald_saga_compensation_steps_total %" PRIu64 "\n"
         "# HELP skald_saga_timeouts_total Saga steps that timed out.\n"
         "# TYPE skald_saga_timeouts_total counter\n"
-        "skald_saga_timeouts_total %" PRIu64 "\n"
-        "# HELP skald_saga_step_seconds Forward steps, from their start to their last answer.\n"
-        "# TYPE skald_saga_step_seconds summary\n"
-        "skald_saga_step_seconds_sum %.6f\n"
-        "skald_saga_step_seconds_count %" PRIu64 "\n"
+        "skald_saga_timeouts_total %" PRIu64 "\n",
+        st.retries, st.compensations, st.compensation_steps, st.timeouts);
+    put_step_histogram(&b, &len, &cap, &st);
+    put(&b, &len, &cap,
+        "# HELP skald_saga_snapshots_saved_total Saga states snapshotted.\n"
+        "# TYPE skald_saga_snapshots_saved_total counter\n"
+        "skald_saga_snapshots_saved_total %" PRIu64 "\n"
+        "# HELP skald_saga_snapshot_loads_total Sagas loaded from a snapshot and the events "
+        "after it.\n"
+        "# TYPE skald_saga_snapshot_loads_total counter\n"
+        "skald_saga_snapshot_loads_total %" PRIu64 "\n"
         "# HELP skald_saga_checkpoint_position The orchestrator's tail position.\n"
         "# TYPE skald_saga_checkpoint_position gauge\n"
         "skald_saga_checkpoint_position %" PRIu64 "\n",
-        st.running_now, st.compensating_now, st.stuck_now, st.completed, st.compensated, st.aborted,
-        st.started, st.retries, st.compensations, st.timeouts, (double)st.step_latency_us_sum / 1e6,
-        st.steps_finished, st.checkpoint);
-    size_t len = strlen(text);
-    char *out = realloc(text, len + (size_t)n + 1);
-    if (!out)
+        st.snapshots_saved, st.snapshot_loads, st.checkpoint);
+    if (!b)
         return text;
-    memcpy(out + len, buf, (size_t)n + 1);
-    return out;
+    size_t tlen = strlen(text);
+    char *out = realloc(text, tlen + len + 1);
+    if (out)
+        memcpy(out + tlen, b, len + 1);
+    free(b);
+    return out ? out : text;
 }

@@ -28,7 +28,7 @@ typedef struct saga_call {
     char command[EV_TYPE_MAX + 1];
     char key[SAGA_ID_MAX + 80];
     char saga_id[SAGA_ID_MAX + 1];
-    char traceparent[64], attempt[16];
+    char traceparent[64], attempt[16], principal[64];
     cmd_context ctx;
     ev_metadata_entry meta[5];
     int64_t started_us;
@@ -135,9 +135,9 @@ static void replay(saga_call *c, unsigned status, const char *body)
     free(c);
 }
 
-static int saga_send_command(void *ctx, const saga_send *s, saga_answer_cb done, void *op)
+int svc_send_keyed(svc_app *app, const char *principal, const saga_send *s, saga_answer_cb done,
+                   void *op)
 {
-    svc_app *app = ctx;
     saga_call *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
@@ -146,13 +146,16 @@ static int saga_send_command(void *ctx, const saga_send *s, saga_answer_cb done,
     c->op = op;
     c->started_us = ev_now_us();
     snprintf(c->command, sizeof c->command, "%s", s->command);
-    snprintf(c->saga_id, sizeof c->saga_id, "%s", s->saga_id);
-    snprintf(c->attempt, sizeof c->attempt, "%" PRIu32, s->attempt);
     c->ctx.correlation_id = s->correlation_id;
     uint32_t m = 0;
-    c->meta[m++] = (ev_metadata_entry){ev_str_of(EV_META_PRINCIPAL), ev_str_of("$sagas")};
-    c->meta[m++] = (ev_metadata_entry){ev_str_of(META_SAGA), ev_str_of(c->saga_id)};
-    c->meta[m++] = (ev_metadata_entry){ev_str_of(META_ATTEMPT), ev_str_of(c->attempt)};
+    snprintf(c->principal, sizeof c->principal, "%s", principal);
+    c->meta[m++] = (ev_metadata_entry){ev_str_of(EV_META_PRINCIPAL), ev_str_of(c->principal)};
+    if (s->saga_id && *s->saga_id) {
+        snprintf(c->saga_id, sizeof c->saga_id, "%s", s->saga_id);
+        snprintf(c->attempt, sizeof c->attempt, "%" PRIu32, s->attempt);
+        c->meta[m++] = (ev_metadata_entry){ev_str_of(META_SAGA), ev_str_of(c->saga_id)};
+        c->meta[m++] = (ev_metadata_entry){ev_str_of(META_ATTEMPT), ev_str_of(c->attempt)};
+    }
     if (s->traceparent && *s->traceparent) {
         snprintf(c->traceparent, sizeof c->traceparent, "%s", s->traceparent);
         c->meta[m++] =
@@ -193,6 +196,45 @@ static int saga_send_command(void *ctx, const saga_send *s, saga_answer_cb done,
     return 0;
 }
 
+static int saga_send_command(void *ctx, const saga_send *s, saga_answer_cb done, void *op)
+{
+    return svc_send_keyed(ctx, "$sagas", s, done, op);
+}
+
+/* The test knobs of docs/sagas.md (definitions, timeouts, faults) from the environment. */
+static int config_from_env(saga_config *sc, sk_error *err)
+{
+    const char *v = getenv("SKALD_SAGA_TEST_DEFINITIONS");
+    if (v && strcmp(v, "1") == 0)
+        sc->extra_defs = saga_test_definitions;
+    v = getenv("SKALD_SAGA_STEP_TIMEOUT_MS");
+    if (v && *v)
+        sc->step_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
+    v = getenv("SKALD_SAGA_SNAPSHOT_EVERY");
+    if (v && *v)
+        sc->snapshot_every = (uint32_t)strtoul(v, NULL, 10);
+    return saga_faults_from_env(&sc->faults, err);
+}
+
+int svc_sagas_start(svc_app *app, const char *data_dir, int from_env, sk_error *err)
+{
+    saga_config sc;
+    saga_config_init(&sc);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/sagas", data_dir);
+    sc.log = app->log;
+    sc.events = app->events;
+    sc.dir = dir;
+    sc.send = saga_send_command;
+    sc.send_ctx = app;
+    int rc = from_env ? config_from_env(&sc, err) : 0;
+    if (rc == 0)
+        rc = saga_engine_open(&sc, &app->sagas, err);
+    if (rc == 0)
+        rc = saga_engine_start(app->sagas, err);
+    return rc;
+}
+
 int svc_sagas_open(svc_app *app, sk_error *err)
 {
     if (!(svc_cfg.roles & SVC_SERVES_SAGAS))
@@ -201,27 +243,7 @@ int svc_sagas_open(svc_app *app, sk_error *err)
         return sk_error_set(err, SK_EBADINPUT, "roles",
                             "the sagas role sends commands: it needs the commands role in the "
                             "same process");
-    saga_config sc;
-    saga_config_init(&sc);
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/sagas", svc_cfg.data_dir);
-    sc.log = app->log;
-    sc.events = app->events;
-    sc.dir = dir;
-    sc.send = saga_send_command;
-    sc.send_ctx = app;
-    const char *v = getenv("SKALD_SAGA_TEST_DEFINITIONS");
-    if (v && strcmp(v, "1") == 0)
-        sc.extra_defs = saga_test_definitions;
-    v = getenv("SKALD_SAGA_STEP_TIMEOUT_MS");
-    if (v && *v)
-        sc.step_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
-    int rc = saga_faults_from_env(&sc.faults, err);
-    if (rc == 0)
-        rc = saga_engine_open(&sc, &app->sagas, err);
-    if (rc == 0)
-        rc = saga_engine_start(app->sagas, err);
-    return rc;
+    return svc_sagas_start(app, svc_cfg.data_dir, 1, err);
 }
 
 void svc_sagas_close(svc_app *app)

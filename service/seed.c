@@ -3,51 +3,66 @@
  * a fresh checkout has something to inspect (tools/run) and the later layers have events
  * to project, query and replay.
  *
- * The sample plays the OrderFulfillment saga by hand. It registers and stocks the
- * products, opens the customers with a credit limit, then places orders: OrderPlaced,
- * StockReserved per line, PaymentAuthorized, StockCommitted per line and OrderConfirmed;
- * or, when a line lacks stock, the credit would be exceeded or a step "times out", the
- * compensations in reverse order (StockReleased, PaymentRefunded) and OrderCancelled with
- * the reason. Products running low are restocked now and then. The domain rules hold at
- * every step: available stock (restocked - committed - reserved) never goes negative and
- * a customer's used credit (authorized - refunded) never exceeds the limit.
+ * The seed is a client of the domain, not a second copy of its rules. It posts commands
+ * through the same path as a keyed HTTP command (svc_send_keyed: the idempotency store,
+ * the command bus, its deciders), and runs the OrderFulfillment saga in this process (the
+ * sagas runtime of `skald serve`, service/saga_wiring.c): it registers and stocks the
+ * products, opens the customers, then posts only PlaceOrder; the saga reserves, pays,
+ * commits and confirms, or compensates and cancels, exactly as it would in production.
+ * When an order was refused for lack of stock, its products get a delivery now and then.
  *
- * Being the log's only writer, the seed keeps every product and customer in memory and
- * knows each stream's version, so every append carries its exact expected version and
- * many appends can be in flight at once: with fsync=always, one append at a time would
- * cost one fdatasync per event, while the appender's group commit makes a few thousand
- * events a matter of seconds. The appender keeps queue order, so log positions tell the
- * story in the order it is written here.
+ * Pipelining with determinism. Orders run concurrently, except that an order waits until
+ * every earlier order that shares its customer or one of its products has ended (its
+ * saga reached a terminal state, and the deliveries it led to were answered). So every
+ * business stream sees the same commands in the same order on every run of one seed, and
+ * the deciders give the same outcomes: the per-stream history is a function of the seed,
+ * while positions in the log interleave differently from run to run. Every random choice
+ * (names, prices, limits, lines, deliveries) is drawn when an order is planned, in plan
+ * order, never when an answer arrives. At most SEED_WINDOW orders are planned and not yet
+ * ended; the longest chain (a popular product's orders) bounds the run's length.
  *
- * Determinism: every choice (names, prices, limits, which customer orders what, which
- * orders fail) comes from one splitmix64 generator seeded by opt->seed. Only event ids,
- * command ids, correlation ids and the wall clock differ between two runs of one seed.
- * occurred_at is a simulated clock spread over the SEED_HISTORY_DAYS before now, so that
- * read models by day have more than one day to show.
+ * How the seed knows an order ended: it tails the log through a subscription (as every
+ * consumer does) and reads the saga journal's SagaStateChanged events; the answers to
+ * its own commands come back through an eventfd. Nothing polls. The seed ends when every
+ * seeded saga has ended, so the first `skald serve` afterwards has none to resume.
+ *
+ * Timestamps are the real ones: events are stamped by the bus when they are appended, so
+ * a seed's history spans the seconds it ran, not days.
  */
-#include "service/service.h"
-#include "commands/commands.h"
-#include "store/store.h"
+#include "service/serve_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-#define SEED_HISTORY_DAYS     30
-#define SEED_IN_FLIGHT_MAX    4096 /* appends queued and not yet completed */
+#define SEED_WINDOW           1024 /* orders planned and not yet ended */
 #define SEED_ORDER_LINES_MAX  4
-#define SEED_LOW_STOCK        5  /* available units below which a delivery may come */
-#define SEED_TIMEOUT_PERCENT  2  /* orders whose commit step "times out" after payment */
-#define SEED_RESTOCK_PERCENT  30 /* chance that a product running low gets a delivery */
+#define SEED_RESTOCK_PERCENT  30 /* chance that a product of a refused order gets a delivery */
 #define SEED_TRACEPARENT_SIZE 56 /* "00-" 32 hex "-" 16 hex "-01" and the NUL */
+#define SEED_STALL_US         (120 * 1000000LL) /* no progress this long: the seed fails */
+#define SEED_SAGA_PREFIX      "$saga-OrderFulfillment-"
+#define SEED_PRINCIPAL        "seed"
 #define US_PER_S              1000000LL
 
-_Static_assert(SEED_IN_FLIGHT_MAX < 65536, "stays below the log's default queue bound");
+_Static_assert((SEED_WINDOW & (SEED_WINDOW - 1)) == 0, "the window is a power of two");
+
+/* Stays on in release builds: cheap, one condition, no side effects. */
+#define SEED_ASSERT(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            sk_log(SK_LOG_FATAL, "seed", "assertion failed", "condition", #cond, SK_LOG_END);      \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
 
 /* ---------------------------------------------------------------------------------------
  * The random source: splitmix64, small and the same on every platform.
@@ -88,74 +103,97 @@ static void rng_uuid_text(sample_rng *r, char out[EV_UUID_TEXT_SIZE])
 }
 
 /* ---------------------------------------------------------------------------------------
- * The domain as the seed tracks it.
+ * The sample. Products and customers are what an order waits on: each remembers the last
+ * planned order that holds it.
  */
+struct order;
+
 typedef struct product {
     char sku[16];
     char name[64];
     int64_t price_cents;
-    int64_t on_hand;  /* restocked - committed */
-    int64_t reserved; /* held for orders not yet confirmed or cancelled */
-    uint64_t version;
+    struct order *last; /* the newest planned order with a line of it, until it ends */
 } product;
 
 typedef struct customer {
     char id[EV_UUID_TEXT_SIZE];
     char name[64];
     int64_t limit_cents;
-    int64_t used_cents; /* authorized - refunded */
-    uint64_t version;
+    struct order *last;
 } customer;
 
 typedef struct order_line {
     product *product;
     int64_t quantity;
+    int64_t restock; /* a delivery if the order is refused for lack of stock; 0: none */
 } order_line;
 
+/* One planned order, in slot (number % SEED_WINDOW) of the window. */
 typedef struct order {
+    uint64_t number; /* plan order, from 0 */
     char id[EV_UUID_TEXT_SIZE];
     customer *customer;
     order_line lines[SEED_ORDER_LINES_MAX];
     uint32_t line_count;
-    uint32_t reserved_count; /* lines[0..reserved_count) hold a reservation */
-    int64_t total_cents;
-    uint64_t version;
-    ev_uuid correlation_id; /* the business process: one per order */
+    struct order *next[SEED_ORDER_LINES_MAX + 1]; /* the order after this one on each resource */
+    uint32_t next_count;
+    uint32_t waits;      /* earlier orders (per shared resource) not yet ended */
+    uint32_t restocks;   /* deliveries posted and not yet answered */
+    int state;           /* ORDER_* */
+    struct order *hnext; /* in the table of posted orders, by id */
+    ev_uuid correlation_id;
 } order;
+
+enum { ORDER_FREE = 0, ORDER_WAITING, ORDER_POSTED, ORDER_RESTOCKING };
+
+/* A command's answer on its way from the completer thread to the seed's thread. */
+typedef struct seed_call {
+    struct seed_call *next;
+    struct seed_ctx *s;
+    order *order; /* NULL: a catalog command */
+    char command[32];
+    saga_answer answer;
+} seed_call;
 
 typedef struct seed_ctx {
     const svc_seed_options *opt;
     sk_error *err;
     sample_rng rng;
-    ev_registry *reg;
-    store_log *log;
-    store_window *window; /* every append goes through it; destroyed after the log closes */
-    ev_buf payload;       /* reused by every append */
-    int64_t clock_us;     /* the simulated occurred_at of the next event */
-    int64_t end_us;       /* the simulated clock never passes this (the real now) */
-    uint64_t appended;    /* appends queued so far */
+    svc_app app;        /* log, events, bus, idem, metrics, sagas: what `skald serve` opens */
+    store_sub *sub;     /* the seed's own tail: which sagas ended */
+    int evfd;           /* answers arrived */
+    pthread_mutex_t mu; /* guards done */
+    seed_call *done;
+    uint32_t calls;   /* commands posted and not yet answered (seed thread) */
+    uint64_t planned; /* orders planned so far */
+    uint64_t ended;   /* orders whose saga and deliveries are done */
+    uint64_t key_seq; /* the seed's idempotency keys: k/seed/<seed>/<n> */
+    int64_t progress_us;
+    int failed;
+    order window[SEED_WINDOW];
+    order *posted[SEED_WINDOW]; /* posted orders by id (chained): whose saga may end */
     product products[SVC_SEED_PRODUCTS];
     customer customers[SVC_SEED_CUSTOMERS];
     svc_seed_report report;
 } seed_ctx;
 
-/* ---------------------------------------------------------------------------------------
- * Appending one event.
- */
-
-/* Moves the simulated clock forward by a random step in [lo_us, hi_us], never past now. */
-static void clock_advance(seed_ctx *s, int64_t lo_us, int64_t hi_us)
+static int64_t monotonic_us(void)
 {
-    s->clock_us += rng_range(&s->rng, lo_us, hi_us);
-    if (s->clock_us > s->end_us)
-        s->clock_us = s->end_us;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * US_PER_S + ts.tv_nsec / 1000;
 }
 
-/* W3C trace context: the trace is the business process, the span this one append. */
-static void format_traceparent(const ev_uuid *trace, const ev_uuid *span,
-                               char out[SEED_TRACEPARENT_SIZE])
+/* ---------------------------------------------------------------------------------------
+ * Posting commands.
+ */
+
+/* W3C trace context: the trace is the business process, the span a random one. */
+static void format_traceparent(const ev_uuid *trace, char out[SEED_TRACEPARENT_SIZE])
 {
     static const char hex[] = "0123456789abcdef";
+    ev_uuid span;
+    ev_uuid_generate(&span);
     char *p = out;
     memcpy(p, "00-", 3);
     p += 3;
@@ -166,89 +204,65 @@ static void format_traceparent(const ev_uuid *trace, const ev_uuid *span,
     *p++ = '-';
     /* The UUID's last 8 bytes: random in both v4 and v7 (v7 starts with the time). */
     for (int i = 8; i < 16; i++) {
-        *p++ = hex[span->bytes[i] >> 4];
-        *p++ = hex[span->bytes[i] & 15];
+        *p++ = hex[span.bytes[i] >> 4];
+        *p++ = hex[span.bytes[i] & 15];
     }
     memcpy(p, "-01", 4);
 }
 
-/* Queues one append through the window (which waits while SEED_IN_FLIGHT_MAX are queued). */
-static int queue_append(seed_ctx *s, const char *stream, uint64_t expected, const ev_event *ev)
+/* Runs on any thread: hands the answer to the seed's thread. */
+static void call_done(void *op, const saga_answer *a)
 {
-    int rc = store_window_append(s->window, ev_str_of(stream), expected, ev, 1, s->err);
-    if (rc)
-        return rc;
-    s->appended++;
-    s->report.events++;
+    seed_call *c = op;
+    seed_ctx *s = c->s;
+    c->answer = *a;
+    uint64_t one = 1;
+    /* the signal goes out under the lock: once the seed's thread took c from the list,
+     * this call no longer touches s, which may then be freed */
+    pthread_mutex_lock(&s->mu);
+    c->next = s->done;
+    s->done = c;
+    ssize_t w = write(s->evfd, &one, sizeof one);
+    pthread_mutex_unlock(&s->mu);
+    (void)w; /* a failed write leaves the counter readable anyway */
+}
+
+/* Posts one command (body is taken) for order o (NULL: the catalog), correlated with the
+ * order's business process or with a fresh one. */
+static int post(seed_ctx *s, order *o, const char *command, json_t *body)
+{
+    if (!body)
+        return sk_error_set(s->err, -ENOMEM, "", "out of memory");
+    seed_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        json_decref(body);
+        return sk_error_set(s->err, -ENOMEM, "", "out of memory");
+    }
+    c->s = s;
+    c->order = o;
+    snprintf(c->command, sizeof c->command, "%s", command);
+    char key[96], traceparent[SEED_TRACEPARENT_SIZE];
+    snprintf(key, sizeof key, "k/" SEED_PRINCIPAL "/%" PRIu64 "/%" PRIu64, s->opt->seed,
+             s->key_seq++);
+    saga_send sd = {.command = command,
+                    .body = body,
+                    .idem_key = key,
+                    .expected_version = STORE_EXPECT_ANY,
+                    .traceparent = traceparent};
+    if (o)
+        sd.correlation_id = o->correlation_id;
+    else
+        ev_uuid_generate(&sd.correlation_id);
+    format_traceparent(&sd.correlation_id, traceparent);
+    s->calls++;
+    int rc = svc_send_keyed(&s->app, SEED_PRINCIPAL, &sd, call_done, c);
+    json_decref(body);
+    if (rc) {
+        s->calls--;
+        free(c);
+        return sk_error_set(s->err, rc, "", "cannot post %s: %s", command, sk_strerror(rc));
+    }
     return 0;
-}
-
-/*
- * Encodes payload (a JSON object; this call takes the reference) as the newest schema of
- * type and queues it on stream at `expected`, the stream's version before this event.
- */
-static int emit(seed_ctx *s, const char *stream, uint64_t expected, const char *type,
-                json_t *payload, const ev_uuid *correlation_id)
-{
-    uint32_t schema_id = 0;
-    if (!payload)
-        return -ENOMEM;
-    s->payload.size = 0;
-    int rc = ev_payload_from_json(s->reg, type, payload, &s->payload, &schema_id, s->err);
-    json_decref(payload);
-    if (rc)
-        return rc;
-
-    ev_event ev;
-    char traceparent[SEED_TRACEPARENT_SIZE];
-    memset(&ev, 0, sizeof ev);
-    ev.type = ev_str_of(type);
-    ev.occurred_at = s->clock_us;
-    ev_uuid_generate(&ev.command_id);
-    ev.correlation_id = *correlation_id;
-    ev.schema_id = schema_id;
-    format_traceparent(correlation_id, &ev.command_id, traceparent);
-    ev.metadata[0] = (ev_metadata_entry){ev_str_of(EV_META_PRINCIPAL), ev_str_of("seed")};
-    ev.metadata[1] = (ev_metadata_entry){ev_str_of(EV_META_TRACEPARENT), ev_str_of(traceparent)};
-    ev.metadata_count = 2;
-    ev.payload = s->payload.data;
-    ev.payload_size = (uint32_t)s->payload.size;
-    return queue_append(s, stream, expected, &ev);
-}
-
-/* ---------------------------------------------------------------------------------------
- * Streams. Each helper appends one event and moves the tracked version with it.
- */
-static int emit_product(seed_ctx *s, product *p, const char *type, json_t *payload,
-                        const ev_uuid *correlation_id)
-{
-    char stream[EV_STREAM_ID_MAX + 1];
-    snprintf(stream, sizeof stream, "product-%s", p->sku);
-    int rc = emit(s, stream, p->version, type, payload, correlation_id);
-    if (rc == 0)
-        p->version++;
-    return rc;
-}
-
-static int emit_customer(seed_ctx *s, customer *c, const char *type, json_t *payload,
-                         const ev_uuid *correlation_id)
-{
-    char stream[EV_STREAM_ID_MAX + 1];
-    snprintf(stream, sizeof stream, "customer-%s", c->id);
-    int rc = emit(s, stream, c->version, type, payload, correlation_id);
-    if (rc == 0)
-        c->version++;
-    return rc;
-}
-
-static int emit_order(seed_ctx *s, order *o, const char *type, json_t *payload)
-{
-    char stream[EV_STREAM_ID_MAX + 1];
-    snprintf(stream, sizeof stream, "order-%s", o->id);
-    int rc = emit(s, stream, o->version, type, payload, &o->correlation_id);
-    if (rc == 0)
-        o->version++;
-    return rc;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -271,48 +285,35 @@ static const char *const LAST_NAMES[] = {"Andersen", "Baptiste",  "Costa",  "Dah
 _Static_assert(SVC_SEED_PRODUCTS <= COUNT_OF(MATERIALS) * COUNT_OF(ITEMS),
                "every product gets a distinct name");
 
-static int restock(seed_ctx *s, product *p, int64_t quantity, const ev_uuid *correlation_id)
+static json_t *restock_body(const product *p, int64_t quantity)
 {
-    int rc = emit_product(s, p, "ProductRestocked",
-                          json_pack("{s:s, s:I}", "sku", p->sku, "quantity", (json_int_t)quantity),
-                          correlation_id);
-    if (rc == 0) {
-        p->on_hand += quantity;
-        s->report.restocks++;
-    }
-    return rc;
+    return json_pack("{s:s, s:I}", "sku", p->sku, "quantity", (json_int_t)quantity);
 }
 
 static int seed_product(seed_ctx *s, uint32_t index)
 {
     product *p = &s->products[index];
-    ev_uuid correlation_id;
-    ev_uuid_generate(&correlation_id);
     /* Distinct names: the material cycles fastest, the item shifts with every cycle. */
     size_t material = index % COUNT_OF(MATERIALS);
     size_t item = (index / COUNT_OF(MATERIALS) + 3 * material) % COUNT_OF(ITEMS);
     snprintf(p->sku, sizeof p->sku, "SKU-%04u", index + 1);
     snprintf(p->name, sizeof p->name, "%s %s", MATERIALS[material], ITEMS[item]);
     p->price_cents = rng_range(&s->rng, 5, 250) * 100 - 1;
-    clock_advance(s, 1 * US_PER_S, 30 * US_PER_S);
-    int rc = emit_product(s, p, "ProductRegistered",
-                          json_pack("{s:s, s:s, s:I}", "sku", p->sku, "name", p->name,
-                                    "price_cents", (json_int_t)p->price_cents),
-                          &correlation_id);
-    if (rc == 0) {
-        clock_advance(s, 1 * US_PER_S, 30 * US_PER_S);
-        rc = restock(s, p, rng_range(&s->rng, 20, 200), &correlation_id);
-    }
+    int rc = post(s, NULL, "RegisterProduct",
+                  json_pack("{s:s, s:s, s:I}", "sku", p->sku, "name", p->name, "price_cents",
+                            (json_int_t)p->price_cents));
     if (rc == 0)
+        rc = post(s, NULL, "RestockProduct", restock_body(p, rng_range(&s->rng, 20, 200)));
+    if (rc == 0) {
         s->report.products++;
+        s->report.restocks++;
+    }
     return rc;
 }
 
 static int seed_customer(seed_ctx *s, uint32_t index)
 {
     customer *c = &s->customers[index];
-    ev_uuid correlation_id;
-    ev_uuid_generate(&correlation_id);
     rng_uuid_text(&s->rng, c->id);
     snprintf(c->name, sizeof c->name, "%s %s",
              FIRST_NAMES[rng_range(&s->rng, 0, COUNT_OF(FIRST_NAMES) - 1)],
@@ -321,11 +322,9 @@ static int seed_customer(seed_ctx *s, uint32_t index)
      * fixed limit a long run would end with every customer exhausted. */
     int64_t scale = (s->opt->orders - 1) / 1000 + 1;
     c->limit_cents = rng_range(&s->rng, 20, 200) * 10000 * scale;
-    clock_advance(s, 1 * US_PER_S, 60 * US_PER_S);
-    int rc = emit_customer(s, c, "CustomerOpened",
-                           json_pack("{s:s, s:s, s:I}", "customer_id", c->id, "name", c->name,
-                                     "credit_limit_cents", (json_int_t)c->limit_cents),
-                           &correlation_id);
+    int rc = post(s, NULL, "OpenCustomer",
+                  json_pack("{s:s, s:s, s:I}", "customer_id", c->id, "name", c->name,
+                            "credit_limit_cents", (json_int_t)c->limit_cents));
     if (rc == 0)
         s->report.customers++;
     return rc;
@@ -352,7 +351,8 @@ static int order_has(const order *o, const product *p)
     return 0;
 }
 
-/* Chooses the customer and 1..SEED_ORDER_LINES_MAX lines of distinct products. */
+/* Chooses the customer, 1..SEED_ORDER_LINES_MAX lines of distinct products, and the
+ * delivery each line's product gets if the order is refused for lack of stock. */
 static void plan_order(seed_ctx *s, order *o)
 {
     static const int line_weights[SEED_ORDER_LINES_MAX] = {45, 30, 15, 10};
@@ -372,8 +372,9 @@ static void plan_order(seed_ctx *s, order *o)
             continue;
         int64_t quantity =
             rng_percent(&s->rng, 5) ? rng_range(&s->rng, 4, 10) : rng_range(&s->rng, 1, 3);
-        o->lines[o->line_count++] = (order_line){p, quantity};
-        o->total_cents += quantity * p->price_cents;
+        int64_t restock =
+            rng_percent(&s->rng, SEED_RESTOCK_PERCENT) ? rng_range(&s->rng, 50, 300) : 0;
+        o->lines[o->line_count++] = (order_line){p, quantity, restock};
     }
 }
 
@@ -387,160 +388,226 @@ static int place_order(seed_ctx *s, order *o)
                                             (json_int_t)l->quantity, "unit_price_cents",
                                             (json_int_t)l->product->price_cents)) != 0) {
             json_decref(lines);
-            return -ENOMEM;
+            lines = NULL;
         }
     }
+    o->state = ORDER_POSTED;
+    order **bucket = &s->posted[ev_hash_str(o->id) & (SEED_WINDOW - 1)];
+    o->hnext = *bucket;
+    *bucket = o;
+    s->report.orders++;
     /* "o" hands the lines reference to the new object (and drops it if packing fails). */
-    json_t *payload =
-        json_pack("{s:s, s:s, s:o, s:I}", "order_id", o->id, "customer_id", o->customer->id,
-                  "lines", lines, "total_cents", (json_int_t)o->total_cents);
-    int rc = emit_order(s, o, "OrderPlaced", payload);
-    if (rc == 0)
-        s->report.orders++;
-    return rc;
+    return post(s, o, "PlaceOrder",
+                json_pack("{s:s, s:s, s:o}", "order_id", o->id, "customer_id", o->customer->id,
+                          "lines", lines));
 }
 
-static json_t *stock_payload(const order *o, const order_line *l)
+/* o waits behind *last (if it has not ended) and becomes the resource's last holder. */
+static void queue_behind(order **last, order *o)
 {
-    return json_pack("{s:s, s:s, s:I}", "sku", l->product->sku, "order_id", o->id, "quantity",
-                     (json_int_t)l->quantity);
-}
-
-/* Reserves the lines in order; stops at the first that lacks stock. *all_out says whether
- * every line is reserved. */
-static int reserve_lines(seed_ctx *s, order *o, int *all_out)
-{
-    *all_out = 0;
-    for (uint32_t i = 0; i < o->line_count; i++) {
-        order_line *l = &o->lines[i];
-        clock_advance(s, 5000, 200000);
-        if (l->product->on_hand - l->product->reserved < l->quantity)
-            return 0;
-        int rc =
-            emit_product(s, l->product, "StockReserved", stock_payload(o, l), &o->correlation_id);
-        if (rc)
-            return rc;
-        l->product->reserved += l->quantity;
-        o->reserved_count++;
+    if (*last) {
+        order *before = *last;
+        before->next[before->next_count++] = o;
+        o->waits++;
     }
-    *all_out = 1;
-    return 0;
+    *last = o;
 }
 
-static json_t *payment_payload(const order *o)
+/* Plans the next order into its window slot and posts it unless it waits. */
+static int plan_next(seed_ctx *s)
 {
-    return json_pack("{s:s, s:s, s:I}", "customer_id", o->customer->id, "order_id", o->id,
-                     "amount_cents", (json_int_t)o->total_cents);
+    order *o = &s->window[s->planned & (SEED_WINDOW - 1)];
+    SEED_ASSERT(o->state == ORDER_FREE);
+    plan_order(s, o);
+    o->number = s->planned++;
+    o->state = ORDER_WAITING;
+    queue_behind(&o->customer->last, o);
+    for (uint32_t i = 0; i < o->line_count; i++)
+        queue_behind(&o->lines[i].product->last, o);
+    return o->waits ? 0 : place_order(s, o);
 }
 
-static int authorize_payment(seed_ctx *s, order *o)
+/* The order's saga and deliveries are done: the orders behind it may go. */
+static int end_order(seed_ctx *s, order *o)
 {
-    clock_advance(s, 20000, 800000);
-    int rc =
-        emit_customer(s, o->customer, "PaymentAuthorized", payment_payload(o), &o->correlation_id);
-    if (rc == 0)
-        o->customer->used_cents += o->total_cents;
-    return rc;
-}
-
-/* The compensations of the steps done, newest first, then the cancellation. */
-static int cancel_order(seed_ctx *s, order *o, const char *reason, int refund)
-{
+    if (o->customer->last == o)
+        o->customer->last = NULL;
+    for (uint32_t i = 0; i < o->line_count; i++)
+        if (o->lines[i].product->last == o)
+            o->lines[i].product->last = NULL;
+    o->state = ORDER_FREE;
+    s->ended++;
+    s->progress_us = monotonic_us();
     int rc = 0;
-    clock_advance(s, 100000, 5 * US_PER_S);
-    if (refund) {
-        rc = emit_customer(s, o->customer, "PaymentRefunded", payment_payload(o),
-                           &o->correlation_id);
-        if (rc)
-            return rc;
-        o->customer->used_cents -= o->total_cents;
+    for (uint32_t i = 0; rc == 0 && i < o->next_count; i++) {
+        order *n = o->next[i];
+        SEED_ASSERT(n->waits > 0);
+        if (--n->waits == 0)
+            rc = place_order(s, n);
     }
-    while (o->reserved_count > 0) {
-        order_line *l = &o->lines[o->reserved_count - 1];
-        rc = emit_product(s, l->product, "StockReleased", stock_payload(o, l), &o->correlation_id);
-        if (rc)
-            return rc;
-        l->product->reserved -= l->quantity;
-        o->reserved_count--;
-    }
-    rc = emit_order(s, o, "OrderCancelled",
-                    json_pack("{s:s, s:s}", "order_id", o->id, "reason", reason));
-    if (rc == 0)
-        s->report.cancelled++;
     return rc;
 }
 
-static int confirm_order(seed_ctx *s, order *o)
+/* The saga of order o ended in state (terminal) for reason. */
+static int saga_ended(seed_ctx *s, order *o, const char *state, const char *reason)
 {
-    clock_advance(s, 5000, 200000);
-    for (uint32_t i = 0; i < o->line_count; i++) {
-        order_line *l = &o->lines[i];
-        int rc =
-            emit_product(s, l->product, "StockCommitted", stock_payload(o, l), &o->correlation_id);
-        if (rc)
-            return rc;
-        l->product->reserved -= l->quantity;
-        l->product->on_hand -= l->quantity;
-    }
-    o->reserved_count = 0;
-    int rc = emit_order(s, o, "OrderConfirmed", json_pack("{s:s}", "order_id", o->id));
-    if (rc == 0)
+    if (strcmp(state, "completed") == 0) {
         s->report.confirmed++;
+    } else if (strcmp(state, "compensated") == 0) {
+        s->report.cancelled++;
+    } else {
+        return sk_error_set(s->err, SK_ECONFLICT, "", "the saga of order %s ended %s (%s)", o->id,
+                            state, reason);
+    }
+    o->state = ORDER_RESTOCKING;
+    if (strcmp(reason, "insufficient_stock") == 0)
+        for (uint32_t i = 0; i < o->line_count; i++) {
+            if (!o->lines[i].restock)
+                continue;
+            int rc = post(s, o, "RestockProduct",
+                          restock_body(o->lines[i].product, o->lines[i].restock));
+            if (rc)
+                return rc;
+            o->restocks++;
+            s->report.restocks++;
+        }
+    return o->restocks ? 0 : end_order(s, o);
+}
+
+/* Takes the posted order whose id is id (len bytes) out of the table; NULL if none. */
+static order *take_posted(seed_ctx *s, const char *id, size_t len)
+{
+    char key[EV_UUID_TEXT_SIZE];
+    if (len >= sizeof key)
+        return NULL;
+    memcpy(key, id, len);
+    key[len] = '\0';
+    for (order **p = &s->posted[ev_hash_str(key) & (SEED_WINDOW - 1)]; *p; p = &(*p)->hnext)
+        if (strcmp((*p)->id, key) == 0) {
+            order *o = *p;
+            *p = o->hnext;
+            o->hnext = NULL;
+            return o;
+        }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The seed's thread: answers and the tail.
+ */
+static int handle_answers(seed_ctx *s)
+{
+    uint64_t n;
+    ssize_t r = read(s->evfd, &n, sizeof n);
+    (void)r; /* nonblocking: EAGAIN when nothing came */
+    pthread_mutex_lock(&s->mu);
+    seed_call *c = s->done;
+    s->done = NULL;
+    pthread_mutex_unlock(&s->mu);
+    int rc = 0;
+    while (c) {
+        seed_call *next = c->next;
+        s->calls--;
+        if (rc == 0 && c->answer.kind != SAGA_ANSWER_OK)
+            rc = sk_error_set(s->err, SK_EREJECTED, "", "%s failed: %s %s", c->command,
+                              c->answer.reason, c->answer.message);
+        if (rc == 0 && c->order && strcmp(c->command, "RestockProduct") == 0 &&
+            --c->order->restocks == 0)
+            rc = end_order(s, c->order);
+        free(c);
+        c = next;
+    }
     return rc;
 }
 
-/* Some products that ran low get a delivery; some stay short for a while. */
-static int restock_low(seed_ctx *s, const order *o)
+/* One event of the tail: a terminal SagaStateChanged of a seeded order ends it. */
+static int handle_event(seed_ctx *s, const ev_event *ev)
 {
-    for (uint32_t i = 0; i < o->line_count; i++) {
-        product *p = o->lines[i].product;
-        if (p->on_hand - p->reserved >= SEED_LOW_STOCK ||
-            !rng_percent(&s->rng, SEED_RESTOCK_PERCENT))
-            continue;
-        ev_uuid correlation_id;
-        ev_uuid_generate(&correlation_id);
-        clock_advance(s, 60 * US_PER_S, 600 * US_PER_S);
-        int rc = restock(s, p, rng_range(&s->rng, 50, 300), &correlation_id);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-/* One order, start to end, as the OrderFulfillment saga would run it. */
-static int run_order(seed_ctx *s, int64_t gap_us)
-{
-    order o;
-    int all_reserved = 0;
-    clock_advance(s, 0, 2 * gap_us);
-    plan_order(s, &o);
-    int rc = place_order(s, &o);
-    if (rc == 0)
-        rc = reserve_lines(s, &o, &all_reserved);
+    size_t prefix = strlen(SEED_SAGA_PREFIX);
+    if (!ev_str_eq(ev->type, "SagaStateChanged") || ev->stream_id.len <= prefix ||
+        memcmp(ev->stream_id.ptr, SEED_SAGA_PREFIX, prefix) != 0)
+        return 0;
+    json_t *payload = NULL;
+    int rc = ev_payload_to_json(s->app.events, ev->schema_id, ev->payload, ev->payload_size,
+                                &payload, s->err);
     if (rc)
         return rc;
-    if (!all_reserved)
-        rc = cancel_order(s, &o, "insufficient_stock", 0);
-    else if (o.customer->limit_cents - o.customer->used_cents < o.total_cents)
-        rc = cancel_order(s, &o, "credit_limit_exceeded", 0);
-    else if ((rc = authorize_payment(s, &o)) == 0)
-        rc = rng_percent(&s->rng, SEED_TIMEOUT_PERCENT) ? cancel_order(s, &o, "step_timeout", 1)
-                                                        : confirm_order(s, &o);
+    const char *state = json_string_value(json_object_get(payload, "state"));
+    const char *reason = json_string_value(json_object_get(payload, "reason"));
+    if (state && (strcmp(state, "completed") == 0 || strcmp(state, "compensated") == 0 ||
+                  strcmp(state, "aborted") == 0)) {
+        order *o = take_posted(s, ev->stream_id.ptr + prefix, ev->stream_id.len - prefix);
+        if (o)
+            rc = saga_ended(s, o, state, reason ? reason : "");
+    }
+    json_decref(payload);
+    return rc;
+}
+
+static int handle_tail(seed_ctx *s)
+{
+    ev_event ev;
+    int rc;
+    for (int n = 0; n < 4096 && (rc = store_sub_next(s->sub, &ev, s->err)) == 1; n++) {
+        rc = handle_event(s, &ev);
+        if (rc)
+            return rc;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* Waits for answers or the tail (bounded), then handles both. */
+static int step(seed_ctx *s)
+{
+    struct pollfd fds[2] = {{.fd = s->evfd, .events = POLLIN},
+                            {.fd = store_sub_fd(s->sub), .events = POLLIN}};
+    (void)poll(fds, 2, 200);
+    int rc = handle_answers(s);
     if (rc == 0)
-        rc = restock_low(s, &o);
+        rc = handle_tail(s);
+    if (rc == 0 && monotonic_us() - s->progress_us > SEED_STALL_US)
+        rc = sk_error_set(s->err, -ETIMEDOUT, "",
+                          "no order ended for %lld s (%" PRIu64 " of %u ended)",
+                          SEED_STALL_US / US_PER_S, s->ended, s->opt->orders);
+    if (rc == 0)
+        (void)cmd_idem_sync(s->app.idem); /* at most once a second does any work */
+    return rc;
+}
+
+static int run_sample(seed_ctx *s)
+{
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < SVC_SEED_PRODUCTS; i++)
+        rc = seed_product(s, i);
+    for (uint32_t i = 0; rc == 0 && i < SVC_SEED_CUSTOMERS; i++)
+        rc = seed_customer(s, i);
+    s->progress_us = monotonic_us();
+    while (rc == 0 && s->calls > 0) /* the catalog before any order */
+        rc = step(s);
+    while (rc == 0 && s->ended < s->opt->orders) {
+        while (rc == 0 && s->planned < s->opt->orders &&
+               s->window[s->planned & (SEED_WINDOW - 1)].state == ORDER_FREE)
+            rc = plan_next(s);
+        if (rc == 0)
+            rc = step(s);
+    }
+    /* a failure leaves commands in flight: their answers still come, and are freed here
+     * (only answers: nothing new is posted) */
+    for (int64_t until = monotonic_us() + 10 * US_PER_S; s->calls > 0 && monotonic_us() < until;) {
+        struct pollfd fd = {.fd = s->evfd, .events = POLLIN};
+        (void)poll(&fd, 1, 100);
+        sk_error ignored;
+        sk_error *keep = s->err;
+        s->err = &ignored;
+        (void)handle_answers(s);
+        s->err = keep;
+    }
     return rc;
 }
 
 /* ---------------------------------------------------------------------------------------
  * Opening, the run, closing.
  */
-static int64_t monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * US_PER_S + ts.tv_nsec / 1000;
-}
-
 static int make_dir(const char *path, sk_error *err)
 {
     if (mkdir(path, 0755) == 0 || errno == EEXIST)
@@ -550,34 +617,77 @@ static int make_dir(const char *path, sk_error *err)
                         strerror(-rc));
 }
 
-static int open_data(seed_ctx *s)
+/* The option's folder, else $env, else the one this binary ships. */
+static int find_dir(const char *given, const char *env, const char *what, const char *field,
+                    char *out, size_t size, sk_error *err)
+{
+    if (!given)
+        given = env ? getenv(env) : NULL;
+    if (given && *given) {
+        snprintf(out, size, "%s", given);
+        return 0;
+    }
+    int rc = ev_shipped_path(what, out, size);
+    if (rc)
+        return sk_error_set(err, rc, field, "no %s folder at %s (installed?); pass --%s", what, out,
+                            field);
+    return 0;
+}
+
+static int open_log(seed_ctx *s)
 {
     const svc_seed_options *opt = s->opt;
-    char log_dir[PATH_MAX];
-    const char *schemas = opt->schemas_dir;
-    if (!schemas)
-        schemas = getenv("SKALD_SCHEMAS");
-    char shipped[4096];
-    if (!schemas || !*schemas) {
-        int rc = ev_shipped_path("events/schemas", shipped, sizeof shipped);
-        if (rc)
-            return sk_error_set(s->err, rc, "schemas",
-                                "no events/schemas folder at %s (installed?); pass --schemas",
-                                shipped);
-        schemas = shipped;
-    }
-    int rc = make_dir(opt->data_dir, s->err);
+    char schemas[4096], log_dir[PATH_MAX];
+    int rc = find_dir(opt->schemas_dir, "SKALD_SCHEMAS", "events/schemas", "schemas", schemas,
+                      sizeof schemas, s->err);
+    if (rc == 0)
+        rc = make_dir(opt->data_dir, s->err);
     if (rc)
         return rc;
     if (snprintf(log_dir, sizeof log_dir, "%s/log", opt->data_dir) >= (int)sizeof log_dir)
         return sk_error_set(s->err, -ENAMETOOLONG, "data", "data directory path is too long");
-    rc = ev_registry_open(schemas, opt->data_dir, &s->reg, s->err);
+    rc = ev_registry_open(schemas, opt->data_dir, &s->app.events, s->err);
     if (rc)
         return rc;
     store_config cfg;
     store_config_init(&cfg, log_dir);
     cfg.fsync_mode = STORE_FSYNC_ALWAYS;
-    return store_log_open(&cfg, &s->log, s->err);
+    return store_log_open(&cfg, &s->app.log, s->err);
+}
+
+/* What `skald serve` opens for the commands and sagas roles, minus HTTP and snapshots. */
+static int open_command_path(seed_ctx *s)
+{
+    char command_schemas[4096];
+    int rc = find_dir(s->opt->command_schemas_dir, NULL, "commands/schemas", "command-schemas",
+                      command_schemas, sizeof command_schemas, s->err);
+    if (rc)
+        return rc;
+    if (svc_metrics_create(cmd_domains, &s->app.metrics) != 0)
+        return sk_error_set(s->err, -ENOMEM, "", "out of memory");
+    cmd_bus_config bc = {
+        .log = s->app.log,
+        .events = s->app.events,
+        .command_schemas_dir = command_schemas,
+        .domains = cmd_domains,
+        .cache_max = 4096,
+    };
+    rc = cmd_bus_create(&bc, &s->app.bus, s->err);
+    if (rc)
+        return rc;
+    cmd_idem_config ic;
+    cmd_idem_config_init(&ic, s->opt->data_dir);
+    ic.log = s->app.log;
+    rc = cmd_idem_open(&ic, &s->app.idem, s->err);
+    if (rc)
+        return rc;
+    s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->evfd < 0)
+        return sk_error_set(s->err, -errno, "", "cannot create an eventfd");
+    rc = store_sub_open(s->app.log, store_log_head(s->app.log), &s->sub);
+    if (rc)
+        return sk_error_set(s->err, rc, "", "cannot subscribe to the log");
+    return svc_sagas_start(&s->app, s->opt->data_dir, 0, s->err);
 }
 
 /* Refuses to write the sample twice into one log: its product streams would conflict. */
@@ -585,40 +695,12 @@ static int check_fresh(seed_ctx *s)
 {
     char stream[EV_STREAM_ID_MAX + 1];
     snprintf(stream, sizeof stream, "product-SKU-%04u", 1u);
-    if (store_log_stream_version(s->log, ev_str_of(stream)) == 0)
+    if (store_log_stream_version(s->app.log, ev_str_of(stream)) == 0)
         return 0;
     return sk_error_set(s->err, SK_ECONFLICT, "",
                         "the log already holds the sample (stream %s exists); seed an empty "
                         "data directory, or pass --if-empty to leave a seeded log alone",
                         stream);
-}
-
-static int append_sample(seed_ctx *s)
-{
-    int rc = store_window_create(s->log, SEED_IN_FLIGHT_MAX, NULL, NULL, &s->window);
-    if (rc)
-        return rc;
-    int64_t span_us = (int64_t)SEED_HISTORY_DAYS * 86400 * US_PER_S;
-    s->end_us = ev_now_us();
-    s->clock_us = s->end_us - span_us;
-    for (uint32_t i = 0; rc == 0 && i < SVC_SEED_PRODUCTS; i++)
-        rc = seed_product(s, i);
-    for (uint32_t i = 0; rc == 0 && i < SVC_SEED_CUSTOMERS; i++)
-        rc = seed_customer(s, i);
-    /* Orders fill most of what is left of the history at an even average pace; the rest
-     * is for the steps inside the orders and the deliveries between them. */
-    int64_t gap_us = (s->end_us - s->clock_us) / 10 * 9 / (int64_t)(s->opt->orders + 1);
-    for (uint32_t i = 0; rc == 0 && i < s->opt->orders; i++)
-        rc = run_order(s, gap_us);
-    int drain_rc = store_window_drain(s->window);
-    store_window_stats st;
-    store_window_get_stats(s->window, &st);
-    if (rc == 0)
-        rc = drain_rc;
-    if (rc != 0 && rc == st.first_error) /* an append failed after it was queued */
-        sk_error_set(s->err, rc, "", "append %" PRIu64 " of %" PRIu64 " failed: %s",
-                     st.first_failed_index + 1, s->appended, sk_strerror(rc));
-    return rc;
 }
 
 void svc_seed_options_init(svc_seed_options *opt, const char *data_dir)
@@ -631,10 +713,10 @@ void svc_seed_options_init(svc_seed_options *opt, const char *data_dir)
 
 static int seed_with(seed_ctx *s)
 {
-    int rc = open_data(s);
+    int rc = open_log(s);
     if (rc)
         return rc;
-    s->report.first_position = store_log_head(s->log);
+    s->report.first_position = store_log_head(s->app.log);
     if (s->opt->if_empty && s->report.first_position > 0) {
         s->report.skipped = 1;
         s->report.next_position = s->report.first_position;
@@ -642,13 +724,15 @@ static int seed_with(seed_ctx *s)
     }
     rc = check_fresh(s);
     if (rc == 0)
-        rc = append_sample(s);
+        rc = open_command_path(s);
+    if (rc == 0)
+        rc = run_sample(s);
     return rc;
 }
 
-/* The seed writes no keyed command, but the idempotency store's start-up scan would not
- * know that: opening it here, once, leaves its journal's mark at the head, so the first
- * `skald serve` after a seed reads none of it (the scan's cost moves to the seed). */
+/* The idempotency store's start-up scan begins at its journal's mark: opening it once
+ * more here, after the run, leaves the mark at the head, so the first `skald serve` after
+ * a seed reads none of the seeded log (the scan's cost moves to the seed). */
 static int mark_idempotency(const char *data_dir, store_log *log, sk_error *err)
 {
     cmd_idem_config ic;
@@ -658,6 +742,32 @@ static int mark_idempotency(const char *data_dir, store_log *log, sk_error *err)
     int rc = cmd_idem_open(&ic, &idem, err);
     int close_rc = cmd_idem_close(idem);
     return rc ? rc : close_rc;
+}
+
+/* Closes in the order `skald serve` does; the log's close status (or rc's). */
+static int close_all(seed_ctx *s, int rc)
+{
+    svc_sagas_close(&s->app); /* writes its checkpoint: nothing left open */
+    store_sub_close(s->sub);
+    cmd_bus_destroy(s->app.bus);
+    int idem_rc = cmd_idem_close(s->app.idem);
+    if (rc == 0 && idem_rc)
+        rc = sk_error_set(s->err, idem_rc, "", "the idempotency journal failed: %s",
+                          sk_strerror(idem_rc));
+    if (rc == 0 && s->app.log && !s->report.skipped)
+        rc = mark_idempotency(s->opt->data_dir, s->app.log, s->err);
+    if (s->app.log) {
+        s->report.next_position = store_log_head(s->app.log);
+        int close_rc = store_log_close(s->app.log);
+        if (rc == 0 && close_rc != 0)
+            rc = sk_error_set(s->err, close_rc, "", "closing the log failed: %s",
+                              sk_strerror(close_rc));
+    }
+    svc_metrics_free(s->app.metrics);
+    ev_registry_destroy(s->app.events);
+    if (s->evfd >= 0)
+        close(s->evfd);
+    return rc;
 }
 
 int svc_seed_run(const svc_seed_options *opt, svc_seed_report *out, sk_error *err)
@@ -673,23 +783,15 @@ int svc_seed_run(const svc_seed_options *opt, svc_seed_report *out, sk_error *er
     s->opt = opt;
     s->err = err;
     s->rng.state = opt->seed;
+    s->evfd = -1;
+    pthread_mutex_init(&s->mu, NULL);
     int64_t start_us = monotonic_us();
-    int rc = seed_with(s);
-    if (rc == 0 && s->log)
-        rc = mark_idempotency(opt->data_dir, s->log, err);
-    if (s->log) {
-        s->report.next_position = store_log_head(s->log);
-        int close_rc = store_log_close(s->log);
-        if (rc == 0 && close_rc != 0)
-            rc = sk_error_set(err, close_rc, "", "closing the log failed: %s",
-                              sk_strerror(close_rc));
-    }
+    int rc = close_all(s, seed_with(s));
+    s->report.events = s->report.next_position - s->report.first_position;
     s->report.elapsed_us = monotonic_us() - start_us;
     if (rc == 0)
         *out = s->report;
-    ev_registry_destroy(s->reg);
-    ev_buf_free(&s->payload);
-    store_window_destroy(s->window); /* closing the log completed every append */
+    pthread_mutex_destroy(&s->mu);
     free(s);
     return rc;
 }

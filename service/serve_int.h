@@ -350,7 +350,18 @@ char *svc_metrics_relay(store_relay *relay, char *text);
 /* The sagas role (saga_wiring.c): opens and starts the orchestrator, its commands going
  * through app->idem and app->bus; 0 without the role. Close before the bus. */
 int svc_sagas_open(svc_app *app, sk_error *err);
+/* The same without the role check, for `skald seed` too: the orchestrator on
+ * data_dir/sagas over app->log, app->events, app->bus, app->idem and app->metrics.
+ * from_env: read the test knobs of docs/sagas.md (SKALD_SAGA_*); the seed passes 0. */
+int svc_sagas_start(svc_app *app, const char *data_dir, int from_env, sk_error *err);
 void svc_sagas_close(svc_app *app);
+/* One command through the keyed command path (the idempotency store under s->idem_key if
+ * not empty, then the bus), its events carrying principal, s->traceparent and, when
+ * s->saga_id is not empty, the saga id and attempt. done runs once, on any thread (maybe
+ * before this returns). 0, or -ENOMEM (done will not run). The saga's commands and the
+ * seed's go this way. */
+int svc_send_keyed(svc_app *app, const char *principal, const saga_send *s, saga_answer_cb done,
+                   void *op);
 /* 1 if command belongs to an internal aggregate (a `$` stream): not for HTTP clients. */
 int svc_command_internal(const char *command);
 /* The saga admin routes (saga_routes.c). */

@@ -38,12 +38,13 @@
 #define SVC_SEED_ORDERS_MAX 10000000u
 
 typedef struct svc_seed_options {
-    const char *data_dir;    /* the Skald data directory (created if missing); borrowed */
-    const char *schemas_dir; /* the .avsc folder; NULL: $SKALD_SCHEMAS or the shipped one
-                                (ev_shipped_path) */
-    uint32_t orders;         /* orders to place, 1..SVC_SEED_ORDERS_MAX; default 1000 */
-    uint64_t seed;           /* decides every choice of the sample; default 42 */
-    int if_empty;            /* 1: a log that already holds events is left alone */
+    const char *data_dir;            /* the Skald data directory (created if missing); borrowed */
+    const char *schemas_dir;         /* the .avsc folder; NULL: $SKALD_SCHEMAS or the shipped one
+                                        (ev_shipped_path) */
+    const char *command_schemas_dir; /* the commands' .avsc folder; NULL: the shipped one */
+    uint32_t orders;                 /* orders to place, 1..SVC_SEED_ORDERS_MAX; default 1000 */
+    uint64_t seed;                   /* decides every choice of the sample; default 42 */
+    int if_empty;                    /* 1: a log that already holds events is left alone */
 } svc_seed_options;
 
 void svc_seed_options_init(svc_seed_options *opt, const char *data_dir);
@@ -56,20 +57,21 @@ typedef struct svc_seed_report {
     uint64_t confirmed;      /* orders that ended confirmed */
     uint64_t cancelled;      /* orders that ended cancelled (any reason) */
     uint64_t restocks;       /* ProductRestocked events, the first stocking included */
-    uint64_t events;         /* appended by this run */
+    uint64_t events;         /* appended by this run (the sagas' journals included) */
     uint64_t first_position; /* of the first event appended (or the head if none) */
     uint64_t next_position;  /* the log's head afterwards */
     int64_t elapsed_us;      /* wall time of the appends, opening and closing included */
 } svc_seed_report;
 
 /*
- * Opens the schema registry (ids kept in data_dir/schemas/) and the log (data_dir/log/,
- * fsync=always), and appends the sample: SVC_SEED_PRODUCTS products registered and
- * stocked, SVC_SEED_CUSTOMERS customers opened with a credit limit, then opt->orders
- * orders, each confirmed or cancelled the way the OrderFulfillment saga would end it.
- * Every append carries the exact expected version of its stream; the log is assumed to
- * have no other writer meanwhile. Fails with SK_ECONFLICT (err names the stream) if the
- * sample's streams already exist and if_empty is off.
+ * Opens the schema registry (ids kept in data_dir/schemas/), the log (data_dir/log/,
+ * fsync=always), the command bus, the idempotency store and the saga orchestrator, as
+ * `skald serve` does, and posts the sample through them: SVC_SEED_PRODUCTS products
+ * registered and stocked, SVC_SEED_CUSTOMERS customers opened with a credit limit, then
+ * opt->orders PlaceOrder commands, each driven to confirmed or cancelled by the
+ * OrderFulfillment saga; returns once every saga ended. Nothing else may write the log
+ * meanwhile. Fails with SK_ECONFLICT (err names the stream) if the sample's streams
+ * already exist and if_empty is off.
  * Ownership: opt and its strings are borrowed for the call; *out is written on success.
  */
 int svc_seed_run(const svc_seed_options *opt, svc_seed_report *out, sk_error *err);

@@ -416,11 +416,40 @@
       sagas.dataset.state = 'running';
       sagas.textContent = `running: at position ${m.get('skald_saga_checkpoint_position') || 0}, ` +
         `retries ${m.get('skald_saga_retries_total') || 0}, ` +
-        `compensations ${m.get('skald_saga_compensations_total') || 0}`;
+        `compensations ${m.get('skald_saga_compensations_total') || 0}, ` +
+        `timeouts ${m.get('skald_saga_timeouts_total') || 0}`;
+      const n = (name, state) => m.get(`${name}{state="${state}"}`) || 0;
+      $('saga-states').textContent =
+        `in flight: running ${n('skald_sagas', 'running')}, ` +
+        `compensating ${n('skald_sagas', 'compensating')}, stuck ${n('skald_sagas', 'stuck')}; ` +
+        `ended: completed ${n('skald_sagas_ended_total', 'completed')}, ` +
+        `compensated ${n('skald_sagas_ended_total', 'compensated')}, ` +
+        `aborted ${n('skald_sagas_ended_total', 'aborted')}`;
+      const steps = m.get('skald_saga_step_seconds_count') || 0;
+      $('saga-steps').textContent = steps === 0 ? 'no step finished yet'
+        : `${steps} forward steps, p50 <= ${stepQuantile(m, 0.5)}, p99 <= ${stepQuantile(m, 0.99)}`;
     } else {
       sagas.dataset.state = 'not-running';
       sagas.textContent = 'not running';
+      $('saga-states').textContent = '-';
+      $('saga-steps').textContent = '-';
     }
+  }
+
+  // The upper bound of the histogram bucket that holds quantile q of the saga steps
+  // (Prometheus buckets are cumulative), as text.
+  function stepQuantile(m, q) {
+    const buckets = [];
+    for (const [k, v] of m) {
+      const match = /^skald_saga_step_seconds_bucket\{le="([^"]+)"\}$/.exec(k);
+      if (match) buckets.push([match[1] === '+Inf' ? Infinity : Number(match[1]), v]);
+    }
+    buckets.sort((a, b) => a[0] - b[0]);
+    const total = buckets.length ? buckets[buckets.length - 1][1] : 0;
+    const hit = buckets.find(([, c]) => c >= q * total);
+    if (!hit) return '-';
+    if (hit[0] === Infinity) return 'more than 30 s';
+    return hit[0] < 1 ? `${Math.round(hit[0] * 1000)} ms` : `${hit[0]} s`;
   }
 
   // ---- projections -------------------------------------------------------------------

@@ -16,6 +16,7 @@ import skaldtest  # noqa: E402
 from skaldtest import Server, wait_for  # noqa: E402
 
 SKALDCTL = None  # set from --skaldctl
+OLD_SEED_LOG = None  # set from --old-seed-log: writes a log shaped like the old seeder's
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -358,9 +359,84 @@ class Sagas(unittest.TestCase):
         self.assertEqual(srv.stop(), 0)
 
 
-    def test_log_of_the_old_seeder_starts_no_saga(self):
-        """`skald seed` writes orders that already ended, with no saga stream: serving that
-        log for the first time starts nothing and appends nothing."""
+    def test_metrics_after_a_few_sagas(self):
+        """/metrics after three confirmed orders and one refused for stock: sagas by state,
+        the step-latency histogram, retries (CommitStock answers lost 90% of the time: the
+        pivot retries until done) and the compensation run."""
+        srv = self.start(env={"SKALD_SAGA_FAIL": "CommitStock:0.9", "SKALD_SAGA_SEED": "5"})
+        setup_domain(srv, stock={"A": 10, "B": 1})
+        for i in range(3):
+            place(srv, "ok%d" % i, [("A", 1)])
+        place(srv, "short", [("A", 1), ("B", 5)])
+        for i in range(3):
+            self.assertEqual(ended(srv, "ok%d" % i), "completed")
+        self.assertEqual(ended(srv, "short"), "compensated")
+
+        def metrics():
+            out = {}
+            for line in srv.request("GET", "/metrics")[2].splitlines():
+                if line.startswith("skald_saga"):
+                    k, v = line.rsplit(" ", 1)
+                    out[k] = float(v)
+            return out
+        wait_for(lambda: (metrics().get('skald_sagas_ended_total{state="compensated"}'),
+                          metrics().get('skald_sagas_ended_total{state="completed"}')) == (1, 3),
+                 10, "the metrics (refreshed each second)")
+        m = metrics()
+        self.assertEqual(m["skald_sagas_started_total"], 4)
+        for state in ("running", "compensating", "stuck"):
+            self.assertEqual(m['skald_sagas{state="%s"}' % state], 0)
+        self.assertGreater(m["skald_saga_retries_total"], 0)
+        # the short order: A reserved, B refused; A's reservation released, one step
+        self.assertEqual(m["skald_saga_compensations_total"], 1)
+        self.assertEqual(m["skald_saga_compensation_steps_total"], 1)
+        # forward steps: three for each confirmed order, one for the refused one
+        buckets = sorted((float(k.split('le="')[1].rstrip('"}').replace("+Inf", "inf")), v)
+                         for k, v in m.items() if k.startswith("skald_saga_step_seconds_bucket"))
+        self.assertEqual(len(buckets), 15)
+        counts = [v for _, v in buckets]
+        self.assertEqual(counts, sorted(counts))  # cumulative
+        self.assertEqual(buckets[-1], (float("inf"), 10))
+        self.assertEqual(m["skald_saga_step_seconds_count"], 10)
+        self.assertGreater(m["skald_saga_step_seconds_sum"], 0)
+        self.assertEqual(srv.stop(), 0)
+
+    def test_resume_from_a_snapshot(self):
+        """With a snapshot every 3 journal events, a saga killed after its first step is
+        loaded from its snapshot after the restart, ends right, and its snapshot is
+        dropped once it ended."""
+        env = {"SKALD_SAGA_SNAPSHOT_EVERY": "3"}
+        srv = self.start(env=dict(env, SKALD_SAGA_CRASH="after_step_finished"))
+        setup_domain(srv)
+        place(srv, "o1", [("A", 2), ("B", 1)])
+        wait_for(lambda: srv.proc.poll() is not None, 30, "the crash")
+        import sqlite3
+        db = os.path.join(srv.data, "sagas", "snapshots.db")
+
+        def snapshot_versions():
+            c = sqlite3.connect(db)
+            try:
+                return [r[0] for r in c.execute(
+                    "SELECT version FROM snapshots WHERE stream_id = ?",
+                    ("$saga-OrderFulfillment-o1",))]
+            finally:
+                c.close()
+        self.assertEqual(snapshot_versions(), [3])  # Started, StepStarted, StepFinished
+        srv2 = self.start(data=srv.data, env=env)
+        self.assertEqual(ended(srv2, "o1"), "completed")
+        wait_for(lambda: "skald_saga_snapshot_loads_total 1" in
+                 srv2.request("GET", "/metrics")[2], 10, "the snapshot load in the metrics")
+        self.assertIn("skald_saga_snapshots_saved_total ", srv2.request("GET", "/metrics")[2])
+        self.assertEqual(product_state(srv2, "A"), (8, {}))
+        self.assertEqual(product_state(srv2, "B"), (9, {}))
+        self.assertEqual(len([e for e in srv2.stream("customer-c1")
+                              if e["type"] == "PaymentAuthorized"]), 1)
+        self.assertEqual(srv2.stop(), 0)
+        self.assertEqual(snapshot_versions(), [])  # ended: nothing left to shorten
+
+    def test_log_of_the_seeder_starts_no_saga(self):
+        """`skald seed` runs every saga to its end before it returns: serving its log for
+        the first time resumes nothing, starts nothing and appends nothing."""
         import tempfile
         data = tempfile.mkdtemp(prefix="skald-it-")
         r = subprocess.run([skaldtest.SKALD, "seed", "--data", data, "--orders", "300"],
@@ -371,14 +447,64 @@ class Sagas(unittest.TestCase):
         head = srv.head()
         wait_for(lambda: "skald_saga_checkpoint_position %d" % head in
                  srv.request("GET", "/metrics")[2], 30, "the orchestrator to pass the seed")
-        self.assertEqual(srv.head(), head)  # nothing appended: no saga started
-        s, _, b = srv.request("GET", "/v1/sagas?min_position=%d" % (head - 1))
-        self.assertEqual((s, b["items"]), (200, []), b)
+        self.assertEqual(srv.head(), head)  # nothing appended
+        s, _, b = srv.request("GET", "/v1/sagas?limit=1000&min_position=%d" % (head - 1))
+        self.assertEqual(s, 200, b)
+        self.assertEqual(len(b["items"]), 300)
+        self.assertEqual({i["state"] for i in b["items"]} - {"completed", "compensated"}, set())
         self.assertEqual(srv.stop(), 0)
+
+    def test_log_of_the_old_seeder_starts_no_saga(self):
+        """A log the old seeder wrote (orders confirmed or cancelled, events appended straight
+        into the log, no `$saga-` stream) served with the sagas role for the first time:
+        no saga starts, nothing is reserved, paid or cancelled a second time; a new order
+        on the same log still runs its saga."""
+        import tempfile
+        data = tempfile.mkdtemp(prefix="skald-it-")
+        schemas = os.path.join(os.environ.get("SKALD_SOURCE_DIR", "."), "events", "schemas")
+        r = subprocess.run([OLD_SEED_LOG, data, schemas, "40"], capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        srv = self.start(data=data)
+        srv.own_data = True
+        head = srv.head()
+        self.assertGreater(head, 40 * 6)
+        wait_for(lambda: "skald_saga_checkpoint_position %d" % head in
+                 srv.request("GET", "/metrics")[2], 30, "the orchestrator to pass the old log")
+        self.assertEqual(srv.head(), head)  # no saga journal, no command: nothing appended
+        for n in (0, 1, 2, 3):
+            self.assertEqual(saga_events(srv, "old-%d" % n), [])
+        before_p1 = len(srv.stream("product-P1"))
+        # the runtime is alive on this log: a new order runs its saga, and only its own
+        place(srv, "new-1", [("P1", 1)])
+        self.assertEqual(ended(srv, "new-1"), "completed")
+        self.assertEqual(srv.stop(), 0)
+        # again from the log's start (no checkpoint): still nothing for the old orders
+        os.unlink(os.path.join(data, "sagas", "checkpoint.json"))
+        srv2 = self.start(data=data)
+        head2 = srv2.head()
+        wait_for(lambda: "skald_saga_checkpoint_position %d" % head2 in
+                 srv2.request("GET", "/metrics")[2], 30, "the orchestrator to pass the log")
+        self.assertEqual(srv2.head(), head2)
+        p1 = srv2.stream("product-P1")
+        self.assertEqual(len(p1), before_p1 + 2)  # new-1's reservation and commit only
+        reserved = [e["payload"]["order_id"] for e in p1 if e["type"] == "StockReserved"]
+        self.assertEqual(len(reserved), len(set(reserved)), "a reservation was doubled")
+        self.assertEqual(product_state(srv2, "P1")[1], {})
+        paid = {"old-%d" % n: 300 for n in range(0, 40, 4)}
+        paid["new-1"] = 100
+        self.assertEqual(customer_state(srv2, "c1"), paid)  # each confirmed order paid once
+        for n in range(40):
+            types = [e["type"] for e in srv2.stream("order-old-%d" % n)]
+            self.assertEqual(len(types), 2, types)  # placed, and ended once
+        self.assertEqual(saga_events(srv2, "old-0"), [])
+        self.assertEqual(srv2.stop(), 0)
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(allow_abbrev=False)
     ap.add_argument("--skaldctl", required=True)
+    ap.add_argument("--old-seed-log", required=True)
     args, _ = ap.parse_known_args()
     SKALDCTL = os.path.abspath(args.skaldctl)
+    OLD_SEED_LOG = os.path.abspath(args.old_seed_log)
     skaldtest.main(globals())
