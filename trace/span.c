@@ -1,0 +1,158 @@
+/*
+ * span.c -- recording one span: a fixed record filled by its one owner thread and handed
+ * to the exporter's queue at its end. Every function accepts NULL, so that call sites
+ * never test whether tracing is on or the span was sampled.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "trace/trace_int.h"
+
+static tr_span *span_new(const char *name, tr_kind kind)
+{
+    tr_span *s = malloc(sizeof *s);
+    if (!s) {
+        tr_count_dropped(1);
+        return NULL;
+    }
+    s->name = name;
+    s->kind = kind;
+    s->has_parent = false;
+    s->batch = false;
+    s->error = false;
+    s->nattrs = s->nlinks = s->links_dropped = 0;
+    s->end_us = 0;
+    s->start_us = ev_now_us();
+    s->ctx = (tr_ctx){.valid = true, .flags = TR_FLAG_SAMPLED};
+    tr_random_ids(s->ctx.span_id, sizeof s->ctx.span_id);
+    return s;
+}
+
+tr_span *tr_span_start(const char *name, tr_kind kind, const tr_ctx *parent)
+{
+    if (!tr_enabled())
+        return NULL;
+    bool child = parent && parent->valid;
+    if (child ? !(parent->flags & TR_FLAG_SAMPLED) : !tr_sample_root())
+        return NULL;
+    tr_span *s = span_new(name, kind);
+    if (!s)
+        return NULL;
+    if (child) {
+        memcpy(s->ctx.trace_id, parent->trace_id, sizeof s->ctx.trace_id);
+        memcpy(s->parent_id, parent->span_id, sizeof s->parent_id);
+        s->has_parent = true;
+    } else {
+        tr_random_ids(s->ctx.trace_id, sizeof s->ctx.trace_id);
+    }
+    return s;
+}
+
+tr_span *tr_span_start_batch(const char *name, tr_kind kind)
+{
+    if (!tr_enabled())
+        return NULL;
+    tr_span *s = span_new(name, kind);
+    if (s)
+        s->batch = true;
+    return s;
+}
+
+tr_ctx tr_span_ctx(const tr_span *s)
+{
+    return s ? s->ctx : (tr_ctx){0};
+}
+
+static tr_attr *attr_slot(tr_span *s, const char *key)
+{
+    for (uint32_t i = 0; i < s->nattrs; i++)
+        if (strcmp(s->attrs[i].key, key) == 0)
+            return &s->attrs[i];
+    if (s->nattrs == TR_ATTRS_MAX)
+        return NULL;
+    tr_attr *a = &s->attrs[s->nattrs++];
+    a->key = key;
+    return a;
+}
+
+void tr_span_attr_str(tr_span *s, const char *key, const char *value)
+{
+    tr_attr *a = s ? attr_slot(s, key) : NULL;
+    if (!a)
+        return;
+    a->is_int = false;
+    snprintf(a->s, sizeof a->s, "%s", value ? value : "");
+}
+
+void tr_span_attr_int(tr_span *s, const char *key, int64_t value)
+{
+    tr_attr *a = s ? attr_slot(s, key) : NULL;
+    if (!a)
+        return;
+    a->is_int = true;
+    a->i = value;
+}
+
+void tr_span_link(tr_span *s, const tr_ctx *linked)
+{
+    if (!s || !linked || !linked->valid)
+        return;
+    if (s->nlinks == TR_LINKS_MAX) {
+        s->links_dropped++;
+        return;
+    }
+    s->links[s->nlinks++] = *linked;
+}
+
+void tr_span_link_event(tr_span *s, const ev_event *ev)
+{
+    if (!s)
+        return;
+    tr_ctx c = tr_ctx_of_event(ev);
+    tr_span_link(s, &c);
+}
+
+void tr_span_set_error(tr_span *s, const char *message)
+{
+    if (!s)
+        return;
+    s->error = true;
+    if (message && *message)
+        tr_span_attr_str(s, "error.message", message);
+}
+
+/* A batch span is kept if a link is sampled, and sits in the trace of its links when
+ * they all share one (see tr_span_start_batch). */
+static bool settle_batch(tr_span *s)
+{
+    bool sampled = false, one_trace = s->nlinks > 0;
+    for (uint32_t i = 0; i < s->nlinks; i++) {
+        sampled |= (s->links[i].flags & TR_FLAG_SAMPLED) != 0;
+        if (memcmp(s->links[i].trace_id, s->links[0].trace_id, 16) != 0)
+            one_trace = false;
+    }
+    if (!sampled)
+        return false;
+    if (one_trace && (s->links[0].flags & TR_FLAG_SAMPLED)) {
+        memcpy(s->ctx.trace_id, s->links[0].trace_id, 16);
+        memcpy(s->parent_id, s->links[0].span_id, 8);
+        s->has_parent = true;
+    } else {
+        tr_random_ids(s->ctx.trace_id, sizeof s->ctx.trace_id);
+    }
+    return true;
+}
+
+void tr_span_end(tr_span *s)
+{
+    if (!s)
+        return;
+    s->end_us = ev_now_us();
+    if (s->batch && !settle_batch(s)) {
+        free(s);
+        return;
+    }
+    if (s->links_dropped)
+        tr_span_attr_int(s, "skald.links_dropped", s->links_dropped);
+    tr_submit(s);
+}
