@@ -397,7 +397,7 @@ static int apply_event(proj_gen *g, const proj_gen_handler *h, const ev_event *e
 }
 
 int proj_gen_apply(proj_gen *g, store_sub *sub, const ev_registry *events, uint32_t max,
-                   proj_failure *failure, int64_t *last_occurred_us, sk_error *err)
+                   tr_span *span, proj_failure *failure, int64_t *last_occurred_us, sk_error *err)
 {
     ev_event ev;
     int got = store_sub_next(sub, &ev, err);
@@ -413,6 +413,7 @@ int proj_gen_apply(proj_gen *g, store_sub *sub, const ev_registry *events, uint3
                               ev.position, next);
             break;
         }
+        tr_span_link_event(span, &ev); /* the batch's span links every event's trace */
         const proj_gen_handler *h = handler_for(g, ev.type);
         if (h && apply_event(g, h, &ev, events, failure))
             break;

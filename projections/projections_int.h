@@ -5,6 +5,7 @@
 #define SKALD_PROJECTIONS_INT_H
 
 #include "projections/projections.h"
+#include "trace/trace.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -107,7 +108,7 @@ typedef struct proj_failure {
  * statement commits the events before it and fills *failure (the return is then the
  * events applied before it, possibly 0). */
 int proj_gen_apply(proj_gen *g, store_sub *sub, const ev_registry *events, uint32_t max,
-                   proj_failure *failure, int64_t *last_occurred_us, sk_error *err);
+                   tr_span *span, proj_failure *failure, int64_t *last_occurred_us, sk_error *err);
 
 /* ---------------------------------------------------------------------------------------
  * One model at run time (engine.c: state and control; worker.c: the thread).

@@ -141,6 +141,7 @@ static enum MHD_Result send_answer(svc_request *rq)
     if (rq->status == 405 && rq->route)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rq->route->method);
     svc_metrics_http(rq->app->metrics, rq->status);
+    svc_tracing_request_end(rq, resp);
     enum MHD_Result r = MHD_queue_response(rq->conn, rq->status, resp);
     MHD_destroy_response(resp);
     return r;
@@ -301,7 +302,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ev_uuid_generate(&id);
         ev_uuid_format(&id, rq->request_id);
         *con_cls = rq;
-        if (begin(rq, method, url) != 0)
+        int answered = begin(rq, method, url);
+        svc_tracing_request_begin(rq, method);
+        if (answered != 0)
             return send_answer(rq);
         return MHD_YES;
     }
@@ -337,6 +340,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     svc_request *rq = *con_cls;
     if (!rq)
         return;
+    svc_tracing_request_abandon(rq);
     if (rq->state_free)
         rq->state_free(rq->state);
     if (rq->response)

@@ -3,6 +3,7 @@
  * to the exporter's queue at its end. Every function accepts NULL, so that call sites
  * never test whether tracing is on or the span was sampled.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +16,7 @@ static tr_span *span_new(const char *name, tr_kind kind)
         tr_count_dropped(1);
         return NULL;
     }
-    s->name = name;
+    snprintf(s->name, sizeof s->name, "%s", name);
     s->kind = kind;
     s->has_parent = false;
     s->batch = false;

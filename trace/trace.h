@@ -70,7 +70,7 @@ typedef struct tr_span tr_span;
 /*
  * Starts a span now. parent NULL or invalid: a new trace, sampled at the tracer's ratio;
  * otherwise a child of parent, sampled as the parent is (parent-based sampling). name is
- * static (a literal). Returns NULL when tracing is off or the span is not sampled; the
+ * copied (63 bytes kept). Returns NULL when tracing is off or the span is not sampled; the
  * caller owns the span until tr_span_end.
  */
 tr_span *tr_span_start(const char *name, tr_kind kind, const tr_ctx *parent);

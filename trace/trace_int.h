@@ -19,8 +19,8 @@ struct tr_span {
     tr_ctx ctx;
     uint8_t parent_id[8];
     bool has_parent;
-    bool batch; /* tr_span_start_batch: parent and sampling settled at end */
-    const char *name;
+    bool batch;    /* tr_span_start_batch: parent and sampling settled at end */
+    char name[64]; /* cut if longer */
     tr_kind kind;
     int64_t start_us, end_us; /* wall clock, microseconds since the epoch */
     bool error;
