@@ -122,21 +122,26 @@ void tr_span_set_error(tr_span *s, const char *message)
         tr_span_attr_str(s, "error.message", message);
 }
 
-/* A batch span is kept if a link is sampled, and sits in the trace of its links when
- * they all share one (see tr_span_start_batch). */
+/* A batch span is kept if a link is sampled, and sits in the trace of its sampled links
+ * when they all share one (see tr_span_start_batch): unsampled traces are in no backend,
+ * so an unsampled neighbour in the batch does not take the span out of the trace. */
 static bool settle_batch(tr_span *s)
 {
-    bool sampled = false, one_trace = s->nlinks > 0;
+    const tr_ctx *first = NULL;
+    bool one_trace = true;
     for (uint32_t i = 0; i < s->nlinks; i++) {
-        sampled |= (s->links[i].flags & TR_FLAG_SAMPLED) != 0;
-        if (memcmp(s->links[i].trace_id, s->links[0].trace_id, 16) != 0)
+        if (!(s->links[i].flags & TR_FLAG_SAMPLED))
+            continue;
+        if (!first)
+            first = &s->links[i];
+        else if (memcmp(s->links[i].trace_id, first->trace_id, 16) != 0)
             one_trace = false;
     }
-    if (!sampled)
+    if (!first)
         return false;
-    if (one_trace && (s->links[0].flags & TR_FLAG_SAMPLED)) {
-        memcpy(s->ctx.trace_id, s->links[0].trace_id, 16);
-        memcpy(s->parent_id, s->links[0].span_id, 8);
+    if (one_trace) {
+        memcpy(s->ctx.trace_id, first->trace_id, 16);
+        memcpy(s->parent_id, first->span_id, 8);
         s->has_parent = true;
     } else {
         tr_random_ids(s->ctx.trace_id, sizeof s->ctx.trace_id);
