@@ -425,5 +425,11 @@ int store_log_add_segment(store_log *log, uint64_t first, int fd, uint64_t size)
 tr_span *store_trace_commit_begin(const store_append_req *reqs, uint32_t appends);
 void store_trace_commit_end(tr_span *s, size_t events, uint64_t bytes, uint64_t write_ns,
                             uint64_t fsync_ns);
+/* relay.publish, one per Kafka delivery: a producer span in the event's trace, linked to
+ * it; NULL when the event's trace is not sampled. */
+tr_span *store_trace_publish_begin(const ev_event *ev, const char *topic);
+/* Ends *s (if any) and sets it NULL: error NULL when the broker acknowledged the message
+ * at partition and offset, else why not. */
+void store_trace_publish_end(tr_span **s, const char *error, int32_t partition, int64_t offset);
 
 #endif /* SKALD_STORE_INT_H */
