@@ -208,12 +208,13 @@ int bench_traced_commands(const bench_opts *opts)
     rc = bench_preload(tport, opts->streams);
     if (rc == 0)
         rc = bench_preload(uport, opts->streams);
-    char args[64];
-    snprintf(args, sizeof args, "%u n%lld %lld", opts->streams, (long long)time(NULL),
-             (long long)getpid());
     double tsum = 0, usum = 0;
     uint64_t errors = 0;
     for (uint32_t run = 0; run < opts->runs && rc == 0; run++) {
+        /* a nonce per run: a run must not place the order ids of the one before it */
+        char args[64];
+        snprintf(args, sizeof args, "%u n%lld-%u %lld", opts->streams, (long long)time(NULL), run,
+                 (long long)getpid());
         bench_wrk_result t = {0}, u = {0};
         rc = bench_wrk_run(opts, tport, lua, args, &t);
         if (rc == 0)
