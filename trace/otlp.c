@@ -2,11 +2,11 @@
  * otlp.c -- a batch of spans as an OTLP ExportTraceServiceRequest in the JSON encoding
  * of the OTLP/HTTP specification (POST /v1/traces): trace and span ids as hex strings
  * (not base64: the specification's exception for JSON), times as decimal strings of
- * nanoseconds since the epoch (int64 in proto3 JSON), enum values as integers, keys in
- * lowerCamelCase. One resource (service.name) and one scope ("skald").
+ * nanoseconds since the epoch (64-bit integers in the proto3 JSON mapping), enum values
+ * as integers, keys in lowerCamelCase. One resource (service.name) and one scope
+ * ("skald").
  */
 #include <inttypes.h>
-#include <stdlib.h>
 
 #include "trace/trace_int.h"
 
@@ -27,69 +27,67 @@ static int otlp_kind(tr_kind k)
     }
 }
 
-static json_t *nanos(int64_t us)
+static void put_attr(tr_out *o, const tr_attr *a)
 {
-    char text[32];
-    snprintf(text, sizeof text, "%" PRId64 "000", us);
-    return json_string(text);
-}
-
-static json_t *attr_json(const tr_attr *a)
-{
-    char num[24];
+    tr_out_lit(o, "{\"key\":");
+    tr_out_str(o, a->key);
     if (a->is_int) {
-        snprintf(num, sizeof num, "%" PRId64, a->i);
-        return json_pack("{s:s, s:{s:s}}", "key", a->key, "value", "intValue", num);
+        tr_out_fmt(o, ",\"value\":{\"intValue\":\"%" PRId64 "\"}}", a->i);
+    } else {
+        tr_out_lit(o, ",\"value\":{\"stringValue\":");
+        tr_out_str(o, a->s);
+        tr_out_lit(o, "}}");
     }
-    return json_pack("{s:s, s:{s:s}}", "key", a->key, "value", "stringValue", a->s);
 }
 
-static json_t *links_json(const tr_span *s)
+static void put_span(tr_out *o, const tr_span *s)
 {
-    json_t *arr = json_array();
-    for (uint32_t i = 0; arr && i < s->nlinks; i++) {
-        char trace[33], id[17];
-        tr_hex(s->links[i].trace_id, 16, trace);
-        tr_hex(s->links[i].span_id, 8, id);
-        json_array_append_new(arr, json_pack("{s:s, s:s}", "traceId", trace, "spanId", id));
-    }
-    return arr;
-}
-
-static json_t *span_json(const tr_span *s)
-{
-    char trace[33], id[17], parent[17] = "";
-    tr_hex(s->ctx.trace_id, 16, trace);
-    tr_hex(s->ctx.span_id, 8, id);
+    tr_out_lit(o, "{\"traceId\":");
+    tr_out_hex(o, s->ctx.trace_id, 16);
+    tr_out_lit(o, ",\"spanId\":");
+    tr_out_hex(o, s->ctx.span_id, 8);
+    tr_out_lit(o, ",\"parentSpanId\":");
     if (s->has_parent)
-        tr_hex(s->parent_id, 8, parent);
-    json_t *attrs = json_array();
-    for (uint32_t i = 0; attrs && i < s->nattrs; i++)
-        json_array_append_new(attrs, attr_json(&s->attrs[i]));
+        tr_out_hex(o, s->parent_id, 8);
+    else
+        tr_out_lit(o, "\"\"");
+    tr_out_lit(o, ",\"name\":");
+    tr_out_str(o, s->name);
+    /* microseconds written as nanoseconds: the same digits and "000" */
+    tr_out_fmt(o,
+               ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRId64
+               "000\",\"endTimeUnixNano\":\"%" PRId64 "000\"",
+               otlp_kind(s->kind), s->start_us, s->end_us);
+    tr_out_lit(o, ",\"attributes\":[");
+    for (uint32_t i = 0; i < s->nattrs; i++) {
+        if (i)
+            tr_out_raw(o, ",", 1);
+        put_attr(o, &s->attrs[i]);
+    }
+    tr_out_lit(o, "],\"links\":[");
+    for (uint32_t i = 0; i < s->nlinks; i++) {
+        tr_out_lit(o, i ? ",{\"traceId\":" : "{\"traceId\":");
+        tr_out_hex(o, s->links[i].trace_id, 16);
+        tr_out_lit(o, ",\"spanId\":");
+        tr_out_hex(o, s->links[i].span_id, 8);
+        tr_out_raw(o, "}", 1);
+    }
     /* STATUS_CODE_ERROR = 2, STATUS_CODE_UNSET = 0 */
-    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:{s:i}}", "traceId", trace,
-                     "spanId", id, "parentSpanId", parent, "name", s->name, "kind",
-                     otlp_kind(s->kind), "startTimeUnixNano", nanos(s->start_us), "endTimeUnixNano",
-                     nanos(s->end_us), "attributes", attrs, "links", links_json(s), "status",
-                     "code", s->error ? 2 : 0);
+    tr_out_fmt(o, "],\"status\":{\"code\":%d}}", s->error ? 2 : 0);
 }
 
 char *tr_otlp_encode(tr_span *const *spans, uint32_t n, const char *service_name)
 {
-    json_t *list = json_array();
-    for (uint32_t i = 0; list && i < n; i++)
-        if (json_array_append_new(list, span_json(spans[i])) != 0) {
-            json_decref(list);
-            return NULL;
-        }
-    if (!list)
-        return NULL;
-    json_t *req = json_pack("{s:[{s:{s:[{s:s, s:{s:s}}]}, s:[{s:{s:s}, s:o}]}]}", "resourceSpans",
-                            "resource", "attributes", "key", "service.name", "value", "stringValue",
-                            service_name, "scopeSpans", "scope", "name", "skald", "spans", list);
-    if (!req)
-        return NULL;
-    char *text = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
-    return text;
+    tr_out o = {0};
+    tr_out_lit(&o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
+                   "\"value\":{\"stringValue\":");
+    tr_out_str(&o, service_name);
+    tr_out_lit(&o, "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"skald\"},\"spans\":[");
+    for (uint32_t i = 0; i < n; i++) {
+        if (i)
+            tr_out_raw(&o, ",", 1);
+        put_span(&o, spans[i]);
+    }
+    tr_out_lit(&o, "]}]}]}");
+    return tr_out_take(&o);
 }

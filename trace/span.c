@@ -82,7 +82,14 @@ void tr_span_attr_str(tr_span *s, const char *key, const char *value)
     if (!a)
         return;
     a->is_int = false;
-    snprintf(a->s, sizeof a->s, "%s", value ? value : "");
+    size_t n = value ? strlen(value) : 0;
+    if (n >= sizeof a->s) { /* cut, but never inside a UTF-8 sequence */
+        n = sizeof a->s - 1;
+        while (n > 0 && ((unsigned char)value[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(a->s, value ? value : "", n);
+    a->s[n] = '\0';
 }
 
 void tr_span_attr_int(tr_span *s, const char *key, int64_t value)

@@ -5,8 +5,6 @@
  * group commit a command rode in can still be found from the command's trace.
  */
 #include <inttypes.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "trace/trace_int.h"
 
@@ -26,75 +24,78 @@ static const char *kind_name(tr_kind k)
     }
 }
 
-static json_t *links_tag(const tr_span *s)
+static void put_links(tr_out *o, const tr_span *s)
 {
-    size_t size = (size_t)s->nlinks * 50 + 1;
-    char *text = malloc(size), *p = text;
-    if (!text)
-        return NULL;
-    *p = '\0';
+    char pair[50];
+    tr_out_lit(o, "\"links\":\"");
     for (uint32_t i = 0; i < s->nlinks; i++) {
+        tr_hex(s->links[i].trace_id, 16, pair);
+        pair[32] = '-';
+        tr_hex(s->links[i].span_id, 8, pair + 33);
         if (i)
-            *p++ = ',';
-        tr_hex(s->links[i].trace_id, 16, p);
-        p[32] = '-';
-        tr_hex(s->links[i].span_id, 8, p + 33);
-        p += 49;
+            tr_out_raw(o, ",", 1);
+        tr_out_raw(o, pair, 49);
     }
-    json_t *v = json_string(text);
-    free(text);
-    return v;
+    tr_out_raw(o, "\"", 1);
 }
 
-static json_t *tags_of(const tr_span *s)
+static void put_tags(tr_out *o, const tr_span *s)
 {
-    json_t *tags = json_object();
-    for (uint32_t i = 0; tags && i < s->nattrs; i++) {
+    tr_out_lit(o, ",\"tags\":{");
+    for (uint32_t i = 0; i < s->nattrs; i++) {
         const tr_attr *a = &s->attrs[i];
-        char num[24];
+        if (i)
+            tr_out_raw(o, ",", 1);
+        tr_out_str(o, a->key);
+        tr_out_raw(o, ":", 1);
         if (a->is_int)
-            snprintf(num, sizeof num, "%" PRId64, a->i);
-        json_object_set_new(tags, a->key, json_string(a->is_int ? num : a->s));
+            tr_out_fmt(o, "\"%" PRId64 "\"", a->i);
+        else
+            tr_out_str(o, a->s);
     }
-    if (tags && s->nlinks)
-        json_object_set_new(tags, "links", links_tag(s));
-    if (tags && s->error)
-        json_object_set_new(tags, "error", json_string("true"));
-    return tags;
+    if (s->nlinks) {
+        if (s->nattrs)
+            tr_out_raw(o, ",", 1);
+        put_links(o, s);
+    }
+    if (s->error)
+        tr_out_lit(o, s->nattrs || s->nlinks ? ",\"error\":\"true\"" : "\"error\":\"true\"");
+    tr_out_raw(o, "}", 1);
 }
 
-static json_t *span_json(const tr_span *s, json_t *endpoint)
+static void put_span(tr_out *o, const tr_span *s, const char *service_name)
 {
-    char trace[33], id[17], parent[17];
-    tr_hex(s->ctx.trace_id, 16, trace);
-    tr_hex(s->ctx.span_id, 8, id);
     int64_t duration = s->end_us - s->start_us;
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:O, s:o}", "traceId", trace, "id", id, "name",
-                          s->name, "timestamp", (json_int_t)s->start_us, "duration",
-                          (json_int_t)(duration > 0 ? duration : 1), "localEndpoint", endpoint,
-                          "tags", tags_of(s));
-    if (o && s->has_parent) {
-        tr_hex(s->parent_id, 8, parent);
-        json_object_set_new(o, "parentId", json_string(parent));
+    tr_out_lit(o, "{\"traceId\":");
+    tr_out_hex(o, s->ctx.trace_id, 16);
+    tr_out_lit(o, ",\"id\":");
+    tr_out_hex(o, s->ctx.span_id, 8);
+    if (s->has_parent) {
+        tr_out_lit(o, ",\"parentId\":");
+        tr_out_hex(o, s->parent_id, 8);
     }
-    if (o && kind_name(s->kind))
-        json_object_set_new(o, "kind", json_string(kind_name(s->kind)));
-    return o;
+    tr_out_lit(o, ",\"name\":");
+    tr_out_str(o, s->name);
+    if (kind_name(s->kind))
+        tr_out_fmt(o, ",\"kind\":\"%s\"", kind_name(s->kind));
+    tr_out_fmt(o, ",\"timestamp\":%" PRId64 ",\"duration\":%" PRId64, s->start_us,
+               duration > 0 ? duration : 1);
+    tr_out_lit(o, ",\"localEndpoint\":{\"serviceName\":");
+    tr_out_str(o, service_name);
+    tr_out_raw(o, "}", 1);
+    put_tags(o, s);
+    tr_out_raw(o, "}", 1);
 }
 
 char *tr_zipkin_encode(tr_span *const *spans, uint32_t n, const char *service_name)
 {
-    json_t *arr = json_array();
-    json_t *endpoint = json_pack("{s:s}", "serviceName", service_name);
-    char *text = NULL;
-    if (!arr || !endpoint)
-        goto fail;
-    for (uint32_t i = 0; i < n; i++)
-        if (json_array_append_new(arr, span_json(spans[i], endpoint)) != 0)
-            goto fail;
-    text = json_dumps(arr, JSON_COMPACT);
-fail:
-    json_decref(endpoint);
-    json_decref(arr);
-    return text;
+    tr_out o = {0};
+    tr_out_raw(&o, "[", 1);
+    for (uint32_t i = 0; i < n; i++) {
+        if (i)
+            tr_out_raw(&o, ",", 1);
+        put_span(&o, spans[i], service_name);
+    }
+    tr_out_raw(&o, "]", 1);
+    return tr_out_take(&o);
 }

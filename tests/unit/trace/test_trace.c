@@ -200,6 +200,42 @@ static void test_zipkin_encoding(void **state)
     tr_tracer_stop();
 }
 
+/* Values that need escaping, a value cut inside multi-byte characters, and the tag
+ * object's commas with links or an error and no attributes: every form parses. */
+static void test_zipkin_escaping(void **state)
+{
+    (void)state;
+    start_tracer(1);
+    tr_span *s[2] = {sample_span(), tr_span_start("bare", TR_KIND_INTERNAL, NULL)};
+    tr_span_attr_str(s[0], "skald.note", "a\"b\\c\nd\x01");
+    char longer[301];
+    for (int i = 0; i < 300; i += 2)
+        memcpy(longer + i, "\xc3\xa9", 2); /* 150 x U+00E9 */
+    longer[300] = '\0';
+    tr_span_attr_str(s[0], "skald.long", longer);
+    tr_span_set_error(s[1], NULL);
+    s[1]->end_us = s[1]->start_us;
+    char *text = tr_zipkin_encode(s, 2, "sk\"ald");
+    json_error_t jerr;
+    json_t *arr = json_loads(text, 0, &jerr); /* jansson refuses invalid UTF-8 too */
+    assert_non_null(arr);
+    json_t *tags = json_object_get(json_array_get(arr, 0), "tags");
+    assert_string_equal(json_string_value(json_object_get(tags, "skald.note")), "a\"b\\c\nd\x01");
+    const char *cut = json_string_value(json_object_get(tags, "skald.long"));
+    assert_int_equal(strlen(cut), TR_ATTR_VALUE_MAX - 2); /* 63 whole characters */
+    json_t *bare = json_array_get(arr, 1);
+    assert_null(json_object_get(bare, "parentId"));
+    assert_null(json_object_get(bare, "kind"));
+    assert_int_equal(json_integer_value(json_object_get(bare, "duration")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(bare, "tags"), "error")),
+                        "true");
+    json_decref(arr);
+    free(text);
+    free(s[0]);
+    free(s[1]);
+    tr_tracer_stop();
+}
+
 static void test_otlp_encoding(void **state)
 {
     (void)state;
@@ -243,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_queue_refuses_when_full),
         cmocka_unit_test(test_sampling_follows_the_parent),
         cmocka_unit_test(test_zipkin_encoding),
+        cmocka_unit_test(test_zipkin_escaping),
         cmocka_unit_test(test_otlp_encoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
