@@ -10,7 +10,9 @@
  * the means. The sink reads each POST whole and answers 202, so the cost measured is
  * Skald's (recording, queueing, encoding, sending), not a backend's. The traced server's
  * /metrics says how many spans were exported and dropped: a ratio bought with drops
- * would be no result, so both are printed.
+ * would be no result, so both are printed. Each server's CPU time per command (from
+ * /proc) is printed too: on a machine shared with other work the rates swing from run
+ * to run, the CPU a command costs much less.
  */
 #include "tools/bench/bench.h"
 
@@ -146,6 +148,26 @@ static void sink_stop(sink *s)
 
 /* ---- the servers ---- */
 
+/* CPU seconds (user + system) a process has used, from /proc/PID/stat; -1 if unknown.
+ * Per command it is a cost that other load on the machine disturbs less than a rate. */
+static double cpu_seconds(pid_t pid)
+{
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *p = strrchr(text, ')'); /* the command name may hold spaces */
+    unsigned long long utime, stime;
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Starts skald serve (commands role) in work/<name>, tracing to the sink when given. */
 static pid_t start_server(const char *skald, const char *work, const char *name, const sink *to,
                           uint16_t *port)
@@ -208,24 +230,34 @@ int bench_traced_commands(const bench_opts *opts)
     rc = bench_preload(tport, opts->streams);
     if (rc == 0)
         rc = bench_preload(uport, opts->streams);
-    double tsum = 0, usum = 0;
-    uint64_t errors = 0;
+    double tsum = 0, usum = 0, tcpu = 0, ucpu = 0;
+    uint64_t errors = 0, tcmds = 0, ucmds = 0;
     for (uint32_t run = 0; run < opts->runs && rc == 0; run++) {
         /* a nonce per run: a run must not place the order ids of the one before it */
         char args[64];
         snprintf(args, sizeof args, "%u n%lld-%u %lld", opts->streams, (long long)time(NULL), run,
                  (long long)getpid());
         bench_wrk_result t = {0}, u = {0};
+        double c0 = cpu_seconds(traced);
         rc = bench_wrk_run(opts, tport, lua, args, &t);
+        double c1 = cpu_seconds(traced), c2 = cpu_seconds(untraced);
         if (rc == 0)
             rc = bench_wrk_run(opts, uport, lua, args, &u);
+        double c3 = cpu_seconds(untraced);
         if (rc)
             break;
         tsum += bench_wrk_per_s(&t);
         usum += bench_wrk_per_s(&u);
+        tcpu += c1 - c0;
+        ucpu += c3 - c2;
+        tcmds += t.requests;
+        ucmds += u.requests;
         errors += t.non2xx + t.sockerr + u.non2xx + u.sockerr;
-        printf("run %u: traced %.0f/s (p99 %.2f ms), untraced %.0f/s (p99 %.2f ms)\n", run + 1,
-               bench_wrk_per_s(&t), t.p99_us / 1e3, bench_wrk_per_s(&u), u.p99_us / 1e3);
+        printf("run %u: traced %.0f/s (p99 %.2f ms, %.1f us CPU each), untraced %.0f/s (p99 "
+               "%.2f ms, %.1f us CPU each)\n",
+               run + 1, bench_wrk_per_s(&t), t.p99_us / 1e3,
+               t.requests ? 1e6 * (c1 - c0) / (double)t.requests : 0, bench_wrk_per_s(&u),
+               u.p99_us / 1e3, u.requests ? 1e6 * (c3 - c2) / (double)u.requests : 0);
     }
     double exported = span_metric(tport, "exported"), dropped = span_metric(tport, "dropped");
     int s1 = bench_serve_stop(traced), s2 = bench_serve_stop(untraced);
@@ -241,9 +273,13 @@ int bench_traced_commands(const bench_opts *opts)
            exported, dropped, (uint64_t)atomic_load(&snk.posts), (uint64_t)atomic_load(&snk.bytes));
     printf("wrk: %u thread(s), %u connections, %u s per run, %u runs each; goal: ratio >= 0.9\n",
            opts->wrk_threads, opts->connections, opts->duration_s, opts->runs);
+    double tus = tcmds ? 1e6 * tcpu / (double)tcmds : 0,
+           uus = ucmds ? 1e6 * ucpu / (double)ucmds : 0;
+    printf("cpu: the traced server used %.1f us per command, the untraced %.1f (ratio %.2f)\n", tus,
+           uus, tus > 0 ? uus / tus : 0);
     printf("BENCH traced-commands commands_per_s=%.0f untraced_per_s=%.0f ratio=%.2f "
-           "spans_dropped=%.0f errors=%" PRIu64 "\n",
-           t, u, u > 0 ? t / u : 0, dropped, errors);
+           "cpu_us=%.1f untraced_cpu_us=%.1f spans_dropped=%.0f errors=%" PRIu64 "\n",
+           t, u, u > 0 ? t / u : 0, tus, uus, dropped, errors);
     if (!opts->keep)
         bench_workdir_remove(work);
     else
