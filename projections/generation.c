@@ -413,8 +413,9 @@ int proj_gen_apply(proj_gen *g, store_sub *sub, const ev_registry *events, uint3
                               ev.position, next);
             break;
         }
-        tr_span_link_event(span, &ev); /* the batch's span links every event's trace */
         const proj_gen_handler *h = handler_for(g, ev.type);
+        if (h) /* the batch's span links each event the model applies (docs/tracing.md) */
+            tr_span_link_event(span, &ev);
         if (h && apply_event(g, h, &ev, events, failure))
             break;
         next = ev.position + 1;
