@@ -36,6 +36,7 @@ typedef struct svc_config {
     const char *data_dir;
     char listen_host[64];
     uint16_t listen_port;
+    tr_exporter_kind trace_exporter; /* --trace-exporter (below); here, it fills a hole */
     const char *schemas_dir;
     const char *command_schemas_dir;
     const char *tokens_file;
@@ -66,7 +67,6 @@ typedef struct svc_config {
     uint32_t kafka_replication;
     const char *kafka_config; /* a file of extra librdkafka settings, NAME=VALUE lines */
     /* Tracing (--trace-*; docs/tracing.md): spans exported when an exporter is set. */
-    tr_exporter_kind trace_exporter;
     const char *trace_endpoint; /* NULL: the exporter's default local endpoint */
     double trace_sample;        /* parent-based ratio of new traces; default 1 */
 } svc_config;

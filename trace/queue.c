@@ -23,6 +23,8 @@ struct tr_queue {
 
 int tr_queue_create(uint32_t capacity, tr_queue **out)
 {
+    if (capacity == 0)
+        return SK_EBADINPUT;
     tr_queue *q = calloc(1, sizeof *q);
     if (!q)
         return -ENOMEM;
@@ -89,7 +91,8 @@ uint32_t tr_queue_pop(tr_queue *q, tr_span **out, uint32_t max, uint32_t wait_ms
     uint32_t n = q->count < max ? q->count : max;
     for (uint32_t i = 0; i < n; i++)
         out[i] = q->ring[(q->head + i) % q->capacity];
-    q->head = (q->head + n) % q->capacity;
+    if (n) /* n > 0 implies capacity > 0; said for the analyzer */
+        q->head = (q->head + n) % q->capacity;
     q->count -= n;
     pthread_mutex_unlock(&q->mu);
     return n;
