@@ -145,12 +145,14 @@ typedef struct pending_append {
     uint64_t snapshot_version;
     unsigned generation;  /* the entry's when this was queued */
     bool client_expected; /* the client named an expected version */
+    tr_span *wait_span;   /* command.append (tracing.c); NULL when not traced */
 } pending_append;
 
 static void append_done(void *ctx, const store_append_result *res)
 {
     pending_append *p = ctx;
     cmd_outcome *out = p->out;
+    cmd_trace_wait_end(p->wait_span, res->status, res->first_position);
     out->status = res->status;
     if (res->status == 0) {
         p->entry->last_failure = 0;
@@ -263,6 +265,7 @@ static int encode_events(cmd_bus *bus, const cmd_context *ctx, const cmd_event *
         evs[i].metadata_count = nmeta < EV_METADATA_MAX ? nmeta : EV_METADATA_MAX;
         for (uint32_t m = 0; m < evs[i].metadata_count; m++)
             evs[i].metadata[m] = ctx->metadata[m];
+        cmd_trace_meta(&evs[i]);
         evs[i].payload = bufs[i].data;
         evs[i].payload_size = (uint32_t)bufs[i].size;
         out->event_ids[i] = evs[i].event_id;
@@ -303,7 +306,7 @@ static pending_append *pending_start(cmd_bus *bus, cmd_cache_entry *e, cmd_outco
         return NULL;
     }
     *p = (pending_append){
-        bus, e, out, done, cb_ctx, NULL, 0, atomic_load(&e->generation), client_expected};
+        bus, e, out, done, cb_ctx, NULL, 0, atomic_load(&e->generation), client_expected, NULL};
     atomic_fetch_add(&e->pending, 1);
     return p;
 }
@@ -312,6 +315,7 @@ static pending_append *pending_start(cmd_bus *bus, cmd_cache_entry *e, cmd_outco
 static void pending_abandon(pending_append *p)
 {
     atomic_fetch_sub(&p->entry->pending, 1);
+    cmd_trace_wait_end(p->wait_span, SK_ECANCELED, 0);
     free(p->snapshot_json);
     free(p);
 }
@@ -341,6 +345,7 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
         p->snapshot_json = snapshot_after(bus, e, events, n);
         p->snapshot_version = e->version + n;
         snapshotted = p->snapshot_json != NULL;
+        p->wait_span = cmd_trace_wait_begin(out->stream_id, n);
         rc = store_log_append_async(bus->log, ev_str_of(out->stream_id), e->version, evs, n,
                                     append_done, p, &out->err);
         if (rc) {
@@ -404,6 +409,7 @@ static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h, c
         return 0;
     }
     int rc = h->decide(e->state, body, &out->decision);
+    cmd_trace_decided(out->stream_id, rc, &out->decision);
     if (rc) {
         cmd_result_clear(&out->decision);
         out->status = sk_error_set(&out->err, rc, "", "%s on %s could not be decided: %s",
@@ -453,10 +459,12 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
     if (ev_uuid_is_nil(&out->command_id))
         ev_uuid_generate(&out->command_id);
     unsigned s = stripe_of(out->stream_id);
+    cmd_trace_begin(ctx, command);
     pthread_mutex_lock(&bus->stripes[s]);
     int queued =
         decide_locked(bus, &bus->caches[s], h, body, expected_version, ctx, out, done, cb_ctx);
     pthread_mutex_unlock(&bus->stripes[s]);
+    cmd_trace_finish(queued ? NULL : out); /* once queued, out is the completion's */
     if (!queued)
         done(cb_ctx, out);
     return 0;

@@ -6,6 +6,7 @@
 #define SKALD_COMMANDS_INT_H
 
 #include "commands/commands.h"
+#include "trace/trace.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -209,5 +210,19 @@ static inline bool cmd_sum(const json_t *obj, long long *out)
     *out = total;
     return true;
 }
+
+/* ---- tracing.c: the bus's spans (docs/tracing.md); every call is cheap when off ---- */
+/* Opens the thread's command.decide span, a child of ctx's traceparent. */
+void cmd_trace_begin(const cmd_context *ctx, const char *command);
+/* Ends it with the decision's outcome (rc: the decider's error, or 0). */
+void cmd_trace_decided(const char *stream_id, int rc, const cmd_result *decision);
+/* Ends it if no decision was made (out: why, or NULL once out is the completion's). */
+void cmd_trace_finish(const cmd_outcome *out);
+/* Points the event's traceparent (added if missing) at the decision's context; the text
+ * lives until cmd_trace_finish on this thread. */
+void cmd_trace_meta(ev_event *ev);
+/* The command.append span: from queueing to the append's completion. */
+tr_span *cmd_trace_wait_begin(const char *stream_id, size_t events);
+void cmd_trace_wait_end(tr_span *s, int status, uint64_t first_position);
 
 #endif

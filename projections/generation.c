@@ -414,7 +414,8 @@ static int save_source_checkpoint(proj_gen *g, const proj_source *src, void *rea
 }
 
 int proj_gen_apply(proj_gen *g, const proj_source *src, void *reader, const ev_registry *events,
-                   uint32_t max, proj_failure *failure, int64_t *last_occurred_us, sk_error *err)
+                   uint32_t max, tr_span *span, proj_failure *failure, int64_t *last_occurred_us,
+                   sk_error *err)
 {
     ev_event ev;
     int got = src->next(reader, &ev, err);
@@ -431,6 +432,8 @@ int proj_gen_apply(proj_gen *g, const proj_source *src, void *reader, const ev_r
             break;
         }
         const proj_gen_handler *h = handler_for(g, ev.type);
+        if (h) /* the batch's span links each event the model applies (docs/tracing.md) */
+            tr_span_link_event(span, &ev);
         if (h && apply_event(g, h, &ev, events, failure))
             break;
         next = ev.position + 1;

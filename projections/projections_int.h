@@ -5,6 +5,7 @@
 #define SKALD_PROJECTIONS_INT_H
 
 #include "projections/projections.h"
+#include "trace/trace.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -108,7 +109,8 @@ typedef struct proj_failure {
  * statement commits the events before it and fills *failure (the return is then the
  * events applied before it, possibly 0). */
 int proj_gen_apply(proj_gen *g, const proj_source *src, void *reader, const ev_registry *events,
-                   uint32_t max, proj_failure *failure, int64_t *last_occurred_us, sk_error *err);
+                   uint32_t max, tr_span *span, proj_failure *failure, int64_t *last_occurred_us,
+                   sk_error *err);
 
 /* ---------------------------------------------------------------------------------------
  * One model at run time (engine.c: state and control; worker.c: the thread).

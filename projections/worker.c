@@ -166,14 +166,27 @@ static void update_rate(proj *p, int applied)
     }
 }
 
+/* Ends a batch's projection.apply span with what the batch did. */
+static void proj_trace_batch_end(proj *p, tr_span *span, int n, const proj_failure *f)
+{
+    tr_span_attr_str(span, "skald.projection", p->model->name);
+    tr_span_attr_int(span, "skald.events", n > 0 ? n : 0);
+    if (f->failed)
+        tr_span_set_error(span, f->message);
+    tr_span_end(span);
+}
+
 /* Applies one batch. > 0 applied, 0 caught up (or failed: see p->state), < 0 error. */
 static int step(proj *p, sk_error *err)
 {
     proj_gen *g = proj_target(p);
     proj_failure f = {0};
     int64_t last_occurred_us = 0;
+    /* projection.apply (docs/tracing.md): kept only if one of its events is sampled */
+    tr_span *span = tr_span_start_batch("projection.apply", TR_KIND_CONSUMER);
     int n = proj_gen_apply(g, &p->engine->src, p->reader, p->engine->cfg.events,
-                           p->engine->cfg.batch_events_max, &f, &last_occurred_us, err);
+                           p->engine->cfg.batch_events_max, span, &f, &last_occurred_us, err);
+    proj_trace_batch_end(p, span, n, &f);
     if (n < 0 && n != SK_ECANCELED) { /* a database or log error stops it like a statement */
         f.failed = true;
         f.position = g->next_position;

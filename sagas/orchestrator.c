@@ -57,6 +57,8 @@ typedef struct answer_op {
     int journal;    /* 1: a journal write; 0: a step command */
     uint32_t index; /* the command's index in the run */
     saga_answer a;
+    tr_span *span; /* saga.step (tracing.c); NULL when not traced */
+    char traceparent[TR_TRACEPARENT_SIZE];
 } answer_op;
 
 struct saga_engine {
@@ -228,6 +230,8 @@ static void answer_arrived(void *opv, const saga_answer *a)
 {
     answer_op *op = opv;
     saga_engine *e = op->eng;
+    saga_trace_step_end(op->span, a);
+    op->span = NULL;
     op->a = *a;
     pthread_mutex_lock(&e->mu);
     op->next = NULL;
@@ -269,12 +273,14 @@ static void send_one(saga_engine *e, saga_rt *s, int journal, uint32_t index, co
     op->index = index;
     s->refs++;
     atomic_fetch_add(&e->inflight, 1);
+    if (!journal)
+        op->span = saga_trace_step_begin(s, command, attempt, op->traceparent);
     saga_send sd = {.command = command,
                     .body = body,
                     .idem_key = key,
                     .expected_version = expected,
                     .correlation_id = s->corr,
-                    .traceparent = s->traceparent,
+                    .traceparent = op->span ? op->traceparent : s->traceparent,
                     .attempt = attempt,
                     .saga_id = s->id};
     /* fault injection: an attempt fails before it is sent */

@@ -11,6 +11,7 @@
 #define SKALD_SAGAS_INT_H
 
 #include "sagas/sagas.h"
+#include "trace/trace.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -135,5 +136,13 @@ void saga_snapshot_drop(store_snapshots *snaps, saga_rt *s);
  * (*open_out NULL). *open_out is the caller's (a JSON array). */
 int saga_checkpoint_read(const char *dir, uint64_t *position_out, json_t **open_out, sk_error *err);
 int saga_checkpoint_write(const char *dir, uint64_t position, const json_t *open);
+
+/* ---- tracing.c: saga.step spans (docs/tracing.md) ---- */
+/* Opens the span of one attempt of a step's command, a child of the saga's context;
+ * writes the context the command carries into traceparent (TR_TRACEPARENT_SIZE bytes).
+ * NULL when not traced (traceparent untouched). */
+tr_span *saga_trace_step_begin(const saga_rt *s, const char *command, uint32_t attempt,
+                               char *traceparent);
+void saga_trace_step_end(tr_span *span, const saga_answer *a);
 
 #endif

@@ -371,9 +371,11 @@ static int read_context(svc_request *rq, command_call *c)
             return -1;
         }
         snprintf(c->traceparent, sizeof c->traceparent, "%s", tp);
+    }
+    svc_tracing_context(rq, c->traceparent, sizeof c->traceparent); /* the request's span */
+    if (c->traceparent[0])
         c->meta[c->ctx.metadata_count++] =
             (ev_metadata_entry){ev_str_of(EV_META_TRACEPARENT), ev_str_of(c->traceparent)};
-    }
     const char *corr = svc_header(rq, "X-Correlation-Id");
     if (corr && ev_uuid_parse(corr, &c->ctx.correlation_id) != 0) {
         svc_problem(rq, 400, "invalid_header", "X-Correlation-Id",

@@ -23,7 +23,9 @@ typedef enum opt_kind {
     OPT_FSYNC,
     OPT_LEVEL,
     OPT_SNAPSHOT_RULES,
-    OPT_SOURCE
+    OPT_SOURCE,
+    OPT_TRACE_EXPORTER,
+    OPT_RATIO
 } opt_kind;
 
 typedef struct opt_def {
@@ -114,6 +116,14 @@ static const opt_def opts[] = {
     {"--source", "SKALD_SOURCE", OPT_SOURCE, NULL, 0, 0,
      "log | kafka: where the read models' events come from (default log; kafka: a read\n"
      "replica of <prefix>.events on --kafka-brokers, roles projections,queries, no log)"},
+    {"--trace-exporter", "SKALD_TRACE_EXPORTER", OPT_TRACE_EXPORTER, NULL, 0, 0,
+     "none | otlp | zipkin: where spans go (default none: no spans recorded)"},
+    {"--trace-endpoint", "SKALD_TRACE_ENDPOINT", OPT_STR, &svc_cfg.trace_endpoint, 0, 0,
+     "http://HOST:PORT/PATH spans are POSTed to (default: 127.0.0.1:4318/v1/traces for\n"
+     "otlp, 127.0.0.1:9411/api/v2/spans for zipkin)"},
+    {"--trace-sample", "SKALD_TRACE_SAMPLE", OPT_RATIO, &svc_cfg.trace_sample, 0, 0,
+     "ratio 0..1 of new traces recorded; an incoming traceparent decides for its own\n"
+     "(default 1)"},
     {"--port-file", "SKALD_PORT_FILE", OPT_STR, &svc_cfg.port_file, 0, 0,
      "write the bound port here once ready"},
     {"--log-level", "SKALD_LOG_LEVEL", OPT_LEVEL, &level_text, 0, 0,
@@ -289,6 +299,18 @@ static int set_opt(const opt_def *o, const char *value)
                                      &err) != 0)
             return usage_error(o->flag, "%s", err.message);
         return 0;
+    case OPT_TRACE_EXPORTER:
+        if (tr_exporter_parse(value, &svc_cfg.trace_exporter) != 0)
+            return usage_error(o->flag, "'%s' is not none, otlp or zipkin", value);
+        return 0;
+    case OPT_RATIO: {
+        errno = 0;
+        double r = strtod(value, &end);
+        if (errno || *end || end == value || !(r >= 0 && r <= 1))
+            return usage_error(o->flag, "'%s' is not a ratio in 0..1", value);
+        *(double *)o->target = r;
+        return 0;
+    }
     case OPT_U32:
     case OPT_U64:
         errno = 0;
@@ -329,6 +351,7 @@ static void set_defaults(void)
     svc_cfg.feed_max = 1000;
     svc_cfg.feed_buffer_bytes = 1u << 20;
     svc_cfg.feed_heartbeat_ms = 15000;
+    svc_cfg.trace_sample = 1.0;
     parse_listen("--listen", listen_text);
 }
 
@@ -393,6 +416,9 @@ int svc_config_parse(int argc, char **argv)
     if (svc_cfg.pending_body_max < svc_cfg.body_max + 1)
         return usage_error("--pending-body-max", "must be larger than --body-max (%llu)",
                            (unsigned long long)svc_cfg.body_max);
+    if (svc_cfg.trace_endpoint && strncmp(svc_cfg.trace_endpoint, "http://", 7) != 0)
+        return usage_error("--trace-endpoint", "'%s' is not an http:// URL",
+                           svc_cfg.trace_endpoint);
     if (!svc_cfg.tls_cert != !svc_cfg.tls_key)
         return usage_error("--tls-cert", "%s", "and --tls-key go together");
     if (!svc_cfg.tokens_file && !svc_host_is_loopback(svc_cfg.listen_host))

@@ -163,6 +163,7 @@ static enum MHD_Result send_answer(svc_request *rq)
     if (rq->close) /* libmicrohttpd closes after this answer and reads nothing more */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     svc_metrics_http(rq->app->metrics, rq->status);
+    svc_tracing_request_end(rq, resp);
     enum MHD_Result r = MHD_queue_response(rq->conn, rq->status, resp);
     MHD_destroy_response(resp);
     return r;
@@ -413,7 +414,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ev_uuid_generate(&id);
         ev_uuid_format(&id, rq->request_id);
         *con_cls = rq;
-        if (begin(rq, method, url, version) != 0) {
+        int answered = begin(rq, method, url, version);
+        svc_tracing_request_begin(rq, method);
+        if (answered != 0) {
             svc_conn_request_running(rq->slot); /* answered: sending is not arriving */
             return send_answer(rq);
         }
@@ -457,6 +460,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!rq)
         return;
     svc_conn_request_ended(rq->app->conns, rq->slot);
+    svc_tracing_request_abandon(rq);
     if (rq->state_free)
         rq->state_free(rq->state);
     if (rq->response)

@@ -167,6 +167,26 @@ static void put_gauge(out_buf *o, const char *name, const char *help, unsigned l
     put(o, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name, name, v);
 }
 
+/* The tracer's counters (docs/tracing.md): all 0 while no exporter is set. */
+static void put_tracing(out_buf *o)
+{
+    tr_stats ts;
+    tr_get_stats(&ts);
+    put(o,
+        "# HELP skald_trace_spans_total Spans by fate: recorded, exported (the backend took\n"
+        "# them), dropped (queue full, backend down or refusing).\n"
+        "# TYPE skald_trace_spans_total counter\n"
+        "skald_trace_spans_total{result=\"recorded\"} %llu\n"
+        "skald_trace_spans_total{result=\"exported\"} %llu\n"
+        "skald_trace_spans_total{result=\"dropped\"} %llu\n"
+        "# HELP skald_trace_export_failures_total Span batches the backend did not take.\n"
+        "# TYPE skald_trace_export_failures_total counter\n"
+        "skald_trace_export_failures_total %llu\n",
+        (unsigned long long)ts.spans_started, (unsigned long long)ts.spans_exported,
+        (unsigned long long)ts.spans_dropped, (unsigned long long)ts.batches_failed);
+    put_gauge(o, "skald_trace_queue_depth", "Spans waiting for export.", ts.queue_depth);
+}
+
 char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t in_flight)
 {
     out_buf o = {malloc(16384), 0, 16384, 0};
@@ -233,6 +253,7 @@ char *svc_metrics_render(svc_metrics *m, store_log *log, cmd_bus *bus, uint64_t 
         "skald_snapshots_total{op=\"save_failed\"} %llu\n",
         (unsigned long long)bs.snapshot_loads, (unsigned long long)bs.snapshots_saved,
         (unsigned long long)bs.snapshot_failures);
+    put_tracing(&o);
     if (o.failed) {
         free(o.data);
         return NULL;

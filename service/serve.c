@@ -250,10 +250,16 @@ int svc_serve_main(int argc, char **argv)
     svc_app app;
     memset(&app, 0, sizeof app);
     sk_error err = {0};
-    int rc = open_app(&app, &err);
+    int rc = svc_tracing_start(&err);
+    if (rc) {
+        fail("cannot start tracing", &err, rc);
+        return 1;
+    }
+    rc = open_app(&app, &err);
     if (rc) {
         fail("start-up failed", &err, rc);
         close_app(&app);
+        svc_tracing_stop();
         return 1;
     }
     svc_server *srv = NULL;
@@ -262,6 +268,7 @@ int svc_serve_main(int argc, char **argv)
     if (rc) {
         fail("cannot listen", &err, rc);
         close_app(&app);
+        svc_tracing_stop();
         return 1;
     }
     atomic_store(&app.ready, true);
@@ -285,6 +292,7 @@ int svc_serve_main(int argc, char **argv)
     svc_feed_stop(app.feed, FEED_END_TIMEOUT_MS); /* streams end; no suspended connection */
     svc_server_stop(srv, DRAIN_TIMEOUT_MS);
     rc = close_app(&app);
+    svc_tracing_stop(); /* after every thread that records spans has stopped */
     if (rc) {
         fail("shutdown: flushing the log failed", NULL, rc);
         return 1;

@@ -31,11 +31,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "trace/trace.h"
+
 /* ---- config.c ---- */
 typedef struct svc_config {
     const char *data_dir;
     char listen_host[64];
     uint16_t listen_port;
+    tr_exporter_kind trace_exporter; /* --trace-exporter (below); here, it fills a hole */
     const char *schemas_dir;
     const char *command_schemas_dir;
     const char *tokens_file;
@@ -76,6 +79,9 @@ typedef struct svc_config {
     /* --source: where the projections read events. false: the local log; true: the
      * relay's topic <prefix>.events on --kafka-brokers (a read replica, no local log). */
     bool source_kafka;
+    /* Tracing (--trace-*; docs/tracing.md): spans exported when an exporter is set. */
+    const char *trace_endpoint; /* NULL: the exporter's default local endpoint */
+    double trace_sample;        /* parent-based ratio of new traces; default 1 */
 } svc_config;
 
 /* Process roles (--roles): what one `skald serve` runs. `commands` also serves the log's
@@ -255,7 +261,26 @@ struct svc_request {
     /* a streamed answer (the feed's), sent instead of answer and taken by the server */
     struct MHD_Response *response;
     void (*state_free)(void *state);
+    /* tracing (tracing.c): the server span (NULL when not recorded) and the context the
+     * request propagates ("" when tracing is off) */
+    tr_span *span;
+    char traceparent[TR_TRACEPARENT_SIZE];
 };
+
+/* ---- tracing.c (docs/tracing.md) ---- */
+/* Starts the process's tracer from svc_cfg; 0 or an error (err says which). */
+int svc_tracing_start(sk_error *err);
+void svc_tracing_stop(void);
+/* The server span of a request whose route is known (after routing). */
+void svc_tracing_request_begin(svc_request *rq, const char *method);
+/* Before the answer is queued: status and principal on the span, the traceparent answer
+ * header on resp; ends the span. */
+void svc_tracing_request_end(svc_request *rq, struct MHD_Response *resp);
+/* A request that ends without an answer (the client went away). */
+void svc_tracing_request_abandon(svc_request *rq);
+/* The traceparent the request's commands carry: its span's when tracing is on, else
+ * the incoming one (left in out as the caller put it). */
+void svc_tracing_context(const svc_request *rq, char *out, size_t size);
 
 /* Sets the answer; body is taken (freed by the server). */
 void svc_answer(svc_request *rq, unsigned status, const char *type, char *body, size_t len);

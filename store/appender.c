@@ -37,6 +37,7 @@ typedef struct batch {
     uint32_t appends;
     batch_entry *entries;
     size_t entry_count, entry_cap;
+    uint64_t bytes, write_ns, fsync_ns; /* of the last commit, for its span */
 } batch;
 
 static bool valid_event(const ev_event *ev, size_t index, sk_error *err)
@@ -103,6 +104,8 @@ static int build_request(store_log *log, ev_str stream_id, const ev_event *event
     req->frames = req->data + stream_id.len + 1;
     req->frames_size = frames;
     req->count = (uint32_t)count;
+    if (count && tr_enabled())
+        req->trace = tr_ctx_of_event(&events[0]);
     int64_t now = 0;
     uint8_t *p = req->frames;
     for (size_t i = 0; i < count; i++) {
@@ -529,8 +532,10 @@ static void commit_batch(store_log *log, batch *b)
     }
     atomic_fetch_add(&log->stat_batches, 1);
     atomic_fetch_add(&log->stat_batch_events, b->entry_count);
-    notify_observer(log, b, (uint64_t)len, t1 - t0,
-                    log->cfg.fsync_mode == STORE_FSYNC_ALWAYS ? t2 - t1 : 0);
+    b->bytes = (uint64_t)len;
+    b->write_ns = t1 - t0;
+    b->fsync_ns = log->cfg.fsync_mode == STORE_FSYNC_ALWAYS ? t2 - t1 : 0;
+    notify_observer(log, b, b->bytes, b->write_ns, b->fsync_ns);
     finish(log, b->reqs, 0);
 }
 
@@ -569,7 +574,11 @@ static int run_all(store_log *log, store_append_req *reqs)
     batch b = {0};
     while (reqs) {
         b.reqs = split_batch(log, &reqs, &b.appends);
+        b.bytes = b.write_ns = b.fsync_ns = 0;
+        b.entry_count = 0;
+        tr_span *span = store_trace_commit_begin(b.reqs, b.appends);
         commit_batch(log, &b);
+        store_trace_commit_end(span, b.entry_count, b.bytes, b.write_ns, b.fsync_ns);
         total += (int)b.appends;
     }
     free(b.entries);

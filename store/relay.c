@@ -60,6 +60,7 @@ typedef struct slot {
     _Atomic int64_t occurred_at_us; /* also read by store_relay_get_stats */
     uint64_t produced_ns;
     uint8_t acked;
+    tr_span *span; /* relay.publish (tracing.c), ended by the delivery report; relay thread */
 } slot;
 
 struct store_relay {
@@ -155,6 +156,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     uint64_t published = atomic_load(&r->published);
     if (position < published || position >= atomic_load(&r->produced))
         return; /* a report for a producer we already gave up on */
+    store_trace_publish_end(&s->span, m->err ? rd_kafka_err2str(m->err) : NULL, m->partition,
+                            m->offset);
     if (m->err) {
         if (m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
             m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
@@ -332,6 +335,8 @@ static int produce(store_relay *r, const ev_event *ev)
     s->position = ev->position;
     s->produced_ns = now_ns();
     s->acked = 0;
+    store_trace_publish_end(&s->span, "abandoned: the producer was restarted", -1, -1);
+    s->span = store_trace_publish_begin(ev, r->topic);
     /* produceva, not producev: the latter's type-checking macros are GNU C */
     rd_kafka_vu_t vu[6];
     memset(vu, 0, sizeof vu);
@@ -613,6 +618,8 @@ static void relay_free(store_relay *r)
         if (r->rk_pipe[i] >= 0)
             close(r->rk_pipe[i]);
     ev_buf_free(&r->value);
+    for (uint64_t i = 0; r->ring && i <= r->ring_mask; i++)
+        store_trace_publish_end(&r->ring[i].span, "the relay stopped before the report", -1, -1);
     free(r->ring);
     pthread_mutex_destroy(&r->stats_mu);
     free(r);

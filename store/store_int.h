@@ -6,6 +6,7 @@
 #define SKALD_STORE_INT_H
 
 #include "store/store.h"
+#include "trace/trace.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -297,6 +298,7 @@ typedef struct store_append_req {
     uint32_t stream_len;
     size_t frames_size;
     store_append_result result;
+    tr_ctx trace;    /* the first event's traceparent (tracing.c), when tracing is on */
     char *stream_id; /* points into data */
     uint8_t *frames; /* points into data: count encoded frames */
     uint8_t data[];
@@ -417,5 +419,17 @@ int store_log_follow(store_log *log);
  * is shared (recover.c). */
 int store_log_add_segment(store_log *log, uint64_t first, int fd, uint64_t size);
 #define STORE_DURABLE_FILE "DURABLE"
+
+/* ---- tracing.c: the log.commit span of one group commit (docs/tracing.md) ---- */
+/* Opens it with a link to each append's command (NULL when tracing is off). */
+tr_span *store_trace_commit_begin(const store_append_req *reqs, uint32_t appends);
+void store_trace_commit_end(tr_span *s, size_t events, uint64_t bytes, uint64_t write_ns,
+                            uint64_t fsync_ns);
+/* relay.publish, one per Kafka delivery: a producer span in the event's trace, linked to
+ * it; NULL when the event's trace is not sampled. */
+tr_span *store_trace_publish_begin(const ev_event *ev, const char *topic);
+/* Ends *s (if any) and sets it NULL: error NULL when the broker acknowledged the message
+ * at partition and offset, else why not. */
+void store_trace_publish_end(tr_span **s, const char *error, int32_t partition, int64_t offset);
 
 #endif /* SKALD_STORE_INT_H */

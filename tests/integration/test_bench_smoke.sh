@@ -14,7 +14,7 @@ fail() { echo "FAIL: $*"; echo "--- stdout"; cat "$out"; echo "--- stderr"; cat 
 grep -q '^Usage: skald-bench' "$out" || fail "--help printed no usage on stdout"
 
 "$bench" list >"$out" 2>"$err" || fail "list exited $?"
-for name in log-append log-read stream-read http-commands aggregate-load subscribe queries sse \
+for name in log-append log-read stream-read http-commands traced-commands aggregate-load subscribe queries sse \
     projection-catchup rebuild idempotency saga; do
     grep -q "^$name " "$out" || fail "list does not name $name"
 done
@@ -66,11 +66,14 @@ if command -v wrk >/dev/null; then
     check http-commands "commands_per_s p99_ms noop_per_s ratio errors" \
         --duration 1 --connections 4 --streams 200
     echo "$last" | grep -q " errors=0$" || fail "http-commands: requests failed: $last"
+    check traced-commands "commands_per_s untraced_per_s ratio spans_dropped errors" \
+        --duration 1 --connections 4 --streams 200 --runs 1
+    echo "$last" | grep -q " errors=0$" || fail "traced-commands: requests failed: $last"
     check queries "queries_per_s p99_ms noop_per_s ratio command_rate errors" \
         --duration 1 --connections 4 --orders 500 --customers 10 --command-rate 500
     echo "$last" | grep -q " errors=0$" || fail "queries: requests failed: $last"
 else
-    echo "skip: http-commands, queries (wrk is not installed)"
+    echo "skip: http-commands, traced-commands, queries (wrk is not installed)"
 fi
 
 leftover=$(ls -A "$parent")

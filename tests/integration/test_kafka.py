@@ -305,6 +305,51 @@ class KafkaRelay(unittest.TestCase):
         finally:
             srv.cleanup()
 
+    def test_4_relay_publish_is_traced(self):
+        """relay.publish (docs/tracing.md): one producer span per delivery, in the trace of
+        the event it carries, with the messaging attributes and the broker's offset."""
+        from test_tracing import Sink, TRACE, TRACE_ID
+        sink = Sink()
+        srv = self.start("t4", extra=("--trace-exporter", "zipkin", "--trace-endpoint",
+                                      "http://127.0.0.1:%d/api/v2/spans" % sink.port))
+        try:
+            s, h, b = srv.command("RegisterProduct", {"sku": "traced", "name": "p",
+                                                      "price_cents": 1}, {"traceparent": TRACE})
+            self.assertEqual(s, 200, b)
+            wait_published(srv, 120)
+
+            def spans():
+                return [sp for _, _, body in sink.taken() for sp in json.loads(body)]
+
+            def publish_spans():
+                return [sp for sp in spans() if sp["name"] == "relay.publish"
+                        and sp["traceId"] == TRACE_ID]
+            st.wait_for(lambda: publish_spans(), 20, "the relay.publish span")
+            pub = publish_spans()
+            self.assertEqual(len(pub), 1, pub)
+            pub = pub[0]
+            decide = [sp for sp in spans() if sp["name"] == "command.decide"
+                      and sp["traceId"] == TRACE_ID]
+            self.assertEqual(len(decide), 1)
+            self.assertEqual(pub["kind"], "PRODUCER")
+            self.assertEqual(pub["parentId"], decide[0]["id"])  # the event's context
+            self.assertEqual(pub["tags"]["links"], "%s-%s" % (TRACE_ID, decide[0]["id"]))
+            self.assertEqual(pub["tags"]["messaging.system"], "kafka")
+            self.assertEqual(pub["tags"]["messaging.destination.name"], "t4.events")
+            self.assertEqual(pub["tags"]["messaging.kafka.message.key"], "product-traced")
+            self.assertNotIn("error", pub["tags"])
+            # the broker's offset and partition on the span are where the message is
+            msgs = [m for m in read_topic("t4.events") if m[2] == "product-traced"]
+            self.assertEqual(len(msgs), 1)
+            part, offset = msgs[0][0], msgs[0][1]
+            self.assertEqual(int(pub["tags"]["messaging.destination.partition.id"]), part)
+            self.assertEqual(int(pub["tags"]["messaging.kafka.offset"]), offset)
+            self.assertEqual(msgs[0][3]["meta.traceparent"].split("-")[2], decide[0]["id"])
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+            sink.close()
+
 
 if __name__ == "__main__":
     import argparse

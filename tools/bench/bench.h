@@ -83,6 +83,7 @@ int bench_log_append(const bench_opts *opts);
 int bench_log_read(const bench_opts *opts);
 int bench_stream_read(const bench_opts *opts);
 int bench_http_commands(const bench_opts *opts);
+int bench_traced_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);

@@ -40,6 +40,9 @@ static const bench_def benches[] = {
     {"http-commands", bench_http_commands,
      "PlaceOrder + RestockProduct over HTTP (wrk, fsync=always) over --streams products; "
      "baseline: the same server's no-op endpoint"},
+    {"traced-commands", bench_traced_commands,
+     "http-commands with every request traced (zipkin exporter, sample 1, to a local sink) "
+     "against an untraced server, alternating --runs times (default 3)"},
     {"aggregate-load", bench_aggregate_load,
      "microseconds to load an aggregate with a snapshot at histories of 100 .. "
      "--history-max events; must stay flat (a full replay shown beside it)"},

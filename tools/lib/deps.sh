@@ -70,6 +70,10 @@ SKALD_NPM_TOOLS=("@redocly/cli@2.77.0")
 # The browser step's driver: the -core package, which never downloads a browser (it is
 # pointed at /usr/bin/chromium). 24.x: the newest line that runs on Node.js 20.
 SKALD_NPM_BROWSER=("puppeteer-core@24.43.1")
+# The tracing test's independent OTLP decoder (tests/integration/otlp_decode.cjs): the
+# OTLP protobuf definitions as OpenTelemetry's own JavaScript exporter ships them
+# (compiled by protobufjs into generated/root.js), and protobufjs to run them.
+SKALD_NPM_OTLP=("protobufjs@7.5.4" "@opentelemetry/otlp-proto-exporter-base@0.51.1")
 
 # Prints the version of npm package NAME installed under SKALD_NPM_DIR, or nothing.
 skald_npm_installed_version() {
