@@ -70,6 +70,10 @@ SKALD_NPM_TOOLS=("@redocly/cli@2.77.0")
 # The browser step's driver: the -core package, which never downloads a browser (it is
 # pointed at /usr/bin/chromium). 24.x: the newest line that runs on Node.js 20.
 SKALD_NPM_BROWSER=("puppeteer-core@24.43.1")
+# The Kafka suite's second, independent consumer (tests/integration/test_kafka_js.mjs):
+# KafkaJS (pure JavaScript, no librdkafka) and avsc decode the topic with the exported
+# schemas, so that a mismatch in Skald's wire format cannot hide behind one client.
+SKALD_NPM_KAFKA=("kafkajs@2.2.4" "avsc@5.7.9")
 
 # Prints the version of npm package NAME installed under SKALD_NPM_DIR, or nothing.
 skald_npm_installed_version() {
