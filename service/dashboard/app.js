@@ -42,6 +42,7 @@
   let refreshTimer = 0;
   let asking = false; // the token dialog is open
   let prevMetrics = null; // {at, commands, errors} of the previous poll
+  let prevRelay = null; // {at, sum, count} of the relay's delivery histogram, last poll
   let roleNotes = {};
 
   // ---- HTTP ------------------------------------------------------------------------
@@ -402,15 +403,7 @@
     const head = (m.get('skald_log_head_position') || 0) - 1;
     $('head').textContent = String(Math.max(head, applied)); // the feed may be ahead of a poll
 
-    const relay = $('relay');
-    if (hasPrefix(m, 'skald_relay_')) {
-      relay.dataset.state = 'running';
-      relay.textContent = `running: lag ${m.get('skald_relay_lag_events') || 0} events, ` +
-        `errors ${m.get('skald_relay_errors_total') || 0}`;
-    } else {
-      relay.dataset.state = 'not-running';
-      relay.textContent = 'not running';
-    }
+    renderRelay(m, now);
     const sagas = $('sagas');
     if (hasPrefix(m, 'skald_saga')) {
       sagas.dataset.state = 'running';
@@ -436,20 +429,79 @@
     }
   }
 
-  // The upper bound of the histogram bucket that holds quantile q of the saga steps
-  // (Prometheus buckets are cumulative), as text.
+  // The upper bound of the histogram bucket that holds quantile q of the saga steps, as text.
   function stepQuantile(m, q) {
+    const le = histogramQuantile(m, 'skald_saga_step_seconds', q);
+    if (le === null) return '-';
+    if (!Number.isFinite(le)) return 'more than 30 s';
+    return le < 1 ? `${Math.round(le * 1000)} ms` : `${le} s`;
+  }
+
+  // ---- the Kafka relay panel (from its /metrics, docs/kafka.md "Metrics") -------------
+
+  // The value of label `label` in the first key of metric `name`, or ''.
+  function labelOf(m, name, label) {
+    for (const k of m.keys()) {
+      if (!k.startsWith(name + '{')) continue;
+      const hit = new RegExp(label + '="([^"]*)"').exec(k);
+      return hit ? hit[1] : '';
+    }
+    return '';
+  }
+
+  // The upper bound of the bucket that holds quantile q of a cumulative histogram.
+  function histogramQuantile(m, name, q) {
+    const count = m.get(name + '_count') || 0;
+    if (count === 0) return null;
     const buckets = [];
     for (const [k, v] of m) {
-      const match = /^skald_saga_step_seconds_bucket\{le="([^"]+)"\}$/.exec(k);
-      if (match) buckets.push([match[1] === '+Inf' ? Infinity : Number(match[1]), v]);
+      const le = /^[^{]+_bucket\{.*le="([^"]+)"/.exec(k);
+      if (k.startsWith(name + '_bucket{') && le) buckets.push([Number(le[1]), v]);
     }
     buckets.sort((a, b) => a[0] - b[0]);
-    const total = buckets.length ? buckets[buckets.length - 1][1] : 0;
-    const hit = buckets.find(([, c]) => c >= q * total);
-    if (!hit) return '-';
-    if (hit[0] === Infinity) return 'more than 30 s';
-    return hit[0] < 1 ? `${Math.round(hit[0] * 1000)} ms` : `${hit[0]} s`;
+    for (const [le, cum] of buckets) if (cum >= q * count) return le;
+    return Infinity;
+  }
+
+  const ms = (s) => (s * 1000).toFixed(s < 0.01 ? 2 : 1) + ' ms';
+
+  function renderRelay(m, now) {
+    const relay = $('relay');
+    const ids = ['relay-published', 'relay-lag-events', 'relay-lag-seconds', 'relay-in-flight',
+      'relay-errors', 'relay-restarts', 'relay-latency'];
+    if (!hasPrefix(m, 'skald_relay_')) {
+      relay.dataset.state = 'not-running';
+      relay.textContent = 'not running';
+      $('relay-topic').textContent = '(off: no --kafka-brokers)';
+      for (const id of ids) $(id).textContent = '-';
+      prevRelay = null;
+      return;
+    }
+    const state = labelOf(m, 'skald_relay_up', 'state') || 'unknown';
+    relay.dataset.state = state === 'running' ? 'running' : 'degraded';
+    relay.textContent = state;
+    $('relay-topic').textContent = labelOf(m, 'skald_relay_up', 'topic');
+    $('relay-published').textContent = String(m.get('skald_relay_published_position') || 0);
+    $('relay-lag-events').textContent = String(m.get('skald_relay_lag_events') || 0);
+    $('relay-lag-seconds').textContent = (m.get('skald_relay_lag_seconds') || 0).toFixed(1);
+    $('relay-in-flight').textContent = String(m.get('skald_relay_in_flight') || 0);
+    const errors = m.get('skald_relay_errors_total') || 0;
+    $('relay-errors').textContent = String(errors);
+    $('relay-errors').classList.toggle('bad', errors > 0);
+    $('relay-restarts').textContent = String(m.get('skald_relay_restarts_total') || 0);
+    // mean delivery latency over the last poll (or since start), and p99 since start
+    const sum = m.get('skald_relay_delivery_seconds_sum') || 0;
+    const count = m.get('skald_relay_delivery_seconds_count') || 0;
+    let text = 'no delivery yet';
+    if (count > 0) {
+      const recent = prevRelay && count > prevRelay.count;
+      const mean = recent ? (sum - prevRelay.sum) / (count - prevRelay.count) : sum / count;
+      const p99 = histogramQuantile(m, 'skald_relay_delivery_seconds', 0.99);
+      text = `mean ${ms(mean)} ${recent ? 'last second' : 'since start'}, p99 ` +
+        (Number.isFinite(p99) ? `<= ${ms(p99)}` : 'over the last bucket');
+    }
+    $('relay-latency').textContent = text;
+    prevRelay = { at: now, sum, count };
   }
 
   // ---- projections -------------------------------------------------------------------

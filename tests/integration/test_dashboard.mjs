@@ -9,6 +9,9 @@
 //   2. tokens: with --tokens the page asks for a token (a wrong one is refused, the test
 //      types the right one), keeps it in sessionStorage only, and an admin's rebuild
 //      button rebuilds;
+//   relay: the Kafka relay panel, without a broker: "not running" with no figures in the
+//      runs above; with a relay's lines added to the page's /metrics answers (request
+//      interception), each figure, the state and the delivery latency of the last poll;
 //   3. load: while commands arrive at 1,000/s the page's applied position
 //      (<body data-applied>) stays within 2 s of the log's head, and the page answers.
 //
@@ -295,6 +298,10 @@ async function comparePageWithApi(page, srv, label) {
     `${label}: the panels are filled`);
   check(shown.relay === 'not running' && shown.sagas === 'not running',
     `${label}: relay and sagas show "not running" (got "${shown.relay}", "${shown.sagas}")`);
+  const relayFigures = await relayPanel(page);
+  check(relayFigures.topic.includes('off') && Object.entries(relayFigures)
+    .every(([k, v]) => k === 'topic' || k === 'state' || v === '-'),
+  `${label}: the relay panel says off, with no figures (got ${JSON.stringify(relayFigures)})`);
   await checkOrderCounts(srv, api.counts);
   log(`${label}: page equals API at position ${api.position}: ${JSON.stringify(api.counts)},` +
     ` ${api.inventory.length} products (${api.lowCount} low), ${api.sales.length} days`);
@@ -317,6 +324,74 @@ async function commandShowsUp(page, srv, customer, label) {
   const ms = Date.now() - o.at;
   log(`${label}: a posted order was on the page after ${ms} ms`);
   return ms;
+}
+
+// The Kafka relay panel's text, by field.
+async function relayPanel(page) {
+  return page.evaluate(() => {
+    const t = (id) => document.getElementById(id).textContent;
+    return { state: t('relay'), topic: t('relay-topic'), published: t('relay-published'),
+      lagEvents: t('relay-lag-events'), lagSeconds: t('relay-lag-seconds'),
+      inFlight: t('relay-in-flight'), errors: t('relay-errors'), restarts: t('relay-restarts'),
+      latency: t('relay-latency') };
+  });
+}
+
+// The relay's lines of /metrics as service/relay.c writes them (docs/kafka.md "Metrics"),
+// for a relay whose delivery histogram holds `count` deliveries summing to `sum` seconds.
+function relayMetrics({ state, count, sum, buckets }) {
+  const t = 'topic="shop.events"';
+  const lines = [
+    `skald_relay_published_position{${t}} 1234`, `skald_relay_checkpoint_position{${t}} 1200`,
+    `skald_relay_lag_events{${t}} 56`, `skald_relay_lag_seconds{${t}} 2.5`,
+    `skald_relay_in_flight{${t}} 56`, `skald_relay_published_events_total{${t}} 1234`,
+    `skald_relay_errors_total{${t}} 3`, `skald_relay_restarts_total{${t}} 1`,
+    `skald_relay_up{${t},state="${state}"} ${state === 'running' ? 1 : 0}`];
+  for (const [le, cum] of buckets) lines.push(`skald_relay_delivery_seconds_bucket{${t},le="${le}"} ${cum}`);
+  lines.push(`skald_relay_delivery_seconds_bucket{${t},le="+Inf"} ${count}`,
+    `skald_relay_delivery_seconds_sum{${t}} ${sum}`,
+    `skald_relay_delivery_seconds_count{${t}} ${count}`);
+  return lines.join('\n') + '\n';
+}
+
+// The relay panel with a relay on, without a broker: the page's /metrics requests get the
+// real server's answer plus a relay's lines (what a server with --kafka-brokers adds), and
+// the panel must show each figure, the state, and the delivery latency of the last poll.
+async function runRelayPanel(browser) {
+  const data = seed(20);
+  const srv = await new Server(data, await freePort()).start();
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  let relay = { state: 'running', count: 100, sum: 1.0,
+    buckets: [[0.001, 0], [0.005, 60], [0.01, 99], [0.05, 100]] };
+  await page.setRequestInterception(true);
+  page.on('request', async (req) => {
+    if (new URL(req.url()).pathname !== '/metrics') return req.continue();
+    const real = await srv.req('GET', '/metrics');
+    req.respond({ status: 200, contentType: 'text/plain; version=0.0.4',
+      body: real.body + relayMetrics(relay) });
+  });
+  await page.goto(srv.base + '/', { waitUntil: 'domcontentloaded' });
+  await waitFor(async () => (await relayPanel(page)).published === '1234', 10000,
+    'the relay panel to show the published position');
+  let shown = await relayPanel(page);
+  equal({ ...shown, latency: undefined }, { state: 'running', topic: 'shop.events',
+    published: '1234', lagEvents: '56', lagSeconds: '2.5', inFlight: '56', errors: '3',
+    restarts: '1', latency: undefined }, 'relay panel figures equal the metrics');
+  // 100 more deliveries taking 0.5 s in all: 5 ms each over the last poll; p99 of 200 is
+  // in the bucket up to 10 ms
+  relay = { state: 'broker_down', count: 200, sum: 1.5,
+    buckets: [[0.001, 0], [0.005, 150], [0.01, 199], [0.05, 200]] };
+  await waitFor(async () => (await relayPanel(page)).state === 'broker_down', 10000,
+    'the relay panel to show the new state');
+  shown = await relayPanel(page);
+  equal(shown.latency, 'mean 5.00 ms last second, p99 <= 10.0 ms',
+    'relay delivery latency: mean over the last poll and p99');
+  check(await page.$eval('#relay', (e) => e.dataset.state) === 'degraded',
+    'a relay not running is shown as degraded');
+  await shot(page, 'dashboard-relay');
+  await context.close();
+  await srv.stop();
 }
 
 async function shot(page, name) {
@@ -493,7 +568,8 @@ async function main() {
   });
   cleanups.push(() => browser.close());
   let failed = false;
-  for (const [name, run] of [['plain', runPlain], ['tokens', runTokens], ['load', runLoad]]) {
+  for (const [name, run] of [['plain', runPlain], ['relay', runRelayPanel], ['tokens', runTokens],
+    ['load', runLoad]]) {
     const t = Date.now();
     try {
       await run(browser);

@@ -2,7 +2,9 @@
 topic once, in version order per key, and decodes (Confluent wire format, python3-avro)
 to the payload `skaldctl log dump --json` shows; a broker outage during load loses
 nothing and duplicates nothing; a SIGKILL of `skald serve` during publication loses
-nothing and duplicates only what the event_id/position headers let a consumer drop.
+nothing and duplicates only what the event_id/position headers let a consumer drop;
+a second client (KafkaJS + avsc, test_kafka_js.mjs) decodes a mixed load and matches the
+log dump; `skaldctl kafka republish --from P` publishes P.. a second time.
 
 The broker is started once for the module and stopped at the end; each test publishes
 to a topic of its own. Every wait is bounded. Scale with SKALD_KAFKA_EVENTS (default
@@ -170,6 +172,71 @@ def decode(value, schemas):
     return sid, reader.read(avro.io.BinaryDecoder(io.BytesIO(value[5:])))
 
 
+def expected_headers(ev):
+    """Every header a message of this log dump line must have, and no other."""
+    h = {"event_id": ev["event_id"], "position": str(ev["position"]),
+         "stream_id": ev["stream_id"], "version": str(ev["version"]), "type": ev["type"],
+         "occurred_at": str(ev["occurred_at_us"]), "command_id": ev["command_id"] or "",
+         "correlation_id": ev["correlation_id"] or ""}
+    h.update({"meta." + k: v for k, v in ev["metadata"].items()})
+    return h
+
+
+def match_log_dump(tc, first, data):
+    """Every event of `skaldctl log dump --json` decodes (python3-avro, the exported
+    schemas) from its message to the dump's payload, with the event's schema id and every
+    envelope field as its headers (and no other header); nothing else is in the topic."""
+    schemas = schemas_by_id(data)
+    dump = log_dump(data)
+    for ev in dump:
+        hdr, value = first[ev["event_id"]][0]
+        sid, payload = decode(value, schemas)
+        tc.assertEqual(sid, ev["schema_id"])
+        tc.assertEqual(payload, ev["payload"])
+        tc.assertEqual(hdr, expected_headers(ev))
+    tc.assertEqual(len(first), len(dump))
+    return dump
+
+
+def mixed_load(srv, orders):
+    """Every event type the sample domain has: products, a customer, orders placed with a
+    traceparent and a correlation id (their sagas reserve stock, authorize payment and
+    confirm), some cancelled. Waits until the sagas are quiet (the head stops moving)."""
+    for i in range(20):
+        st.register(srv, "M-%02d" % i, 1000)
+    s, _, body = srv.command("OpenCustomer", {"customer_id": "mc", "name": "m",
+                                              "credit_limit_cents": 10 ** 9})
+    assert s == 200, body
+    for i in range(orders):
+        hdrs = {"traceparent": "00-%032x-%016x-01" % (i + 1, i + 1),
+                "X-Correlation-Id": str(uuid.uuid4())}
+        s, _, body = srv.command("PlaceOrder", {"order_id": "mo-%d" % i, "customer_id": "mc",
+                                                "lines": [{"sku": "M-%02d" % (i % 20),
+                                                           "quantity": 1 + i % 3,
+                                                           "unit_price_cents": 250}]}, hdrs)
+        assert s == 200, body
+    wait_quiet(srv)
+    for i in range(0, orders, 5):  # a confirmed order refuses (422): that is fine too
+        srv.command("CancelOrder", {"order_id": "mo-%d" % i, "reason": "test"})
+    wait_quiet(srv)
+
+
+def wait_quiet(srv):
+    """Until the log's head has not moved for 2 s (the sagas have nothing left to do)."""
+    last = [-1, time.time()]
+
+    def quiet():
+        h = srv.head()
+        if h != last[0]:
+            last[:] = [h, time.time()]
+        return time.time() - last[1] > 2
+    st.wait_for(quiet, 120, "the sagas to finish")
+
+
+def skaldctl(*args, timeout=60):
+    return subprocess.run([SKALDCTL, *args], capture_output=True, text=True, timeout=timeout)
+
+
 def check_exactly_once_in_order(tc, msgs, head, allow_duplicates=False):
     """Every position 0..head-1 is in the topic; a second copy of an event (only with
     allow_duplicates) has the same headers and value as the first; per key, the first
@@ -218,21 +285,7 @@ class KafkaRelay(unittest.TestCase):
             self.assertEqual(srv.stop(), 0)
             msgs = read_topic("t1.events")
             first, _ = check_exactly_once_in_order(self, msgs, head)
-            # every payload decodes to what the log says, with every envelope field
-            schemas = schemas_by_id(srv.data)
-            for ev in log_dump(srv.data):
-                hdr, value = first[ev["event_id"]][0]
-                sid, payload = decode(value, schemas)
-                self.assertEqual(sid, ev["schema_id"])
-                self.assertEqual(payload, ev["payload"])
-                self.assertEqual(int(hdr["position"]), ev["position"])
-                self.assertEqual(int(hdr["version"]), ev["version"])
-                self.assertEqual(hdr["type"], ev["type"])
-                self.assertEqual(int(hdr["occurred_at"]), ev["occurred_at_us"])
-                self.assertEqual(hdr["command_id"], ev["command_id"] or "")
-                self.assertEqual(hdr["correlation_id"], ev["correlation_id"] or "")
-                for k, v in ev["metadata"].items():
-                    self.assertEqual(hdr["meta." + k], v)
+            match_log_dump(self, first, srv.data)
             # the checkpoint is at the head after a clean stop
             out = subprocess.run([SKALDCTL, "kafka", "status", "--data", srv.data, "--json"],
                                  capture_output=True, text=True, timeout=60)
@@ -349,6 +402,80 @@ class KafkaRelay(unittest.TestCase):
         finally:
             srv.cleanup()
             sink.close()
+
+    def test_6_kafkajs_consumer_matches_log_dump(self):
+        """The second client: KafkaJS + avsc (tests/integration/test_kafka_js.mjs) decodes
+        every message of a mixed load with the exported schemas and matches the log dump."""
+        install = subprocess.run(
+            ["bash", "-c", 'source "$1/tools/lib/common.sh" && source "$1/tools/lib/deps.sh" '
+             '&& skald_npm_install "${SKALD_NPM_KAFKA[@]}"', "-", st.SOURCE],
+            capture_output=True, text=True, timeout=300)
+        self.assertEqual(install.returncode, 0, install.stdout + install.stderr)
+        srv = self.start("t6")
+        try:
+            mixed_load(srv, 300)
+            head = srv.head()
+            wait_published(srv, 120)
+            self.assertEqual(srv.stop(), 0)
+            # the first client, python3-avro, on the same mixed load
+            first, _ = check_exactly_once_in_order(self, read_topic("t6.events"), head)
+            types = {ev["type"] for ev in match_log_dump(self, first, srv.data)}
+            self.assertGreaterEqual(len(types), 8, types)  # a mixed load, not one type
+            out = subprocess.run(
+                ["node", os.path.join(st.SOURCE, "tests", "integration", "test_kafka_js.mjs"),
+                 "--npm", os.path.join(st.SOURCE, ".cache", "npm"),
+                 "--bootstrap", BROKER.bootstrap, "--topic", "t6.events", "--data", srv.data,
+                 "--skaldctl", SKALDCTL], capture_output=True, text=True, timeout=300)
+            print(out.stdout + out.stderr, file=sys.stderr)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            self.assertIn("test_kafka_js: %d messages, %d events" % (head, head), out.stdout)
+        finally:
+            srv.cleanup()
+
+    def test_5_republish_from_position(self):
+        """`skaldctl kafka republish --from P`: refused while the relay runs and for a bad P;
+        after it, the relay's next start publishes P.. a second time, nothing before P."""
+        srv = self.start("t5")
+        data = srv.data
+        try:
+            load(srv, 3000, "R")
+            head = srv.head()
+            wait_published(srv, 120)
+            p = head // 3
+            busy = skaldctl("kafka", "republish", "--data", data, "--from", str(p))
+            self.assertEqual(busy.returncode, 1, busy.stdout)
+            self.assertIn("a relay is running", busy.stderr)
+            self.assertEqual(srv.stop(), 0)
+            for bad, code, words in ((str(head + 1), 1, "beyond the log's head"),
+                                     ("x", 2, "non-negative integer"),
+                                     ("-1", 2, "non-negative integer")):
+                out = skaldctl("kafka", "republish", "--data", data, "--from", bad)
+                self.assertEqual(out.returncode, code, out.stdout + out.stderr)
+                self.assertIn(words, out.stderr)
+            self.assertIn("needs --from",
+                          skaldctl("kafka", "republish", "--data", data).stderr)
+            status = json.loads(skaldctl("kafka", "status", "--data", data, "--json").stdout)
+            self.assertEqual(status["checkpoint_position"], head, "a refusal changed it")
+            out = skaldctl("kafka", "republish", "--data", data, "--from", str(p))
+            self.assertEqual(out.returncode, 0, out.stderr)
+            status = json.loads(skaldctl("kafka", "status", "--data", data, "--json").stdout)
+            self.assertEqual(status["checkpoint_position"], p)
+            self.assertEqual(status["topic"], "t5.events")
+            srv2 = self.start("t5", data=data)
+            try:
+                wait_published(srv2, 120)
+                self.assertEqual(srv2.stop(), 0)
+            finally:
+                srv2.kill()
+            msgs = read_topic("t5.events")
+            first, dups = check_exactly_once_in_order(self, msgs, head, allow_duplicates=True)
+            copies = {}
+            for _, _, _, hdr, _ in msgs:
+                copies[int(hdr["position"])] = copies.get(int(hdr["position"]), 0) + 1
+            self.assertEqual(copies, {pos: 1 if pos < p else 2 for pos in range(head)})
+            self.assertEqual(dups, head - p)
+        finally:
+            srv.cleanup()
 
 
 if __name__ == "__main__":

@@ -74,6 +74,10 @@ SKALD_NPM_BROWSER=("puppeteer-core@24.43.1")
 # OTLP protobuf definitions as OpenTelemetry's own JavaScript exporter ships them
 # (compiled by protobufjs into generated/root.js), and protobufjs to run them.
 SKALD_NPM_OTLP=("protobufjs@7.5.4" "@opentelemetry/otlp-proto-exporter-base@0.51.1")
+# The Kafka suite's second, independent consumer (tests/integration/test_kafka_js.mjs):
+# KafkaJS (pure JavaScript, no librdkafka) and avsc decode the topic with the exported
+# schemas, so that a mismatch in Skald's wire format cannot hide behind one client.
+SKALD_NPM_KAFKA=("kafkajs@2.2.4" "avsc@5.7.9")
 
 # Prints the version of npm package NAME installed under SKALD_NPM_DIR, or nothing.
 skald_npm_installed_version() {
