@@ -248,8 +248,11 @@ char *svc_metrics_sagas(saga_engine *e, char *text)
         return text;
     size_t tlen = strlen(text);
     char *out = realloc(text, tlen + len + 1);
-    if (out)
-        memcpy(out + tlen, b, len + 1);
+    if (!out) {
+        free(b);
+        return text; /* realloc failed: text is still ours, without the saga lines */
+    }
+    memcpy(out + tlen, b, len + 1);
     free(b);
-    return out ? out : text;
+    return out;
 }

@@ -250,8 +250,8 @@ static int assign(store_ksrc *s, sk_error *err)
 
 int store_ksrc_open(const store_ksrc_config *cfg, store_ksrc **out, sk_error *err)
 {
-    SK_ASSERT(cfg->brokers && cfg->topic);
-    if (!cfg->topic[0] || strlen(cfg->topic) > STORE_RELAY_TOPIC_MAX)
+    SK_ASSERT(cfg->brokers);
+    if (!cfg->topic || !cfg->topic[0] || strlen(cfg->topic) > STORE_RELAY_TOPIC_MAX)
         return sk_error_set(err, SK_EBADINPUT, "topic", "a topic name has 1..%d characters",
                             STORE_RELAY_TOPIC_MAX);
     store_ksrc *s = calloc(1, sizeof *s);
