@@ -249,9 +249,8 @@ char *svc_metrics_conns(svc_conn_guard *g, char *text)
     pthread_mutex_lock(&g->mu);
     uint32_t open = g->open;
     pthread_mutex_unlock(&g->mu);
-    char lines[1400];
-    int n = snprintf(
-        lines, sizeof lines,
+    return svc_metrics_append(
+        text,
         "# HELP skald_http_connections Open HTTP connections.\n"
         "# TYPE skald_http_connections gauge\n"
         "skald_http_connections %u\n"
@@ -273,12 +272,4 @@ char *svc_metrics_conns(svc_conn_guard *g, char *text)
         (unsigned long long)atomic_load(&g->deadline_total),
         (unsigned long long)atomic_load(&g->body_bytes),
         (unsigned long long)atomic_load(&g->body_refused_total));
-    size_t len = strlen(text);
-    char *grown = realloc(text, len + (size_t)n + 1);
-    if (!grown) {
-        free(text);
-        return NULL;
-    }
-    memcpy(grown + len, lines, (size_t)n + 1);
-    return grown;
 }

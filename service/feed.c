@@ -769,23 +769,14 @@ char *svc_metrics_feed(svc_feed *feed, char *text)
 {
     if (!feed || !text)
         return text;
-    char lines[512];
-    int n = snprintf(lines, sizeof lines,
-                     "# HELP skald_feed_streams Open GET /v1/events/stream connections.\n"
-                     "# TYPE skald_feed_streams gauge\n"
-                     "skald_feed_streams %u\n"
-                     "# HELP skald_feed_overflows_total Streams ended because the client was "
-                     "too slow.\n"
-                     "# TYPE skald_feed_overflows_total counter\n"
-                     "skald_feed_overflows_total %llu\n",
-                     atomic_load(&feed->active),
-                     (unsigned long long)atomic_load(&feed->overflow_total));
-    size_t len = strlen(text);
-    char *grown = realloc(text, len + (size_t)n + 1);
-    if (!grown) {
-        free(text);
-        return NULL;
-    }
-    memcpy(grown + len, lines, (size_t)n + 1);
-    return grown;
+    return svc_metrics_append(
+        text,
+        "# HELP skald_feed_streams Open GET /v1/events/stream connections.\n"
+        "# TYPE skald_feed_streams gauge\n"
+        "skald_feed_streams %u\n"
+        "# HELP skald_feed_overflows_total Streams ended because the client was "
+        "too slow.\n"
+        "# TYPE skald_feed_overflows_total counter\n"
+        "skald_feed_overflows_total %llu\n",
+        atomic_load(&feed->active), (unsigned long long)atomic_load(&feed->overflow_total));
 }

@@ -114,6 +114,28 @@ void svc_metrics_http(svc_metrics *m, unsigned status)
     atomic_fetch_add_explicit(&m->http[i], 1, memory_order_relaxed);
 }
 
+/* Appends printf-formatted lines to a metrics text (the other layers' sections). Frees
+ * text and returns NULL when memory runs out, as the /metrics chain expects. */
+char *svc_metrics_append(char *text, const char *fmt, ...)
+{
+    if (!text)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(text);
+    char *grown = n < 0 ? NULL : realloc(text, len + (size_t)n + 1);
+    if (!grown) {
+        free(text);
+        return NULL;
+    }
+    va_start(ap, fmt);
+    vsnprintf(grown + len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return grown;
+}
+
 typedef struct out_buf {
     char *data;
     size_t len, cap;

@@ -203,6 +203,8 @@ void svc_storage_note(svc_app *app, int status, uint32_t events);
 int svc_storage_full(svc_app *app, char *why, size_t size);
 /* Appends skald_storage_full and skald_storage_full_total to text (taken; NULL on
  * -ENOMEM). */
+/* Appends printf-formatted lines to text; frees it and returns NULL when out of memory. */
+char *svc_metrics_append(char *text, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 char *svc_metrics_storage(svc_app *app, char *text);
 
 /* A request in flight. Routes read it and answer through svc_answer* / svc_problem. */

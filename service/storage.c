@@ -55,23 +55,16 @@ char *svc_metrics_storage(svc_app *app, char *text)
 {
     if (!text)
         return NULL;
-    char why[256], lines[512];
-    int n = snprintf(lines, sizeof lines,
-                     "# HELP skald_storage_full 1 while appends fail because the disk is full.\n"
-                     "# TYPE skald_storage_full gauge\n"
-                     "skald_storage_full %d\n"
-                     "# HELP skald_storage_full_total Appends that failed because the disk was "
-                     "full.\n"
-                     "# TYPE skald_storage_full_total counter\n"
-                     "skald_storage_full_total %llu\n",
-                     svc_storage_full(app, why, sizeof why),
-                     (unsigned long long)atomic_load(&app->storage_full_total));
-    size_t len = strlen(text);
-    char *grown = realloc(text, len + (size_t)n + 1);
-    if (!grown) {
-        free(text);
-        return NULL;
-    }
-    memcpy(grown + len, lines, (size_t)n + 1);
-    return grown;
+    char why[256];
+    return svc_metrics_append(
+        text,
+        "# HELP skald_storage_full 1 while appends fail because the disk is full.\n"
+        "# TYPE skald_storage_full gauge\n"
+        "skald_storage_full %d\n"
+        "# HELP skald_storage_full_total Appends that failed because the disk was "
+        "full.\n"
+        "# TYPE skald_storage_full_total counter\n"
+        "skald_storage_full_total %llu\n",
+        svc_storage_full(app, why, sizeof why),
+        (unsigned long long)atomic_load(&app->storage_full_total));
 }
