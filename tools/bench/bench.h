@@ -189,6 +189,10 @@ double bench_metric(const char *text, const char *name);
     "    latency:percentile(99)))\n"                                                               \
     "end\n"
 
+/* http-commands' wrk script: the command mix (http_commands.c); traced-commands runs it
+ * too, so both measure the same load. */
+extern const char bench_commands_lua[];
+
 typedef struct bench_wrk_result {
     uint64_t requests, duration_us, non2xx, sockerr, p50_us, p99_us;
 } bench_wrk_result;

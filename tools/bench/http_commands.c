@@ -21,8 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The mix. Orders get ids unique to this run (a nonce from the bench) and the thread. */
-static const char COMMANDS_LUA[] =
+/* The mix (also traced-commands'). Orders get ids unique to this run (a nonce from the
+ * bench) and the thread. */
+const char bench_commands_lua[] =
     "local streams, nonce = 10000, 'x'\n"
     "local counter, tid = 0, 0\n"
     "local headers = {['Content-Type'] = 'application/json'}\n"
@@ -144,7 +145,7 @@ int bench_http_commands(const bench_opts *opts)
     bench_print_where("work directory", work);
     bench_path_join(cmd_lua, sizeof cmd_lua, work, "commands.lua");
     bench_path_join(noop_lua, sizeof noop_lua, work, "noop.lua");
-    if ((rc = bench_file_write(cmd_lua, COMMANDS_LUA)) != 0 ||
+    if ((rc = bench_file_write(cmd_lua, bench_commands_lua)) != 0 ||
         (rc = bench_file_write(noop_lua, NOOP_LUA)))
         return rc;
     uint16_t port = 0;

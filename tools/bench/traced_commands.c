@@ -30,33 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The wrk script of http-commands, kept in step with it by hand: same mix, same sizes. */
-static const char COMMANDS_LUA[] =
-    "local streams, nonce = 10000, 'x'\n"
-    "local counter, tid = 0, 0\n"
-    "local headers = {['Content-Type'] = 'application/json'}\n"
-    "local next_tid = 0\n"
-    "function setup(thread) next_tid = next_tid + 1; thread:set('tid', next_tid) end\n"
-    "function init(args) streams = tonumber(args[1]); nonce = args[2]\n"
-    "  math.randomseed(tonumber(args[3]) + (tid or 0)) end\n"
-    "function request()\n"
-    "  counter = counter + 1\n"
-    "  if counter % 2 == 0 then\n"
-    "    return wrk.format('POST', '/v1/commands/RestockProduct', headers,\n"
-    "      '{\"sku\":\"b' .. math.random(0, streams - 1) .. '\",\"quantity\":1}')\n"
-    "  end\n"
-    "  local lines = {}\n"
-    "  for i = 1, math.random(1, 3) do\n"
-    "    lines[i] = '{\"sku\":\"b' .. math.random(0, streams - 1) ..\n"
-    "      '\",\"quantity\":' .. math.random(1, 5) .. ',\"unit_price_cents\":' ..\n"
-    "      math.random(100, 9999) .. '}'\n"
-    "  end\n"
-    "  return wrk.format('POST', '/v1/commands/PlaceOrder', headers,\n"
-    "    '{\"order_id\":\"' .. nonce .. '-' .. tostring(tid) .. '-' .. counter ..\n"
-    "    '\",\"customer_id\":\"c' .. math.random(0, 99) .. '\",\"lines\":[' ..\n"
-    "    table.concat(lines, ',') .. ']}')\n"
-    "end\n" BENCH_WRK_DONE_LUA;
-
 /* ---- the sink: one thread, one connection at a time (the exporter sends one batch per
  * connection, from one thread) ---- */
 typedef struct sink {
@@ -211,7 +184,7 @@ int bench_traced_commands(const bench_opts *opts)
         return rc;
     bench_print_where("work directory", work);
     bench_path_join(lua, sizeof lua, work, "commands.lua");
-    if ((rc = bench_file_write(lua, COMMANDS_LUA)) != 0)
+    if ((rc = bench_file_write(lua, bench_commands_lua)) != 0)
         return rc;
     sink snk;
     if ((rc = sink_start(&snk)) != 0)
