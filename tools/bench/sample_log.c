@@ -2,7 +2,9 @@
  * sample_log.c -- a log of the sample domain (order fulfillment) for the projection
  * benchmarks, made cheaply enough that building a million events takes seconds.
  *
- * The history is the one `skald seed` writes (service/seed.c), played by hand: products
+ * The history is the shape of what `skald seed` makes through the deciders and the saga
+ * (service/seed.c; the seed itself is too slow for a million events), played by hand:
+ * the sample domain's events without the sagas' own journal streams: products
  * registered and restocked, customers opened, then orders one after the other, each an
  * OrderPlaced of 1-5 lines of distinct products, a StockReserved per line, then
  *   - most:      PaymentAuthorized, StockCommitted per line, OrderConfirmed;
