@@ -402,7 +402,7 @@ static int save_source_checkpoint(proj_gen *g, const proj_source *src, void *rea
 {
     if (!src->checkpoint)
         return 0;
-    size_t size = 64 * 1024;
+    size_t size = (size_t)64 * 1024;
     char *text = malloc(size);
     int rc = text ? src->checkpoint(reader, text, size) : -ENOMEM;
     if (rc == 0)

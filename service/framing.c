@@ -133,8 +133,8 @@ static int head_ends_cleanly(svc_request *rq, const char *method, const char *ve
         return 1; /* not in place (a field was copied): nothing to tell from here */
     if (end - from < 2 || end - from > 4)
         return 0;
-    for (const char *p = (const char *)from; p < (const char *)end; p++)
-        if (*p != '\0')
+    for (size_t i = (size_t)(from - start); i < ci->header_size; i++)
+        if (method[i] != '\0') /* from inside the head: index it from the method */
             return 0;
     return 1;
 }

@@ -183,7 +183,7 @@ static void test_long_saga_loads_from_its_snapshot(void **state)
     fixture *f = *state;
     write_long_saga(f, RETRIES);
     uint64_t at_snapshot = f->version;
-    assert_true(at_snapshot > 3 * RETRIES);
+    assert_true(at_snapshot > (uint64_t)3 * RETRIES);
     save_snapshot(f);
     /* the saga goes on after the snapshot: one more round */
     step(f, 0, "compensate", "failed", "failed");
