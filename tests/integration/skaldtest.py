@@ -167,6 +167,18 @@ def raw_request(port, data, timeout=10):
     return out
 
 
+
+def metric(srv, name, headers=None):
+    """The first sample of metric `name` (plain or with labels) in /metrics, as an int when
+    it is integral, else a float."""
+    s, _, text = srv.request("GET", "/metrics", headers=headers)
+    assert s == 200, (s, text)
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            value = float(line.rsplit(" ", 1)[1])
+            return int(value) if value.is_integer() else value
+    raise AssertionError("no %s in /metrics" % name)
+
 def main(module_globals):
     import argparse
     import unittest

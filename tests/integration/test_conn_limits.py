@@ -28,12 +28,7 @@ def connect(port, source="127.0.0.1", timeout=5):
 
 
 def metric(srv, name):
-    s, _, text = srv.request("GET", "/metrics", headers={"Authorization": "Bearer " + TOKEN})
-    assert s == 200, (s, text)
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no %s in /metrics" % name)
+    return skaldtest.metric(srv, name, {"Authorization": "Bearer " + TOKEN})
 
 
 def closed_by_server(sock, wait_s):

@@ -77,12 +77,6 @@ def tearDownModule():
         BROKER.stop()
 
 
-def metric(srv, name):
-    _, _, text = srv.request("GET", "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no %s in /metrics" % name)
 
 
 def batch(srv, lines):
@@ -112,7 +106,7 @@ def load(srv, events, tag):
 def wait_published(srv, timeout_s):
     """Until the relay's checkpoint in memory reaches the log's head."""
     def caught_up():
-        return metric(srv, "skald_relay_published_position") >= srv.head()
+        return st.metric(srv, "skald_relay_published_position") >= srv.head()
     st.wait_for(caught_up, timeout_s, "the relay to publish up to the head")
 
 
@@ -311,7 +305,7 @@ class KafkaRelay(unittest.TestCase):
                 self.assertEqual(s, 200)
                 st.wait_for(lambda: srv.request("GET", "/readyz")[2]["relay"]["state"] ==
                             "broker_down", 60, "the relay to see the broker gone")
-                self.assertGreater(metric(srv, "skald_relay_lag_events"), 0)
+                self.assertGreater(st.metric(srv, "skald_relay_lag_events"), 0)
                 time.sleep(max(0, OUTAGE_S - (time.time() - t0)))
             finally:
                 BROKER.resume()
@@ -339,7 +333,7 @@ class KafkaRelay(unittest.TestCase):
                     errors.append(e)
             t = threading.Thread(target=run)
             t.start()
-            st.wait_for(lambda: metric(srv, "skald_relay_published_position") >= n // 3, 120,
+            st.wait_for(lambda: st.metric(srv, "skald_relay_published_position") >= n // 3, 120,
                         "the relay to publish a third of the load")
             srv.kill()
             t.join(60)

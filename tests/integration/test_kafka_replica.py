@@ -71,12 +71,6 @@ def tearDownModule():
         BROKER.stop()
 
 
-def metric(srv, name):
-    _, _, text = srv.request("GET", "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError("no %s in /metrics" % name)
 
 
 def ok(srv, ctype, body):
@@ -142,7 +136,7 @@ def settle(writer, replicas, timeout_s=120):
     deadline = time.time() + timeout_s
     while True:
         head = writer.head()
-        st.wait_for(lambda: metric(writer, "skald_relay_published_position") >= head,
+        st.wait_for(lambda: st.metric(writer, "skald_relay_published_position") >= head,
                     max(1, deadline - time.time()), "the relay to publish up to %d" % head)
         for r in replicas:
             for m in MODELS:
@@ -239,7 +233,7 @@ class KafkaReplica(unittest.TestCase):
         w = self.writer("rep", data=data)
         w.own_data = True
         # the relay creates the topic; the replicas start once it is there
-        st.wait_for(lambda: metric(w, "skald_relay_published_position") > 0, 60,
+        st.wait_for(lambda: st.metric(w, "skald_relay_published_position") > 0, 60,
                     "the relay to publish")
         a, b = self.replica("rep"), self.replica("rep")
         live_load(w, "L", 40)
@@ -313,7 +307,7 @@ class KafkaReplica(unittest.TestCase):
         for i in range(12):
             st.register(w, "g%d" % i, quantity=i + 1)
         head = w.head()
-        st.wait_for(lambda: metric(w, "skald_relay_published_position") >= head, 60,
+        st.wait_for(lambda: st.metric(w, "skald_relay_published_position") >= head, 60,
                     "the relay to publish")
         self.assertEqual(w.stop(), 0)
         msgs = read_topic("g.events")

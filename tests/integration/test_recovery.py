@@ -15,12 +15,6 @@ import skaldtest
 from skaldtest import Server
 
 
-def metric(srv, name):
-    _, _, text = srv.request("GET", "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return int(line.split()[1])
-    raise AssertionError("no %s in /metrics" % name)
 
 
 class Recovery(unittest.TestCase):
@@ -65,8 +59,8 @@ class Recovery(unittest.TestCase):
         self.assertEqual([e["type"] for e in events],
                          ["ProductRegistered", "ProductRestocked", "ProductRestocked"])
         self.assertEqual([e["payload"]["quantity"] for e in events[1:]], [10, 7])
-        self.assertEqual(metric(self.srv, "skald_log_recoveries_total"), 1)
-        self.assertEqual(metric(self.srv, "skald_log_failed"), 0)
+        self.assertEqual(skaldtest.metric(self.srv, "skald_log_recoveries_total"), 1)
+        self.assertEqual(skaldtest.metric(self.srv, "skald_log_failed"), 0)
         self.assertEqual(self.srv.stop(), 0)
 
     def test_keeps_trying_while_the_disk_fails(self):
@@ -79,7 +73,7 @@ class Recovery(unittest.TestCase):
         self.assertIn("could not recover", self.srv.read_log())
         status, _, body = self.srv.command("RestockProduct", {"sku": "B", "quantity": 2})
         self.assertEqual(status, 200, body)
-        self.assertEqual(metric(self.srv, "skald_log_recoveries_total"), 1)
+        self.assertEqual(skaldtest.metric(self.srv, "skald_log_recoveries_total"), 1)
         self.assertEqual(self.srv.stop(), 0)
 
     def test_interval_recovery_reloads_cached_aggregates(self):
@@ -94,7 +88,7 @@ class Recovery(unittest.TestCase):
         self.assertEqual(status, 200, body)  # acknowledged at write, lost at the sync
         self.assertEqual(body["events"][0]["version"], 3)
         deadline = time.time() + 10
-        while metric(self.srv, "skald_log_recoveries_total") < 1 and time.time() < deadline:
+        while skaldtest.metric(self.srv, "skald_log_recoveries_total") < 1 and time.time() < deadline:
             time.sleep(0.1)
         self.wait_ready(10)
         status, _, body = self.srv.command("RestockProduct", {"sku": "I", "quantity": 1},
@@ -138,9 +132,9 @@ class Recovery(unittest.TestCase):
         self.assertEqual((s, b["code"]), (503, "storage_full"), b)
         self.assertIn("disk is full", b["detail"])
         self.assertIn("retry-after", h)
-        self.assertEqual(metric(self.srv, "skald_storage_full"), 1)
-        self.assertGreaterEqual(metric(self.srv, "skald_storage_full_total"), 1)
-        self.assertEqual(metric(self.srv, "skald_log_failed"), 0)  # the log itself is fine
+        self.assertEqual(skaldtest.metric(self.srv, "skald_storage_full"), 1)
+        self.assertGreaterEqual(skaldtest.metric(self.srv, "skald_storage_full_total"), 1)
+        self.assertEqual(skaldtest.metric(self.srv, "skald_log_failed"), 0)  # the log itself is fine
         self.assertEqual(self.srv.head(), head)  # nothing of a failed batch was kept
         # an expected_version that no longer holds is still the client's 409
         s, _, b = self.srv.command("RestockProduct", {"sku": "F", "quantity": 1,
@@ -152,7 +146,7 @@ class Recovery(unittest.TestCase):
         self.assertEqual(s, 200, b)
         self.assertEqual(b["events"][0]["version"], 3)
         self.assertEqual(self.srv.request("GET", "/readyz")[0], 200)
-        self.assertEqual(metric(self.srv, "skald_storage_full"), 0)
+        self.assertEqual(skaldtest.metric(self.srv, "skald_storage_full"), 0)
         events = self.srv.stream("product-F")
         self.assertEqual([e["payload"].get("quantity") for e in events], [None, 10, 3])
         self.assertEqual(self.srv.stop(), 0)
@@ -168,7 +162,7 @@ class Recovery(unittest.TestCase):
         t = threading.Thread(target=lambda: slow.append(self.srv.command(
             "RestockProduct", {"sku": "D", "quantity": 2})))
         t.start()
-        skaldtest.wait_for(lambda: metric(self.srv, "skald_queue_depth") == 1, 10,
+        skaldtest.wait_for(lambda: skaldtest.metric(self.srv, "skald_queue_depth") == 1, 10,
                            "the slow command in flight")
         self.srv.proc.send_signal(signal.SIGTERM)
         skaldtest.wait_for(lambda: '"stopping"' in self.srv.read_log(), 10, "the drain")

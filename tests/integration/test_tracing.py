@@ -57,11 +57,6 @@ def order_confirmed(srv, oid):
              30, "order %s to be confirmed" % oid)
 
 
-def metric(srv, name):
-    text = srv.request("GET", "/metrics")[2]
-    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
-    assert m, "no %s in /metrics" % name
-    return int(m.group(1))
 
 
 class Sink:
@@ -235,10 +230,10 @@ class Tracing(unittest.TestCase):
                                          and s["tags"]["skald.command.type"] == "ConfirmOrder"})
         # the unsampled set-up left nothing in the backend
         self.assertEqual(self.zipkin_trace(UNSAMPLED.split("-")[1]), [])
-        self.assertEqual(metric(srv, 'skald_trace_spans_total{result="dropped"}'), 0)
+        self.assertEqual(skaldtest.metric(srv, 'skald_trace_spans_total{result="dropped"}'), 0)
         # every span recorded so far reaches the backend (each /metrics read adds its own)
-        recorded = metric(srv, 'skald_trace_spans_total{result="recorded"}')
-        wait_for(lambda: metric(srv, 'skald_trace_spans_total{result="exported"}') >= recorded,
+        recorded = skaldtest.metric(srv, 'skald_trace_spans_total{result="recorded"}')
+        wait_for(lambda: skaldtest.metric(srv, 'skald_trace_spans_total{result="exported"}') >= recorded,
                  10, "every recorded span exported")
         self.assertEqual(srv.stop(), 0)
 
@@ -307,10 +302,10 @@ class Tracing(unittest.TestCase):
             srv = self.start("--trace-exporter", "zipkin", "--trace-endpoint", endpoint)
             for i in range(20):
                 ok(srv, "RegisterProduct", {"sku": "S%d" % i, "name": "n", "price_cents": 1})
-            wait_for(lambda: metric(srv, 'skald_trace_spans_total{result="dropped"}') > 0, 10,
+            wait_for(lambda: skaldtest.metric(srv, 'skald_trace_spans_total{result="dropped"}') > 0, 10,
                      "drops counted (%s backend)" % why)
-            self.assertEqual(metric(srv, 'skald_trace_spans_total{result="exported"}'), 0)
-            self.assertGreater(metric(srv, "skald_trace_export_failures_total"), 0)
+            self.assertEqual(skaldtest.metric(srv, 'skald_trace_spans_total{result="exported"}'), 0)
+            self.assertGreater(skaldtest.metric(srv, "skald_trace_export_failures_total"), 0)
             # every command was answered and is in the log
             self.assertEqual(srv.head(), 20)
             self.assertEqual(srv.stop(), 0)
@@ -323,14 +318,14 @@ class Tracing(unittest.TestCase):
         # no traceparent and ratio 0: nothing recorded, yet the answer names a trace
         _, h, _ = srv.request("GET", "/healthz")
         self.assertRegex(h["traceparent"], r"^00-[0-9a-f]{32}-[0-9a-f]{16}-00$")
-        self.assertEqual(metric(srv, 'skald_trace_spans_total{result="recorded"}'), 0)
+        self.assertEqual(skaldtest.metric(srv, 'skald_trace_spans_total{result="recorded"}'), 0)
         # an unsampled caller: nothing; a sampled caller: recorded despite the ratio
         ok(srv, "RegisterProduct", {"sku": "U", "name": "n", "price_cents": 1},
            {"traceparent": UNSAMPLED})
-        self.assertEqual(metric(srv, 'skald_trace_spans_total{result="recorded"}'), 0)
+        self.assertEqual(skaldtest.metric(srv, 'skald_trace_spans_total{result="recorded"}'), 0)
         ok(srv, "RegisterProduct", {"sku": "S", "name": "n", "price_cents": 1},
            {"traceparent": TRACE})
-        wait_for(lambda: metric(srv, 'skald_trace_spans_total{result="exported"}') >= 4, 10,
+        wait_for(lambda: skaldtest.metric(srv, 'skald_trace_spans_total{result="exported"}') >= 4, 10,
                  "the sampled command's spans exported")
         spans = [sp for _, _, b in sink.taken() for sp in json.loads(b)]
         self.assertEqual({sp["traceId"] for sp in spans}, {TRACE_ID})
