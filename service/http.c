@@ -260,7 +260,9 @@ static int body_reserve(svc_request *rq, size_t size)
     size_t need = rq->body_len + size + 1;
     if (need <= rq->body_cap)
         return 0;
-    size_t cap = rq->body_cap ? rq->body_cap : 1024;
+    /* 512, not 1024: glibc serves 1 KiB and more as a "large" request, which first
+     * consolidates the fast bins, and most command bodies are a few hundred bytes */
+    size_t cap = rq->body_cap ? rq->body_cap : 512;
     while (cap < need)
         cap *= 2;
     if (cap > svc_cfg.body_max + 1)
