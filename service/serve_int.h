@@ -8,6 +8,7 @@
  *   http.c         libmicrohttpd: requests, bodies, suspension, responses, problems
  *   framing.c      the strict checks of a request's head (RFC 9112) before any route
  *   conn_guard.c   request deadlines, the reserve past --conn-max, the body budget
+ *   spares.c       requests' blocks reused instead of freed (fewer large mallocs)
  *   routes.c       the route table and the small routes (health, metrics, ...)
  *   command_routes.c  commands and the NDJSON batch
  *   read_routes.c  reads of a stream and of the log
