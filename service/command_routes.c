@@ -390,15 +390,23 @@ static json_t *parse_json(const char *text, size_t len, json_error_t *jerr)
     return json_loadb(text ? text : "", len, JSON_REJECT_DUPLICATES, jerr);
 }
 
+_Static_assert(sizeof(command_call) <= SVC_SPARE_BYTES, "a command_call must fit a spare block");
+
+static void call_free(void *state)
+{
+    command_call *c = state;
+    svc_spares_give(c->rq->app->spares, c);
+}
+
 int svc_route_command(svc_request *rq)
 {
-    command_call *c = calloc(1, sizeof *c);
+    command_call *c = svc_spares_take(rq->app->spares, sizeof *c);
     if (!c) {
         svc_problem(rq, 503, "unavailable", NULL, "out of memory");
         return 0;
     }
     rq->state = c;
-    rq->state_free = free;
+    rq->state_free = call_free;
     c->rq = rq;
     size_t n = strlen(rq->arg);
     if (n > EV_TYPE_MAX) {

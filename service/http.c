@@ -260,7 +260,9 @@ static int body_reserve(svc_request *rq, size_t size)
     size_t need = rq->body_len + size + 1;
     if (need <= rq->body_cap)
         return 0;
-    size_t cap = rq->body_cap ? rq->body_cap : 1024;
+    /* 512, not 1024: glibc serves 1 KiB and more as a "large" request, which first
+     * consolidates the fast bins, and most command bodies are a few hundred bytes */
+    size_t cap = rq->body_cap ? rq->body_cap : 512;
     while (cap < need)
         cap *= 2;
     if (cap > svc_cfg.body_max + 1)
@@ -395,6 +397,8 @@ static int collect(svc_request *rq, const char *data, size_t size)
     return 0;
 }
 
+_Static_assert(sizeof(svc_request) <= SVC_SPARE_BYTES, "a svc_request must fit a spare block");
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -402,7 +406,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     svc_app *app = cls;
     svc_request *rq = *con_cls;
     if (!rq) {
-        rq = calloc(1, sizeof *rq);
+        rq = svc_spares_take(app->spares, sizeof *rq);
         if (!rq)
             return MHD_NO;
         rq->app = app;
@@ -468,7 +472,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     body_free(rq);
     free(rq->answer);
     pthread_mutex_destroy(&rq->mu);
-    free(rq);
+    svc_spares_give(rq->app->spares, rq);
     *con_cls = NULL;
 }
 
@@ -509,6 +513,11 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
         .pending_body_max = svc_cfg.pending_body_max,
     };
     int rc = svc_conn_guard_create(&lim, &srv->conns);
+    if (rc == 0) {
+        rc = svc_spares_create(SVC_SPARE_BYTES, SVC_SPARES_MAX, &app->spares);
+        if (rc)
+            svc_conn_guard_destroy(srv->conns);
+    }
     if (rc) {
         free(srv);
         return sk_error_set(err, rc, "", "cannot start the connection guard: %s", sk_strerror(rc));
@@ -527,6 +536,8 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
             free(srv->tls_cert);
             app->conns = NULL;
             svc_conn_guard_destroy(srv->conns);
+            svc_spares_destroy(app->spares);
+            app->spares = NULL;
             free(srv);
             return err->code ? err->code : -EINVAL;
         }
@@ -562,6 +573,8 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
         free(srv->tls_key);
         app->conns = NULL;
         svc_conn_guard_destroy(srv->conns);
+        svc_spares_destroy(app->spares);
+        app->spares = NULL;
         free(srv);
         return sk_error_set(err, -EADDRINUSE, "",
                             "cannot listen on %s:%u (in use, or TLS files or "
@@ -586,7 +599,9 @@ void svc_server_stop(svc_server *srv, uint32_t timeout_ms)
     }
     MHD_stop_daemon(srv->daemon);
     srv->app->conns = NULL;
-    svc_conn_guard_destroy(srv->conns); /* every connection is closed now */
+    svc_conn_guard_destroy(srv->conns);   /* every connection is closed now */
+    svc_spares_destroy(srv->app->spares); /* and every request given back */
+    srv->app->spares = NULL;
     free(srv->tls_cert);
     free(srv->tls_key);
     free(srv);

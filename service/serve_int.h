@@ -8,6 +8,7 @@
  *   http.c         libmicrohttpd: requests, bodies, suspension, responses, problems
  *   framing.c      the strict checks of a request's head (RFC 9112) before any route
  *   conn_guard.c   request deadlines, the reserve past --conn-max, the body budget
+ *   spares.c       requests' blocks reused instead of freed (fewer large mallocs)
  *   routes.c       the route table and the small routes (health, metrics, ...)
  *   command_routes.c  commands and the NDJSON batch
  *   read_routes.c  reads of a stream and of the log
@@ -184,6 +185,7 @@ typedef struct svc_app {
     const char *openapi;              /* the document served at /v1/openapi.json */
     size_t openapi_len;
     struct svc_conn_guard *conns;   /* set by svc_server_start */
+    struct svc_spares *spares;      /* set by svc_server_start: requests' blocks (spares.c) */
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
     atomic_bool ready;
     atomic_bool draining;
@@ -401,6 +403,18 @@ char *svc_metrics_sagas(saga_engine *e, char *text);
 /* ---- dashboard.c: the page at / and its files at /dashboard/NAME (no token) ---- */
 int svc_route_dashboard(svc_request *rq);
 int svc_route_dashboard_asset(svc_request *rq);
+
+/* ---- spares.c ----
+ * Blocks of up to `size` bytes kept for reuse (at most `max`). take: a zeroed block of at
+ * least `size` bytes (calloc when s is NULL or empty; NULL when out of memory); give: back
+ * to the spares, or free past max (s NULL: free). */
+typedef struct svc_spares svc_spares;
+#define SVC_SPARE_BYTES 4096 /* a svc_request, a command_call */
+#define SVC_SPARES_MAX  512  /* 2 MiB at most: 256 requests in flight with their calls */
+int svc_spares_create(size_t size, size_t max, svc_spares **out);
+void svc_spares_destroy(svc_spares *s);
+void *svc_spares_take(svc_spares *s, size_t size);
+void svc_spares_give(svc_spares *s, void *block);
 
 /* ---- conn_guard.c ----
  * Create before the daemon starts (pass svc_conn_guard_notify as its
