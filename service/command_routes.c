@@ -353,6 +353,10 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
             (ev_metadata_entry){ev_str_of(CMD_META_IDEMPOTENCY), ev_str_of(c->key)};
     c->ctx.metadata = c->meta;
     atomic_fetch_add(&app->in_flight, 1);
+    if (!rq->counted) { /* once per request: a batch's lines share theirs */
+        rq->counted = 1;
+        atomic_fetch_add(&app->unsent, 1);
+    }
     cmd_bus_submit(app->bus, c->command, body, expected, &c->ctx, &c->out, command_done, c);
     json_decref(body);
 }

@@ -463,6 +463,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     svc_request *rq = *con_cls;
     if (!rq)
         return;
+    if (rq->counted)
+        atomic_fetch_sub(&rq->app->unsent, 1);
     svc_conn_request_ended(rq->app->conns, rq->slot);
     svc_tracing_request_abandon(rq);
     if (rq->state_free)
@@ -593,7 +595,9 @@ void svc_server_stop(svc_server *srv, uint32_t timeout_ms)
         return;
     MHD_quiesce_daemon(srv->daemon); /* no new connections */
     for (uint32_t waited = 0; waited < timeout_ms; waited += 10) {
-        if (atomic_load(&srv->app->in_flight) == 0)
+        /* in_flight reaches 0 when the last answer is decided, a moment before its
+         * connection is resumed and the answer sent: wait for the sending too */
+        if (atomic_load(&srv->app->in_flight) == 0 && atomic_load(&srv->app->unsent) == 0)
             break;
         usleep(10000);
     }

@@ -187,6 +187,9 @@ typedef struct svc_app {
     struct svc_conn_guard *conns;   /* set by svc_server_start */
     struct svc_spares *spares;      /* set by svc_server_start: requests' blocks (spares.c) */
     atomic_uint_fast64_t in_flight; /* commands accepted and not answered */
+    /* commands accepted whose request libmicrohttpd has not completed (answer sent or
+     * connection gone): a stop waits for these too, so an answer decided is also sent */
+    atomic_uint_fast64_t unsent;
     atomic_bool ready;
     atomic_bool draining;
     /* storage.c: the last append that failed for want of space (0: none since the last
@@ -250,6 +253,7 @@ struct svc_request {
     int over_budget;            /* the body budget was spent: 503 at the end */
     int close;                  /* answer with Connection: close (bad framing, reserve) */
     int head;                   /* a HEAD request, run as GET */
+    int counted;                /* counted in app->unsent until completed */
     struct svc_conn_slot *slot; /* the connection's, or NULL */
     pthread_mutex_t mu;         /* guards suspended/ready between the HTTP and completer threads */
     int suspended, ready;
