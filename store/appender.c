@@ -32,13 +32,24 @@ typedef struct batch_entry {
     uint64_t offset;
 } batch_entry;
 
-typedef struct batch {
+/* A batch from assembly until its appends are answered. The appender assembles and
+ * writes it; the syncer (or the appender itself when nothing is pipelined) makes it
+ * durable, publishes it and hands its completions on. Batches are reused through
+ * log->pipe_free so their entry arrays are not grown afresh every time. */
+struct store_batch {
+    struct store_batch *next;
     store_append_req *reqs;
     uint32_t appends;
     batch_entry *entries;
     size_t entry_count, entry_cap;
-    uint64_t bytes, write_ns, fsync_ns; /* of the last commit, for its span */
-} batch;
+    store_segment *seg;     /* where it was written */
+    uint64_t offset, bytes; /* bytes 0: nothing to write (conflicts, barriers, a failure) */
+    uint64_t epoch;
+    int status; /* for appends not yet decided: nonzero fails them */
+    uint64_t write_ns, fsync_ns;
+    tr_span *span;
+};
+typedef struct store_batch batch;
 
 static bool valid_event(const ev_event *ev, size_t index, sk_error *err)
 {
@@ -225,37 +236,40 @@ static store_append_req *split_batch(store_log *log, store_append_req **reqs, ui
     return head;
 }
 
-static void complete_all(store_append_req *reqs, int status_for_pending)
+/* Fails the appends of reqs that are not decided yet; with `all`, every one (a conflict
+ * decided against versions of a batch that then failed is no answer either). */
+static void fail_results(store_append_req *reqs, int status, bool all)
+{
+    for (store_append_req *r = reqs; status && r; r = r->next) {
+        if (all || r->result.status == 0) {
+            r->result.status = status;
+            r->result.count = 0;
+        }
+    }
+}
+
+static void complete_all(store_append_req *reqs)
 {
     while (reqs) {
         store_append_req *next = reqs->next;
-        if (status_for_pending && reqs->result.status == 0) {
-            reqs->result.status = status_for_pending;
-            reqs->result.count = 0;
-        }
         reqs->cb(reqs->cb_ctx, &reqs->result);
         free(reqs);
         reqs = next;
     }
 }
 
-/* Hands a finished batch to the completer thread (or completes it here in manual mode,
- * where everything runs inside store_log_commit). The status of appends not yet decided
- * is set now, so the order of results never depends on the completer. */
-static void finish(store_log *log, store_append_req *reqs, int status_for_pending)
+/* Hands answered appends to the completer thread (or completes them here in manual mode,
+ * where everything runs inside store_log_commit). Every result is set before, so the order
+ * of results never depends on the completer. */
+static void finish(store_log *log, store_append_req *reqs)
 {
     if (!log->completer_running) {
-        complete_all(reqs, status_for_pending);
+        complete_all(reqs);
         return;
     }
     store_append_req *last = NULL;
-    for (store_append_req *r = reqs; r; r = r->next) {
-        if (status_for_pending && r->result.status == 0) {
-            r->result.status = status_for_pending;
-            r->result.count = 0;
-        }
+    for (store_append_req *r = reqs; r; r = r->next)
         last = r;
-    }
     if (!last)
         return;
     pthread_mutex_lock(&log->c_mu);
@@ -280,7 +294,7 @@ static void *completer_main(void *arg)
         store_append_req *reqs = log->c_head;
         log->c_head = log->c_tail = NULL;
         pthread_mutex_unlock(&log->c_mu);
-        complete_all(reqs, 0);
+        complete_all(reqs);
         pthread_mutex_lock(&log->c_mu);
     }
     pthread_mutex_unlock(&log->c_mu);
@@ -294,7 +308,70 @@ void store_appender_fail_queue(store_log *log, int status)
     log->q_head = log->q_tail = NULL;
     log->q_count = 0;
     pthread_mutex_unlock(&log->q_mu);
-    complete_all(reqs, status);
+    fail_results(reqs, status, false);
+    complete_all(reqs);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Batches and the pipeline.
+ */
+static batch *batch_get(store_log *log)
+{
+    pthread_mutex_lock(&log->pipe_mu);
+    batch *b = log->pipe_free;
+    if (b)
+        log->pipe_free = b->next;
+    pthread_mutex_unlock(&log->pipe_mu);
+    if (!b)
+        return calloc(1, sizeof *b);
+    batch_entry *entries = b->entries;
+    size_t cap = b->entry_cap;
+    memset(b, 0, sizeof *b);
+    b->entries = entries;
+    b->entry_cap = cap;
+    return b;
+}
+
+static void batch_put(store_log *log, batch *b)
+{
+    pthread_mutex_lock(&log->pipe_mu);
+    b->next = log->pipe_free;
+    log->pipe_free = b;
+    pthread_mutex_unlock(&log->pipe_mu);
+}
+
+void store_appender_free(store_log *log)
+{
+    while (log->pipe_free) {
+        batch *b = log->pipe_free;
+        log->pipe_free = b->next;
+        free(b->entries);
+        free(b);
+    }
+}
+
+/* Waits until every batch handed to the syncer is settled (appender thread). */
+static void pipe_drain(store_log *log)
+{
+    pthread_mutex_lock(&log->pipe_mu);
+    while (log->pipe_count > 0)
+        pthread_cond_wait(&log->pipe_done, &log->pipe_mu);
+    pthread_mutex_unlock(&log->pipe_mu);
+}
+
+/* The active segment, and where in it the next batch goes: after the batches in flight,
+ * or where the published log ends once nothing is in flight (at start, after a roll or a
+ * failure). */
+static store_segment *write_position(store_log *log)
+{
+    store_segment *seg = log->segments[log->segment_count - 1];
+    if (!log->wr_valid) {
+        pipe_drain(log);
+        log->wr_offset = atomic_load(&seg->size);
+        log->wr_next = atomic_load(&seg->next_position);
+        log->wr_valid = true;
+    }
+    return seg;
 }
 
 static int push_entry(batch *b, store_stream *s, uint64_t version, uint64_t position,
@@ -326,20 +403,29 @@ static store_stream *stream_for(store_log *log, const store_append_req *req)
     return s;
 }
 
-/* A barrier's result: the stream as the appends before it in this batch leave it. It
- * looks the stream up without adding it: a barrier makes no stream exist. */
-static void barrier_result(store_log *log, store_append_req *r, uint64_t epoch)
+/* The stream's version and last position as the appends assembled so far leave it: its
+ * pending values while a batch holding it is not settled, else the published ones. (Once
+ * settled_epoch covers a stream's last batch the syncer writes nothing of it until the
+ * appender assembles it again, and the atomic orders those writes before this read.) */
+static uint64_t stream_now(const store_log *log, const store_stream *s, uint64_t *last_position)
+{
+    if (s->pending_epoch > atomic_load(&log->settled_epoch)) {
+        *last_position = s->pending_last_position;
+        return s->pending_version;
+    }
+    *last_position = s->last_position;
+    return s->version;
+}
+
+/* A barrier's result: the stream as the appends before it leave it. It looks the stream
+ * up without adding it: a barrier makes no stream exist. */
+static void barrier_result(store_log *log, store_append_req *r)
 {
     const store_stream *s =
         store_streams_find(&log->streams, (ev_str){r->stream_id, r->stream_len}, r->hash);
     uint64_t cur = 0, last = 0;
-    if (s && s->pending_epoch == epoch) {
-        cur = s->pending_version;
-        last = s->pending_last_position;
-    } else if (s) {
-        cur = s->version;
-        last = s->last_position;
-    }
+    if (s)
+        cur = stream_now(log, s, &last);
     if (r->expected_version != STORE_EXPECT_ANY && r->expected_version != cur)
         r->result = (store_append_result){.status = SK_ECONFLICT, .stream_version = cur};
     else
@@ -363,17 +449,18 @@ static ssize_t assemble(store_log *log, batch *b, uint64_t first_position, uint6
         log->batch_buf = n;
         log->batch_cap = need;
     }
-    uint64_t epoch = ++log->batch_epoch, position = first_position;
+    uint64_t position = first_position;
     size_t used = 0;
     for (store_append_req *r = b->reqs; r; r = r->next) {
         if (r->count == 0) {
-            barrier_result(log, r, epoch);
+            barrier_result(log, r);
             continue;
         }
         store_stream *s = stream_for(log, r);
         if (!s)
             return -ENOMEM;
-        uint64_t cur = s->pending_epoch == epoch ? s->pending_version : s->version;
+        uint64_t last;
+        uint64_t cur = stream_now(log, s, &last);
         if (r->expected_version != STORE_EXPECT_ANY && r->expected_version != cur) {
             r->result = (store_append_result){.status = SK_ECONFLICT, .stream_version = cur};
             continue;
@@ -399,7 +486,7 @@ static ssize_t assemble(store_log *log, batch *b, uint64_t first_position, uint6
         }
         s->pending_version = cur + r->count;
         s->pending_last_position = position - 1;
-        s->pending_epoch = epoch;
+        s->pending_epoch = b->epoch;
     }
     return (ssize_t)used;
 }
@@ -441,102 +528,201 @@ static bool is_space_error(int rc)
     return rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG;
 }
 
-static void notify_observer(store_log *log, const batch *b, uint64_t bytes, uint64_t write_ns,
-                            uint64_t fsync_ns)
+static void notify_observer(store_log *log, const store_batch_stats *st)
 {
     pthread_mutex_lock(&log->q_mu);
     store_batch_cb cb = log->batch_cb;
     void *ctx = log->batch_cb_ctx;
     pthread_mutex_unlock(&log->q_mu);
-    if (!cb)
-        return;
-    store_batch_stats st = {.appends = b->appends,
-                            .events = (uint32_t)b->entry_count,
-                            .bytes = bytes,
-                            .write_ns = write_ns,
-                            .fsync_ns = fsync_ns};
-    cb(ctx, &st);
+    if (cb)
+        cb(ctx, st);
 }
 
-/* Writes, syncs and publishes one batch, then completes its appends. */
-static void commit_batch(store_log *log, batch *b)
+/* Answers a batch and lets it go (after it was published, or failed). */
+static void batch_done(store_log *log, batch *b)
 {
-    int rc = check_accepting(log);
-    if (rc != 0) {
-        finish(log, b->reqs, rc);
-        return;
-    }
-    store_segment *seg = log->segments[log->segment_count - 1];
-    if (seg->size >= log->cfg.segment_bytes_max && seg->next_position > seg->first_position) {
-        rc = store_log_roll(log);
-        if (rc != 0) {
-            store_log_set_failed(log, "cannot start a new segment", rc);
-            finish(log, b->reqs, SK_EFAILED);
-            return;
-        }
-        seg = log->segments[log->segment_count - 1];
-    }
-    uint64_t offset = seg->size, first = seg->next_position;
-    b->entry_count = 0;
-    ssize_t len = assemble(log, b, first, offset);
-    if (len < 0) {
-        finish(log, b->reqs, (int)len);
-        return;
-    }
-    if (len == 0) {
-        finish(log, b->reqs, 0);
-        return;
-    }
-    uint64_t t0 = store_now_ns(), t1, t2;
-    rc = store_io_write_all(log->io, seg->fd, log->batch_buf, (size_t)len, offset, NULL);
-    t1 = store_now_ns();
-    if (rc != 0) {
-        /* Cut back whatever part of the batch reached the file, and make the cut durable
-         * before answering: the appends are reported as failed, so a crash must not bring
-         * a whole one of them back. */
-        int cut = log->io->ftruncate(log->io->ctx, seg->fd, offset);
-        if (cut == 0 && is_space_error(rc))
-            cut = log->io->fdatasync(log->io->ctx, seg->fd);
-        if (is_space_error(rc) && cut == 0) {
-            finish(log, b->reqs, rc);
-            return;
-        }
-        store_log_set_failed(log, "write failed", rc);
-        finish(log, b->reqs, SK_EFAILED);
-        return;
-    }
-    if (log->cfg.fsync_mode == STORE_FSYNC_ALWAYS) {
-        rc = log->io->fdatasync(log->io->ctx, seg->fd);
-        atomic_fetch_add(&log->stat_fsyncs, 1);
-        if (rc != 0) {
-            store_log_set_failed(log, "fdatasync failed", rc);
-            finish(log, b->reqs, SK_EFAILED);
-            return;
-        }
-        seg->durable_size = offset + (uint64_t)len;
-        log->last_fsync_ns = store_now_ns();
-    } else {
-        log->unsynced = true;
-    }
-    t2 = store_now_ns();
-    uint64_t next = first + b->entry_count;
-    publish_head(log, seg, offset + (uint64_t)len, next);
-    /* always: synced above; never: subscribers follow the written head. */
+    atomic_store(&log->settled_epoch, b->epoch);
+    store_trace_commit_end(b->span, b->entry_count, b->bytes, b->write_ns, b->fsync_ns);
+    finish(log, b->reqs);
+    batch_put(log, b);
+}
+
+/* Publishes a durable (or, in the other fsync modes, written) batch. */
+static void publish_batch(store_log *log, batch *b)
+{
+    uint64_t next = b->entries[b->entry_count - 1].position + 1;
+    publish_head(log, b->seg, b->offset + b->bytes, next);
+    /* always: synced before; never: subscribers follow the written head. */
     if (log->cfg.fsync_mode != STORE_FSYNC_INTERVAL)
         store_log_durable_advance(log, next);
-    rc = publish_indexes(log, seg, b);
-    if (rc != 0) {
+    if (publish_indexes(log, b->seg, b) != 0) {
         /* The bytes are durable but the indexes could not grow: stream readers would
          * miss them, so stop here and let recovery rebuild from the file. */
-        store_log_set_failed(log, "out of memory indexing a batch", rc);
+        store_log_set_failed(log, "out of memory indexing a batch", -ENOMEM);
     }
-    atomic_fetch_add(&log->stat_batches, 1);
-    atomic_fetch_add(&log->stat_batch_events, b->entry_count);
+}
+
+/* The last batch of the group that wrote something, or NULL. */
+static batch *last_written(batch *group)
+{
+    batch *last = NULL;
+    for (batch *b = group; b; b = b->next)
+        if (b->bytes)
+            last = b;
+    return last;
+}
+
+/*
+ * Settles a group of written batches, in order: one fdatasync for all of them (they are
+ * all in the active segment, since a roll waits for the pipeline to empty, and all were
+ * written before it starts), then each is published and answered. Runs on the syncer
+ * thread, or on the appender's own when nothing is pipelined.
+ */
+static void settle_group(store_log *log, batch *group)
+{
+    batch *last = last_written(group);
+    int failed = check_accepting(log) ? SK_EFAILED : 0;
+    uint64_t fsync_ns = 0;
+    if (!failed && last && log->cfg.fsync_mode == STORE_FSYNC_ALWAYS) {
+        uint64_t t0 = store_now_ns();
+        int rc = log->io->fdatasync(log->io->ctx, last->seg->fd);
+        atomic_fetch_add(&log->stat_fsyncs, 1);
+        log->last_fsync_ns = store_now_ns();
+        fsync_ns = log->last_fsync_ns - t0;
+        if (rc != 0) {
+            store_log_set_failed(log, "fdatasync failed", rc);
+            failed = SK_EFAILED;
+        } else {
+            last->seg->durable_size = last->offset + last->bytes;
+        }
+    } else if (!failed && last) {
+        log->unsynced = true;
+    }
+    store_batch_stats st = {.fsync_ns = fsync_ns};
+    while (group) {
+        batch *b = group;
+        group = b->next;
+        if (failed) {
+            fail_results(b->reqs, failed, true);
+        } else if (b->bytes) {
+            b->fsync_ns = fsync_ns;
+            publish_batch(log, b);
+            st.appends += b->appends;
+            st.events += (uint32_t)b->entry_count;
+            st.bytes += b->bytes;
+            st.write_ns += b->write_ns;
+        }
+        batch_done(log, b);
+    }
+    if (st.bytes) {
+        atomic_fetch_add(&log->stat_batches, 1);
+        atomic_fetch_add(&log->stat_batch_events, st.events);
+        notify_observer(log, &st);
+    }
+}
+
+/* Hands a written batch on, in order: to the syncer, or settles it here. The pipeline
+ * holds a few batches at most, so a slow disk holds the appender back rather than
+ * memory growing. */
+#define PIPE_DEPTH_MAX 4
+
+static void hand_on(store_log *log, batch *b)
+{
+    b->next = NULL;
+    if (!log->syncer_running) {
+        settle_group(log, b);
+        return;
+    }
+    pthread_mutex_lock(&log->pipe_mu);
+    if (log->pipe_tail)
+        log->pipe_tail->next = b;
+    else
+        log->pipe_head = b;
+    log->pipe_tail = b;
+    log->pipe_count++;
+    pthread_cond_signal(&log->pipe_cond);
+    while (log->pipe_count >= PIPE_DEPTH_MAX)
+        pthread_cond_wait(&log->pipe_done, &log->pipe_mu);
+    pthread_mutex_unlock(&log->pipe_mu);
+}
+
+/* A batch that failed on the appender's side. What was assembled before it is answered
+ * first; then its own pending versions are dropped (settled without effect) and the next
+ * batch starts where the published log ends. */
+static void fail_batch(store_log *log, batch *b, int status)
+{
+    pipe_drain(log);
+    fail_results(b->reqs, status, false);
+    log->wr_valid = false;
+    batch_done(log, b);
+}
+
+/* Cuts back whatever part of a failed write reached the file, and makes the cut durable
+ * before answering: the appends are reported as failed, so a crash must not bring a whole
+ * one of them back. Returns the status for the batch's appends. */
+static int undo_write(store_log *log, const batch *b, int rc)
+{
+    int cut = log->io->ftruncate(log->io->ctx, b->seg->fd, b->offset);
+    if (cut == 0 && is_space_error(rc))
+        cut = log->io->fdatasync(log->io->ctx, b->seg->fd);
+    if (is_space_error(rc) && cut == 0)
+        return rc;
+    store_log_set_failed(log, "write failed", rc);
+    return SK_EFAILED;
+}
+
+/* Starts a new segment once the active one is full; the pipeline empties first, so
+ * everything in the old segment is published. */
+static int roll_if_full(store_log *log, store_segment **seg)
+{
+    if (log->wr_offset < log->cfg.segment_bytes_max || log->wr_next <= (*seg)->first_position)
+        return 0;
+    pipe_drain(log);
+    int rc = store_log_roll(log);
+    if (rc != 0) {
+        store_log_set_failed(log, "cannot start a new segment", rc);
+        return SK_EFAILED;
+    }
+    log->wr_valid = false;
+    *seg = write_position(log);
+    return 0;
+}
+
+/* Assembles and writes one batch (appender thread), then hands it on. */
+static void write_batch(store_log *log, batch *b)
+{
+    int rc = check_accepting(log);
+    store_segment *seg = NULL;
+    if (rc == 0) {
+        seg = write_position(log);
+        rc = roll_if_full(log, &seg);
+    }
+    if (rc != 0) {
+        fail_batch(log, b, rc);
+        return;
+    }
+    b->seg = seg;
+    b->offset = log->wr_offset;
+    b->epoch = ++log->batch_epoch;
+    ssize_t len = assemble(log, b, log->wr_next, log->wr_offset);
+    if (len <= 0) {
+        if (len < 0)
+            fail_batch(log, b, (int)len);
+        else
+            hand_on(log, b); /* conflicts and barriers only: answered in order */
+        return;
+    }
+    uint64_t t0 = store_now_ns();
+    rc = store_io_write_all(log->io, seg->fd, log->batch_buf, (size_t)len, b->offset, NULL);
+    b->write_ns = store_now_ns() - t0;
+    if (rc != 0) {
+        fail_batch(log, b, undo_write(log, b, rc));
+        return;
+    }
     b->bytes = (uint64_t)len;
-    b->write_ns = t1 - t0;
-    b->fsync_ns = log->cfg.fsync_mode == STORE_FSYNC_ALWAYS ? t2 - t1 : 0;
-    notify_observer(log, b, b->bytes, b->write_ns, b->fsync_ns);
-    finish(log, b->reqs, 0);
+    log->wr_offset += b->bytes;
+    log->wr_next += b->entry_count;
+    hand_on(log, b);
 }
 
 /* fsync=interval: the periodic fdatasync. A failure is as sticky as in always mode. */
@@ -567,22 +753,52 @@ static void sync_if_due(store_log *log, bool force)
         store_log_durable_advance(log, head);
 }
 
-/* Commits everything in reqs, one batch at a time. Returns the appends completed. */
+/* Writes everything in reqs, one batch at a time. Returns the appends handled. */
 static int run_all(store_log *log, store_append_req *reqs)
 {
     int total = 0;
-    batch b = {0};
     while (reqs) {
-        b.reqs = split_batch(log, &reqs, &b.appends);
-        b.bytes = b.write_ns = b.fsync_ns = 0;
-        b.entry_count = 0;
-        tr_span *span = store_trace_commit_begin(b.reqs, b.appends);
-        commit_batch(log, &b);
-        store_trace_commit_end(span, b.entry_count, b.bytes, b.write_ns, b.fsync_ns);
-        total += (int)b.appends;
+        uint32_t n = 0;
+        store_append_req *head = split_batch(log, &reqs, &n);
+        total += (int)n;
+        batch *b = batch_get(log);
+        if (!b) {
+            pipe_drain(log);
+            fail_results(head, -ENOMEM, false);
+            finish(log, head);
+            continue;
+        }
+        b->reqs = head;
+        b->appends = n;
+        b->epoch = log->batch_epoch; /* until assembly gives it its own */
+        b->span = store_trace_commit_begin(head, n);
+        write_batch(log, b);
     }
-    free(b.entries);
     return total;
+}
+
+static void *syncer_main(void *arg)
+{
+    store_log *log = arg;
+    pthread_mutex_lock(&log->pipe_mu);
+    for (;;) {
+        while (!log->pipe_head && !log->pipe_stopping)
+            pthread_cond_wait(&log->pipe_cond, &log->pipe_mu);
+        if (!log->pipe_head)
+            break;
+        batch *group = log->pipe_head;
+        uint32_t n = 0;
+        for (batch *b = group; b; b = b->next)
+            n++;
+        log->pipe_head = log->pipe_tail = NULL;
+        pthread_mutex_unlock(&log->pipe_mu);
+        settle_group(log, group);
+        pthread_mutex_lock(&log->pipe_mu);
+        log->pipe_count -= n;
+        pthread_cond_broadcast(&log->pipe_done);
+    }
+    pthread_mutex_unlock(&log->pipe_mu);
+    return NULL;
 }
 
 static void *appender_main(void *arg)
@@ -617,11 +833,39 @@ static void *appender_main(void *arg)
     return NULL;
 }
 
+static void syncer_stop(store_log *log)
+{
+    if (!log->syncer_running)
+        return;
+    pthread_mutex_lock(&log->pipe_mu);
+    log->pipe_stopping = true;
+    pthread_cond_broadcast(&log->pipe_cond);
+    pthread_mutex_unlock(&log->pipe_mu);
+    pthread_join(log->syncer, NULL); /* it settles what was handed to it first */
+    log->syncer_running = false;
+}
+
+/* Only fsync=always has an fdatasync worth overlapping with the next write. */
+static int syncer_start(store_log *log)
+{
+    if (log->cfg.fsync_mode != STORE_FSYNC_ALWAYS)
+        return 0;
+    log->pipe_stopping = false;
+    int rc = pthread_create(&log->syncer, NULL, syncer_main, log);
+    if (rc != 0)
+        return -rc;
+    log->syncer_running = true;
+    return 0;
+}
+
 int store_appender_start(store_log *log)
 {
     pthread_mutex_lock(&log->q_mu);
     log->stopping = false;
     pthread_mutex_unlock(&log->q_mu);
+    /* Whatever was assembled before (a recovery reloaded the streams) is settled. */
+    atomic_store(&log->settled_epoch, log->batch_epoch);
+    log->wr_valid = false;
     if (log->cfg.manual_commit)
         return 0;
     log->c_stopping = false;
@@ -629,10 +873,15 @@ int store_appender_start(store_log *log)
     if (rc != 0)
         return -rc;
     log->completer_running = true;
-    rc = pthread_create(&log->appender, NULL, appender_main, log);
+    rc = syncer_start(log);
+    if (rc == 0) {
+        rc = pthread_create(&log->appender, NULL, appender_main, log);
+        rc = -rc;
+    }
     if (rc != 0) {
+        syncer_stop(log);
         store_completer_stop(log);
-        return -rc;
+        return rc;
     }
     log->appender_running = true;
     return 0;
@@ -660,6 +909,7 @@ void store_appender_stop(store_log *log)
         pthread_join(log->appender, NULL);
         log->appender_running = false;
     }
+    syncer_stop(log);
     store_completer_stop(log);
     if (atomic_load(&log->state) == STORE_STATE_OK && log->segment_count > 0)
         sync_if_due(log, true);

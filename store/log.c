@@ -95,6 +95,7 @@ static void log_free(store_log *log)
     store_log_unload(log);
     store_durable_file_close(log);
     store_dir_unlock(log->io, log->lock_handle);
+    store_appender_free(log);
     free(log->batch_buf);
     free(log->dir);
     pthread_mutex_destroy(&log->mu);
@@ -102,6 +103,9 @@ static void log_free(store_log *log)
     pthread_cond_destroy(&log->q_cond);
     pthread_mutex_destroy(&log->c_mu);
     pthread_cond_destroy(&log->c_cond);
+    pthread_mutex_destroy(&log->pipe_mu);
+    pthread_cond_destroy(&log->pipe_cond);
+    pthread_cond_destroy(&log->pipe_done);
     pthread_mutex_destroy(&log->readers_mu);
     pthread_cond_destroy(&log->readers_cond);
     free(log);
@@ -129,6 +133,9 @@ int store_log_open(const store_config *cfg, store_log **out, sk_error *err)
     pthread_cond_init(&log->q_cond, NULL);
     pthread_mutex_init(&log->c_mu, NULL);
     pthread_cond_init(&log->c_cond, NULL);
+    pthread_mutex_init(&log->pipe_mu, NULL);
+    pthread_cond_init(&log->pipe_cond, NULL);
+    pthread_cond_init(&log->pipe_done, NULL);
     atomic_store(&log->state, cfg->read_only ? STORE_STATE_READ_ONLY : STORE_STATE_OK);
     rc = log->dir ? store_streams_init(&log->streams) : -ENOMEM;
     if (rc == 0)

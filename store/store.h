@@ -279,7 +279,9 @@ uint64_t store_log_head(store_log *log);
 /* A stream's version (0 if it has no events). */
 uint64_t store_log_stream_version(store_log *log, ev_str stream_id);
 
-/* Observers for metrics: called on the appender thread after each group commit. */
+/* Observers for metrics: called after each group commit (one fdatasync, which may cover
+ * several written batches) on the thread that made it durable: the syncer with
+ * fsync=always, else the appender. */
 typedef struct store_batch_stats {
     uint32_t appends; /* barriers included (a batch of barriers alone writes nothing and
                          is not reported) */

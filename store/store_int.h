@@ -248,8 +248,8 @@ typedef struct store_stream {
     uint64_t hash;
     uint64_t version;       /* committed */
     uint64_t last_position; /* of its last committed event */
-    /* Appender thread only: the version including appends assembled in the current
-     * batch, valid while pending_epoch equals the batch epoch. */
+    /* Appender thread only: the version including the appends assembled so far, valid
+     * while pending_epoch is above log->settled_epoch (the batch is not yet published). */
     uint64_t pending_version;
     uint64_t pending_last_position;
     uint64_t pending_epoch;
@@ -331,8 +331,23 @@ struct store_log {
     store_append_req *c_head, *c_tail;
     pthread_t completer;
 
+    /* The pipeline (fsync=always with an appender thread): batches written and handed to
+     * the syncer thread, which makes them durable, publishes them and hands their
+     * completions on, while the appender writes the next; guarded by pipe_mu. */
+    pthread_mutex_t pipe_mu;
+    pthread_cond_t pipe_cond; /* signals the syncer: a batch, or stop */
+    pthread_cond_t pipe_done; /* signals the appender: batches settled */
+    struct store_batch *pipe_head, *pipe_tail;
+    struct store_batch *pipe_free; /* settled batches kept for reuse */
+    uint32_t pipe_count;           /* handed and not yet settled */
+    pthread_t syncer;
+    /* Every batch up to this epoch is published or failed: a stream whose pending epoch
+     * is not above it reads its committed version (appender.c). */
+    _Atomic uint64_t settled_epoch;
+
     /* Appender thread only. */
     uint64_t batch_epoch;
+    uint64_t wr_offset, wr_next; /* where the next batch goes (valid while wr_valid) */
     uint8_t *batch_buf;
     size_t batch_cap;
     uint64_t last_fsync_ns;
@@ -365,6 +380,9 @@ struct store_log {
     bool appender_running;  /* owner: the thread that starts and stops the appender */
     bool c_stopping;        /* guarded by c_mu */
     bool completer_running; /* like appender_running */
+    bool syncer_running;    /* like appender_running */
+    bool pipe_stopping;     /* guarded by pipe_mu */
+    bool wr_valid;          /* appender thread */
     bool unsynced;          /* appender thread: bytes written, not yet fdatasync'd */
 };
 
@@ -385,6 +403,8 @@ void store_appender_stop(store_log *log);
 void store_completer_stop(store_log *log);
 int store_appender_commit(store_log *log);
 void store_appender_fail_queue(store_log *log, int status);
+/* Frees the batches kept for reuse (the appender is stopped). */
+void store_appender_free(store_log *log);
 /* Segment lookup under log->mu: the segment holding position (or NULL). */
 store_segment *store_log_segment_for(store_log *log, uint64_t position);
 

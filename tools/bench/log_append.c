@@ -30,15 +30,16 @@
 #define REF_BATCH_RECORDS 4096
 #define REF_RECORD_BYTES  200
 
-/* The group commits the appender made, in order (appender thread until the log closes). */
+/* The group commits (one fdatasync each, which may cover several written batches), in
+ * order (syncer thread until the log closes). */
 typedef struct batch_log {
     uint64_t *bytes;
     uint32_t *events;
     size_t count, cap;
     uint64_t dropped;  /* batches past cap (not expected: each batch holds >= 1 event) */
     uint64_t write_ns; /* time the appender spent in its writes, over all batches */
-    uint64_t fsync_ns; /* and in its fdatasyncs */
-    uint64_t cpu_ns;   /* CPU time of the appender thread after the last batch */
+    uint64_t fsync_ns; /* time the syncer spent in its fdatasyncs (overlapping the writes) */
+    uint64_t cpu_ns;   /* CPU time of the syncer thread after the last group */
 } batch_log;
 
 /* Padded on purpose: the completion counters have a cache line of their own. */
@@ -73,8 +74,8 @@ static void on_batch(void *cb_ctx, const store_batch_stats *stats)
     batch_log *bl = cb_ctx;
     bl->write_ns += stats->write_ns;
     bl->fsync_ns += stats->fsync_ns;
-    /* The observer runs on the appender thread, which idles from open until the first
-     * append: its CPU clock is the appender's work for this run. */
+    /* The observer runs on the syncer thread, which idles from open until the first
+     * append: its CPU clock is the syncer's work for this run. */
     struct timespec cpu;
     if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0)
         bl->cpu_ns = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec;
@@ -351,11 +352,11 @@ static void report(const bench_opts *opts, const batch_log *bl, const append_fig
            " max %" PRIu64 "; events p50 %" PRIu64 " p99 %" PRIu64 "\n",
            bl->count, bs->mean_events, bs->p50_bytes, bs->p99_bytes, bs->max_bytes, bs->p50_events,
            bs->p99_events);
-    printf("appender thread: %.3f s in pwrite, %.3f s in fdatasync, %.3f s in the rest (of "
-           "%.3f s); its CPU time %.3f s; the process's CPU time %.3f s (%.2f cores)\n",
-           bench_seconds(bl->write_ns), bench_seconds(bl->fsync_ns),
-           secs - bench_seconds(bl->write_ns + bl->fsync_ns), secs, bench_seconds(bl->cpu_ns),
-           bench_seconds(f->ar.process_cpu_ns), bench_seconds(f->ar.process_cpu_ns) / secs);
+    printf("pipeline: appender %.3f s in pwrite, syncer %.3f s in fdatasync (they overlap; of "
+           "%.3f s); syncer CPU time %.3f s; the process's CPU time %.3f s (%.2f cores)\n",
+           bench_seconds(bl->write_ns), bench_seconds(bl->fsync_ns), secs,
+           bench_seconds(bl->cpu_ns), bench_seconds(f->ar.process_cpu_ns),
+           bench_seconds(f->ar.process_cpu_ns) / secs);
     printf("raw:    %.0f events/s, %.1f MB/s, %.3f s (median of %d; one pwrite+fdatasync per "
            "batch, same batch sizes, same directory)\n",
            raw_eps, (double)bs->total_bytes / raw_secs / 1e6, raw_secs, RAW_RUNS);

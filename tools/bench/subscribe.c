@@ -61,7 +61,7 @@ static int timed_fdatasync(void *ctx, int fd)
     return rc;
 }
 
-/* The group commits, in order. Written by the batch observer on the appender thread only,
+/* The group commits, in order. Written by the batch observer on the syncer thread only,
  * read by the main thread after store_log_close (which joins that thread). */
 typedef struct batch_table {
     uint64_t *head;         /* the log's head after batch i (events of batches 0..i) */

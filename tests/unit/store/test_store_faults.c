@@ -6,6 +6,7 @@
 #include "storetest.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,7 +20,12 @@ typedef struct faulty {
     int short_writes;      /* next N pwrite calls write half (at least 1 byte) */
     int nospc_after_short; /* after a short write, the next pwrite fails with ENOSPC */
     int sync_dirs;
-    int fdatasyncs;
+    _Atomic int fdatasyncs; /* the syncer and the appender (a cut) both count */
+    /* Pipeline tests (appender, syncer and test threads): */
+    _Atomic int nospc_at_write;    /* the Nth pwrite from now fails with ENOSPC (0: none) */
+    _Atomic int eio_at_sync;       /* the Nth fdatasync from now fails with EIO (0: none) */
+    int sync_delay_us;             /* each fdatasync takes at least this long */
+    _Atomic bool segment_fd[1024]; /* fds of open segment files (*.log) */
 } faulty;
 
 static const store_io *posix(void)
@@ -29,7 +35,12 @@ static const store_io *posix(void)
 
 static int f_open(void *ctx, const char *p, int fl, int m)
 {
-    return posix()->open(NULL, p, fl, m);
+    faulty *f = ctx;
+    int fd = posix()->open(NULL, p, fl, m);
+    size_t len = strlen(p);
+    if (fd >= 0 && fd < 1024)
+        atomic_store(&f->segment_fd[fd], len > 4 && strcmp(p + len - 4, ".log") == 0);
+    return fd;
 }
 static int f_close(void *ctx, int fd)
 {
@@ -42,6 +53,10 @@ static ssize_t f_pread(void *ctx, int fd, void *b, size_t n, uint64_t o)
 static ssize_t f_pwrite(void *ctx, int fd, const void *b, size_t n, uint64_t o)
 {
     faulty *f = ctx;
+    bool segment = fd >= 0 && fd < 1024 && atomic_load(&f->segment_fd[fd]);
+    if (segment && atomic_load(&f->nospc_at_write) > 0 &&
+        atomic_fetch_sub(&f->nospc_at_write, 1) == 1)
+        return -ENOSPC;
     if (f->fail_pwrite_nospc > 0) {
         f->fail_pwrite_nospc--;
         return -ENOSPC;
@@ -61,6 +76,10 @@ static int f_fdatasync(void *ctx, int fd)
 {
     faulty *f = ctx;
     f->fdatasyncs++;
+    if (f->sync_delay_us)
+        usleep((useconds_t)f->sync_delay_us);
+    if (atomic_load(&f->eio_at_sync) > 0 && atomic_fetch_sub(&f->eio_at_sync, 1) == 1)
+        return -EIO;
     if (f->fail_fdatasync > 0) {
         f->fail_fdatasync--;
         return -EIO;
@@ -373,6 +392,151 @@ static void test_one_writer_per_directory(void **state)
     free(dir);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * The pipeline: while one group is in fdatasync the appender writes the next. A fault in
+ * the middle must leave exactly the acknowledged appends in the log, each stream's
+ * versions without a gap, and the answers in agreement with what is read back.
+ */
+#define PIPE_APPENDS 3000
+#define PIPE_STREAMS 7
+
+typedef struct pipe_result {
+    _Atomic int done;
+    int status;
+    uint64_t version;
+} pipe_result;
+
+static void on_pipe_result(void *ctx, const store_append_result *res)
+{
+    pipe_result *r = ctx;
+    r->status = res->status;
+    r->version = res->first_version;
+    atomic_store(&r->done, 1);
+}
+
+static void pipe_stream_name(uint64_t i, char *out, size_t size)
+{
+    snprintf(out, size, "p%llu", (unsigned long long)(i % PIPE_STREAMS));
+}
+
+/* Appends PIPE_APPENDS events (asynchronously, in bursts so several batches are in
+ * flight) and waits for every answer. */
+static void pipe_run(store_log *log, pipe_result *res)
+{
+    for (uint64_t i = 0; i < PIPE_APPENDS; i++) {
+        st_event e;
+        st_make(&e, "f", i, 40);
+        char name[16];
+        pipe_stream_name(i, name, sizeof name);
+        sk_error err;
+        int rc;
+        while ((rc = store_log_append_async(log, ev_str_of(name), STORE_EXPECT_ANY, &e.ev, 1,
+                                            on_pipe_result, &res[i], &err)) == SK_EBUSY)
+            usleep(100);
+        if (rc != 0) { /* refused at once (the log failed): an answer too */
+            res[i].status = rc;
+            atomic_store(&res[i].done, 1);
+        }
+        if (i % 200 == 199)
+            usleep(1000);
+    }
+    for (uint64_t i = 0; i < PIPE_APPENDS; i++)
+        while (!atomic_load(&res[i].done))
+            usleep(100);
+}
+
+/* Reopens dir and checks it holds exactly the appends answered 0, at the versions their
+ * answers gave, every stream numbered 1, 2, 3, ... */
+static void pipe_check(const char *dir, const pipe_result *res, int *ok_out, int *failed_out)
+{
+    int ok = 0, failed = 0;
+    bool *seen = calloc(PIPE_APPENDS, sizeof *seen);
+    assert_non_null(seen);
+    store_log *log = st_open(dir, 0);
+    for (uint64_t s = 0; s < PIPE_STREAMS; s++) {
+        char name[16];
+        pipe_stream_name(s, name, sizeof name);
+        store_reader *r;
+        assert_int_equal(store_reader_open_stream(log, ev_str_of(name), 1, &r), 0);
+        ev_event ev;
+        sk_error err;
+        uint64_t want_version = 1;
+        while (store_reader_next(r, &ev, &err) == 1) {
+            assert_int_equal(ev.version, want_version++);
+            unsigned long long i = 0;
+            assert_int_equal(sscanf((const char *)ev.payload, "f:%llu:", &i), 1);
+            assert_true(i < PIPE_APPENDS && i % PIPE_STREAMS == s && !seen[i]);
+            seen[i] = true;
+            assert_int_equal(res[i].status, 0); /* in the log: it was acknowledged */
+            assert_int_equal(res[i].version, ev.version);
+        }
+        store_reader_close(r);
+    }
+    for (uint64_t i = 0; i < PIPE_APPENDS; i++) {
+        if (res[i].status == 0)
+            assert_true(seen[i]); /* acknowledged: in the log */
+        ok += res[i].status == 0;
+        failed += res[i].status != 0;
+    }
+    store_log_close(log);
+    free(seen);
+    *ok_out = ok;
+    *failed_out = failed;
+}
+
+static void test_pipeline_enospc_keeps_order(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    faulty f;
+    faulty_init(&f);
+    f.sync_delay_us = 2000; /* the appender writes while a group syncs */
+    atomic_store(&f.nospc_at_write, 6);
+    store_log *log = open_faulty(dir, &f, 64 * 1024); /* rolls too */
+    pipe_result *res = calloc(PIPE_APPENDS, sizeof *res);
+    assert_non_null(res);
+    pipe_run(log, res);
+    store_log_stats st;
+    store_log_get_stats(log, &st);
+    assert_int_equal(st.state, STORE_STATE_OK);
+    store_log_close(log);
+    int ok, failed, nospc = 0;
+    for (int i = 0; i < PIPE_APPENDS; i++)
+        nospc += res[i].status == -ENOSPC;
+    pipe_check(dir, res, &ok, &failed);
+    assert_true(nospc > 0);
+    assert_int_equal(failed, nospc); /* nothing failed but the batch that met ENOSPC */
+    assert_true(ok > PIPE_APPENDS / 2);
+    free(res);
+    st_rmrf(dir);
+    free(dir);
+}
+
+static void test_pipeline_failed_fdatasync_keeps_only_acknowledged(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    faulty f;
+    faulty_init(&f);
+    f.sync_delay_us = 2000;
+    atomic_store(&f.eio_at_sync, 8);
+    store_log *log = open_faulty(dir, &f, 0);
+    pipe_result *res = calloc(PIPE_APPENDS, sizeof *res);
+    assert_non_null(res);
+    pipe_run(log, res);
+    store_log_stats st;
+    store_log_get_stats(log, &st);
+    assert_int_equal(st.state, STORE_STATE_FAILED);
+    store_log_close(log); /* cuts back to what was durable */
+    int ok, failed;
+    pipe_check(dir, res, &ok, &failed);
+    assert_true(ok > 0);
+    assert_true(failed > 0);
+    free(res);
+    st_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +546,8 @@ int main(void)
         cmocka_unit_test(test_short_writes_are_retried),
         cmocka_unit_test(test_new_segment_directory_entry_is_synced),
         cmocka_unit_test(test_one_writer_per_directory),
+        cmocka_unit_test(test_pipeline_enospc_keeps_order),
+        cmocka_unit_test(test_pipeline_failed_fdatasync_keeps_only_acknowledged),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
