@@ -911,6 +911,7 @@ void store_appender_stop(store_log *log)
     }
     syncer_stop(log);
     store_completer_stop(log);
+    store_seal_wait(log);
     if (atomic_load(&log->state) == STORE_STATE_OK && log->segment_count > 0)
         sync_if_due(log, true);
 }

@@ -450,12 +450,68 @@ void store_dir_unlock(const store_io *io, int handle)
         io->unlock_dir(io->ctx, handle);
 }
 
+/* Writes a sealed segment's index files; then its stream index is searched in its file,
+ * so memory does not grow with the number of segments sealed. If they cannot be written
+ * the index stays in memory, and the next open rebuilds the files by scanning. */
+static void seal_write(store_log *log, store_segment *seg)
+{
+    int rc = store_index_write(log->io, log->dir, seg);
+    if (rc != 0) {
+        char first[32];
+        snprintf(first, sizeof first, "%llu", (unsigned long long)seg->first_position);
+        sk_log(SK_LOG_WARN, "store",
+               "cannot write the index files of a sealed segment; its index stays in memory "
+               "and the next open rebuilds them",
+               "segment", first, "error", sk_strerror(rc), "dir", log->dir, SK_LOG_END);
+        return;
+    }
+    pthread_mutex_lock(&log->mu);
+    free(seg->sidx);
+    seg->sidx = NULL;
+    seg->sidx_count = seg->sidx_cap = 0;
+    seg->sidx_loaded = false;
+    pthread_mutex_unlock(&log->mu);
+}
+
+static void *sealer_main(void *arg)
+{
+    store_log *log = arg;
+    seal_write(log, log->sealing);
+    return NULL;
+}
+
+void store_seal_wait(store_log *log)
+{
+    if (!log->sealer_running)
+        return;
+    pthread_join(log->sealer, NULL);
+    log->sealer_running = false;
+    log->sealing = NULL;
+}
+
+/* The index files are written by a thread of their own, so appends go on into the new
+ * segment meanwhile (a 64 MiB segment's stream index is 8 MB, and writing it held every
+ * append back for tens of milliseconds). Manual-commit mode writes them here, so a run
+ * depends only on its calls. */
+static void seal_start(store_log *log, store_segment *seg)
+{
+    store_seal_wait(log);
+    log->sealing = seg;
+    if (!log->cfg.manual_commit && pthread_create(&log->sealer, NULL, sealer_main, log) == 0) {
+        log->sealer_running = true;
+        return;
+    }
+    seal_write(log, seg);
+    log->sealing = NULL;
+}
+
 int store_log_roll(store_log *log)
 {
     store_segment *old = log->segments[log->segment_count - 1];
     const store_io *io = log->io;
-    /* Seal: the old segment's bytes and its index files are durable before the new
-     * segment exists, so recovery may treat every sealed segment as whole. */
+    /* Seal: the old segment's bytes are durable before the new segment exists, so
+     * recovery may treat every sealed segment as whole. Its index files follow (a missing
+     * or stale one is rebuilt by scanning at the next open). */
     int rc = 0;
     if (log->unsynced) {
         rc = io->fdatasync(io->ctx, old->fd);
@@ -466,23 +522,13 @@ int store_log_roll(store_log *log)
         if (log->cfg.fsync_mode == STORE_FSYNC_INTERVAL)
             store_log_durable_advance(log, old->next_position);
     }
+    store_seal_wait(log); /* the one before (long done, unless segments are tiny) */
     pthread_mutex_lock(&log->mu);
     rc = store_streams_build_sidx(&log->streams, old);
     old->sealed = rc == 0;
     pthread_mutex_unlock(&log->mu);
     if (rc != 0)
         return rc;
-    rc = store_index_write(io, log->dir, old);
-    if (rc != 0)
-        return rc;
-    /* From now on the segment's stream index is searched in its file, so memory does not
-     * grow with the number of segments sealed. */
-    pthread_mutex_lock(&log->mu);
-    free(old->sidx);
-    old->sidx = NULL;
-    old->sidx_count = old->sidx_cap = 0;
-    old->sidx_loaded = false;
-    pthread_mutex_unlock(&log->mu);
     int fd = -1;
     rc = create_segment_file(log, old->next_position, &fd);
     if (rc != 0)
@@ -498,6 +544,7 @@ int store_log_roll(store_log *log)
         io->close(io->ctx, fd);
         return rc;
     }
+    seal_start(log, old);
     /* The old segment is only read from now on; the stream table as of the new
      * segment's start bounds the next start-up's scan. */
     return store_checkpoint_write(io, log->dir, old->next_position, &log->streams);

@@ -345,6 +345,11 @@ struct store_log {
      * is not above it reads its committed version (appender.c). */
     _Atomic uint64_t settled_epoch;
 
+    /* The sealer: writes a sealed segment's index files off the appender thread
+     * (recover.c). Started by a roll; joined before the next roll, a stop or a recovery. */
+    pthread_t sealer;
+    store_segment *sealing;
+
     /* Appender thread only. */
     uint64_t batch_epoch;
     uint64_t wr_offset, wr_next; /* where the next batch goes (valid while wr_valid) */
@@ -381,6 +386,7 @@ struct store_log {
     bool c_stopping;        /* guarded by c_mu */
     bool completer_running; /* like appender_running */
     bool syncer_running;    /* like appender_running */
+    bool sealer_running;    /* like appender_running */
     bool pipe_stopping;     /* guarded by pipe_mu */
     bool wr_valid;          /* appender thread */
     bool unsynced;          /* appender thread: bytes written, not yet fdatasync'd */
@@ -397,6 +403,8 @@ int store_dir_lock(const store_io *io, const char *dir, int *handle_out, sk_erro
 void store_dir_unlock(const store_io *io, int handle);
 /* Seals the active segment and starts a new one at the head (appender thread). */
 int store_log_roll(store_log *log);
+/* Waits for the index files of the last sealed segment to be written (recover.c). */
+void store_seal_wait(store_log *log);
 /* The appender (appender.c). */
 int store_appender_start(store_log *log);
 void store_appender_stop(store_log *log);

@@ -129,6 +129,26 @@ static void *run(void *arg)
     return NULL;
 }
 
+/* Thread t's stream holds versions 1..count with its own payloads, read by version. */
+static void check_stream(store_log *log, int t, uint64_t count)
+{
+    char stream[32];
+    snprintf(stream, sizeof stream, "thread-%d", t);
+    store_reader *r;
+    assert_int_equal(store_reader_open_stream(log, ev_str_of(stream), 1, &r), 0);
+    ev_event ev;
+    sk_error err;
+    for (uint64_t v = 1; v <= count; v++) {
+        assert_int_equal(store_reader_next(r, &ev, &err), 1);
+        assert_int_equal(ev.version, v);
+        char want[64];
+        int n = snprintf(want, sizeof want, "%s:%llu:", stream, (unsigned long long)(v - 1));
+        assert_memory_equal(ev.payload, want, (size_t)n);
+    }
+    assert_int_equal(store_reader_next(r, &ev, &err), 0);
+    store_reader_close(r);
+}
+
 static void run_threads(bool async, uint64_t per_thread)
 {
     char *dir = st_tempdir();
@@ -162,7 +182,17 @@ static void run_threads(bool async, uint64_t per_thread)
         }
     }
     free(seen); /* every slot of 0..total-1 was filled once: contiguous */
+    /* A stream read across the sealed segments, while the last one's index files may still
+     * be being written. */
+    for (int i = 0; i < THREADS; i += 3)
+        check_stream(log, i, per_thread);
     assert_int_equal(store_log_close(log), 0);
+    /* Closed: every sealed segment has its index files. */
+    size_t segments = st_count_files(dir, ".log");
+    if (async)
+        assert_true(segments > 1);
+    assert_int_equal(st_count_files(dir, ".sidx"), segments - 1);
+    assert_int_equal(st_count_files(dir, ".index"), segments - 1);
 
     /* Reopen: every acknowledged event is there with its own payload. */
     log = st_open(dir, 1 << 20);

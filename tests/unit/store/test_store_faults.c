@@ -15,11 +15,11 @@
 /* A store_io that forwards to POSIX but fails chosen calls. */
 typedef struct faulty {
     store_io io;
-    int fail_fdatasync;    /* next N fdatasync calls fail with EIO */
-    int fail_pwrite_nospc; /* next N pwrite calls fail with ENOSPC */
-    int short_writes;      /* next N pwrite calls write half (at least 1 byte) */
-    int nospc_after_short; /* after a short write, the next pwrite fails with ENOSPC */
-    int sync_dirs;
+    int fail_fdatasync;     /* next N fdatasync calls fail with EIO */
+    int fail_pwrite_nospc;  /* next N pwrite calls fail with ENOSPC */
+    int short_writes;       /* next N pwrite calls write half (at least 1 byte) */
+    int nospc_after_short;  /* after a short write, the next pwrite fails with ENOSPC */
+    _Atomic int sync_dirs;  /* the appender and the sealer both count */
     _Atomic int fdatasyncs; /* the syncer and the appender (a cut) both count */
     /* Pipeline tests (appender, syncer and test threads): */
     _Atomic int nospc_at_write;    /* the Nth pwrite from now fails with ENOSPC (0: none) */
@@ -491,7 +491,7 @@ static void test_pipeline_enospc_keeps_order(void **state)
     faulty f;
     faulty_init(&f);
     f.sync_delay_us = 2000; /* the appender writes while a group syncs */
-    atomic_store(&f.nospc_at_write, 6);
+    atomic_store(&f.nospc_at_write, 3);
     store_log *log = open_faulty(dir, &f, 64 * 1024); /* rolls too */
     pipe_result *res = calloc(PIPE_APPENDS, sizeof *res);
     assert_non_null(res);
@@ -519,7 +519,7 @@ static void test_pipeline_failed_fdatasync_keeps_only_acknowledged(void **state)
     faulty f;
     faulty_init(&f);
     f.sync_delay_us = 2000;
-    atomic_store(&f.eio_at_sync, 8);
+    atomic_store(&f.eio_at_sync, 2); /* the first group is durable, the second fails */
     store_log *log = open_faulty(dir, &f, 0);
     pipe_result *res = calloc(PIPE_APPENDS, sizeof *res);
     assert_non_null(res);
