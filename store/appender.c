@@ -38,7 +38,7 @@ typedef struct batch_entry {
  * log->pipe_free so their entry arrays are not grown afresh every time. */
 struct store_batch {
     struct store_batch *next;
-    store_append_req *reqs;
+    store_append_req *reqs, *last; /* last: the list's tail, so handing it on walks nothing */
     uint32_t appends;
     batch_entry *entries;
     size_t entry_count, entry_cap;
@@ -218,7 +218,8 @@ static store_append_req *take_queue(store_log *log)
 }
 
 /* Detaches from *reqs the prefix that fits one batch (at least one request). */
-static store_append_req *split_batch(store_log *log, store_append_req **reqs, uint32_t *n_out)
+static store_append_req *split_batch(store_log *log, store_append_req **reqs, uint32_t *n_out,
+                                     store_append_req **last_out)
 {
     store_append_req *head = *reqs, *last = NULL, *r = head;
     size_t bytes = 0;
@@ -233,6 +234,7 @@ static store_append_req *split_batch(store_log *log, store_append_req **reqs, ui
         last->next = NULL;
     *reqs = r;
     *n_out = n;
+    *last_out = last;
     return head;
 }
 
@@ -261,16 +263,13 @@ static void complete_all(store_append_req *reqs)
 /* Hands answered appends to the completer thread (or completes them here in manual mode,
  * where everything runs inside store_log_commit). Every result is set before, so the order
  * of results never depends on the completer. */
-static void finish(store_log *log, store_append_req *reqs)
+static void finish(store_log *log, store_append_req *reqs, store_append_req *last)
 {
     if (!log->completer_running) {
         complete_all(reqs);
         return;
     }
-    store_append_req *last = NULL;
-    for (store_append_req *r = reqs; r; r = r->next)
-        last = r;
-    if (!last)
+    if (!reqs)
         return;
     pthread_mutex_lock(&log->c_mu);
     if (log->c_tail)
@@ -543,7 +542,7 @@ static void batch_done(store_log *log, batch *b)
 {
     atomic_store(&log->settled_epoch, b->epoch);
     store_trace_commit_end(b->span, b->entry_count, b->bytes, b->write_ns, b->fsync_ns);
-    finish(log, b->reqs);
+    finish(log, b->reqs, b->last);
     batch_put(log, b);
 }
 
@@ -759,16 +758,18 @@ static int run_all(store_log *log, store_append_req *reqs)
     int total = 0;
     while (reqs) {
         uint32_t n = 0;
-        store_append_req *head = split_batch(log, &reqs, &n);
+        store_append_req *last = NULL;
+        store_append_req *head = split_batch(log, &reqs, &n, &last);
         total += (int)n;
         batch *b = batch_get(log);
         if (!b) {
             pipe_drain(log);
             fail_results(head, -ENOMEM, false);
-            finish(log, head);
+            finish(log, head, last);
             continue;
         }
         b->reqs = head;
+        b->last = last;
         b->appends = n;
         b->epoch = log->batch_epoch; /* until assembly gives it its own */
         b->span = store_trace_commit_begin(head, n);

@@ -54,9 +54,10 @@ static size_t slot_of(const store_streams *t, ev_str name, uint64_t hash)
     size_t mask = t->cap - 1;
     size_t i = (size_t)hash & mask;
     for (;;) {
+        /* The hash array first: a probe past another stream touches no entry. */
         const store_stream *s = t->slots[i];
-        if (!s ||
-            (s->hash == hash && s->len == name.len && memcmp(s->name, name.ptr, name.len) == 0))
+        if (!s || (t->hashes[i] == hash && s->len == name.len &&
+                   memcmp(s->name, name.ptr, name.len) == 0))
             return i;
         i = (i + 1) & mask;
     }
