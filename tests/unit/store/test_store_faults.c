@@ -492,7 +492,7 @@ static void test_pipeline_enospc_keeps_order(void **state)
     faulty_init(&f);
     f.sync_delay_us = 2000; /* the appender writes while a group syncs */
     atomic_store(&f.nospc_at_write, 3);
-    store_log *log = open_faulty(dir, &f, 64 * 1024); /* rolls too */
+    store_log *log = open_faulty(dir, &f, (uint64_t)64 * 1024); /* rolls too */
     pipe_result *res = calloc(PIPE_APPENDS, sizeof *res);
     assert_non_null(res);
     pipe_run(log, res);
