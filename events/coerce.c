@@ -28,6 +28,9 @@ typedef struct coerce_walk {
     sk_error *err;
     int rc; /* 0 until the walk fails: SK_EBADINPUT (the value) or -ENOMEM */
     int depth;
+    /* Check only: every node answers json_null() (a singleton, nothing to free) and no
+     * container is built, so validating a command allocates nothing. */
+    bool check;
 } coerce_walk;
 
 static const char *json_type_name(const json_t *v)
@@ -121,7 +124,7 @@ static json_t *coerce_integer(coerce_walk *c, const json_t *def, ev_kind kind, c
         if (x > max)
             return fail(c, "%lld is above the maximum of %lld", x, max);
     }
-    return json_integer(x);
+    return c->check ? json_null() : json_integer(x);
 }
 
 static json_t *coerce_string(coerce_walk *c, const json_t *def, const json_t *v,
@@ -148,7 +151,7 @@ static json_t *coerce_string(coerce_walk *c, const json_t *def, const json_t *v,
                         "and - . _ ~ ! $ & ' ( ) * + , ; = : @",
                         bad, (unsigned char)json_string_value(v)[bad]);
     }
-    return json_stringn(json_string_value(v), len);
+    return c->check ? json_null() : json_stringn(json_string_value(v), len);
 }
 
 static json_t *coerce_enum(coerce_walk *c, const json_t *def, const json_t *v)
@@ -156,13 +159,19 @@ static json_t *coerce_enum(coerce_walk *c, const json_t *def, const json_t *v)
     if (!json_is_string(v))
         return fail(c, "expected one of the symbols of %s, got %s",
                     json_string_value(json_object_get(def, "name")), json_type_name(v));
+    const json_t *found = NULL;
     size_t i;
     const json_t *sym;
-    json_array_foreach(json_object_get(def, "symbols"), i,
-                       sym) if (json_equal(sym, v)) return json_incref((json_t *)sym);
+    json_array_foreach(json_object_get(def, "symbols"), i, sym)
+    {
+        if (json_equal(sym, v))
+            found = sym;
+    }
     const json_t *dflt = json_object_get(def, "default");
-    if (!c->opts->strict && json_is_string(dflt))
-        return json_incref((json_t *)dflt);
+    if (!found && !c->opts->strict && json_is_string(dflt))
+        found = dflt;
+    if (found)
+        return c->check ? json_null() : json_incref((json_t *)found);
     return fail(c, "'%s' is not a symbol of %s", json_string_value(v),
                 json_string_value(json_object_get(def, "name")));
 }
@@ -178,7 +187,7 @@ static json_t *coerce_array(coerce_walk *c, const json_t *def, const json_t *v, 
         if ((long long)n < min || (long long)n > max)
             return fail(c, "array has %zu items; it must have %lld to %lld", n, min, max);
     }
-    json_t *out = json_array();
+    json_t *out = c->check ? json_null() : json_array();
     if (!out)
         return oom(c);
     for (size_t i = 0; i < n; i++) {
@@ -189,7 +198,7 @@ static json_t *coerce_array(coerce_walk *c, const json_t *def, const json_t *v, 
             json_decref(out);
             return NULL;
         }
-        if (json_array_append_new(out, item) != 0) {
+        if (!c->check && json_array_append_new(out, item) != 0) {
             json_decref(out);
             return oom(c);
         }
@@ -201,7 +210,7 @@ static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
 {
     if (!json_is_object(v))
         return fail(c, "expected an object (a map), got %s", json_type_name(v));
-    json_t *out = json_object();
+    json_t *out = c->check ? json_null() : json_object();
     if (!out)
         return oom(c);
     const char *key;
@@ -215,7 +224,7 @@ static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
             json_decref(out);
             return NULL;
         }
-        if (json_object_set_new(out, key, item) != 0) {
+        if (!c->check && json_object_set_new(out, key, item) != 0) {
             json_decref(out);
             return oom(c);
         }
@@ -223,12 +232,24 @@ static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
     return out;
 }
 
+static bool record_has_field(const json_t *def, const char *key)
+{
+    size_t i;
+    const json_t *f;
+    json_array_foreach(json_object_get(def, "fields"), i, f)
+    {
+        if (strcmp(json_string_value(json_object_get(f, "name")), key) == 0)
+            return true;
+    }
+    return false;
+}
+
 static json_t *coerce_record(coerce_walk *c, const json_t *def, const json_t *v)
 {
     const char *rname = json_string_value(json_object_get(def, "name"));
     if (!json_is_object(v))
         return fail(c, "expected an object (record %s), got %s", rname, json_type_name(v));
-    json_t *out = json_object();
+    json_t *out = c->check ? json_null() : json_object();
     if (!out)
         return oom(c);
     size_t i, present = 0;
@@ -258,7 +279,7 @@ static json_t *coerce_record(coerce_walk *c, const json_t *def, const json_t *v)
             json_decref(out);
             return NULL;
         }
-        if (json_object_set_new(out, name, r) != 0) {
+        if (!c->check && json_object_set_new(out, name, r) != 0) {
             json_decref(out);
             return oom(c);
         }
@@ -268,7 +289,7 @@ static json_t *coerce_record(coerce_walk *c, const json_t *def, const json_t *v)
         json_t *val;
         json_object_foreach((json_t *)v, key, val)
         {
-            if (!json_object_get(out, key)) {
+            if (!record_has_field(def, key)) {
                 ev_path_push_field(&c->path, key);
                 json_decref(out);
                 return fail(c, "unknown field: record %s has no field '%s'", rname, key);
@@ -336,7 +357,7 @@ static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, 
         r = json_is_null(v) ? json_null() : fail(c, "expected null, got %s", json_type_name(v));
         break;
     case EV_K_BOOLEAN:
-        r = json_is_boolean(v) ? json_boolean(json_is_true(v))
+        r = json_is_boolean(v) ? (c->check ? json_null() : json_boolean(json_is_true(v)))
                                : fail(c, "expected a boolean, got %s", json_type_name(v));
         break;
     case EV_K_INT:
@@ -345,7 +366,7 @@ static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, 
         break;
     case EV_K_FLOAT:
     case EV_K_DOUBLE:
-        r = json_is_number(v) ? json_real(json_number_value(v))
+        r = json_is_number(v) ? (c->check ? json_null() : json_real(json_number_value(v)))
                               : fail(c, "expected a number, got %s", json_type_name(v));
         break;
     case EV_K_STRING:
@@ -381,7 +402,7 @@ static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, 
 int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
               const ev_coerce_opts *opts, json_t **out, sk_error *err)
 {
-    coerce_walk c = {.names = names, .opts = opts, .err = err};
+    coerce_walk c = {.names = names, .opts = opts, .err = err, .check = opts->check_only};
     json_t *r = coerce_node(&c, node, value, NULL);
     if (!r)
         return c.rc ? c.rc : -ENOMEM;

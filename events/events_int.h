@@ -76,6 +76,7 @@ void ev_path_pop(ev_path *p, size_t len);
 typedef struct ev_coerce_opts {
     bool strict;
     bool ints_as_real; /* the JSON was parsed with JSON_DECODE_INT_AS_REAL */
+    bool check_only;   /* check without building the value: *out gets json_null() */
 } ev_coerce_opts;
 int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
               const ev_coerce_opts *opts, json_t **out, sk_error *err);

@@ -135,12 +135,9 @@ int ev_payload_check_json(const ev_registry *reg, const char *type, const json_t
     const ev_schema *s = ev_registry_newest(reg, type);
     if (!s)
         return sk_error_set(err, SK_ENOTFOUND, "type", "unknown event type '%s'", type);
-    ev_coerce_opts opts = {.strict = true, .ints_as_real = false};
-    json_t *clean;
-    int rc = ev_coerce(s->names, s->root, value, &opts, &clean, err);
-    if (rc == 0)
-        json_decref(clean);
-    return rc;
+    ev_coerce_opts opts = {.strict = true, .ints_as_real = false, .check_only = true};
+    json_t *none;
+    return ev_coerce(s->names, s->root, value, &opts, &none, err);
 }
 
 int ev_payload_from_json(const ev_registry *reg, const char *type, const json_t *value, ev_buf *out,

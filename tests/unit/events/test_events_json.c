@@ -180,6 +180,18 @@ static void expect_field(fixture *f, const char *type, const char *text, size_t 
     if (rc != SK_EBADINPUT || strcmp(err.field, field) != 0 || !strstr(err.message, words))
         fail_msg("input %.*s: want field '%s' with '%s', got rc %d field '%s': %s", (int)len, text,
                  field, words, rc, err.field, err.message);
+    /* The check-only walk that validates commands refuses it the same way. */
+    json_t *j = json_loadb(text, len, 0, NULL);
+    if (!j)
+        return;
+    sk_error check;
+    sk_error_clear(&check);
+    int check_rc = ev_payload_check_json(f->reg, type, j, &check);
+    json_decref(j);
+    if (check_rc != rc || strcmp(check.field, err.field) != 0 ||
+        strcmp(check.message, err.message) != 0)
+        fail_msg("input %.*s: the check says rc %d field '%s': %s", (int)len, text, check_rc,
+                 check.field, check.message);
 }
 
 static void expect_probe(fixture *f, const char *key, const char *value, const char *field,
@@ -242,8 +254,11 @@ static void test_malformed_payloads_name_the_field(void **state)
     expect_field(f, "OrderConfirmed", not_object, strlen(not_object), "", "expected an object");
     const char *broken = "{\"order_id\":";
     expect_field(f, "OrderConfirmed", broken, strlen(broken), "", "invalid JSON");
-    /* Unknown types are not a shape error. */
+    /* Unknown types are not a shape error; a good document passes the check. */
     sk_error err;
+    json_t *good = json_loads(good_probe, 0, NULL);
+    assert_int_equal(ev_payload_check_json(f->reg, "Probe", good, &err), 0);
+    json_decref(good);
     assert_int_equal(encode(f, "NoSuchEvent", "{}", 2, &err), SK_ENOTFOUND);
 }
 
