@@ -2,7 +2,8 @@
  * avro_codec.c -- JSON <-> Avro binary through avro-c's generic values.
  *
  * Encoding takes JSON that ev_coerce already checked against the schema, so every step
- * here must succeed; decoding takes binary that ev_avro_check already bounds-checked.
+ * here must succeed (the service encodes in one pass in coerce.c; this is the reference
+ * its tests compare with); decoding takes binary that ev_avro_check already bounds-checked.
  * A generic value is created per call from the schema's shared interface (avro-c's
  * reference counts are atomic), which keeps the registry immutable and thread-safe.
  */

@@ -31,6 +31,9 @@ typedef struct coerce_walk {
     /* Check only: every node answers json_null() (a singleton, nothing to free) and no
      * container is built, so validating a command allocates nothing. */
     bool check;
+    /* Encode as well (check mode only): each node appends its Avro binary here as it is
+     * checked; on a failure the caller drops what was appended. */
+    ev_buf *emit;
 } coerce_walk;
 
 static const char *json_type_name(const json_t *v)
@@ -79,6 +82,18 @@ static json_t *oom(coerce_walk *c)
 static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v,
                            const json_t *attrs);
 
+/* The answer of a checked node in check mode, after its bytes were put (rc of the put). */
+static json_t *checked(coerce_walk *c, int rc)
+{
+    return rc ? oom(c) : json_null();
+}
+
+/* Emit mode: an Avro long (ints, longs, enum indexes, counts), or nothing to do. */
+static int put_long(coerce_walk *c, int64_t x)
+{
+    return c->emit ? ev_avro_put_long(c->emit, x) : 0;
+}
+
 /* A limit attribute ("maxLength", "minItems", ...) on the field or on the type object. */
 static long long attr_limit(const json_t *attrs, const json_t *def, const char *key,
                             long long fallback)
@@ -124,7 +139,17 @@ static json_t *coerce_integer(coerce_walk *c, const json_t *def, ev_kind kind, c
         if (x > max)
             return fail(c, "%lld is above the maximum of %lld", x, max);
     }
-    return c->check ? json_null() : json_integer(x);
+    return c->check ? checked(c, put_long(c, x)) : json_integer(x);
+}
+
+/* Emit mode: a string, bytes (after their length) or fixed (as they are). */
+static int put_text(coerce_walk *c, ev_kind kind, const json_t *v)
+{
+    if (!c->emit)
+        return 0;
+    const char *p = json_string_value(v);
+    size_t len = json_string_length(v);
+    return kind == EV_K_FIXED ? ev_buf_append(c->emit, p, len) : ev_avro_put_bytes(c->emit, p, len);
 }
 
 static json_t *coerce_string(coerce_walk *c, const json_t *def, const json_t *v,
@@ -151,7 +176,20 @@ static json_t *coerce_string(coerce_walk *c, const json_t *def, const json_t *v,
                         "and - . _ ~ ! $ & ' ( ) * + , ; = : @",
                         bad, (unsigned char)json_string_value(v)[bad]);
     }
-    return c->check ? json_null() : json_stringn(json_string_value(v), len);
+    return c->check ? checked(c, put_text(c, kind, v)) : json_stringn(json_string_value(v), len);
+}
+
+/* Where a symbol is in an enum's list; SIZE_MAX when it is not there. */
+static size_t symbol_index(const json_t *symbols, const json_t *v)
+{
+    size_t i;
+    const json_t *sym;
+    json_array_foreach(symbols, i, sym)
+    {
+        if (json_equal(sym, v))
+            return i;
+    }
+    return SIZE_MAX;
 }
 
 static json_t *coerce_enum(coerce_walk *c, const json_t *def, const json_t *v)
@@ -159,19 +197,14 @@ static json_t *coerce_enum(coerce_walk *c, const json_t *def, const json_t *v)
     if (!json_is_string(v))
         return fail(c, "expected one of the symbols of %s, got %s",
                     json_string_value(json_object_get(def, "name")), json_type_name(v));
-    const json_t *found = NULL;
-    size_t i;
-    const json_t *sym;
-    json_array_foreach(json_object_get(def, "symbols"), i, sym)
-    {
-        if (json_equal(sym, v))
-            found = sym;
-    }
+    const json_t *symbols = json_object_get(def, "symbols");
     const json_t *dflt = json_object_get(def, "default");
-    if (!found && !c->opts->strict && json_is_string(dflt))
-        found = dflt;
-    if (found)
-        return c->check ? json_null() : json_incref((json_t *)found);
+    size_t at = symbol_index(symbols, v);
+    if (at == SIZE_MAX && !c->opts->strict && json_is_string(dflt))
+        at = symbol_index(symbols, dflt);
+    if (at != SIZE_MAX)
+        return c->check ? checked(c, put_long(c, (int64_t)at))
+                        : json_incref(json_array_get(symbols, at));
     return fail(c, "'%s' is not a symbol of %s", json_string_value(v),
                 json_string_value(json_object_get(def, "name")));
 }
@@ -188,7 +221,7 @@ static json_t *coerce_array(coerce_walk *c, const json_t *def, const json_t *v, 
             return fail(c, "array has %zu items; it must have %lld to %lld", n, min, max);
     }
     json_t *out = c->check ? json_null() : json_array();
-    if (!out)
+    if (!out || (n && put_long(c, (int64_t)n))) /* one block of all the items */
         return oom(c);
     for (size_t i = 0; i < n; i++) {
         size_t mark = ev_path_push_index(&c->path, i);
@@ -203,7 +236,7 @@ static json_t *coerce_array(coerce_walk *c, const json_t *def, const json_t *v, 
             return oom(c);
         }
     }
-    return out;
+    return put_long(c, 0) ? oom(c) : out; /* the empty block that ends the list */
 }
 
 static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
@@ -211,12 +244,15 @@ static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
     if (!json_is_object(v))
         return fail(c, "expected an object (a map), got %s", json_type_name(v));
     json_t *out = c->check ? json_null() : json_object();
-    if (!out)
+    size_t n = json_object_size(v);
+    if (!out || (n && put_long(c, (int64_t)n)))
         return oom(c);
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)v, key, val)
     {
+        if (c->emit && ev_avro_put_bytes(c->emit, key, strlen(key)))
+            return oom(c);
         size_t mark = ev_path_push_field(&c->path, key);
         json_t *item = coerce_node(c, json_object_get(def, "values"), val, NULL);
         ev_path_pop(&c->path, mark);
@@ -229,7 +265,7 @@ static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
             return oom(c);
         }
     }
-    return out;
+    return put_long(c, 0) ? oom(c) : out;
 }
 
 static bool record_has_field(const json_t *def, const char *key)
@@ -330,7 +366,7 @@ static json_t *coerce_union(coerce_walk *c, const json_t *def, const json_t *v, 
     json_array_foreach(def, i, b)
     {
         if (branch_accepts(c, ev_schema_kind(c->names, b), v))
-            return coerce_node(c, b, v, attrs);
+            return put_long(c, (int64_t)i) ? oom(c) : coerce_node(c, b, v, attrs);
     }
     char kinds[200] = "";
     size_t n = 0;
@@ -342,6 +378,20 @@ static json_t *coerce_union(coerce_walk *c, const json_t *def, const json_t *v, 
             n += (size_t)w;
     }
     return fail(c, "expected one of (%s), got %s", kinds, json_type_name(v));
+}
+
+static int put_boolean(coerce_walk *c, bool b)
+{
+    uint8_t byte = b;
+    return c->emit ? ev_buf_append(c->emit, &byte, 1) : 0;
+}
+
+static int put_real(coerce_walk *c, ev_kind kind, double x)
+{
+    if (!c->emit)
+        return 0;
+    return kind == EV_K_FLOAT ? ev_avro_put_float(c->emit, (float)x)
+                              : ev_avro_put_double(c->emit, x);
 }
 
 static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, const json_t *attrs)
@@ -357,7 +407,8 @@ static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, 
         r = json_is_null(v) ? json_null() : fail(c, "expected null, got %s", json_type_name(v));
         break;
     case EV_K_BOOLEAN:
-        r = json_is_boolean(v) ? (c->check ? json_null() : json_boolean(json_is_true(v)))
+        r = json_is_boolean(v) ? (c->check ? checked(c, put_boolean(c, json_is_true(v)))
+                                           : json_boolean(json_is_true(v)))
                                : fail(c, "expected a boolean, got %s", json_type_name(v));
         break;
     case EV_K_INT:
@@ -366,7 +417,8 @@ static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, 
         break;
     case EV_K_FLOAT:
     case EV_K_DOUBLE:
-        r = json_is_number(v) ? (c->check ? json_null() : json_real(json_number_value(v)))
+        r = json_is_number(v) ? (c->check ? checked(c, put_real(c, kind, json_number_value(v)))
+                                          : json_real(json_number_value(v)))
                               : fail(c, "expected a number, got %s", json_type_name(v));
         break;
     case EV_K_STRING:
@@ -402,7 +454,11 @@ static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, 
 int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
               const ev_coerce_opts *opts, json_t **out, sk_error *err)
 {
-    coerce_walk c = {.names = names, .opts = opts, .err = err, .check = opts->check_only};
+    coerce_walk c = {.names = names,
+                     .opts = opts,
+                     .err = err,
+                     .check = opts->check_only || opts->emit,
+                     .emit = opts->emit};
     json_t *r = coerce_node(&c, node, value, NULL);
     if (!r)
         return c.rc ? c.rc : -ENOMEM;

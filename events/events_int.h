@@ -77,6 +77,7 @@ typedef struct ev_coerce_opts {
     bool strict;
     bool ints_as_real; /* the JSON was parsed with JSON_DECODE_INT_AS_REAL */
     bool check_only;   /* check without building the value: *out gets json_null() */
+    ev_buf *emit;      /* check and append the value's Avro binary here (implies check_only) */
 } ev_coerce_opts;
 int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
               const ev_coerce_opts *opts, json_t **out, sk_error *err);
@@ -85,7 +86,15 @@ int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
  * anything proportional to what the data claims. 0 or SK_ECORRUPT (err says where). */
 int ev_avro_check(const ev_schema *s, const uint8_t *data, size_t size, sk_error *err);
 
-/* Binary <-> JSON through avro-c. The JSON given to encode must already be coerced. */
+/* Avro's binary encoding, appended to b (avro_write.c): 0 or -ENOMEM. */
+int ev_avro_put_long(ev_buf *b, int64_t x); /* int, long, enum index, count, union branch */
+int ev_avro_put_float(ev_buf *b, float x);
+int ev_avro_put_double(ev_buf *b, double x);
+int ev_avro_put_bytes(ev_buf *b, const void *data, size_t size); /* string or bytes */
+
+/* Binary <-> JSON through avro-c. The JSON given to encode must already be coerced.
+ * Payloads are encoded by the coerce walk in one pass (ev_coerce_opts.emit); encoding
+ * through avro-c stays as the reference the tests hold that pass to, byte for byte. */
 int ev_avro_encode(const ev_schema *s, const json_t *value, ev_buf *out, sk_error *err);
 int ev_avro_decode(const ev_schema *s, const uint8_t *data, size_t size, json_t **out,
                    sk_error *err);

@@ -117,16 +117,21 @@ static int find_marker(const json_t *v, ev_path *path, int depth)
 static int encode_value(const ev_schema *s, const json_t *value, bool ints_as_real, ev_buf *out,
                         uint32_t *schema_id_out, sk_error *err)
 {
-    ev_coerce_opts opts = {.strict = true, .ints_as_real = ints_as_real};
-    json_t *clean;
-    int rc = ev_coerce(s->names, s->root, value, &opts, &clean, err);
-    if (rc)
+    /* One walk checks the JSON and writes its Avro binary (coerce.c, avro_write.c). */
+    size_t start = out->size;
+    ev_coerce_opts opts = {.strict = true, .ints_as_real = ints_as_real, .emit = out};
+    json_t *none;
+    int rc = ev_coerce(s->names, s->root, value, &opts, &none, err);
+    if (rc == 0 && out->size - start > EV_PAYLOAD_MAX)
+        rc = sk_error_set(err, SK_EBADINPUT, "", "encoded %s is %zu bytes, more than %u", s->type,
+                          out->size - start, EV_PAYLOAD_MAX);
+    if (rc) {
+        out->size = start; /* nothing of a refused value stays in the caller's buffer */
         return rc;
-    rc = ev_avro_encode(s, clean, out, err);
-    json_decref(clean);
-    if (rc == 0 && schema_id_out)
+    }
+    if (schema_id_out)
         *schema_id_out = s->id;
-    return rc;
+    return 0;
 }
 
 int ev_payload_check_json(const ev_registry *reg, const char *type, const json_t *value,
