@@ -397,7 +397,7 @@ static int put_real(coerce_walk *c, ev_kind kind, double x)
 static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, const json_t *attrs)
 {
     const json_t *def = ev_schema_deref(c->names, node);
-    ev_kind kind = ev_schema_kind(c->names, node);
+    ev_kind kind = ev_schema_kind(c->names, def); /* def, not node: dereferenced once */
     if (c->depth >= EV_SCHEMA_DEPTH_MAX)
         return fail(c, "nested deeper than %d levels", EV_SCHEMA_DEPTH_MAX);
     c->depth++;

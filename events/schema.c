@@ -29,10 +29,11 @@ const char *ev_kind_name(ev_kind kind)
     return names[kind];
 }
 
+/* Asked for every node of every payload walk: the first letter settles most names. */
 static ev_kind primitive_kind(const char *name)
 {
     for (int i = 0; i < 8; i++)
-        if (strcmp(name, primitive_names[i]) == 0)
+        if (name[0] == primitive_names[i][0] && strcmp(name, primitive_names[i]) == 0)
             return (ev_kind)i;
     return EV_K_INVALID;
 }
@@ -69,21 +70,39 @@ ev_kind ev_schema_kind(const json_t *names, const json_t *node)
     return primitive_kind(t); /* {"type": "string", "maxLength": 10} and the like */
 }
 
+/* Appends what fits of text (the path is cut, never overrun). Paths are built for every
+ * field a payload walk visits, so this copies rather than formats. */
+static void path_append(ev_path *p, const char *text, size_t len)
+{
+    size_t room = sizeof p->text - 1 - p->len;
+    if (len > room)
+        len = room;
+    memcpy(p->text + p->len, text, len);
+    p->len += len;
+    p->text[p->len] = '\0';
+}
+
 size_t ev_path_push_field(ev_path *p, const char *name)
 {
     size_t old = p->len;
-    int n = snprintf(p->text + p->len, sizeof p->text - p->len, "%s%s", p->len ? "." : "", name);
-    if (n > 0)
-        p->len += (size_t)n < sizeof p->text - p->len ? (size_t)n : sizeof p->text - p->len - 1;
+    if (p->len)
+        path_append(p, ".", 1);
+    path_append(p, name, strlen(name));
     return old;
 }
 
 size_t ev_path_push_index(ev_path *p, size_t index)
 {
     size_t old = p->len;
-    int n = snprintf(p->text + p->len, sizeof p->text - p->len, "[%zu]", index);
-    if (n > 0)
-        p->len += (size_t)n < sizeof p->text - p->len ? (size_t)n : sizeof p->text - p->len - 1;
+    char digits[24];
+    size_t n = sizeof digits;
+    digits[--n] = ']';
+    do {
+        digits[--n] = (char)('0' + index % 10);
+        index /= 10;
+    } while (index);
+    digits[--n] = '[';
+    path_append(p, digits + n, sizeof digits - n);
     return old;
 }
 
