@@ -1,11 +1,12 @@
 /*
  * avro_codec.c -- JSON <-> Avro binary through avro-c's generic values.
  *
- * Encoding takes JSON that ev_coerce already checked against the schema, so every step
- * here must succeed (the service encodes in one pass in coerce.c; this is the reference
- * its tests compare with); decoding takes binary that ev_avro_check already bounds-checked.
- * A generic value is created per call from the schema's shared interface (avro-c's
- * reference counts are atomic), which keeps the registry immutable and thread-safe.
+ * The service encodes in one pass in coerce.c and decodes in avro_read.c; this is the
+ * reference their tests compare with. Encoding takes JSON that ev_coerce already checked
+ * against the schema, so every step here must succeed; decoding takes binary that
+ * ev_avro_check already bounds-checked. A generic value is created per call from the schema's
+ * shared interface (avro-c's reference counts are atomic), which keeps the registry immutable and
+ * thread-safe.
  */
 #include "events/events_int.h"
 
@@ -166,29 +167,6 @@ int ev_avro_encode(const ev_schema *s, const json_t *value, ev_buf *out, sk_erro
     return rc;
 }
 
-/* Bytes and fixed values need not be UTF-8; show them as Latin-1 code points then. */
-static json_t *bytes_json(const uint8_t *p, size_t n)
-{
-    json_t *j = json_stringn((const char *)p, n);
-    if (j)
-        return j;
-    char *u = malloc(2 * n + 1);
-    if (!u)
-        return NULL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < 0x80) {
-            u[k++] = (char)p[i];
-        } else {
-            u[k++] = (char)(0xC0 | (p[i] >> 6));
-            u[k++] = (char)(0x80 | (p[i] & 0x3F));
-        }
-    }
-    j = json_stringn(u, k);
-    free(u);
-    return j;
-}
-
 static json_t *to_json(const json_t *names, const json_t *node, avro_value_t *av, int depth);
 
 static json_t *record_json(const json_t *names, const json_t *def, avro_value_t *av, int depth)
@@ -252,7 +230,7 @@ static json_t *to_json(const json_t *names, const json_t *node, avro_value_t *av
         size_t size;
         int rc = ev_schema_kind(names, node) == EV_K_BYTES ? avro_value_get_bytes(av, &p, &size)
                                                            : avro_value_get_fixed(av, &p, &size);
-        return rc ? NULL : bytes_json(p, size);
+        return rc ? NULL : ev_bytes_json(p, size);
     }
     case EV_K_ENUM: {
         int x;

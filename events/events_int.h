@@ -92,9 +92,15 @@ int ev_avro_put_float(ev_buf *b, float x);
 int ev_avro_put_double(ev_buf *b, double x);
 int ev_avro_put_bytes(ev_buf *b, const void *data, size_t size); /* string or bytes */
 
+/* Avro binary that ev_avro_check passed to JSON, in one walk (avro_read.c): 0, or
+ * SK_ECORRUPT when a string is not UTF-8 (or memory ran out building the JSON). */
+int ev_avro_read(const ev_schema *s, const uint8_t *data, size_t size, json_t **out, sk_error *err);
+/* A bytes or fixed value as a JSON string: its bytes if they are UTF-8, else Latin-1. */
+json_t *ev_bytes_json(const uint8_t *p, size_t n);
+
 /* Binary <-> JSON through avro-c. The JSON given to encode must already be coerced.
- * Payloads are encoded by the coerce walk in one pass (ev_coerce_opts.emit); encoding
- * through avro-c stays as the reference the tests hold that pass to, byte for byte. */
+ * Payloads are encoded by the coerce walk in one pass (ev_coerce_opts.emit) and decoded
+ * by ev_avro_read; avro-c stays as the reference the tests hold both to. */
 int ev_avro_encode(const ev_schema *s, const json_t *value, ev_buf *out, sk_error *err);
 int ev_avro_decode(const ev_schema *s, const uint8_t *data, size_t size, json_t **out,
                    sk_error *err);

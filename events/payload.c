@@ -213,7 +213,7 @@ static int decode(const ev_registry *reg, uint32_t schema_id, const uint8_t *dat
     int rc = ev_avro_check(w, data, size, err);
     json_t *j = NULL;
     if (rc == 0)
-        rc = ev_avro_decode(w, data, size, &j, err);
+        rc = ev_avro_read(w, data, size, &j, err);
     if (rc)
         return rc;
     const ev_schema *r = resolve ? ev_registry_newest(reg, w->type) : w;
