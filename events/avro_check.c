@@ -20,7 +20,6 @@
 
 typedef struct avro_cursor {
     const uint8_t *p, *end, *start;
-    const json_t *names;
     size_t zero_items;
     const char *what;
 } avro_cursor;
@@ -58,34 +57,30 @@ static int skip(avro_cursor *r, uint64_t n)
 }
 
 /* Can a value of this type take zero bytes? (null, or a record of only such fields) */
-static bool zero_width(const json_t *names, const json_t *node, int depth)
+static bool zero_width(const ev_node *n, int depth)
 {
     if (depth > EV_SCHEMA_DEPTH_MAX)
         return false;
-    const json_t *def = ev_schema_deref(names, node);
-    switch (ev_schema_kind(names, node)) {
+    switch (n->kind) {
     case EV_K_NULL:
         return true;
     case EV_K_FIXED:
-        return json_integer_value(json_object_get(def, "size")) == 0;
-    case EV_K_RECORD: {
-        size_t i;
-        const json_t *f;
-        json_array_foreach(
-            json_object_get(def, "fields"), i,
-            f) if (!zero_width(names, json_object_get(f, "type"), depth + 1)) return false;
+        return n->size == 0;
+    case EV_K_RECORD:
+        for (size_t i = 0; i < n->count; i++)
+            if (!zero_width(n->fields[i].type.node, depth + 1))
+                return false;
         return true;
-    }
     default:
         return false;
     }
 }
 
-static int check_node(avro_cursor *r, const json_t *node, int depth);
+static int check_node(avro_cursor *r, const ev_node *n, int depth);
 
-static int check_blocks(avro_cursor *r, const json_t *item, bool is_map, int depth)
+static int check_blocks(avro_cursor *r, const ev_node *item, bool is_map, int depth)
 {
-    bool zero = !is_map && zero_width(r->names, item, 0);
+    bool zero = !is_map && zero_width(item, 0);
     for (;;) {
         int64_t count = 0;
         if (varint(r, 10, &count))
@@ -122,13 +117,12 @@ static int check_blocks(avro_cursor *r, const json_t *item, bool is_map, int dep
     }
 }
 
-static int check_node(avro_cursor *r, const json_t *node, int depth)
+static int check_node(avro_cursor *r, const ev_node *n, int depth)
 {
     if (depth > EV_SCHEMA_DEPTH_MAX)
         return corrupt(r, "nested too deeply");
-    const json_t *def = ev_schema_deref(r->names, node);
     int64_t v = 0;
-    switch (ev_schema_kind(r->names, node)) {
+    switch (n->kind) {
     case EV_K_NULL:
         return 0;
     case EV_K_BOOLEAN:
@@ -152,30 +146,26 @@ static int check_node(avro_cursor *r, const json_t *node, int depth)
             return -1;
         return v < 0 ? corrupt(r, "negative length") : skip(r, (uint64_t)v);
     case EV_K_FIXED:
-        return skip(r, (uint64_t)json_integer_value(json_object_get(def, "size")));
+        return skip(r, n->size);
     case EV_K_ENUM:
         if (varint(r, 10, &v))
             return -1;
-        return v < 0 || (size_t)v >= json_array_size(json_object_get(def, "symbols"))
-                   ? corrupt(r, "enum index out of range")
-                   : 0;
+        return v < 0 || (size_t)v >= n->count ? corrupt(r, "enum index out of range") : 0;
     case EV_K_UNION:
         if (varint(r, 10, &v))
             return -1;
-        if (v < 0 || (size_t)v >= json_array_size(def))
+        if (v < 0 || (size_t)v >= n->count)
             return corrupt(r, "union branch out of range");
-        return check_node(r, json_array_get(def, (size_t)v), depth + 1);
-    case EV_K_RECORD: {
-        size_t i;
-        const json_t *f;
-        json_array_foreach(json_object_get(def, "fields"), i,
-                           f) if (check_node(r, json_object_get(f, "type"), depth + 1)) return -1;
+        return check_node(r, n->branches[v].node, depth + 1);
+    case EV_K_RECORD:
+        for (size_t i = 0; i < n->count; i++)
+            if (check_node(r, n->fields[i].type.node, depth + 1))
+                return -1;
         return 0;
-    }
     case EV_K_ARRAY:
-        return check_blocks(r, json_object_get(def, "items"), false, depth);
+        return check_blocks(r, n->items.node, false, depth);
     case EV_K_MAP:
-        return check_blocks(r, json_object_get(def, "values"), true, depth);
+        return check_blocks(r, n->items.node, true, depth);
     case EV_K_INVALID:
         break;
     }
@@ -184,8 +174,8 @@ static int check_node(avro_cursor *r, const json_t *node, int depth)
 
 int ev_avro_check(const ev_schema *s, const uint8_t *data, size_t size, sk_error *err)
 {
-    avro_cursor r = {.p = data, .end = data + size, .start = data, .names = s->names};
-    if (check_node(&r, s->root, 0) == 0 && r.p != r.end)
+    avro_cursor r = {.p = data, .end = data + size, .start = data};
+    if (check_node(&r, s->tree.root.node, 0) == 0 && r.p != r.end)
         corrupt(&r, "trailing bytes after the value");
     if (!r.what)
         return 0;

@@ -15,7 +15,6 @@
 
 typedef struct avro_reader {
     const uint8_t *p, *end;
-    const json_t *names;
 } avro_reader;
 
 static int read_long(avro_reader *r, int64_t *out)
@@ -73,7 +72,7 @@ json_t *ev_bytes_json(const uint8_t *p, size_t n)
     return j;
 }
 
-static json_t *read_node(avro_reader *r, const json_t *node, int depth);
+static json_t *read_node(avro_reader *r, const ev_node *n, int depth);
 
 /* A map key as a C string (as avro-c gives it: up to its first NUL, if any). */
 static int set_map_item(json_t *map, const uint8_t *key, size_t len, json_t *value)
@@ -92,7 +91,7 @@ static int set_map_item(json_t *map, const uint8_t *key, size_t len, json_t *val
     return rc;
 }
 
-static json_t *read_blocks(avro_reader *r, const json_t *item, bool is_map, int depth)
+static json_t *read_blocks(avro_reader *r, const ev_node *item, bool is_map, int depth)
 {
     json_t *out = is_map ? json_object() : json_array();
     for (int64_t count = 0; out;) {
@@ -123,15 +122,12 @@ fail:
     return NULL;
 }
 
-static json_t *read_record(avro_reader *r, const json_t *def, int depth)
+static json_t *read_record(avro_reader *r, const ev_node *n, int depth)
 {
     json_t *obj = json_object();
-    size_t i;
-    const json_t *f;
-    json_array_foreach(json_object_get(def, "fields"), i, f)
-    {
-        json_t *v = obj ? read_node(r, json_object_get(f, "type"), depth + 1) : NULL;
-        if (!v || json_object_set_new(obj, json_string_value(json_object_get(f, "name")), v) != 0) {
+    for (size_t i = 0; i < n->count; i++) {
+        json_t *v = obj ? read_node(r, n->fields[i].type.node, depth + 1) : NULL;
+        if (!v || json_object_set_new(obj, n->fields[i].name, v) != 0) {
             json_decref(obj);
             return NULL;
         }
@@ -139,15 +135,30 @@ static json_t *read_record(avro_reader *r, const json_t *def, int depth)
     return obj;
 }
 
-static json_t *read_node(avro_reader *r, const json_t *node, int depth)
+static json_t *read_real(avro_reader *r, ev_kind kind)
+{
+    const uint8_t *at = take(r, kind == EV_K_FLOAT ? 4 : 8);
+    if (!at)
+        return NULL;
+    if (kind == EV_K_FLOAT) {
+        float x;
+        uint32_t bits = (uint32_t)read_le(at, 4);
+        memcpy(&x, &bits, sizeof x);
+        return json_real(x);
+    }
+    double x;
+    uint64_t bits = read_le(at, 8);
+    memcpy(&x, &bits, sizeof x);
+    return json_real(x);
+}
+
+static json_t *read_node(avro_reader *r, const ev_node *n, int depth)
 {
     if (depth > EV_SCHEMA_DEPTH_MAX)
         return NULL;
-    const json_t *def = ev_schema_deref(r->names, node);
-    ev_kind kind = ev_schema_kind(r->names, def);
     int64_t v;
     const uint8_t *at;
-    switch (kind) {
+    switch (n->kind) {
     case EV_K_NULL:
         return json_null();
     case EV_K_BOOLEAN:
@@ -155,51 +166,32 @@ static json_t *read_node(avro_reader *r, const json_t *node, int depth)
     case EV_K_INT:
     case EV_K_LONG:
         return read_long(r, &v) ? NULL : json_integer(v);
-    case EV_K_FLOAT: {
-        float x;
-        uint32_t bits;
-        if (!(at = take(r, 4)))
-            return NULL;
-        bits = (uint32_t)read_le(at, 4);
-        memcpy(&x, &bits, sizeof x);
-        return json_real(x);
-    }
-    case EV_K_DOUBLE: {
-        double x;
-        uint64_t bits;
-        if (!(at = take(r, 8)))
-            return NULL;
-        bits = read_le(at, 8);
-        memcpy(&x, &bits, sizeof x);
-        return json_real(x);
-    }
+    case EV_K_FLOAT:
+    case EV_K_DOUBLE:
+        return read_real(r, n->kind);
     case EV_K_STRING:
     case EV_K_BYTES:
         if (read_long(r, &v) || v < 0 || !(at = take(r, (uint64_t)v)))
             return NULL;
         /* a string that is not UTF-8 is NULL: the caller reports the payload corrupt */
-        return kind == EV_K_STRING ? json_stringn((const char *)at, (size_t)v)
-                                   : ev_bytes_json(at, (size_t)v);
-    case EV_K_FIXED: {
-        json_int_t size = json_integer_value(json_object_get(def, "size"));
-        return size >= 0 && (at = take(r, (uint64_t)size)) ? ev_bytes_json(at, (size_t)size) : NULL;
-    }
+        return n->kind == EV_K_STRING ? json_stringn((const char *)at, (size_t)v)
+                                      : ev_bytes_json(at, (size_t)v);
+    case EV_K_FIXED:
+        return (at = take(r, n->size)) ? ev_bytes_json(at, n->size) : NULL;
     case EV_K_ENUM: {
-        const json_t *sym = read_long(r, &v) || v < 0
-                                ? NULL
-                                : json_array_get(json_object_get(def, "symbols"), (size_t)v);
+        const json_t *sym =
+            read_long(r, &v) || v < 0 ? NULL : json_array_get(n->symbols, (size_t)v);
         return sym ? json_incref((json_t *)sym) : NULL;
     }
     case EV_K_ARRAY:
-        return read_blocks(r, json_object_get(def, "items"), false, depth);
     case EV_K_MAP:
-        return read_blocks(r, json_object_get(def, "values"), true, depth);
+        return read_blocks(r, n->items.node, n->kind == EV_K_MAP, depth);
     case EV_K_RECORD:
-        return read_record(r, def, depth);
+        return read_record(r, n, depth);
     case EV_K_UNION:
-        if (read_long(r, &v) || v < 0 || (size_t)v >= json_array_size(def))
+        if (read_long(r, &v) || v < 0 || (uint64_t)v >= n->count)
             return NULL;
-        return read_node(r, json_array_get(def, (size_t)v), depth + 1);
+        return read_node(r, n->branches[v].node, depth + 1);
     case EV_K_INVALID:
         break;
     }
@@ -208,8 +200,8 @@ static json_t *read_node(avro_reader *r, const json_t *node, int depth)
 
 int ev_avro_read(const ev_schema *s, const uint8_t *data, size_t size, json_t **out, sk_error *err)
 {
-    avro_reader r = {.p = data, .end = data + size, .names = s->names};
-    json_t *j = read_node(&r, s->root, 0);
+    avro_reader r = {.p = data, .end = data + size};
+    json_t *j = read_node(&r, s->tree.root.node, 0);
     if (j && r.p == r.end) {
         *out = j;
         return 0;

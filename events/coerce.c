@@ -22,7 +22,6 @@
 #include <string.h>
 
 typedef struct coerce_walk {
-    const json_t *names;
     const ev_coerce_opts *opts;
     ev_path path;
     sk_error *err;
@@ -79,8 +78,7 @@ static json_t *oom(coerce_walk *c)
     return NULL;
 }
 
-static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v,
-                           const json_t *attrs);
+static json_t *coerce_node(coerce_walk *c, const ev_use *u, const json_t *v);
 
 /* The answer of a checked node in check mode, after its bytes were put (rc of the put). */
 static json_t *checked(coerce_walk *c, int rc)
@@ -94,27 +92,7 @@ static int put_long(coerce_walk *c, int64_t x)
     return c->emit ? ev_avro_put_long(c->emit, x) : 0;
 }
 
-/* A limit attribute ("maxLength", "minItems", ...) on the field or on the type object. */
-static long long attr_limit(const json_t *attrs, const json_t *def, const char *key,
-                            long long fallback)
-{
-    const json_t *a = attrs ? json_object_get(attrs, key) : NULL;
-    if (!json_is_integer(a) && json_is_object(def))
-        a = json_object_get(def, key);
-    return json_is_integer(a) ? json_integer_value(a) : fallback;
-}
-
-/* "format": "id" on the field or its type: the string must be in the id alphabet. */
-static bool is_id(const json_t *attrs, const json_t *def)
-{
-    const json_t *f = attrs ? json_object_get(attrs, "format") : NULL;
-    if (!f && json_is_object(def))
-        f = json_object_get(def, "format");
-    return json_is_string(f) && strcmp(json_string_value(f), "id") == 0;
-}
-
-static json_t *coerce_integer(coerce_walk *c, const json_t *def, ev_kind kind, const json_t *v,
-                              const json_t *attrs)
+static json_t *coerce_integer(coerce_walk *c, const ev_use *u, const json_t *v)
 {
     long long x;
     if (json_is_integer(v)) {
@@ -129,11 +107,10 @@ static json_t *coerce_integer(coerce_walk *c, const json_t *def, ev_kind kind, c
     } else {
         return fail(c, "expected an integer, got %s", json_type_name(v));
     }
-    if (kind == EV_K_INT && (x < INT32_MIN || x > INT32_MAX))
+    if (u->node->kind == EV_K_INT && (x < INT32_MIN || x > INT32_MAX))
         return fail(c, "integer %lld is out of range for int (-2147483648..2147483647)", x);
     if (c->opts->strict) {
-        long long min = attr_limit(attrs, def, "minimum", LLONG_MIN);
-        long long max = attr_limit(attrs, def, "maximum", LLONG_MAX);
+        long long min = u->lim.min, max = u->lim.max;
         if (x < min)
             return fail(c, "%lld is below the minimum of %lld", x, min);
         if (x > max)
@@ -152,25 +129,23 @@ static int put_text(coerce_walk *c, ev_kind kind, const json_t *v)
     return kind == EV_K_FIXED ? ev_buf_append(c->emit, p, len) : ev_avro_put_bytes(c->emit, p, len);
 }
 
-static json_t *coerce_string(coerce_walk *c, const json_t *def, const json_t *v,
-                             const json_t *attrs, ev_kind kind)
+static json_t *coerce_string(coerce_walk *c, const ev_use *u, const json_t *v)
 {
+    ev_kind kind = u->node->kind;
     if (!json_is_string(v))
         return fail(c, "expected a string, got %s", json_type_name(v));
     size_t len = json_string_length(v);
     if (c->opts->strict) {
-        long long max = attr_limit(attrs, def, "maxLength", EV_STRING_MAX);
-        if (kind == EV_K_FIXED)
-            max = json_integer_value(json_object_get(def, "size"));
+        long long max = u->lim.max_length; /* a fixed type's size */
         if ((long long)len > max)
             return fail(c, "string of %zu bytes is longer than its limit of %lld bytes", len, max);
         if (kind == EV_K_FIXED && (long long)len != max)
             return fail(c, "fixed value must be exactly %lld bytes, got %zu", max, len);
-        long long min = attr_limit(attrs, def, "minLength", 0);
+        long long min = u->lim.min_length;
         if ((long long)len < min)
             return fail(c, "string must be at least %lld bytes", min);
         size_t bad;
-        if (len && is_id(attrs, def) && ev_id_check(json_string_value(v), len, &bad) != 0)
+        if (len && u->lim.id && ev_id_check(json_string_value(v), len, &bad) != 0)
             return fail(c,
                         "byte %zu (0x%02x) is not allowed in an id: ids are letters, digits "
                         "and - . _ ~ ! $ & ' ( ) * + , ; = : @",
@@ -192,31 +167,26 @@ static size_t symbol_index(const json_t *symbols, const json_t *v)
     return SIZE_MAX;
 }
 
-static json_t *coerce_enum(coerce_walk *c, const json_t *def, const json_t *v)
+static json_t *coerce_enum(coerce_walk *c, const ev_node *n, const json_t *v)
 {
     if (!json_is_string(v))
-        return fail(c, "expected one of the symbols of %s, got %s",
-                    json_string_value(json_object_get(def, "name")), json_type_name(v));
-    const json_t *symbols = json_object_get(def, "symbols");
-    const json_t *dflt = json_object_get(def, "default");
-    size_t at = symbol_index(symbols, v);
-    if (at == SIZE_MAX && !c->opts->strict && json_is_string(dflt))
-        at = symbol_index(symbols, dflt);
+        return fail(c, "expected one of the symbols of %s, got %s", n->name, json_type_name(v));
+    size_t at = symbol_index(n->symbols, v);
+    if (at == SIZE_MAX && !c->opts->strict && json_is_string(n->enum_default))
+        at = symbol_index(n->symbols, n->enum_default);
     if (at != SIZE_MAX)
         return c->check ? checked(c, put_long(c, (int64_t)at))
-                        : json_incref(json_array_get(symbols, at));
-    return fail(c, "'%s' is not a symbol of %s", json_string_value(v),
-                json_string_value(json_object_get(def, "name")));
+                        : json_incref(json_array_get(n->symbols, at));
+    return fail(c, "'%s' is not a symbol of %s", json_string_value(v), n->name);
 }
 
-static json_t *coerce_array(coerce_walk *c, const json_t *def, const json_t *v, const json_t *attrs)
+static json_t *coerce_array(coerce_walk *c, const ev_use *u, const json_t *v)
 {
     if (!json_is_array(v))
         return fail(c, "expected an array, got %s", json_type_name(v));
     size_t n = json_array_size(v);
     if (c->opts->strict) {
-        long long min = attr_limit(attrs, def, "minItems", 0);
-        long long max = attr_limit(attrs, def, "maxItems", LLONG_MAX);
+        long long min = u->lim.min_items, max = u->lim.max_items;
         if ((long long)n < min || (long long)n > max)
             return fail(c, "array has %zu items; it must have %lld to %lld", n, min, max);
     }
@@ -225,7 +195,7 @@ static json_t *coerce_array(coerce_walk *c, const json_t *def, const json_t *v, 
         return oom(c);
     for (size_t i = 0; i < n; i++) {
         size_t mark = ev_path_push_index(&c->path, i);
-        json_t *item = coerce_node(c, json_object_get(def, "items"), json_array_get(v, i), NULL);
+        json_t *item = coerce_node(c, &u->node->items, json_array_get(v, i));
         ev_path_pop(&c->path, mark);
         if (!item) {
             json_decref(out);
@@ -239,7 +209,7 @@ static json_t *coerce_array(coerce_walk *c, const json_t *def, const json_t *v, 
     return put_long(c, 0) ? oom(c) : out; /* the empty block that ends the list */
 }
 
-static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
+static json_t *coerce_map(coerce_walk *c, const ev_node *node, const json_t *v)
 {
     if (!json_is_object(v))
         return fail(c, "expected an object (a map), got %s", json_type_name(v));
@@ -254,7 +224,7 @@ static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
         if (c->emit && ev_avro_put_bytes(c->emit, key, strlen(key)))
             return oom(c);
         size_t mark = ev_path_push_field(&c->path, key);
-        json_t *item = coerce_node(c, json_object_get(def, "values"), val, NULL);
+        json_t *item = coerce_node(c, &node->items, val);
         ev_path_pop(&c->path, mark);
         if (!item) {
             json_decref(out);
@@ -268,44 +238,36 @@ static json_t *coerce_map(coerce_walk *c, const json_t *def, const json_t *v)
     return put_long(c, 0) ? oom(c) : out;
 }
 
-static bool record_has_field(const json_t *def, const char *key)
+static bool record_has_field(const ev_node *n, const char *key)
 {
-    size_t i;
-    const json_t *f;
-    json_array_foreach(json_object_get(def, "fields"), i, f)
-    {
-        if (strcmp(json_string_value(json_object_get(f, "name")), key) == 0)
+    for (size_t i = 0; i < n->count; i++)
+        if (strcmp(n->fields[i].name, key) == 0)
             return true;
-    }
     return false;
 }
 
-static json_t *coerce_record(coerce_walk *c, const json_t *def, const json_t *v)
+static json_t *coerce_record(coerce_walk *c, const ev_node *n, const json_t *v)
 {
-    const char *rname = json_string_value(json_object_get(def, "name"));
     if (!json_is_object(v))
-        return fail(c, "expected an object (record %s), got %s", rname, json_type_name(v));
+        return fail(c, "expected an object (record %s), got %s", n->name, json_type_name(v));
     json_t *out = c->check ? json_null() : json_object();
     if (!out)
         return oom(c);
-    size_t i, present = 0;
-    const json_t *f;
-    json_array_foreach(json_object_get(def, "fields"), i, f)
-    {
-        const char *name = json_string_value(json_object_get(f, "name"));
-        const json_t *fv = json_object_get(v, name);
+    size_t present = 0;
+    for (size_t i = 0; i < n->count; i++) {
+        const ev_field *f = &n->fields[i];
+        const json_t *fv = json_object_get(v, f->name);
         present += fv != NULL;
-        const json_t *dflt = json_object_get(f, "default");
-        size_t mark = ev_path_push_field(&c->path, name);
+        size_t mark = ev_path_push_field(&c->path, f->name);
         json_t *r = NULL;
         if (fv) {
-            r = coerce_node(c, json_object_get(f, "type"), fv, f);
-        } else if (dflt) {
+            r = coerce_node(c, &f->type, fv);
+        } else if (f->dflt) {
             /* A default is trusted schema text: reshape it without the input limits. */
             ev_coerce_opts lenient = {.strict = false, .ints_as_real = false};
             const ev_coerce_opts *saved = c->opts;
             c->opts = &lenient;
-            r = coerce_node(c, json_object_get(f, "type"), dflt, f);
+            r = coerce_node(c, &f->type, f->dflt);
             c->opts = saved;
         } else {
             fail(c, "missing required field");
@@ -315,7 +277,7 @@ static json_t *coerce_record(coerce_walk *c, const json_t *def, const json_t *v)
             json_decref(out);
             return NULL;
         }
-        if (!c->check && json_object_set_new(out, name, r) != 0) {
+        if (!c->check && json_object_set_new(out, f->name, r) != 0) {
             json_decref(out);
             return oom(c);
         }
@@ -325,10 +287,10 @@ static json_t *coerce_record(coerce_walk *c, const json_t *def, const json_t *v)
         json_t *val;
         json_object_foreach((json_t *)v, key, val)
         {
-            if (!record_has_field(def, key)) {
+            if (!record_has_field(n, key)) {
                 ev_path_push_field(&c->path, key);
                 json_decref(out);
-                return fail(c, "unknown field: record %s has no field '%s'", rname, key);
+                return fail(c, "unknown field: record %s has no field '%s'", n->name, key);
             }
         }
     }
@@ -359,23 +321,19 @@ static bool branch_accepts(const coerce_walk *c, ev_kind k, const json_t *v)
     return false;
 }
 
-static json_t *coerce_union(coerce_walk *c, const json_t *def, const json_t *v, const json_t *attrs)
+static json_t *coerce_union(coerce_walk *c, const ev_node *n, const json_t *v)
 {
-    size_t i;
-    const json_t *b;
-    json_array_foreach(def, i, b)
-    {
-        if (branch_accepts(c, ev_schema_kind(c->names, b), v))
-            return put_long(c, (int64_t)i) ? oom(c) : coerce_node(c, b, v, attrs);
+    for (size_t i = 0; i < n->count; i++) {
+        if (branch_accepts(c, n->branches[i].node->kind, v))
+            return put_long(c, (int64_t)i) ? oom(c) : coerce_node(c, &n->branches[i], v);
     }
     char kinds[200] = "";
-    size_t n = 0;
-    json_array_foreach(def, i, b)
-    {
-        int w = snprintf(kinds + n, sizeof kinds - n, "%s%s", i ? ", " : "",
-                         ev_kind_name(ev_schema_kind(c->names, b)));
-        if (w > 0 && (size_t)w < sizeof kinds - n)
-            n += (size_t)w;
+    size_t len = 0;
+    for (size_t i = 0; i < n->count; i++) {
+        int w = snprintf(kinds + len, sizeof kinds - len, "%s%s", i ? ", " : "",
+                         ev_kind_name(n->branches[i].node->kind));
+        if (w > 0 && (size_t)w < sizeof kinds - len)
+            len += (size_t)w;
     }
     return fail(c, "expected one of (%s), got %s", kinds, json_type_name(v));
 }
@@ -394,10 +352,10 @@ static int put_real(coerce_walk *c, ev_kind kind, double x)
                               : ev_avro_put_double(c->emit, x);
 }
 
-static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, const json_t *attrs)
+static json_t *coerce_node(coerce_walk *c, const ev_use *u, const json_t *v)
 {
-    const json_t *def = ev_schema_deref(c->names, node);
-    ev_kind kind = ev_schema_kind(c->names, def); /* def, not node: dereferenced once */
+    const ev_node *n = u->node;
+    ev_kind kind = n->kind;
     if (c->depth >= EV_SCHEMA_DEPTH_MAX)
         return fail(c, "nested deeper than %d levels", EV_SCHEMA_DEPTH_MAX);
     c->depth++;
@@ -413,7 +371,7 @@ static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, 
         break;
     case EV_K_INT:
     case EV_K_LONG:
-        r = coerce_integer(c, def, kind, v, attrs);
+        r = coerce_integer(c, u, v);
         break;
     case EV_K_FLOAT:
     case EV_K_DOUBLE:
@@ -424,22 +382,22 @@ static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, 
     case EV_K_STRING:
     case EV_K_BYTES:
     case EV_K_FIXED:
-        r = coerce_string(c, def, v, attrs, kind);
+        r = coerce_string(c, u, v);
         break;
     case EV_K_ENUM:
-        r = coerce_enum(c, def, v);
+        r = coerce_enum(c, n, v);
         break;
     case EV_K_ARRAY:
-        r = coerce_array(c, def, v, attrs);
+        r = coerce_array(c, u, v);
         break;
     case EV_K_MAP:
-        r = coerce_map(c, def, v);
+        r = coerce_map(c, n, v);
         break;
     case EV_K_RECORD:
-        r = coerce_record(c, def, v);
+        r = coerce_record(c, n, v);
         break;
     case EV_K_UNION:
-        r = coerce_union(c, def, v, attrs);
+        r = coerce_union(c, n, v);
         break;
     case EV_K_INVALID:
         r = fail(c, "the schema uses an unknown type");
@@ -451,15 +409,12 @@ static json_t *coerce_node(coerce_walk *c, const json_t *node, const json_t *v, 
     return r;
 }
 
-int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
-              const ev_coerce_opts *opts, json_t **out, sk_error *err)
+int ev_coerce(const ev_schema *s, const json_t *value, const ev_coerce_opts *opts, json_t **out,
+              sk_error *err)
 {
-    coerce_walk c = {.names = names,
-                     .opts = opts,
-                     .err = err,
-                     .check = opts->check_only || opts->emit,
-                     .emit = opts->emit};
-    json_t *r = coerce_node(&c, node, value, NULL);
+    coerce_walk c = {
+        .opts = opts, .err = err, .check = opts->check_only || opts->emit, .emit = opts->emit};
+    json_t *r = coerce_node(&c, &s->tree.root, value);
     if (!r)
         return c.rc ? c.rc : -ENOMEM;
     *out = r;

@@ -12,26 +12,6 @@
 /* Deepest nesting of records, arrays, maps and unions that payloads may use. */
 #define EV_SCHEMA_DEPTH_MAX 32
 
-/*
- * One schema version. The schema is kept as parsed JSON (names, defaults and the
- * maxLength attribute live there) and as avro-c's schema and value interface (encoding
- * and decoding). Immutable once built.
- */
-typedef struct ev_schema {
-    uint32_t id;
-    char *type;      /* the record's name: the event type */
-    char *canonical; /* compact JSON with sorted keys: identifies the version */
-    json_t *root;    /* the parsed schema */
-    json_t *names;   /* name (short and full) -> definition, for references */
-    avro_schema_t avro;
-    avro_value_iface_t *iface;
-} ev_schema;
-
-/* Parses schema text. On failure err says why (origin names the file for messages). */
-int ev_schema_parse(const char *text, size_t size, const char *origin, ev_schema **out,
-                    sk_error *err);
-void ev_schema_free(ev_schema *s);
-
 typedef enum ev_kind {
     EV_K_NULL,
     EV_K_BOOLEAN,
@@ -49,6 +29,73 @@ typedef enum ev_kind {
     EV_K_FIXED,
     EV_K_INVALID,
 } ev_kind;
+
+/*
+ * A schema compiled for the payload walks (schema_tree.c). A node is a type; a use is a
+ * type where a field, an item or a union branch takes it, with the input limits that
+ * hold there (the field's attributes first, then the type's).
+ */
+typedef struct ev_limits {
+    long long min, max;               /* integers: "minimum", "maximum" */
+    long long min_length, max_length; /* strings and bytes; fixed: its size */
+    long long min_items, max_items;   /* arrays */
+    bool id;                          /* "format": "id" (the id alphabet) */
+} ev_limits;
+
+struct ev_node;
+typedef struct ev_use {
+    const struct ev_node *node;
+    ev_limits lim;
+} ev_use;
+
+typedef struct ev_field {
+    const char *name;
+    ev_use type;
+    const json_t *dflt; /* NULL: the field is required */
+} ev_field;
+
+typedef struct ev_node {
+    ev_kind kind;
+    const json_t *def;          /* its definition in the schema's JSON */
+    const char *name;           /* records, enums, fixed */
+    size_t count;               /* fields, branches or symbols */
+    ev_field *fields;           /* records */
+    ev_use *branches;           /* unions */
+    ev_use items;               /* arrays (items) and maps (values) */
+    const json_t *symbols;      /* enums: the symbols in index order */
+    const json_t *enum_default; /* enums: the symbol that stands for unknown ones, or NULL */
+    size_t size;                /* fixed */
+} ev_node;
+
+typedef struct ev_tree {
+    ev_use root;
+    ev_node **nodes; /* every node, for freeing; a named type is one node */
+    size_t count, cap;
+} ev_tree;
+
+int ev_tree_build(ev_tree *t, const json_t *names, const json_t *root); /* 0 or -ENOMEM */
+void ev_tree_free(ev_tree *t);
+
+/*
+ * One schema version. The schema is kept as parsed JSON (names, defaults and the
+ * maxLength attribute live there), compiled for the payload walks, and as avro-c's schema
+ * and value interface (the reference encoder and decoder). Immutable once built.
+ */
+typedef struct ev_schema {
+    uint32_t id;
+    char *type;      /* the record's name: the event type */
+    char *canonical; /* compact JSON with sorted keys: identifies the version */
+    json_t *root;    /* the parsed schema */
+    json_t *names;   /* name (short and full) -> definition, for references */
+    ev_tree tree;
+    avro_schema_t avro;
+    avro_value_iface_t *iface;
+} ev_schema;
+
+/* Parses schema text. On failure err says why (origin names the file for messages). */
+int ev_schema_parse(const char *text, size_t size, const char *origin, ev_schema **out,
+                    sk_error *err);
+void ev_schema_free(ev_schema *s);
 
 /* Follows a named reference; returns the definition node (NULL if unknown). */
 const json_t *ev_schema_deref(const json_t *names, const json_t *node);
@@ -79,8 +126,8 @@ typedef struct ev_coerce_opts {
     bool check_only;   /* check without building the value: *out gets json_null() */
     ev_buf *emit;      /* check and append the value's Avro binary here (implies check_only) */
 } ev_coerce_opts;
-int ev_coerce(const json_t *names, const json_t *node, const json_t *value,
-              const ev_coerce_opts *opts, json_t **out, sk_error *err);
+int ev_coerce(const ev_schema *s, const json_t *value, const ev_coerce_opts *opts, json_t **out,
+              sk_error *err);
 
 /* Checks that data is exactly one well-formed value of the schema, without allocating
  * anything proportional to what the data claims. 0 or SK_ECORRUPT (err says where). */

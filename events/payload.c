@@ -121,7 +121,7 @@ static int encode_value(const ev_schema *s, const json_t *value, bool ints_as_re
     size_t start = out->size;
     ev_coerce_opts opts = {.strict = true, .ints_as_real = ints_as_real, .emit = out};
     json_t *none;
-    int rc = ev_coerce(s->names, s->root, value, &opts, &none, err);
+    int rc = ev_coerce(s, value, &opts, &none, err);
     if (rc == 0 && out->size - start > EV_PAYLOAD_MAX)
         rc = sk_error_set(err, SK_EBADINPUT, "", "encoded %s is %zu bytes, more than %u", s->type,
                           out->size - start, EV_PAYLOAD_MAX);
@@ -142,7 +142,7 @@ int ev_payload_check_json(const ev_registry *reg, const char *type, const json_t
         return sk_error_set(err, SK_ENOTFOUND, "type", "unknown event type '%s'", type);
     ev_coerce_opts opts = {.strict = true, .ints_as_real = false, .check_only = true};
     json_t *none;
-    return ev_coerce(s->names, s->root, value, &opts, &none, err);
+    return ev_coerce(s, value, &opts, &none, err);
 }
 
 int ev_payload_from_json(const ev_registry *reg, const char *type, const json_t *value, ev_buf *out,
@@ -220,7 +220,7 @@ static int decode(const ev_registry *reg, uint32_t schema_id, const uint8_t *dat
     if (r && r != w) {
         ev_coerce_opts opts = {.strict = false};
         json_t *resolved = NULL;
-        rc = ev_coerce(r->names, r->root, j, &opts, &resolved, err);
+        rc = ev_coerce(r, j, &opts, &resolved, err);
         json_decref(j);
         if (rc == -ENOMEM)
             return rc;

@@ -213,6 +213,10 @@ int ev_schema_parse(const char *text, size_t size, const char *origin, ev_schema
         ev_schema_free(s);
         return rc;
     }
+    if (ev_tree_build(&s->tree, s->names, s->root) != 0) {
+        ev_schema_free(s);
+        return -ENOMEM;
+    }
     *out = s;
     return 0;
 }
@@ -225,6 +229,7 @@ void ev_schema_free(ev_schema *s)
         avro_value_iface_decref(s->iface);
     if (s->avro)
         avro_schema_decref(s->avro);
+    ev_tree_free(&s->tree);
     json_decref(s->root);
     json_decref(s->names);
     free(s->type);

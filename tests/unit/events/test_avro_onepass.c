@@ -99,7 +99,7 @@ static void expect_same_bytes(const ev_schema *s, const json_t *j, bool ints_as_
     json_t *clean = NULL;
     sk_error ref_err, err;
     ev_buf ref = {0};
-    int ref_rc = ev_coerce(s->names, s->root, j, &ref_opts, &clean, &ref_err);
+    int ref_rc = ev_coerce(s, j, &ref_opts, &clean, &ref_err);
     if (ref_rc == 0) {
         ref_rc = ev_avro_encode(s, clean, &ref, &ref_err);
         json_decref(clean);
@@ -108,7 +108,7 @@ static void expect_same_bytes(const ev_schema *s, const json_t *j, bool ints_as_
     assert_int_equal(ev_buf_append(&out, "prefix", 6), 0); /* appends after what is there */
     json_t *none = NULL;
     ev_coerce_opts opts = {.strict = true, .ints_as_real = ints_as_real, .emit = &out};
-    int rc = ev_coerce(s->names, s->root, j, &opts, &none, &err);
+    int rc = ev_coerce(s, j, &opts, &none, &err);
     assert_int_equal(rc, ref_rc);
     assert_memory_equal(out.data, "prefix", 6);
     if (rc == 0 && (out.size - 6 != ref.size || memcmp(out.data + 6, ref.data, ref.size) != 0)) {
@@ -299,7 +299,7 @@ static void test_damaged_bytes_decode_alike(void **state)
         json_t *none;
         sk_error err;
         ev_coerce_opts opts = {.strict = true, .emit = &b};
-        assert_int_equal(ev_coerce(f->every->names, f->every->root, j, &opts, &none, &err), 0);
+        assert_int_equal(ev_coerce(f->every, j, &opts, &none, &err), 0);
         json_decref(j);
         for (int k = 0; k < 4; k++) {
             size_t at = (size_t)rand_r(&seed) % b.size;
