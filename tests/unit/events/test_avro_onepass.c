@@ -41,6 +41,12 @@ static const char *every_type_schema =
     "{\"one\":\"GREEN\",\"two\":\"BLUE\"}}"
     "]}";
 
+/* A record that holds itself: its compiled node points back at itself. */
+static const char *chain_schema =
+    "{\"type\":\"record\",\"name\":\"Chain\",\"namespace\":\"skald.test\",\"fields\":["
+    "{\"name\":\"label\",\"type\":{\"type\":\"string\",\"maxLength\":4}},"
+    "{\"name\":\"next\",\"type\":[\"null\",\"Chain\"],\"default\":null}]}";
+
 typedef struct fixture {
     char *dir;
     ev_registry *reg;
@@ -52,6 +58,7 @@ static int setup(void **state)
     fixture *f = calloc(1, sizeof *f);
     f->dir = tu_tempdir();
     tu_write(f->dir, "Every.avsc", every_type_schema);
+    tu_write(f->dir, "Chain.avsc", chain_schema);
     sk_error err;
     assert_int_equal(ev_registry_open(f->dir, NULL, &f->reg, &err), 0);
     f->every = ev_registry_newest(f->reg, "Every");
@@ -185,6 +192,25 @@ static void test_edges_encode_as_avro_c_does(void **state)
     expect_text(f, "{" BASE ",\"i\":3,\"l\":-4,\"u\":6,\"a\":[7],\"d\":1e30}",
                 JSON_DECODE_INT_AS_REAL, true);
     expect_text(f, "{" BASE ",\"i\":3.5}", JSON_DECODE_INT_AS_REAL, true);
+}
+
+static void test_recursive_record(void **state)
+{
+    fixture *f = *state;
+    const ev_schema *chain = ev_registry_newest(f->reg, "Chain");
+    assert_non_null(chain);
+    static const char *const docs[] = {
+        "{\"label\":\"a\"}",
+        "{\"label\":\"a\",\"next\":{\"label\":\"b\",\"next\":{\"label\":\"c\"}}}",
+        "{\"label\":\"a\",\"next\":{\"label\":\"toolong\"}}", /* the limit holds deep down */
+        "{\"label\":\"a\",\"next\":{\"next\":null}}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+        json_t *j = json_loads(docs[i], 0, NULL);
+        assert_non_null(j);
+        expect_same_bytes(chain, j, false);
+        json_decref(j);
+    }
 }
 
 /* A long of any magnitude: a random number of random bits, either sign. */
@@ -338,6 +364,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edges_encode_as_avro_c_does),
+        cmocka_unit_test(test_recursive_record),
         cmocka_unit_test(test_random_documents_encode_as_avro_c_does),
         cmocka_unit_test(test_damaged_bytes_decode_alike),
         cmocka_unit_test(test_domain_payloads_encode_as_avro_c_does),
