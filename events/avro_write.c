@@ -17,7 +17,7 @@ int ev_avro_put_long(ev_buf *b, int64_t x)
     int rc = ev_buf_reserve(b, 10);
     if (rc)
         return rc;
-    uint64_t z = ((uint64_t)x << 1) ^ (uint64_t)(x >> 63);
+    uint64_t z = ((uint64_t)x << 1) ^ (x < 0 ? UINT64_MAX : 0); /* zig-zag: sign to bit 0 */
     uint8_t *p = b->data + b->size;
     size_t n = 0;
     while (z > 0x7F) {
