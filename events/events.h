@@ -26,6 +26,7 @@
 #define SKALD_EVENTS_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -94,6 +95,7 @@ typedef enum sk_log_level {
 typedef struct sk_log_field {
     const char *key;
     const char *value;
+    bool number; /* value is the text of a JSON number, written unquoted */
 } sk_log_field;
 
 typedef void (*sk_log_fn)(void *ctx, sk_log_level level, const char *subsystem, const char *message,
@@ -101,7 +103,7 @@ typedef void (*sk_log_fn)(void *ctx, sk_log_level level, const char *subsystem, 
 
 #define SK_LOG_END ((const char *)NULL) /* ends sk_log's key, value pairs */
 void sk_log(sk_log_level level, const char *subsystem, const char *message, ...);
-/* Installs fn (NULL: back to sk_log_write_json). Process-wide; ctx is borrowed. */
+/* Installs fn (NULL: back to sk_log_write_fields). Process-wide; ctx is borrowed. */
 void sk_log_set_sink(sk_log_fn fn, void *ctx);
 void sk_log_set_level(sk_log_level level);
 int sk_log_enabled(sk_log_level level); /* 1 if a message at level would be written */
@@ -112,6 +114,10 @@ const char *sk_log_level_name(sk_log_level level);
  * write, if level passes. fields (may be NULL) is borrowed; its values may be any JSON. */
 void sk_log_write_json(sk_log_level level, const char *subsystem, const char *message,
                        const json_t *fields);
+/* The same line from key, value pairs, written directly (no JSON objects are built): what
+ * sk_log writes by default, and the service's per-command line. */
+void sk_log_write_fields(sk_log_level level, const char *subsystem, const char *message,
+                         const sk_log_field *fields, size_t count);
 
 /* ---------------------------------------------------------------------------------------
  * Small value types.
@@ -168,6 +174,24 @@ typedef struct ev_buf {
 int ev_buf_reserve(ev_buf *buf, size_t extra); /* 0 or -ENOMEM */
 int ev_buf_append(ev_buf *buf, const void *data, size_t size);
 void ev_buf_free(ev_buf *buf);
+
+/*
+ * JSON text written directly (json_out.c), for output of a fixed shape made often (spans,
+ * log lines, answers): append pieces, then take the NUL-terminated text. Strings are
+ * escaped, and bytes that are not UTF-8 become U+FFFD, so the text is always valid JSON.
+ * A failed allocation is sticky: take returns NULL. Start from {0}.
+ */
+typedef struct ev_json_out {
+    ev_buf buf;
+    bool failed;
+} ev_json_out;
+void ev_json_out_raw(ev_json_out *o, const char *text, size_t len); /* as it is */
+void ev_json_out_lit(ev_json_out *o, const char *text);             /* as it is */
+void ev_json_out_fmt(ev_json_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ev_json_out_str(ev_json_out *o, const char *s); /* a quoted, escaped string */
+void ev_json_out_strn(ev_json_out *o, const char *s, size_t len);
+/* The text for the caller to free (its length in *len_out if not NULL), or NULL. */
+char *ev_json_out_take(ev_json_out *o, size_t *len_out);
 
 /* ---------------------------------------------------------------------------------------
  * The event envelope. Every event in the log carries all of these fields.

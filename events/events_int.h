@@ -133,6 +133,9 @@ int ev_coerce(const ev_schema *s, const json_t *value, const ev_coerce_opts *opt
  * anything proportional to what the data claims. 0 or SK_ECORRUPT (err says where). */
 int ev_avro_check(const ev_schema *s, const uint8_t *data, size_t size, sk_error *err);
 
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if it is not valid (util.c). */
+size_t ev_utf8_seq(const unsigned char *p, size_t left);
+
 /* Avro's binary encoding, appended to b (avro_write.c): 0 or -ENOMEM. */
 int ev_avro_put_long(ev_buf *b, int64_t x); /* int, long, enum index, count, union branch */
 int ev_avro_put_float(ev_buf *b, float x);

@@ -11,9 +11,10 @@
  *   {"ts":"2026-01-02T03:04:05.678901Z","level":"error","subsystem":"store",
  *    "msg":"log entered the failed state ...","dir":"/data/log",...}
  *
- * Strings are escaped by jansson, and each line is formatted whole and written with one
- * write(2), so lines from different threads never interleave. The level is checked before
- * anything is formatted.
+ * Lines are written directly as text (json_out.c escapes the strings; jansson objects are
+ * built only for callers that hand over a json_t), each formatted whole and written with
+ * one write(2), so lines from different threads never interleave. The level is checked
+ * before anything is formatted.
  */
 #include "events/events.h"
 
@@ -64,18 +65,80 @@ int sk_log_level_parse(const char *text, sk_log_level *out)
     return SK_EBADINPUT;
 }
 
+/* The time of a line, "2026-01-02T03:04:05.678901Z". */
+static void format_now(char when[40])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(when, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + n, 40 - n, ".%06ldZ", ts.tv_nsec / 1000);
+}
+
+static void write_oom_line(void)
+{
+    static const char oom[] = "{\"level\":\"error\",\"msg\":\"out of memory formatting a "
+                              "log line\"}\n";
+    ssize_t w = write(STDERR_FILENO, oom, sizeof oom - 1);
+    (void)w; /* nowhere to report a failed log write */
+}
+
+/* The line's text ends in a newline and goes out in one write(2). */
+static void write_line(char *text, size_t len)
+{
+    text[len] = '\n'; /* replaces the terminator: written by length, not as a string */
+    ssize_t w = write(STDERR_FILENO, text, len + 1);
+    (void)w; /* nowhere to report a failed log write */
+}
+
+void sk_log_write_fields(sk_log_level level, const char *subsystem, const char *message,
+                         const sk_log_field *fields, size_t count)
+{
+    if (!sk_log_enabled(level))
+        return;
+    char when[40];
+    format_now(when);
+    ev_json_out o = {0};
+    ev_json_out_lit(&o, "{\"ts\":\"");
+    ev_json_out_lit(&o, when);
+    ev_json_out_lit(&o, "\",\"level\":\"");
+    ev_json_out_lit(&o, sk_log_level_name(level));
+    ev_json_out_lit(&o, "\",\"subsystem\":");
+    ev_json_out_str(&o, subsystem ? subsystem : "");
+    ev_json_out_lit(&o, ",\"msg\":");
+    ev_json_out_str(&o, message ? message : "");
+    for (size_t i = 0; i < count; i++) {
+        const char *key = fields[i].key;
+        if (strcmp(key, "ts") == 0 || strcmp(key, "level") == 0 || strcmp(key, "subsystem") == 0 ||
+            strcmp(key, "msg") == 0)
+            continue; /* the line's own keys are not repeated */
+        ev_json_out_raw(&o, ",", 1);
+        ev_json_out_str(&o, key);
+        ev_json_out_raw(&o, ":", 1);
+        if (fields[i].number)
+            ev_json_out_lit(&o, fields[i].value);
+        else
+            ev_json_out_str(&o, fields[i].value);
+    }
+    ev_json_out_raw(&o, "}", 1);
+    size_t len;
+    char *text = ev_json_out_take(&o, &len);
+    if (!text) {
+        write_oom_line();
+        return;
+    }
+    write_line(text, len);
+    free(text);
+}
+
 void sk_log_write_json(sk_log_level level, const char *subsystem, const char *message,
                        const json_t *fields)
 {
     if (!sk_log_enabled(level))
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
     char when[40];
-    size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(when + n, sizeof when - n, ".%06ldZ", ts.tv_nsec / 1000);
+    format_now(when);
     json_t *line =
         json_pack("{s:s, s:s, s:s, s:s}", "ts", when, "level", sk_log_level_name(level),
                   "subsystem", subsystem ? subsystem : "", "msg", message ? message : "");
@@ -84,29 +147,11 @@ void sk_log_write_json(sk_log_level level, const char *subsystem, const char *me
     char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(line);
     if (!text) { /* out of memory: still say something, unformatted */
-        static const char oom[] = "{\"level\":\"error\",\"msg\":\"out of memory formatting a "
-                                  "log line\"}\n";
-        ssize_t w = write(STDERR_FILENO, oom, sizeof oom - 1);
-        (void)w; /* nowhere to report a failed log write */
+        write_oom_line();
         return;
     }
-    size_t len = strlen(text);
-    text[len] = '\n'; /* replaces the terminator: written by length, not as a string */
-    ssize_t w = write(STDERR_FILENO, text, len + 1);
-    (void)w; /* nowhere to report a failed log write */
+    write_line(text, strlen(text));
     free(text);
-}
-
-/* The default sink: the fields as a JSON object, then sk_log_write_json. */
-static void write_fields(sk_log_level level, const char *subsystem, const char *message,
-                         const sk_log_field *fields, size_t count)
-{
-    json_t *obj = json_object();
-    for (size_t i = 0; obj && i < count; i++)
-        if (json_object_set_new(obj, fields[i].key, json_string(fields[i].value)) != 0)
-            break; /* out of memory: the line goes out with the fields it has */
-    sk_log_write_json(level, subsystem, message, obj);
-    json_decref(obj);
 }
 
 #define FIELDS_MAX 16
@@ -123,12 +168,12 @@ void sk_log(sk_log_level level, const char *subsystem, const char *message, ...)
     while ((key = va_arg(ap, const char *)) != NULL) {
         const char *value = va_arg(ap, const char *);
         if (value && *value && count < FIELDS_MAX)
-            fields[count++] = (sk_log_field){key, value};
+            fields[count++] = (sk_log_field){key, value, false};
     }
     va_end(ap);
     sk_log_fn fn = atomic_load(&sink_fn);
     if (fn)
         fn(atomic_load(&sink_ctx), level, subsystem, message, fields, count);
     else
-        write_fields(level, subsystem, message, fields, count);
+        sk_log_write_fields(level, subsystem, message, fields, count);
 }

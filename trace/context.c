@@ -124,3 +124,14 @@ void tr_random_ids(uint8_t *bytes, size_t n)
         }
     }
 }
+
+void tr_json_hex(ev_json_out *o, const uint8_t *bytes, size_t n)
+{
+    char text[33];
+    if (n > 16)
+        n = 16; /* trace and span ids are 16 and 8 bytes */
+    tr_hex(bytes, n, text);
+    ev_json_out_raw(o, "\"", 1);
+    ev_json_out_raw(o, text, 2 * n);
+    ev_json_out_raw(o, "\"", 1);
+}

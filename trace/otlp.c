@@ -27,67 +27,68 @@ static int otlp_kind(tr_kind k)
     }
 }
 
-static void put_attr(tr_out *o, const tr_attr *a)
+static void put_attr(ev_json_out *o, const tr_attr *a)
 {
-    tr_out_lit(o, "{\"key\":");
-    tr_out_str(o, a->key);
+    ev_json_out_lit(o, "{\"key\":");
+    ev_json_out_str(o, a->key);
     if (a->is_int) {
-        tr_out_fmt(o, ",\"value\":{\"intValue\":\"%" PRId64 "\"}}", a->i);
+        ev_json_out_fmt(o, ",\"value\":{\"intValue\":\"%" PRId64 "\"}}", a->i);
     } else {
-        tr_out_lit(o, ",\"value\":{\"stringValue\":");
-        tr_out_str(o, a->s);
-        tr_out_lit(o, "}}");
+        ev_json_out_lit(o, ",\"value\":{\"stringValue\":");
+        ev_json_out_str(o, a->s);
+        ev_json_out_lit(o, "}}");
     }
 }
 
-static void put_span(tr_out *o, const tr_span *s)
+static void put_span(ev_json_out *o, const tr_span *s)
 {
-    tr_out_lit(o, "{\"traceId\":");
-    tr_out_hex(o, s->ctx.trace_id, 16);
-    tr_out_lit(o, ",\"spanId\":");
-    tr_out_hex(o, s->ctx.span_id, 8);
-    tr_out_lit(o, ",\"parentSpanId\":");
+    ev_json_out_lit(o, "{\"traceId\":");
+    tr_json_hex(o, s->ctx.trace_id, 16);
+    ev_json_out_lit(o, ",\"spanId\":");
+    tr_json_hex(o, s->ctx.span_id, 8);
+    ev_json_out_lit(o, ",\"parentSpanId\":");
     if (s->has_parent)
-        tr_out_hex(o, s->parent_id, 8);
+        tr_json_hex(o, s->parent_id, 8);
     else
-        tr_out_lit(o, "\"\"");
-    tr_out_lit(o, ",\"name\":");
-    tr_out_str(o, s->name);
+        ev_json_out_lit(o, "\"\"");
+    ev_json_out_lit(o, ",\"name\":");
+    ev_json_out_str(o, s->name);
     /* microseconds written as nanoseconds: the same digits and "000" */
-    tr_out_fmt(o,
-               ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRId64
-               "000\",\"endTimeUnixNano\":\"%" PRId64 "000\"",
-               otlp_kind(s->kind), s->start_us, s->end_us);
-    tr_out_lit(o, ",\"attributes\":[");
+    ev_json_out_fmt(o,
+                    ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRId64
+                    "000\",\"endTimeUnixNano\":\"%" PRId64 "000\"",
+                    otlp_kind(s->kind), s->start_us, s->end_us);
+    ev_json_out_lit(o, ",\"attributes\":[");
     for (uint32_t i = 0; i < s->nattrs; i++) {
         if (i)
-            tr_out_raw(o, ",", 1);
+            ev_json_out_raw(o, ",", 1);
         put_attr(o, &s->attrs[i]);
     }
-    tr_out_lit(o, "],\"links\":[");
+    ev_json_out_lit(o, "],\"links\":[");
     for (uint32_t i = 0; i < s->nlinks; i++) {
-        tr_out_lit(o, i ? ",{\"traceId\":" : "{\"traceId\":");
-        tr_out_hex(o, s->links[i].trace_id, 16);
-        tr_out_lit(o, ",\"spanId\":");
-        tr_out_hex(o, s->links[i].span_id, 8);
-        tr_out_raw(o, "}", 1);
+        ev_json_out_lit(o, i ? ",{\"traceId\":" : "{\"traceId\":");
+        tr_json_hex(o, s->links[i].trace_id, 16);
+        ev_json_out_lit(o, ",\"spanId\":");
+        tr_json_hex(o, s->links[i].span_id, 8);
+        ev_json_out_raw(o, "}", 1);
     }
     /* STATUS_CODE_ERROR = 2, STATUS_CODE_UNSET = 0 */
-    tr_out_fmt(o, "],\"status\":{\"code\":%d}}", s->error ? 2 : 0);
+    ev_json_out_fmt(o, "],\"status\":{\"code\":%d}}", s->error ? 2 : 0);
 }
 
 char *tr_otlp_encode(tr_span *const *spans, uint32_t n, const char *service_name)
 {
-    tr_out o = {0};
-    tr_out_lit(&o, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
-                   "\"value\":{\"stringValue\":");
-    tr_out_str(&o, service_name);
-    tr_out_lit(&o, "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"skald\"},\"spans\":[");
+    ev_json_out o = {0};
+    ev_json_out_lit(&o,
+                    "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
+                    "\"value\":{\"stringValue\":");
+    ev_json_out_str(&o, service_name);
+    ev_json_out_lit(&o, "}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"skald\"},\"spans\":[");
     for (uint32_t i = 0; i < n; i++) {
         if (i)
-            tr_out_raw(&o, ",", 1);
+            ev_json_out_raw(&o, ",", 1);
         put_span(&o, spans[i]);
     }
-    tr_out_lit(&o, "]}]}]}");
-    return tr_out_take(&o);
+    ev_json_out_lit(&o, "]}]}]}");
+    return ev_json_out_take(&o, NULL);
 }

@@ -40,18 +40,8 @@ uint32_t tr_queue_pop(tr_queue *q, tr_span **out, uint32_t max, uint32_t wait_ms
 uint32_t tr_queue_depth(tr_queue *q);
 void tr_queue_wake(tr_queue *q); /* ends a pop's wait (at stop) */
 
-/* ---- the JSON writer (json_out.c) ---- */
-typedef struct tr_out {
-    ev_buf buf;
-    bool failed;
-} tr_out;
-void tr_out_raw(tr_out *o, const char *text, size_t len);
-void tr_out_lit(tr_out *o, const char *text);
-void tr_out_fmt(tr_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void tr_out_str(tr_out *o, const char *s);                  /* quoted and escaped */
-void tr_out_hex(tr_out *o, const uint8_t *bytes, size_t n); /* quoted lower-case hex */
-/* The text, NUL-terminated, for the caller to free; NULL if an allocation failed. */
-char *tr_out_take(tr_out *o);
+/* ---- JSON: events/json_out.c's writer, and bytes as quoted lower-case hex (context.c) ---- */
+void tr_json_hex(ev_json_out *o, const uint8_t *bytes, size_t n);
 
 /* ---- encoders (zipkin.c, otlp.c): the body of one POST; caller owns the result ---- */
 char *tr_zipkin_encode(tr_span *const *spans, uint32_t n, const char *service_name);

@@ -92,11 +92,63 @@ static void test_default_writer_escapes(void **state)
     json_decref(obj);
 }
 
+/* One line written by sk_log_write_fields, parsed back (fails the test if not JSON). */
+static json_t *written_line(const sk_log_field *fields, size_t count, const char *message)
+{
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(dup2(fileno(tmp), 2) >= 0);
+    sk_log_write_fields(SK_LOG_INFO, "service", message, fields, count);
+    assert_true(dup2(saved, 2) >= 0);
+    close(saved);
+    rewind(tmp);
+    char line[2048];
+    assert_non_null(fgets(line, sizeof line, tmp));
+    assert_int_equal(line[strlen(line) - 1], '\n');
+    fclose(tmp);
+    json_error_t jerr;
+    json_t *obj = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+    if (!obj)
+        fail_msg("not JSON (%s): %s", jerr.text, line);
+    return obj;
+}
+
+static void test_fields_writer(void **state)
+{
+    (void)state;
+    const sk_log_field fields[] = {
+        {"status", "422", true},
+        {"detail", "ctl \x01 \x1f tab\t \"q\" \\ caf\xc3\xa9 euro \xe2\x82\xac", false},
+        {"cut", "ends in half a sequence \xe2\x82", false},
+        {"bad", "\xff\xfe lone \x80", false},
+        {"msg", "not a second msg", false},
+        {"level", "not a second level", false},
+    };
+    json_t *obj = written_line(fields, sizeof fields / sizeof *fields, "command \x7f");
+    assert_string_equal(json_string_value(json_object_get(obj, "subsystem")), "service");
+    assert_string_equal(json_string_value(json_object_get(obj, "msg")), "command \x7f");
+    assert_string_equal(json_string_value(json_object_get(obj, "level")), "info");
+    assert_true(json_is_integer(json_object_get(obj, "status")));
+    assert_int_equal(json_integer_value(json_object_get(obj, "status")), 422);
+    assert_string_equal(json_string_value(json_object_get(obj, "detail")),
+                        "ctl \x01 \x1f tab\t \"q\" \\ caf\xc3\xa9 euro \xe2\x82\xac");
+    /* bytes that are not UTF-8 become U+FFFD, one each, and the line stays JSON */
+    assert_string_equal(json_string_value(json_object_get(obj, "cut")),
+                        "ends in half a sequence \xef\xbf\xbd\xef\xbf\xbd");
+    assert_string_equal(json_string_value(json_object_get(obj, "bad")),
+                        "\xef\xbf\xbd\xef\xbf\xbd lone \xef\xbf\xbd");
+    assert_int_equal(json_object_size(obj), 8); /* ts level subsystem msg status detail cut bad */
+    json_decref(obj);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sink_and_level),
         cmocka_unit_test(test_default_writer_escapes),
+        cmocka_unit_test(test_fields_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
