@@ -43,35 +43,39 @@ typedef struct batch {
 
 /* ---- outcome to answer ---- */
 
-static json_t *success_json(const cmd_outcome *o)
+/* The answer to a command that was appended, written directly: it is made for every
+ * command, and a jansson tree dumped to text cost the completer more than the rest of
+ * its work on the answer. NULL when out of memory. */
+static char *success_text(const cmd_outcome *o)
 {
     char cid[EV_UUID_TEXT_SIZE], eid[EV_UUID_TEXT_SIZE];
     ev_uuid_format(&o->command_id, cid);
-    json_t *events = json_array();
-    for (uint32_t i = 0; events && i < o->count; i++) {
+    ev_json_out j = {0};
+    ev_json_out_lit(&j, "{\"command_id\":\"");
+    ev_json_out_lit(&j, cid);
+    ev_json_out_lit(&j, "\",\"stream_id\":");
+    ev_json_out_str(&j, o->stream_id);
+    ev_json_out_lit(&j, ",\"events\":[");
+    for (uint32_t i = 0; i < o->count; i++) {
         ev_uuid_format(&o->event_ids[i], eid);
-        json_t *ev = json_pack("{s:s, s:s, s:I, s:I}", "event_id", eid, "type", o->event_types[i],
-                               "version", (json_int_t)o->first_version + (json_int_t)i, "position",
-                               (json_int_t)o->first_position + (json_int_t)i);
-        if (json_array_append_new(events, ev) != 0) {
-            json_decref(events); /* a partial list would misreport the command */
-            return NULL;
-        }
+        ev_json_out_lit(&j, i ? ",{\"event_id\":\"" : "{\"event_id\":\"");
+        ev_json_out_lit(&j, eid);
+        ev_json_out_lit(&j, "\",\"type\":");
+        ev_json_out_str(&j, o->event_types[i]);
+        ev_json_out_fmt(&j, ",\"version\":%llu,\"position\":%llu}",
+                        (unsigned long long)(o->first_version + i),
+                        (unsigned long long)(o->first_position + i));
     }
-    if (!events)
-        return NULL; /* the caller answers 500 out of memory */
-    return json_pack("{s:s, s:s, s:o, s:I}", "command_id", cid, "stream_id", o->stream_id, "events",
-                     events, "position", (json_int_t)o->position);
+    ev_json_out_fmt(&j, "],\"position\":%llu}", (unsigned long long)o->position);
+    return ev_json_out_take(&j, NULL);
 }
 
-/* The HTTP status, metrics outcome and JSON of a finished command. */
+/* The HTTP status, metrics outcome and problem JSON of a command that was not appended
+ * (an appended one is answered by success_text). */
 static json_t *outcome_json(const cmd_outcome *o, unsigned *status, svc_outcome *kind)
 {
     const char *field = o->err.field;
     switch (o->status) {
-    case 0:
-        *status = 200, *kind = SVC_OUT_OK;
-        return success_json(o);
     case SK_ENOTFOUND:
         *status = 404, *kind = SVC_OUT_INVALID;
         return svc_problem_json(404, "unknown_command", "type", o->err.message);
@@ -110,39 +114,40 @@ static json_t *outcome_json(const cmd_outcome *o, unsigned *status, svc_outcome 
 
 static void log_command(const command_call *c, svc_outcome kind)
 {
-    if (!sk_log_enabled(kind == SVC_OUT_ERROR ? SK_LOG_ERROR : SK_LOG_INFO))
+    sk_log_level level = kind == SVC_OUT_ERROR ? SK_LOG_ERROR : SK_LOG_INFO;
+    if (!sk_log_enabled(level))
         return;
-    char cid[EV_UUID_TEXT_SIZE] = "", corr[EV_UUID_TEXT_SIZE] = "";
-    if (!ev_uuid_is_nil(&c->out.command_id))
+    char cid[EV_UUID_TEXT_SIZE], corr[EV_UUID_TEXT_SIZE], status[16], us[24];
+    snprintf(status, sizeof status, "%u", c->status);
+    snprintf(us, sizeof us, "%lld", (long long)(ev_now_us() - c->started_us));
+    sk_log_field f[8] = {{"request_id", c->rq->request_id, false},
+                         {"command", c->command, false},
+                         {"status", status, true},
+                         {"us", us, true}};
+    size_t n = 4;
+    if (!ev_uuid_is_nil(&c->out.command_id)) {
         ev_uuid_format(&c->out.command_id, cid);
-    if (!ev_uuid_is_nil(&c->ctx.correlation_id))
-        ev_uuid_format(&c->ctx.correlation_id, corr);
-    json_t *f =
-        json_pack("{s:s, s:s, s:i, s:I}", "request_id", c->rq->request_id, "command", c->command,
-                  "status", (int)c->status, "us", (json_int_t)(ev_now_us() - c->started_us));
-    if (*cid)
-        json_object_set_new(f, "command_id", json_string(cid));
-    if (*corr)
-        json_object_set_new(f, "correlation_id", json_string(corr));
-    if (*c->out.stream_id)
-        json_object_set_new(f, "stream_id", json_string(c->out.stream_id));
-    if (c->status >= 400 && c->out.err.message[0]) {
-        json_t *d = json_string(c->out.err.message);
-        if (d)
-            json_object_set_new(f, "detail", d);
+        f[n++] = (sk_log_field){"command_id", cid, false};
     }
-    svc_log_fields(kind == SVC_OUT_ERROR ? SK_LOG_ERROR : SK_LOG_INFO, "command", f);
-    json_decref(f);
+    if (!ev_uuid_is_nil(&c->ctx.correlation_id)) {
+        ev_uuid_format(&c->ctx.correlation_id, corr);
+        f[n++] = (sk_log_field){"correlation_id", corr, false};
+    }
+    if (*c->out.stream_id)
+        f[n++] = (sk_log_field){"stream_id", c->out.stream_id, false};
+    if (c->status >= 400 && c->out.err.message[0])
+        f[n++] = (sk_log_field){"detail", c->out.err.message, false};
+    svc_log_kv(level, "command", f, n);
 }
 
 static void batch_line_done(batch *b);
 
-/* Records the answer of a call, remembers it under its key, and hands it on. */
-static void call_finished(command_call *c, unsigned status, json_t *answer, svc_outcome kind)
+/* Records the answer of a call (text, taken; NULL when it could not be made), remembers
+ * it under its key, and hands it on. */
+static void call_answered(command_call *c, unsigned status, char *answer, svc_outcome kind)
 {
     svc_app *app = c->rq->app;
-    c->answer = json_dumps(answer, JSON_COMPACT);
-    json_decref(answer);
+    c->answer = answer;
     if (!c->answer) { /* out of memory building the answer: say so, whatever it was */
         status = 500;
         kind = SVC_OUT_ERROR;
@@ -177,17 +182,29 @@ static void call_finished(command_call *c, unsigned status, json_t *answer, svc_
     svc_request_done(rq);
 }
 
+/* The same with the answer as JSON (taken). */
+static void call_finished(command_call *c, unsigned status, json_t *answer, svc_outcome kind)
+{
+    char *text = json_dumps(answer, JSON_COMPACT);
+    json_decref(answer);
+    call_answered(c, status, text, kind);
+}
+
 static void command_done(void *ctx, cmd_outcome *out)
 {
     command_call *c = ctx;
     svc_app *app = c->rq->app;
+    svc_storage_note(app, out->status, out->count);
+    atomic_fetch_sub(&app->in_flight, 1);
+    if (out->status == 0) {
+        call_answered(c, 200, success_text(out), SVC_OUT_OK);
+        return;
+    }
     unsigned status;
     svc_outcome kind;
     json_t *answer = outcome_json(out, &status, &kind);
-    svc_storage_note(app, out->status, out->count);
     if (status == 503) /* overloaded, or the log failed: it recovers in place (recovery.c) */
         c->rq->retry_after = svc_storage_error(out->status) ? 5 : 1;
-    atomic_fetch_sub(&app->in_flight, 1);
     call_finished(c, status, answer, kind);
 }
 
@@ -307,10 +324,8 @@ static void start_call(command_call *c, json_t *body, uint64_t expected, const c
             json_decref(body);
             if (st == CMD_IDEM_DONE) {
                 c->replayed = 1;
-                json_t *again = json_loads(first, 0, NULL);
-                free(first);
                 *c->key = '\0'; /* nothing to remember: it is the first answer */
-                call_finished(c, status, again, SVC_OUT_REPLAYED);
+                call_answered(c, status, first, SVC_OUT_REPLAYED); /* as it was sent */
                 return;
             }
             *c->key = '\0'; /* the claim is someone else's, or was not made */

@@ -79,6 +79,33 @@ void svc_log_fields(sk_log_level level, const char *msg, const json_t *fields)
     free(m);
 }
 
+#define KV_MAX 16
+
+void svc_log_kv(sk_log_level level, const char *msg, const sk_log_field *fields, size_t count)
+{
+    if (!sk_log_enabled(level))
+        return;
+    if (count > KV_MAX)
+        count = KV_MAX;
+    sk_log_field safe[KV_MAX];
+    char *copies[KV_MAX + 1] = {NULL};
+    int found;
+    copies[KV_MAX] = redacted(msg, &found);
+    bool dropped = found && !copies[KV_MAX];
+    for (size_t i = 0; i < count && !dropped; i++) {
+        safe[i] = fields[i];
+        found = 0;
+        copies[i] = fields[i].number ? NULL : redacted(fields[i].value, &found);
+        if (copies[i])
+            safe[i].value = copies[i];
+        dropped = found && !copies[i]; /* no memory to redact it: drop the line, not leak */
+    }
+    if (!dropped)
+        sk_log_write_fields(level, SUBSYSTEM, copies[KV_MAX] ? copies[KV_MAX] : msg, safe, count);
+    for (size_t i = 0; i <= KV_MAX; i++)
+        free(copies[i]);
+}
+
 void svc_log(sk_log_level level, const char *msg, ...)
 {
     if (!sk_log_enabled(level))

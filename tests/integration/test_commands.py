@@ -4,6 +4,7 @@ answer's exact shape, 404/405/409/413/415/503, the NDJSON batch, reads with pagi
 health, readiness, metrics and the OpenAPI document."""
 import json
 import threading
+import time
 import unittest
 
 import skaldtest
@@ -102,6 +103,30 @@ class Commands(unittest.TestCase):
                   "command_id", "correlation_id", "schema_id", "metadata", "payload"):
             self.assertIn(k, events[0])
         self.assertEqual(events[0]["metadata"]["principal"], "anonymous")
+
+    def test_command_log_lines(self):
+        # one JSON line per command, written without jansson objects (logline.c):
+        # numbers unquoted, the stream and, for a refusal, the detail
+        r = self.ok("RegisterProduct", {"sku": "LOG1", "name": "Log \"line\" \u00e9",
+                                        "price_cents": 1})
+        self.rejected("RestockProduct", {"sku": "LOG-none", "quantity": 1}, "not_found")
+        deadline = time.time() + 10
+        mine = []
+        while time.time() < deadline and len(mine) < 2:
+            lines = [json.loads(l) for l in self.srv.read_log().splitlines()
+                     if l.startswith("{") and '"msg":"command"' in l]
+            mine = [l for l in lines if l.get("stream_id") in ("product-LOG1", "product-LOG-none")]
+            time.sleep(0.05)
+        self.assertEqual(len(mine), 2, mine)
+        ok, refused = sorted(mine, key=lambda l: l["status"])
+        self.assertEqual((ok["status"], ok["command"], ok["command_id"]),
+                         (200, "RegisterProduct", r["command_id"]))
+        self.assertIsInstance(ok["us"], int)
+        self.assertEqual((refused["status"], refused["command"]), (422, "RestockProduct"))
+        self.assertIn("not", refused["detail"])
+        for l in mine:
+            self.assertEqual((l["level"], l["subsystem"]), ("info", "service"))
+            self.assertTrue(l["request_id"])
 
     def test_versions_conflict_409(self):
         register(self.srv, "V1", 5)
