@@ -47,11 +47,12 @@ static const char *chain_schema =
     "{\"name\":\"label\",\"type\":{\"type\":\"string\",\"maxLength\":4}},"
     "{\"name\":\"next\",\"type\":[\"null\",\"Chain\"],\"default\":null}]}";
 
-typedef struct fixture {
-    char *dir;
-    ev_registry *reg;
-    const ev_schema *every;
-} fixture;
+typedef tu_fixture fixture;
+
+static const ev_schema *every(const fixture *f)
+{
+    return ev_registry_newest(f->reg, "Every");
+}
 
 static int setup(void **state)
 {
@@ -61,18 +62,8 @@ static int setup(void **state)
     tu_write(f->dir, "Chain.avsc", chain_schema);
     sk_error err;
     assert_int_equal(ev_registry_open(f->dir, NULL, &f->reg, &err), 0);
-    f->every = ev_registry_newest(f->reg, "Every");
-    assert_non_null(f->every);
+    assert_non_null(ev_registry_newest(f->reg, "Every"));
     *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    ev_registry_destroy(f->reg);
-    tu_rmrf(f->dir);
-    free(f);
     return 0;
 }
 
@@ -137,7 +128,7 @@ static void expect_text(fixture *f, const char *text, size_t flags, bool ints_as
     json_t *j = json_loads(text, flags, &jerr);
     if (!j)
         fail_msg("bad test JSON: %s: %s", text, jerr.text);
-    expect_same_bytes(f->every, j, ints_as_real);
+    expect_same_bytes(every(f), j, ints_as_real);
     json_decref(j);
 }
 
@@ -308,7 +299,7 @@ static void test_random_documents_encode_as_avro_c_does(void **state)
     unsigned seed = 20261202;
     for (int n = 0; n < 3000; n++) {
         json_t *j = random_every(&seed);
-        expect_same_bytes(f->every, j, false);
+        expect_same_bytes(every(f), j, false);
         json_decref(j);
     }
 }
@@ -326,13 +317,13 @@ static void test_damaged_bytes_decode_alike(void **state)
         json_t *none;
         sk_error err;
         ev_coerce_opts opts = {.strict = true, .emit = &b};
-        assert_int_equal(ev_coerce(f->every, j, &opts, &none, &err), 0);
+        assert_int_equal(ev_coerce(every(f), j, &opts, &none, &err), 0);
         json_decref(j);
         for (int k = 0; k < 4; k++) {
             size_t at = (size_t)rand_r(&seed) % b.size;
             uint8_t was = b.data[at];
             b.data[at] = (uint8_t)rand_r(&seed);
-            decoded += expect_same_json(f->every, b.data, b.size);
+            decoded += expect_same_json(every(f), b.data, b.size);
             b.data[at] = was;
         }
         ev_buf_free(&b);
@@ -370,5 +361,5 @@ int main(void)
         cmocka_unit_test(test_damaged_bytes_decode_alike),
         cmocka_unit_test(test_domain_payloads_encode_as_avro_c_does),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, tu_teardown);
 }

@@ -33,10 +33,7 @@ static const char *good_probe =
     "{\"id\":\"p1\",\"count\":3,\"total\":9000000000,\"ratio\":0.5,\"flag\":true,"
     "\"color\":\"RED\",\"note\":\"hi\",\"tags\":{\"a\":1},\"items\":[{\"sku\":\"s\",\"qty\":1}]}";
 
-typedef struct fixture {
-    char *dir;
-    ev_registry *reg;
-} fixture;
+typedef tu_fixture fixture;
 
 static int setup(void **state)
 {
@@ -65,15 +62,6 @@ static int setup(void **state)
     }
     assert_int_equal(ev_registry_open(f->dir, NULL, &f->reg, &err), 0);
     *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    ev_registry_destroy(f->reg);
-    tu_rmrf(f->dir);
-    free(f);
     return 0;
 }
 
@@ -329,7 +317,7 @@ static void test_bounds_check_refuses_hostile_binary(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_round_trip_domain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_trip_domain, setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_probe_round_trip_and_defaults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_payloads_name_the_field, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bounds_check_refuses_hostile_binary, setup, teardown),

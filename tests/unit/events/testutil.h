@@ -1,10 +1,13 @@
 /*
- * testutil.h -- small helpers the events tests share: temporary directories and files.
+ * testutil.h -- small helpers the events tests share: temporary directories and files, and
+ * a registry in one.
  */
 #ifndef SKALD_TEST_EVENTS_UTIL_H
 #define SKALD_TEST_EVENTS_UTIL_H
 
 #define _XOPEN_SOURCE 700
+#include "events/events.h"
+
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +54,21 @@ static inline const char *tu_source_dir(void)
 {
     const char *s = getenv("SKALD_SOURCE_DIR");
     return s ? s : SKALD_SOURCE_DIR;
+}
+
+/* A schema registry in a temporary directory, for the tests that write schemas there. */
+typedef struct tu_fixture {
+    char *dir;
+    ev_registry *reg;
+} tu_fixture;
+
+static inline int tu_teardown(void **state)
+{
+    tu_fixture *f = *state;
+    ev_registry_destroy(f->reg);
+    tu_rmrf(f->dir);
+    free(f);
+    return 0;
 }
 
 #endif
