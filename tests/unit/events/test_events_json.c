@@ -318,9 +318,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_domain, setup, tu_teardown),
-        cmocka_unit_test_setup_teardown(test_probe_round_trip_and_defaults, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_payloads_name_the_field, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bounds_check_refuses_hostile_binary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_probe_round_trip_and_defaults, setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_payloads_name_the_field, setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(test_bounds_check_refuses_hostile_binary, setup,
+                                        tu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
