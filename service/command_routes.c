@@ -63,8 +63,8 @@ static char *success_text(const cmd_outcome *o)
         ev_json_out_lit(&j, "\",\"type\":");
         ev_json_out_str(&j, o->event_types[i]);
         ev_json_out_fmt(&j, ",\"version\":%llu,\"position\":%llu}",
-                        (unsigned long long)(o->first_version + i),
-                        (unsigned long long)(o->first_position + i));
+                        (unsigned long long)o->first_version + i,
+                        (unsigned long long)o->first_position + i);
     }
     ev_json_out_fmt(&j, "],\"position\":%llu}", (unsigned long long)o->position);
     return ev_json_out_take(&j, NULL);
