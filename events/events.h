@@ -123,6 +123,19 @@ void sk_log_write_fields(sk_log_level level, const char *subsystem, const char *
  * Small value types.
  */
 
+/* 1 when built with AddressSanitizer. Pools of reused blocks keep nothing then, so a block
+ * used after it was given back is a use-after-free that ASan reports. */
+#if defined(__SANITIZE_ADDRESS__)
+#define EV_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EV_UNDER_ASAN 1
+#endif
+#endif
+#ifndef EV_UNDER_ASAN
+#define EV_UNDER_ASAN 0
+#endif
+
 /* A byte string that is not NUL-terminated: a borrowed view. */
 typedef struct ev_str {
     const char *ptr;

@@ -16,19 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Under AddressSanitizer nothing is kept: a block used after its request ended must be a
- * use-after-free that ASan reports, not a read of the next request's block. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SPARES_KEEP 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SPARES_KEEP 0
-#endif
-#endif
-#ifndef SPARES_KEEP
-#define SPARES_KEEP 1
-#endif
-
 struct svc_spares {
     pthread_mutex_t mu;
     size_t size, max, count;
@@ -46,7 +33,7 @@ int svc_spares_create(size_t size, size_t max, svc_spares **out)
     }
     pthread_mutex_init(&s->mu, NULL);
     s->size = size;
-    s->max = SPARES_KEEP ? max : 0;
+    s->max = EV_UNDER_ASAN ? 0 : max; /* a block used after its request must be reported */
     s->blocks = blocks;
     *out = s;
     return 0;

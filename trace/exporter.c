@@ -40,7 +40,7 @@ static void export_batch(tr_exporter *x, uint32_t n)
     }
     free(body);
     for (uint32_t i = 0; i < n; i++)
-        free(x->batch[i]);
+        tr_span_release(x->batch[i]);
 }
 
 static void *exporter_main(void *arg)

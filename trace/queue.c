@@ -50,7 +50,7 @@ void tr_queue_destroy(tr_queue *q)
     if (!q)
         return;
     for (uint32_t i = 0; i < q->count; i++)
-        free(q->ring[(q->head + i) % q->capacity]);
+        tr_span_release(q->ring[(q->head + i) % q->capacity]);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
     free(q->ring);

@@ -28,6 +28,12 @@ struct tr_span {
     tr_ctx links[TR_LINKS_MAX];
 };
 
+/* A span's record from the pool, or NULL (span.c); back to the pool when exported or
+ * dropped. tr_spans_drain frees what the pool keeps (at the tracer's stop). */
+tr_span *tr_span_alloc(void);
+void tr_span_release(tr_span *s);
+void tr_spans_drain(void);
+
 /* ---- the queue (queue.c): bounded, many producers, one consumer ---- */
 typedef struct tr_queue tr_queue;
 int tr_queue_create(uint32_t capacity, tr_queue **out);

@@ -97,6 +97,7 @@ void tr_tracer_stop(void)
     tr_queue_destroy(tracer.q);
     tracer.x = NULL;
     tracer.q = NULL;
+    tr_spans_drain();
 }
 
 bool tr_enabled(void)
@@ -120,7 +121,7 @@ bool tr_sample_root(void)
 void tr_submit(tr_span *s)
 {
     if (!tr_enabled() || tr_queue_push(tracer.q, s) != 0) {
-        free(s);
+        tr_span_release(s);
         tr_count_dropped(1);
         return;
     }
