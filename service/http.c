@@ -31,7 +31,25 @@ struct svc_server {
     svc_app *app;
     svc_conn_guard *conns;
     char *tls_cert, *tls_key;
+    atomic_bool stopping; /* set by svc_server_stop: new connections are refused */
 };
+
+/*
+ * How a stop refuses new connections while the answers in flight are sent. Not with
+ * MHD_quiesce_daemon: in libmicrohttpd 0.9.75 it removes the listening socket from the
+ * epoll set while the daemon's own thread, seeing the daemon quiesced, removes it too,
+ * and whichever comes second aborts the process ("Failed to remove listen FD from epoll
+ * set"; a SIGTERM in the feed test ended so under ASan). An accept policy that says no
+ * once the stop began touches nothing the daemon's thread does.
+ */
+static enum MHD_Result accept_unless_stopping(void *cls, const struct sockaddr *addr,
+                                              socklen_t addrlen)
+{
+    (void)addr;
+    (void)addrlen;
+    const svc_server *srv = cls;
+    return atomic_load(&srv->stopping) ? MHD_NO : MHD_YES;
+}
 
 /* Modern TLS only: 1.2 and 1.3, forward-secret key exchange (ECDHE), AEAD ciphers; no
  * CBC, no RC4/3DES, no SHA-1 MACs, no static-RSA key exchange (GnuTLS priority syntax). */
@@ -562,13 +580,14 @@ int svc_server_start(svc_app *app, svc_server **out, uint16_t *port, sk_error *e
         extra[at + 2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)prio};
     }
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, app, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)svc_cfg.timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(svc_cfg.conn_max + svc_cfg.conn_reserve), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)svc_cfg.conn_per_ip, MHD_OPTION_NOTIFY_CONNECTION, svc_conn_guard_notify,
-        srv->conns, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, extra,
+        flags, 0, accept_unless_stopping, srv, on_request, app, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)svc_cfg.timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(svc_cfg.conn_max + svc_cfg.conn_reserve),
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)svc_cfg.conn_per_ip,
+        MHD_OPTION_NOTIFY_CONNECTION, svc_conn_guard_notify, srv->conns,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, extra,
         MHD_OPTION_UNESCAPE_CALLBACK, svc_unescape, NULL, MHD_OPTION_END);
     if (!srv->daemon) {
         free(srv->tls_cert);
@@ -593,7 +612,7 @@ void svc_server_stop(svc_server *srv, uint32_t timeout_ms)
 {
     if (!srv)
         return;
-    MHD_quiesce_daemon(srv->daemon); /* no new connections */
+    atomic_store(&srv->stopping, true); /* no new connections (accept_unless_stopping) */
     for (uint32_t waited = 0; waited < timeout_ms; waited += 10) {
         /* in_flight reaches 0 when the last answer is decided, a moment before its
          * connection is resumed and the answer sent: wait for the sending too */
