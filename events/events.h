@@ -80,7 +80,7 @@ void sk_error_clear(sk_error *err);
  * formatted below the level set with sk_log_set_level (default info); notice and fatal
  * always pass. Where the message goes is the program's choice: a sink installed with
  * sk_log_set_sink gets every message that passes the level (from any thread, so it must
- * be thread-safe; fields are borrowed for the call); with none, sk_log_write_json writes
+ * be thread-safe; fields are borrowed for the call); with none, sk_log_write_fields writes
  * it as one JSON line on stderr, the shape the service writes all its lines in.
  */
 typedef enum sk_log_level {
@@ -111,11 +111,9 @@ int sk_log_enabled(sk_log_level level); /* 1 if a message at level would be writ
 int sk_log_level_parse(const char *text, sk_log_level *out);
 const char *sk_log_level_name(sk_log_level level);
 /* The JSON line writer: {"ts","level","subsystem","msg", ...fields} on stderr in one
- * write, if level passes. fields (may be NULL) is borrowed; its values may be any JSON. */
-void sk_log_write_json(sk_log_level level, const char *subsystem, const char *message,
-                       const json_t *fields);
-/* The same line from key, value pairs, written directly (no JSON objects are built): what
- * sk_log writes by default, and the service's per-command line. */
+ * write, if level passes, written as text (no JSON objects are built): what sk_log writes
+ * by default, and the service's lines. Keys ts, level, subsystem and msg among fields are
+ * left out. */
 void sk_log_write_fields(sk_log_level level, const char *subsystem, const char *message,
                          const sk_log_field *fields, size_t count);
 

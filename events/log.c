@@ -3,7 +3,7 @@
  *
  * The lower layers (store/, commands/, ...) report through sk_log with a subsystem, a
  * message and string fields; they never write to stderr themselves. What becomes of a
- * message is the program's choice: by default sk_log_write_json writes it, and a program
+ * message is the program's choice: by default sk_log_write_fields writes it, and a program
  * may install its own sink instead (the simulation traces or drops them; a test collects
  * them). The service writes its own lines through the same writer, so every line of a
  * Skald process has one shape:
@@ -11,10 +11,10 @@
  *   {"ts":"2026-01-02T03:04:05.678901Z","level":"error","subsystem":"store",
  *    "msg":"log entered the failed state ...","dir":"/data/log",...}
  *
- * Lines are written directly as text (json_out.c escapes the strings; jansson objects are
- * built only for callers that hand over a json_t), each formatted whole and written with
- * one write(2), so lines from different threads never interleave. The level is checked
- * before anything is formatted.
+ * Lines are written directly as text (json_out.c escapes the strings and writes bytes
+ * that are not UTF-8 as U+FFFD), each formatted whole and written with one write(2), so
+ * lines from different threads never interleave. The level is checked before anything
+ * is formatted.
  */
 #include "events/events.h"
 
@@ -84,14 +84,6 @@ static void write_oom_line(void)
     (void)w; /* nowhere to report a failed log write */
 }
 
-/* The line's text ends in a newline and goes out in one write(2). */
-static void write_line(char *text, size_t len)
-{
-    text[len] = '\n'; /* replaces the terminator: written by length, not as a string */
-    ssize_t w = write(STDERR_FILENO, text, len + 1);
-    (void)w; /* nowhere to report a failed log write */
-}
-
 void sk_log_write_fields(sk_log_level level, const char *subsystem, const char *message,
                          const sk_log_field *fields, size_t count)
 {
@@ -128,29 +120,9 @@ void sk_log_write_fields(sk_log_level level, const char *subsystem, const char *
         write_oom_line();
         return;
     }
-    write_line(text, len);
-    free(text);
-}
-
-void sk_log_write_json(sk_log_level level, const char *subsystem, const char *message,
-                       const json_t *fields)
-{
-    if (!sk_log_enabled(level))
-        return;
-    char when[40];
-    format_now(when);
-    json_t *line =
-        json_pack("{s:s, s:s, s:s, s:s}", "ts", when, "level", sk_log_level_name(level),
-                  "subsystem", subsystem ? subsystem : "", "msg", message ? message : "");
-    if (line && fields)
-        json_object_update(line, (json_t *)fields);
-    char *text = line ? json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(line);
-    if (!text) { /* out of memory: still say something, unformatted */
-        write_oom_line();
-        return;
-    }
-    write_line(text, strlen(text));
+    text[len] = '\n'; /* replaces the terminator: written by length, not as a string */
+    ssize_t w = write(STDERR_FILENO, text, len + 1);
+    (void)w; /* nowhere to report a failed log write */
     free(text);
 }
 

@@ -1,6 +1,6 @@
 /*
  * logline.c -- the service's log lines. There is one writer for the whole process,
- * sk_log_write_json (events/log.c): the service's own lines go through it with the
+ * sk_log_write_fields (events/log.c): the service's own lines go through it with the
  * subsystem "service", and the lower layers' messages (store/, commands/) reach it
  * through sk_log, whose level the service sets from --log-level (serve.c).
  *
@@ -47,38 +47,6 @@ static char *redacted(const char *text, int *found)
     return out;
 }
 
-void svc_log_fields(sk_log_level level, const char *msg, const json_t *fields)
-{
-    if (!sk_log_enabled(level))
-        return;
-    int found;
-    char *m = redacted(msg, &found);
-    if (found && !m)
-        return;
-    json_t *copy = NULL;
-    const char *key;
-    json_t *value;
-    json_object_foreach((json_t *)fields, key, value)
-    {
-        found = 0;
-        char *r = json_is_string(value) ? redacted(json_string_value(value), &found) : NULL;
-        if (!found)
-            continue;
-        if (!copy)
-            copy = json_copy((json_t *)fields);
-        if (!copy || !r || json_object_set_new(copy, key, json_string(r)) != 0) {
-            free(r);
-            free(m);
-            json_decref(copy);
-            return;
-        }
-        free(r);
-    }
-    sk_log_write_json(level, SUBSYSTEM, m ? m : msg, copy ? copy : fields);
-    json_decref(copy);
-    free(m);
-}
-
 #define KV_MAX 16
 
 void svc_log_kv(sk_log_level level, const char *msg, const sk_log_field *fields, size_t count)
@@ -110,16 +78,16 @@ void svc_log(sk_log_level level, const char *msg, ...)
 {
     if (!sk_log_enabled(level))
         return;
-    json_t *fields = json_object();
+    sk_log_field fields[KV_MAX];
+    size_t count = 0;
     va_list ap;
     va_start(ap, msg);
     const char *key;
     while ((key = va_arg(ap, const char *)) != NULL) {
         const char *value = va_arg(ap, const char *);
-        if (fields && value && *value && json_object_set_new(fields, key, json_string(value)) != 0)
-            break; /* out of memory: the line goes out with the fields it has */
+        if (value && *value && count < KV_MAX)
+            fields[count++] = (sk_log_field){key, value, false};
     }
     va_end(ap);
-    svc_log_fields(level, msg, fields);
-    json_decref(fields);
+    svc_log_kv(level, msg, fields, count);
 }

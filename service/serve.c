@@ -27,11 +27,8 @@ extern const size_t svc_openapi_doc_len;
 
 static int fail(const char *what, const sk_error *err, int rc)
 {
-    json_t *f =
-        json_pack("{s:s, s:s}", "error", err && err->message[0] ? err->message : sk_strerror(rc),
-                  "code", sk_err_name(rc));
-    svc_log_fields(SK_LOG_ERROR, what, f);
-    json_decref(f);
+    svc_log(SK_LOG_ERROR, what, "error", err && err->message[0] ? err->message : sk_strerror(rc),
+            "code", sk_err_name(rc), SVC_END);
     return 1;
 }
 

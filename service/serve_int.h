@@ -119,11 +119,9 @@ int svc_host_is_loopback(const char *host);
 
 /* ---- logline.c ---- */
 /* The service's log lines, through the one logger of events/log.c (subsystem "service"):
- * {"ts","level","subsystem","msg", ...fields} on stderr. fields (may be NULL) is borrowed
- * and its values may be any JSON. */
-void svc_log_fields(sk_log_level level, const char *msg, const json_t *fields);
-/* The same from key, value pairs, written without building JSON objects (the per-command
- * line); string values are redacted alike. */
+ * {"ts","level","subsystem","msg", ...fields} on stderr, from key, value pairs (at most
+ * 16; a value marked number is written unquoted). String values and the message have
+ * any access_token= value redacted. */
 void svc_log_kv(sk_log_level level, const char *msg, const sk_log_field *fields, size_t count);
 /* The same with string fields given as key, value pairs ending with SVC_END (NULL or
  * empty values are left out). */
