@@ -687,8 +687,9 @@ static int roll_if_full(store_log *log, store_segment **seg)
     return 0;
 }
 
-/* Assembles and writes one batch (appender thread), then hands it on. */
-static void write_batch(store_log *log, batch *b)
+/* Assembles and writes one batch (appender thread), then hands it on. Returns the bytes
+ * written (0 when nothing was, or it failed). */
+static uint64_t write_batch(store_log *log, batch *b)
 {
     int rc = check_accepting(log);
     store_segment *seg = NULL;
@@ -698,7 +699,7 @@ static void write_batch(store_log *log, batch *b)
     }
     if (rc != 0) {
         fail_batch(log, b, rc);
-        return;
+        return 0;
     }
     b->seg = seg;
     b->offset = log->wr_offset;
@@ -709,19 +710,20 @@ static void write_batch(store_log *log, batch *b)
             fail_batch(log, b, (int)len);
         else
             hand_on(log, b); /* conflicts and barriers only: answered in order */
-        return;
+        return 0;
     }
     uint64_t t0 = store_now_ns();
     rc = store_io_write_all(log->io, seg->fd, log->batch_buf, (size_t)len, b->offset, NULL);
     b->write_ns = store_now_ns() - t0;
     if (rc != 0) {
         fail_batch(log, b, undo_write(log, b, rc));
-        return;
+        return 0;
     }
     b->bytes = (uint64_t)len;
     log->wr_offset += b->bytes;
     log->wr_next += b->entry_count;
-    hand_on(log, b);
+    hand_on(log, b); /* b may be settled and reused from here on */
+    return (uint64_t)len;
 }
 
 /* fsync=interval: the periodic fdatasync. A failure is as sticky as in always mode. */
@@ -753,9 +755,10 @@ static void sync_if_due(store_log *log, bool force)
 }
 
 /* Writes everything in reqs, one batch at a time. Returns the appends handled. */
-static int run_all(store_log *log, store_append_req *reqs)
+static int run_all(store_log *log, store_append_req *reqs, uint64_t *bytes)
 {
     int total = 0;
+    *bytes = 0;
     while (reqs) {
         uint32_t n = 0;
         store_append_req *last = NULL;
@@ -773,7 +776,7 @@ static int run_all(store_log *log, store_append_req *reqs)
         b->appends = n;
         b->epoch = log->batch_epoch; /* until assembly gives it its own */
         b->span = store_trace_commit_begin(head, n);
-        write_batch(log, b);
+        *bytes += write_batch(log, b);
     }
     return total;
 }
@@ -802,6 +805,14 @@ static void *syncer_main(void *arg)
     return NULL;
 }
 
+/* After a round that wrote less than this, the appender waits for the syncer before it
+ * takes the queue again. Writing a few kilobytes costs less than what overlapping it with
+ * the fdatasync costs: each append queued meanwhile would wake the appender (a futex call
+ * on the producer's thread, which for commands is the HTTP thread) for a pwrite of its
+ * own. Waiting gathers everything that arrives during the sync into the next write. Large
+ * rounds (bulk appends) keep the overlap, which is worth more than the wake-ups there. */
+#define SMALL_ROUND_BYTES (64u * 1024u)
+
 static void *appender_main(void *arg)
 {
     store_log *log = arg;
@@ -826,8 +837,11 @@ static void *appender_main(void *arg)
             break;
         store_append_req *reqs = take_queue(log);
         pthread_mutex_unlock(&log->q_mu);
-        run_all(log, reqs);
+        uint64_t written;
+        run_all(log, reqs, &written);
         sync_if_due(log, false);
+        if (log->syncer_running && written < SMALL_ROUND_BYTES)
+            pipe_drain(log);
         pthread_mutex_lock(&log->q_mu);
     }
     pthread_mutex_unlock(&log->q_mu);
@@ -926,7 +940,8 @@ int store_appender_commit(store_log *log)
         pthread_mutex_unlock(&log->q_mu);
         if (!reqs)
             break;
-        total += run_all(log, reqs);
+        uint64_t written;
+        total += run_all(log, reqs, &written);
     }
     sync_if_due(log, false);
     return total;
