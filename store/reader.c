@@ -74,12 +74,9 @@ static int reader_alloc(store_log *log, store_reader **out)
     if (!r)
         return -ENOMEM;
     r->log = log;
-    r->cap = READ_CHUNK;
-    r->buf = malloc(r->cap);
-    if (!r->buf) {
-        free(r);
-        return -ENOMEM;
-    }
+    /* the buffer comes with the first read (read_record), sized for it: a stream reader
+     * reads 1 KiB at a time, and a 256 KiB block per aggregate load cost a heap
+     * consolidation each (glibc consolidates its fast bins before a large request) */
     pthread_mutex_lock(&log->readers_mu);
     r->generation = atomic_load(&log->generation);
     r->next_open = log->readers;
@@ -265,7 +262,7 @@ static int read_record(store_reader *r, store_segment *seg, uint64_t offset, uin
             if (want > r->cap) {
                 uint8_t *n = realloc(r->buf, want);
                 if (!n)
-                    return -ENOMEM;
+                    return sk_error_set(err, -ENOMEM, "", "no memory for a read buffer");
                 r->buf = n;
                 r->cap = want;
             }
