@@ -293,7 +293,9 @@ static void *completer_main(void *arg)
         store_append_req *reqs = log->c_head;
         log->c_head = log->c_tail = NULL;
         pthread_mutex_unlock(&log->c_mu);
+        sk_log_hold(); /* the run's log lines (one per command answered) in one write */
         complete_all(reqs);
+        sk_log_release();
         pthread_mutex_lock(&log->c_mu);
     }
     pthread_mutex_unlock(&log->c_mu);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -115,6 +116,66 @@ static json_t *written_line(const sk_log_field *fields, size_t count, const char
     return obj;
 }
 
+/* Held lines: nothing is written until the release, then every line whole, in order;
+ * past 64 KiB they go out early, still as whole lines. */
+static void test_held_lines(void **state)
+{
+    (void)state;
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(dup2(fileno(tmp), 2) >= 0);
+    char n[16];
+    sk_log_hold();
+    for (int i = 0; i < 3; i++) {
+        snprintf(n, sizeof n, "%d", i);
+        const sk_log_field f[] = {{"n", n, true}};
+        sk_log_write_fields(SK_LOG_INFO, "service", "held", f, 1);
+    }
+    struct stat st;
+    assert_int_equal(fstat(fileno(tmp), &st), 0);
+    off_t size_held = st.st_size;
+    sk_log_release();
+    assert_int_equal(fstat(fileno(tmp), &st), 0);
+    off_t size_released = st.st_size;
+    /* a run longer than the flush size is written as it goes */
+    sk_log_hold();
+    char big[1000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    for (int i = 0; i < 100; i++) {
+        snprintf(n, sizeof n, "%d", 3 + i);
+        const sk_log_field f[] = {{"n", n, true}, {"pad", big, false}};
+        sk_log_write_fields(SK_LOG_INFO, "service", "held", f, 2);
+    }
+    assert_int_equal(fstat(fileno(tmp), &st), 0);
+    off_t size_mid_run = st.st_size;
+    sk_log_release();
+    sk_log_write_fields(SK_LOG_INFO, "service", "after", NULL, 0); /* not held again */
+    assert_true(dup2(saved, 2) >= 0);
+    close(saved);
+    assert_int_equal(size_held, 0);
+    assert_true(size_released > 0);
+    assert_true(size_mid_run > size_released);
+    rewind(tmp);
+    char line[2048];
+    int count = 0;
+    while (fgets(line, sizeof line, tmp)) {
+        assert_int_equal(line[strlen(line) - 1], '\n');
+        json_t *obj = json_loads(line, 0, NULL);
+        assert_non_null(obj);
+        if (count < 103)
+            assert_int_equal(json_integer_value(json_object_get(obj, "n")), count);
+        else
+            assert_string_equal(json_string_value(json_object_get(obj, "msg")), "after");
+        json_decref(obj);
+        count++;
+    }
+    assert_int_equal(count, 104);
+    fclose(tmp);
+}
+
 static void test_fields_writer(void **state)
 {
     (void)state;
@@ -149,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_sink_and_level),
         cmocka_unit_test(test_default_writer_escapes),
         cmocka_unit_test(test_fields_writer),
+        cmocka_unit_test(test_held_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
