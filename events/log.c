@@ -40,7 +40,7 @@ static _Atomic(sk_log_fn) sink_fn;
 static _Atomic(void *) sink_ctx;
 
 /* The lines of a thread between sk_log_hold and sk_log_release (see above). */
-#define HELD_FLUSH_BYTES (64u * 1024u)
+#define HELD_FLUSH_BYTES ((size_t)64 * 1024)
 static _Thread_local struct {
     bool on;
     ev_json_out out;

@@ -813,7 +813,7 @@ static void *syncer_main(void *arg)
  * on the producer's thread, which for commands is the HTTP thread) for a pwrite of its
  * own. Waiting gathers everything that arrives during the sync into the next write. Large
  * rounds (bulk appends) keep the overlap, which is worth more than the wake-ups there. */
-#define SMALL_ROUND_BYTES (64u * 1024u)
+#define SMALL_ROUND_BYTES ((uint64_t)64 * 1024)
 
 static void *appender_main(void *arg)
 {

@@ -62,18 +62,31 @@ static void test_sink_and_level(void **state)
     assert_int_equal(sk_log_level_parse("loud", &l), SK_EBADINPUT);
 }
 
-static void test_default_writer_escapes(void **state)
+/* Sends fd 2 to a temporary file until stderr_back; returns the file. */
+static FILE *stderr_to_tmp(int *saved)
 {
-    (void)state;
     FILE *tmp = tmpfile();
     assert_non_null(tmp);
     fflush(stderr);
-    int saved = dup(2);
+    *saved = dup(2);
     assert_true(dup2(fileno(tmp), 2) >= 0);
-    sk_log(SK_LOG_ERROR, "store", "quote \" backslash \\ newline \n end", "dir", "/a\"b\n\tc",
-           SK_LOG_END);
+    return tmp;
+}
+
+static void stderr_back(int saved)
+{
     assert_true(dup2(saved, 2) >= 0);
     close(saved);
+}
+
+static void test_default_writer_escapes(void **state)
+{
+    (void)state;
+    int saved;
+    FILE *tmp = stderr_to_tmp(&saved);
+    sk_log(SK_LOG_ERROR, "store", "quote \" backslash \\ newline \n end", "dir", "/a\"b\n\tc",
+           SK_LOG_END);
+    stderr_back(saved);
     rewind(tmp);
     char line[1024];
     assert_non_null(fgets(line, sizeof line, tmp));
@@ -96,14 +109,10 @@ static void test_default_writer_escapes(void **state)
 /* One line written by sk_log_write_fields, parsed back (fails the test if not JSON). */
 static json_t *written_line(const sk_log_field *fields, size_t count, const char *message)
 {
-    FILE *tmp = tmpfile();
-    assert_non_null(tmp);
-    fflush(stderr);
-    int saved = dup(2);
-    assert_true(dup2(fileno(tmp), 2) >= 0);
+    int saved;
+    FILE *tmp = stderr_to_tmp(&saved);
     sk_log_write_fields(SK_LOG_INFO, "service", message, fields, count);
-    assert_true(dup2(saved, 2) >= 0);
-    close(saved);
+    stderr_back(saved);
     rewind(tmp);
     char line[2048];
     assert_non_null(fgets(line, sizeof line, tmp));
@@ -121,11 +130,8 @@ static json_t *written_line(const sk_log_field *fields, size_t count, const char
 static void test_held_lines(void **state)
 {
     (void)state;
-    FILE *tmp = tmpfile();
-    assert_non_null(tmp);
-    fflush(stderr);
-    int saved = dup(2);
-    assert_true(dup2(fileno(tmp), 2) >= 0);
+    int saved;
+    FILE *tmp = stderr_to_tmp(&saved);
     char n[16];
     sk_log_hold();
     for (int i = 0; i < 3; i++) {
@@ -153,8 +159,7 @@ static void test_held_lines(void **state)
     off_t size_mid_run = st.st_size;
     sk_log_release();
     sk_log_write_fields(SK_LOG_INFO, "service", "after", NULL, 0); /* not held again */
-    assert_true(dup2(saved, 2) >= 0);
-    close(saved);
+    stderr_back(saved);
     assert_int_equal(size_held, 0);
     assert_true(size_released > 0);
     assert_true(size_mid_run > size_released);
