@@ -64,7 +64,7 @@ check rebuild "events seconds events_per_s" --events 5000
 check idempotency "keys journal_per_s sqlite_per_s ratio" --keys 2000 --threads 2
 check saga "orders_per_s p50_ms p99_ms" --events 200 --duration 1 --streams 20
 if command -v wrk >/dev/null; then
-    check http-commands "commands_per_s p99_ms noop_per_s ratio errors" \
+    check http-commands "commands_per_s p99_ms noop_per_s ratio cpu_us http_cpu_us errors" \
         --duration 1 --connections 4 --streams 200
     echo "$last" | grep -q " errors=0$" || fail "http-commands: requests failed: $last"
     check traced-commands "commands_per_s untraced_per_s ratio spans_dropped errors" \

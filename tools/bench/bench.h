@@ -114,6 +114,10 @@ void bench_print_where(const char *what, const char *path);
 int bench_path_join(char *out, size_t size, const char *dir, const char *name);
 
 uint64_t bench_now_ns(void);
+/* CPU seconds (user + system) process pid has used, from /proc; with thread set, only
+ * its threads whose name starts with it (libmicrohttpd's are "MHD-..."). -1 if unknown.
+ * Per command it is a cost that other load on the machine disturbs less than a rate. */
+double bench_cpu_seconds(pid_t pid, const char *thread);
 double bench_seconds(uint64_t ns);
 
 /* Sorts values in place and returns the nearest-rank percentile (0 < pct <= 100). */

@@ -162,10 +162,16 @@ int bench_http_commands(const bench_opts *opts)
     char wrk_args[64]; /* the Lua script's init(): products, an order id nonce, a seed */
     snprintf(wrk_args, sizeof wrk_args, "%u n%lld %lld", opts->streams, (long long)time(NULL),
              (long long)getpid());
+    double cpu0 = 0, cpu1 = 0, http0 = 0, http1 = 0; /* the server's CPU over the commands run */
     if (rc == 0)
         rc = read_server_stats(port, &before);
-    if (rc == 0)
+    if (rc == 0) {
+        cpu0 = bench_cpu_seconds(pid, NULL);
+        http0 = bench_cpu_seconds(pid, "MHD");
         rc = bench_wrk_run(opts, port, cmd_lua, wrk_args, &cmds);
+        cpu1 = bench_cpu_seconds(pid, NULL);
+        http1 = bench_cpu_seconds(pid, "MHD");
+    }
     if (rc == 0)
         rc = read_server_stats(port, &after);
     if (rc == 0)
@@ -183,6 +189,12 @@ int bench_http_commands(const bench_opts *opts)
            cmds.requests, cmds.duration_us / 1e6, c, cmds.p50_us / 1e3, cmds.p99_us / 1e3,
            cmds.non2xx, cmds.sockerr);
     print_server_side(&before, &after, cmds.duration_us / 1e6);
+    double per = cmds.requests ? 1e6 / (double)cmds.requests : 0;
+    double cpu_us = cpu0 >= 0 && cpu1 >= 0 ? (cpu1 - cpu0) * per : -1;
+    double http_us = http0 >= 0 && http1 >= 0 ? (http1 - http0) * per : -1;
+    printf("cpu:      server %.1f us per command, of it the HTTP thread %.1f (from /proc, over "
+           "the commands run)\n",
+           cpu_us, http_us);
     printf("noop:     %" PRIu64 " in %.1f s = %.0f/s, p50 %.2f ms, p99 %.2f ms, non-2xx %" PRIu64
            "\n",
            noop.requests, noop.duration_us / 1e6, n, noop.p50_us / 1e3, noop.p99_us / 1e3,
@@ -191,8 +203,8 @@ int bench_http_commands(const bench_opts *opts)
            "p99 < 5 ms, ratio >= 0.5\n",
            opts->wrk_threads, opts->connections, opts->duration_s);
     printf("BENCH http-commands commands_per_s=%.0f p99_ms=%.2f noop_per_s=%.0f ratio=%.2f "
-           "errors=%" PRIu64 "\n",
-           c, cmds.p99_us / 1e3, n, n > 0 ? c / n : 0, cmds.non2xx + cmds.sockerr);
+           "cpu_us=%.1f http_cpu_us=%.1f errors=%" PRIu64 "\n",
+           c, cmds.p99_us / 1e3, n, n > 0 ? c / n : 0, cpu_us, http_us, cmds.non2xx + cmds.sockerr);
     if (!opts->keep)
         bench_workdir_remove(work);
     else

@@ -121,26 +121,6 @@ static void sink_stop(sink *s)
 
 /* ---- the servers ---- */
 
-/* CPU seconds (user + system) a process has used, from /proc/PID/stat; -1 if unknown.
- * Per command it is a cost that other load on the machine disturbs less than a rate. */
-static double cpu_seconds(pid_t pid)
-{
-    char path[64], text[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-    const char *p = strrchr(text, ')'); /* the command name may hold spaces */
-    unsigned long long utime, stime;
-    if (!p ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return -1;
-    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* Starts skald serve (commands role) in work/<name>, tracing to the sink when given. */
 static pid_t start_server(const char *skald, const char *work, const char *name, const sink *to,
                           uint16_t *port)
@@ -211,12 +191,12 @@ int bench_traced_commands(const bench_opts *opts)
         snprintf(args, sizeof args, "%u n%lld-%u %lld", opts->streams, (long long)time(NULL), run,
                  (long long)getpid());
         bench_wrk_result t = {0}, u = {0};
-        double c0 = cpu_seconds(traced);
+        double c0 = bench_cpu_seconds(traced, NULL);
         rc = bench_wrk_run(opts, tport, lua, args, &t);
-        double c1 = cpu_seconds(traced), c2 = cpu_seconds(untraced);
+        double c1 = bench_cpu_seconds(traced, NULL), c2 = bench_cpu_seconds(untraced, NULL);
         if (rc == 0)
             rc = bench_wrk_run(opts, uport, lua, args, &u);
-        double c3 = cpu_seconds(untraced);
+        double c3 = bench_cpu_seconds(untraced, NULL);
         if (rc)
             break;
         tsum += bench_wrk_per_s(&t);

@@ -8,6 +8,7 @@
  */
 #include "tools/bench/bench.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -202,4 +203,62 @@ int bench_log_open(const char *dir, store_fsync_mode mode, uint32_t queue_min, s
         fprintf(stderr, "skald-bench: cannot open the log in %s: %s (%s)\n", dir,
                 err.message[0] ? err.message : sk_strerror(rc), sk_err_name(rc));
     return rc;
+}
+
+/* utime + stime of one /proc stat file, in clock ticks; -1 if unreadable. */
+static double stat_ticks(const char *path)
+{
+    char text[1024];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *p = strrchr(text, ')'); /* the name may hold spaces */
+    unsigned long long utime, stime;
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime);
+}
+
+/* 1 if the thread /proc/<pid>/task/<tid> is named with the prefix. */
+static int thread_named(const char *task_dir, const char *prefix)
+{
+    char path[600], name[64] = "";
+    snprintf(path, sizeof path, "%s/comm", task_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int ok = fgets(name, sizeof name, f) != NULL;
+    fclose(f);
+    return ok && strncmp(name, prefix, strlen(prefix)) == 0;
+}
+
+double bench_cpu_seconds(pid_t pid, const char *thread)
+{
+    char path[600];
+    double ticks = 0;
+    if (!thread) {
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        ticks = stat_ticks(path);
+    } else {
+        char dir[64];
+        snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+        DIR *d = opendir(dir);
+        if (!d)
+            return -1;
+        for (struct dirent *e; (e = readdir(d)) != NULL;) {
+            if (e->d_name[0] == '.')
+                continue;
+            char task[400];
+            snprintf(task, sizeof task, "%s/%s", dir, e->d_name);
+            snprintf(path, sizeof path, "%s/stat", task);
+            double t = thread_named(task, thread) ? stat_ticks(path) : 0;
+            ticks += t > 0 ? t : 0;
+        }
+        closedir(d);
+    }
+    return ticks < 0 ? -1 : ticks / (double)sysconf(_SC_CLK_TCK);
 }
