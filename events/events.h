@@ -117,8 +117,9 @@ const char *sk_log_level_name(sk_log_level level);
 void sk_log_write_fields(sk_log_level level, const char *subsystem, const char *message,
                          const sk_log_field *fields, size_t count);
 /* Between these, sk_log_write_fields gathers the calling thread's lines and writes them
- * together at sk_log_release (or each 64 KiB): for a thread that answers a run of
- * requests at once. Lines go out late by at most the run, never interleaved or split. */
+ * together at sk_log_release (or each 64 KiB, or at once from error level up): for a
+ * thread that answers a run of requests at once. Lines go out late by at most the run,
+ * never interleaved or split. */
 void sk_log_hold(void);
 void sk_log_release(void);
 

@@ -19,7 +19,9 @@
  * A thread that answers many requests in a run (the log's completer: every append of a
  * group commit) may hold its lines between sk_log_hold and sk_log_release: they are
  * gathered whole and written together, so a run costs one write(2) instead of one per
- * line. Lines still never interleave, since each write carries whole lines.
+ * line. Lines still never interleave, since each write carries whole lines. A line at
+ * error level or above goes out at once, with what was held before it: an assertion's
+ * line must reach the file before the abort that follows it.
  */
 #include "events/events.h"
 
@@ -160,8 +162,8 @@ void sk_log_write_fields(sk_log_level level, const char *subsystem, const char *
             held.out.failed = false;
             held_write();
             write_oom_line();
-        } else if (held.out.buf.size >= HELD_FLUSH_BYTES) {
-            held_write();
+        } else if (level >= SK_LOG_ERROR || held.out.buf.size >= HELD_FLUSH_BYTES) {
+            held_write(); /* an error (or an assertion before its abort) is not held */
         }
         return;
     }

@@ -142,6 +142,10 @@ static void test_held_lines(void **state)
     struct stat st;
     assert_int_equal(fstat(fileno(tmp), &st), 0);
     off_t size_held = st.st_size;
+    /* an error is not held: it goes out at once, after the lines held before it */
+    sk_log_write_fields(SK_LOG_ERROR, "service", "held error", NULL, 0);
+    assert_int_equal(fstat(fileno(tmp), &st), 0);
+    off_t size_error = st.st_size;
     sk_log_release();
     assert_int_equal(fstat(fileno(tmp), &st), 0);
     off_t size_released = st.st_size;
@@ -161,7 +165,8 @@ static void test_held_lines(void **state)
     sk_log_write_fields(SK_LOG_INFO, "service", "after", NULL, 0); /* not held again */
     stderr_back(saved);
     assert_int_equal(size_held, 0);
-    assert_true(size_released > 0);
+    assert_true(size_error > 0);
+    assert_int_equal(size_released, size_error); /* nothing was left to write */
     assert_true(size_mid_run > size_released);
     rewind(tmp);
     char line[2048];
@@ -170,14 +175,18 @@ static void test_held_lines(void **state)
         assert_int_equal(line[strlen(line) - 1], '\n');
         json_t *obj = json_loads(line, 0, NULL);
         assert_non_null(obj);
-        if (count < 103)
+        if (count < 3)
             assert_int_equal(json_integer_value(json_object_get(obj, "n")), count);
+        else if (count == 3)
+            assert_string_equal(json_string_value(json_object_get(obj, "msg")), "held error");
+        else if (count < 104)
+            assert_int_equal(json_integer_value(json_object_get(obj, "n")), count - 1);
         else
             assert_string_equal(json_string_value(json_object_get(obj, "msg")), "after");
         json_decref(obj);
         count++;
     }
-    assert_int_equal(count, 104);
+    assert_int_equal(count, 105);
     fclose(tmp);
 }
 
