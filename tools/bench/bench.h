@@ -118,6 +118,8 @@ uint64_t bench_now_ns(void);
  * its threads whose name starts with it (libmicrohttpd's are "MHD-..."). -1 if unknown.
  * Per command it is a cost that other load on the machine disturbs less than a rate. */
 double bench_cpu_seconds(pid_t pid, const char *thread);
+/* utime + stime, in clock ticks, of one /proc/.../stat file; -1 if unreadable. */
+double bench_stat_ticks(const char *path);
 double bench_seconds(uint64_t ns);
 
 /* Sorts values in place and returns the nearest-rank percentile (0 < pct <= 100). */

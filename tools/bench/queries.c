@@ -431,7 +431,7 @@ typedef struct cpu_look {
 
 static void cpu_read(int pid, cpu_look *c)
 {
-    char dir[64], path[384], text[1024];
+    char dir[64], path[384];
     snprintf(dir, sizeof dir, "/proc/%d/task", pid);
     c->count = 0;
     c->t_ns = bench_now_ns();
@@ -440,17 +440,10 @@ static void cpu_read(int pid, cpu_look *c)
         if (!isdigit((unsigned char)e->d_name[0]))
             continue;
         snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
-        FILE *f = fopen(path, "r");
-        size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-        if (f)
-            fclose(f);
-        text[n] = '\0';
-        const char *p = strrchr(text, ')'); /* the name may hold spaces */
-        unsigned long long ut = 0, st = 0;
-        if (p &&
-            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2) {
+        double ticks = bench_stat_ticks(path);
+        if (ticks >= 0) {
             c->tid[c->count] = atoi(e->d_name);
-            c->ticks[c->count++] = ut + st;
+            c->ticks[c->count++] = (uint64_t)ticks;
         }
     }
     if (d)

@@ -205,8 +205,7 @@ int bench_log_open(const char *dir, store_fsync_mode mode, uint32_t queue_min, s
     return rc;
 }
 
-/* utime + stime of one /proc stat file, in clock ticks; -1 if unreadable. */
-static double stat_ticks(const char *path)
+double bench_stat_ticks(const char *path)
 {
     char text[1024];
     FILE *f = fopen(path, "r");
@@ -242,7 +241,7 @@ double bench_cpu_seconds(pid_t pid, const char *thread)
     double ticks = 0;
     if (!thread) {
         snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        ticks = stat_ticks(path);
+        ticks = bench_stat_ticks(path);
     } else {
         char dir[64];
         snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
@@ -255,7 +254,7 @@ double bench_cpu_seconds(pid_t pid, const char *thread)
             char task[400];
             snprintf(task, sizeof task, "%s/%s", dir, e->d_name);
             snprintf(path, sizeof path, "%s/stat", task);
-            double t = thread_named(task, thread) ? stat_ticks(path) : 0;
+            double t = thread_named(task, thread) ? bench_stat_ticks(path) : 0;
             ticks += t > 0 ? t : 0;
         }
         closedir(d);
