@@ -94,6 +94,19 @@ static cmd_cache_entry *add_one_shot(cmd_cache *c, const char *name)
     return e;
 }
 
+/* n orders order-0..order-(n-1), each a new stream seen once, into a cache of capacity
+ * 10: the newest is refused but in use, so it is held beyond capacity rather than
+ * pushing another entry out. */
+static void add_orders(cmd_cache *c, int n)
+{
+    char name[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "order-%d", i);
+        add_one_shot(c, name);
+        assert_true(cmd_cache_count(c) <= 11);
+    }
+}
+
 static void test_reused_entries_survive_one_shot_ones(void **state)
 {
     (void)state;
@@ -107,12 +120,7 @@ static void test_reused_entries_survive_one_shot_ones(void **state)
         assert_non_null(cmd_cache_get(&c, name));
     }
     assert_int_equal(c.protected_.count, 8);
-    for (int i = 0; i < 100; i++) { /* a hundred orders, each used once */
-        snprintf(name, sizeof name, "order-%d", i);
-        add_one_shot(&c, name);
-        /* the newest is refused but in use: held beyond capacity, pushing nothing out */
-        assert_true(cmd_cache_count(&c) <= 11);
-    }
+    add_orders(&c, 100); /* a hundred orders, each used once */
     for (int i = 0; i < 8; i++) {
         snprintf(name, sizeof name, "product-%d", i);
         assert_non_null(cmd_cache_get(&c, name));
@@ -151,13 +159,8 @@ static void test_one_shot_entries_do_not_push_out_reused_ones(void **state)
     /* looked up once, against products looked up three times: not admitted, so it waits
      * at probation's tail and is the next to go */
     assert_ptr_equal(c.probation.tail, add_one_shot(&c, "order-first"));
+    add_orders(&c, 100);
     char name[32];
-    for (int i = 0; i < 100; i++) {
-        snprintf(name, sizeof name, "order-%d", i);
-        add_one_shot(&c, name);
-        /* the refused one in use is held beyond capacity rather than pushing another out */
-        assert_true(cmd_cache_count(&c) <= 11);
-    }
     /* every product is still there, in probation too (a plain SLRU lost those two) */
     for (int i = 0; i < 10; i++) {
         snprintf(name, sizeof name, "product-%d", i);
