@@ -61,11 +61,12 @@ typedef struct cmd_cache_list {
  * When a new entry needs room, it is admitted (at probation's head) only if its stream was
  * looked up more often lately than the entry it would push out (probation's tail); else
  * it goes to the tail itself and is the next to leave once its appends complete (until
- * then it pushes no other entry out: the stripe holds one more than capacity). The
- * counts come from a count-min sketch of recent lookups (TinyLFU, as in Caffeine), halved
- * every `sample_period` lookups so that they follow a changing load. Without the filter a
- * stream of one-shot aggregates (a new order per command) pushed the products that are
- * used again and again, but not quite often enough to stay protected, out of probation.
+ * then it pushes no other entry out: the stripe holds one more than capacity for each
+ * refused entry still in use). The counts come from a count-min sketch of recent lookups
+ * (TinyLFU, as in Caffeine), halved every `sample_period` lookups so that they follow a
+ * changing load. Without the filter a stream of one-shot aggregates (a new order per
+ * command) pushed the products that are used again and again, but not quite often enough
+ * to stay protected, out of probation.
  */
 typedef struct cmd_cache {
     cmd_cache_entry **buckets;
