@@ -28,7 +28,8 @@ typedef struct cmd_cache_entry {
     struct cmd_cache_entry *prev, *next; /* its segment's recency list */
     uint64_t hash;                       /* ev_hash_str(stream_id) */
     bool protected_;                     /* in the protected segment (hit since added) */
-    bool refused; /* not admitted by the frequency filter: the next to go once unpinned */
+    bool refused;      /* not admitted by the frequency filter: the next to go once unpinned */
+    uint64_t added_at; /* the cache's add count when this entry was added */
     const cmd_aggregate *agg;
     json_t *state;
     uint64_t version;        /* stream version the state includes */
@@ -60,9 +61,11 @@ typedef struct cmd_cache_list {
  *
  * When a new entry needs room, it is admitted (at probation's head) only if its stream was
  * looked up more often lately than the entry it would push out (probation's tail); else
- * it goes to the tail itself and is the next to leave once its appends complete (until
- * then it pushes no other entry out: the stripe holds one more than capacity for each
- * refused entry still in use). The counts come from a count-min sketch of recent lookups
+ * it goes to the tail itself and is the next to leave once its appends complete and
+ * `window` (1/5 of capacity) entries were added after it, so that a new stream used
+ * again soon after (a saga's order) is still there. Until then it pushes no other entry
+ * out: the stripe holds one more than capacity for each such refused entry, at most
+ * window + those in use. The counts come from a count-min sketch of recent lookups
  * (TinyLFU, as in Caffeine), halved every `sample_period` lookups so that they follow a
  * changing load. Without the filter a stream of one-shot aggregates (a new order per
  * command) pushed the products that are used again and again, but not quite often enough
@@ -76,6 +79,8 @@ typedef struct cmd_cache {
     uint8_t *sketch;    /* CMD_SKETCH_ROWS rows of sketch_width 4-bit counts (one per byte) */
     size_t sketch_mask; /* sketch_width - 1; sketch_width is a power of two */
     size_t samples, sample_period;
+    uint64_t adds;   /* entries added so far */
+    uint64_t window; /* a refused entry stays until this many were added after it */
 } cmd_cache;
 
 #define CMD_SKETCH_ROWS 4

@@ -95,7 +95,7 @@ static cmd_cache_entry *add_one_shot(cmd_cache *c, const char *name)
 }
 
 /* n orders order-0..order-(n-1), each a new stream seen once, into a cache of capacity
- * 10: the newest is refused but in use, so it is held beyond capacity rather than
+ * 10: refused, but the last `window` (2) of them are held beyond capacity rather than
  * pushing another entry out. */
 static void add_orders(cmd_cache *c, int n)
 {
@@ -103,7 +103,7 @@ static void add_orders(cmd_cache *c, int n)
     for (int i = 0; i < n; i++) {
         snprintf(name, sizeof name, "order-%d", i);
         add_one_shot(c, name);
-        assert_true(cmd_cache_count(c) <= 11);
+        assert_true(cmd_cache_count(c) <= 10 + c->window);
     }
 }
 
@@ -167,7 +167,8 @@ static void test_one_shot_entries_do_not_push_out_reused_ones(void **state)
         assert_non_null(cmd_cache_get(&c, name));
     }
     assert_non_null(cmd_cache_get(&c, "order-99"));
-    assert_null(cmd_cache_get(&c, "order-98"));
+    assert_non_null(cmd_cache_get(&c, "order-98"));
+    assert_null(cmd_cache_get(&c, "order-97"));
     /* a stream looked up more often than the entry it would push out is admitted */
     for (int i = 0; i < 5; i++)
         assert_null(cmd_cache_get(&c, "order-hot"));
@@ -192,7 +193,50 @@ static void test_counts_fade_so_a_cold_entry_gives_way(void **state)
     /* the products are no longer looked up more often than a new stream: it is admitted */
     cmd_cache_entry *late = add_one_shot(&c, "order-late");
     assert_ptr_equal(c.probation.head, late);
-    assert_true(cmd_cache_count(&c) <= 10);
+    assert_true(cmd_cache_count(&c) <= 10 + c.window);
+    cmd_cache_free(&c);
+}
+
+/* Whether c holds stream_id, without counting a lookup or moving anything. */
+static bool holds(const cmd_cache *c, const char *stream_id)
+{
+    for (size_t b = 0; b < c->nbuckets; b++)
+        for (const cmd_cache_entry *e = c->buckets[b]; e; e = e->hnext)
+            if (strcmp(e->stream_id, stream_id) == 0)
+                return true;
+    return false;
+}
+
+static void test_a_refused_entry_stays_for_a_window_of_adds(void **state)
+{
+    (void)state;
+    cmd_cache c;
+    assert_int_equal(cmd_cache_init(&c, 40), 0);
+    assert_int_equal(c.window, 8);
+    char name[32];
+    for (int i = 0; i < 40; i++) { /* a full cache of streams looked up three times */
+        snprintf(name, sizeof name, "product-%d", i);
+        assert_null(cmd_cache_get(&c, name));
+        assert_non_null(cmd_cache_add(&c, name, NULL, json_object(), 1));
+        assert_non_null(cmd_cache_get(&c, name));
+        assert_non_null(cmd_cache_get(&c, name));
+    }
+    /* a new order is refused, but one used again soon after (a saga's next step) must
+     * still find it: it stays until `window` entries were added after it */
+    assert_true(add_one_shot(&c, "order-0")->refused);
+    for (int i = 1; i < 8; i++) {
+        snprintf(name, sizeof name, "order-%d", i);
+        add_one_shot(&c, name);
+    }
+    assert_true(holds(&c, "order-0"));
+    assert_int_equal(cmd_cache_count(&c), 48);
+    add_one_shot(&c, "order-8");
+    assert_false(holds(&c, "order-0"));
+    assert_true(holds(&c, "order-1") && holds(&c, "order-8"));
+    for (int i = 0; i < 40; i++) { /* and it pushed none of the others out */
+        snprintf(name, sizeof name, "product-%d", i);
+        assert_true(holds(&c, name));
+    }
     cmd_cache_free(&c);
 }
 
@@ -204,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_reused_entries_survive_one_shot_ones),
         cmocka_unit_test(test_one_shot_entries_do_not_push_out_reused_ones),
         cmocka_unit_test(test_counts_fade_so_a_cold_entry_gives_way),
+        cmocka_unit_test(test_a_refused_entry_stays_for_a_window_of_adds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
