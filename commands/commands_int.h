@@ -26,10 +26,7 @@
 typedef struct cmd_cache_entry {
     struct cmd_cache_entry *hnext;       /* hash chain */
     struct cmd_cache_entry *prev, *next; /* its segment's recency list */
-    uint64_t hash;                       /* ev_hash_str(stream_id) */
     bool protected_;                     /* in the protected segment (hit since added) */
-    bool refused;      /* not admitted by the frequency filter: the next to go once unpinned */
-    uint64_t added_at; /* the cache's add count when this entry was added */
     const cmd_aggregate *agg;
     json_t *state;
     uint64_t version;        /* stream version the state includes */
@@ -55,35 +52,17 @@ typedef struct cmd_cache_list {
 
 /*
  * The entries of one stripe, bounded by capacity (pinned entries may exceed it briefly):
- * a segmented LRU with a frequency filter at its door. New entries enter `probation`; a
- * hit moves an entry to `protected`, which holds at most protected_max (the least recent
- * go back to probation). Eviction takes probation's least recent first.
- *
- * When a new entry needs room, it is admitted (at probation's head) only if its stream was
- * looked up more often lately than the entry it would push out (probation's tail); else
- * it goes to the tail itself and is the next to leave once its appends complete and
- * `window` (1/5 of capacity) entries were added after it, so that a new stream used
- * again soon after (a saga's order) is still there. Until then it pushes no other entry
- * out: the stripe holds one more than capacity for each such refused entry, at most
- * window + those in use. The counts come from a count-min sketch of recent lookups
- * (TinyLFU, as in Caffeine), halved every `sample_period` lookups so that they follow a
- * changing load. Without the filter a stream of one-shot aggregates (a new order per
- * command) pushed the products that are used again and again, but not quite often enough
- * to stay protected, out of probation.
+ * a segmented LRU. New entries enter `probation`; a hit moves an entry to `protected`,
+ * which holds at most protected_max (the least recent go back to probation). Eviction
+ * takes probation's least recent first, so a stream of one-shot aggregates (a new order
+ * per command) cycles through probation without pushing out the ones used again and again.
  */
 typedef struct cmd_cache {
     cmd_cache_entry **buckets;
     size_t nbuckets; /* a power of two */
     cmd_cache_list probation, protected_;
     size_t capacity, protected_max;
-    uint8_t *sketch;    /* CMD_SKETCH_ROWS rows of sketch_width 4-bit counts (one per byte) */
-    size_t sketch_mask; /* sketch_width - 1; sketch_width is a power of two */
-    size_t samples, sample_period;
-    uint64_t adds;   /* entries added so far */
-    uint64_t window; /* a refused entry stays until this many were added after it */
 } cmd_cache;
-
-#define CMD_SKETCH_ROWS 4
 
 /* Entries held: both segments. */
 static inline size_t cmd_cache_count(const cmd_cache *cache)
@@ -93,13 +72,12 @@ static inline size_t cmd_cache_count(const cmd_cache *cache)
 
 int cmd_cache_init(cmd_cache *cache, size_t capacity); /* 0 or -ENOMEM */
 void cmd_cache_free(cmd_cache *cache);
-/* The entry of stream_id (now the most recent), or NULL. Counts the lookup either way. */
+/* The entry of stream_id (now the most recent), or NULL. */
 cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id);
 /* Marks every entry stale, so each is reloaded from the log before its next use. */
 void cmd_cache_mark_all_stale(cmd_cache *cache);
-/* Adds an entry holding state (taken), at probation's head or, when the frequency filter
- * does not admit it, its tail, and evicts the least recent unpinned entries past capacity
- * (never the new one). NULL on -ENOMEM (state is freed). */
+/* Adds an entry holding state (taken) and evicts the least recent unpinned entries past
+ * capacity. NULL on -ENOMEM (state is freed). */
 cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,
                                json_t *state, uint64_t version);
 
