@@ -756,11 +756,12 @@ static void sync_if_due(store_log *log, bool force)
         store_log_durable_advance(log, head);
 }
 
-/* Writes everything in reqs, one batch at a time. Returns the appends handled. */
+/* Writes everything in reqs, one batch at a time. Returns the appends handled; *bytes
+ * (when not NULL) gets the bytes written. */
 static int run_all(store_log *log, store_append_req *reqs, uint64_t *bytes)
 {
     int total = 0;
-    *bytes = 0;
+    uint64_t written = 0;
     while (reqs) {
         uint32_t n = 0;
         store_append_req *last = NULL;
@@ -778,8 +779,10 @@ static int run_all(store_log *log, store_append_req *reqs, uint64_t *bytes)
         b->appends = n;
         b->epoch = log->batch_epoch; /* until assembly gives it its own */
         b->span = store_trace_commit_begin(head, n);
-        *bytes += write_batch(log, b);
+        written += write_batch(log, b);
     }
+    if (bytes)
+        *bytes = written;
     return total;
 }
 
@@ -942,8 +945,7 @@ int store_appender_commit(store_log *log)
         pthread_mutex_unlock(&log->q_mu);
         if (!reqs)
             break;
-        uint64_t written;
-        total += run_all(log, reqs, &written);
+        total += run_all(log, reqs, NULL);
     }
     sync_if_due(log, false);
     return total;
