@@ -115,7 +115,8 @@ int bench_path_join(char *out, size_t size, const char *dir, const char *name);
 
 uint64_t bench_now_ns(void);
 /* CPU seconds (user + system) process pid has used, from /proc; with thread set, only
- * its threads whose name starts with it (libmicrohttpd's are "MHD-..."). -1 if unknown.
+ * its threads whose name starts with it (libmicrohttpd's are "MHD-..."). -1 if unknown,
+ * including when no thread has that name.
  * Per command it is a cost that other load on the machine disturbs less than a rate. */
 double bench_cpu_seconds(pid_t pid, const char *thread);
 /* utime + stime, in clock ticks, of one /proc/.../stat file; -1 if unreadable. */

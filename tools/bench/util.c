@@ -248,16 +248,22 @@ double bench_cpu_seconds(pid_t pid, const char *thread)
         DIR *d = opendir(dir);
         if (!d)
             return -1;
+        int named = 0;
         for (struct dirent *e; (e = readdir(d)) != NULL;) {
             if (e->d_name[0] == '.')
                 continue;
             char task[400];
             snprintf(task, sizeof task, "%s/%s", dir, e->d_name);
             snprintf(path, sizeof path, "%s/stat", task);
-            double t = thread_named(task, thread) ? bench_stat_ticks(path) : 0;
+            if (!thread_named(task, thread))
+                continue;
+            double t = bench_stat_ticks(path);
+            named += t >= 0;
             ticks += t > 0 ? t : 0;
         }
         closedir(d);
+        if (!named) /* no such thread: unknown, not zero */
+            return -1;
     }
     return ticks < 0 ? -1 : ticks / (double)sysconf(_SC_CLK_TCK);
 }
