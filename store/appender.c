@@ -40,6 +40,7 @@ struct store_batch {
     struct store_batch *next;
     store_append_req *reqs, *last; /* last: the list's tail, so handing it on walks nothing */
     uint32_t appends;
+    size_t frames_size; /* of its appends: what assembly will lay out at most */
     batch_entry *entries;
     size_t entry_count, entry_cap;
     store_segment *seg;     /* where it was written */
@@ -217,9 +218,11 @@ static store_append_req *take_queue(store_log *log)
     return head;
 }
 
-/* Detaches from *reqs the prefix that fits one batch (at least one request). */
+/* Detaches from *reqs the prefix that fits one batch (at least one request), with its
+ * count, its last request and its frames' bytes (the walk is what touches a request
+ * first, a cache miss each: nothing after it walks the list again for what it learnt). */
 static store_append_req *split_batch(store_log *log, store_append_req **reqs, uint32_t *n_out,
-                                     store_append_req **last_out)
+                                     store_append_req **last_out, size_t *bytes_out)
 {
     store_append_req *head = *reqs, *last = NULL, *r = head;
     size_t bytes = 0;
@@ -235,6 +238,7 @@ static store_append_req *split_batch(store_log *log, store_append_req **reqs, ui
     *reqs = r;
     *n_out = n;
     *last_out = last;
+    *bytes_out = bytes;
     return head;
 }
 
@@ -433,6 +437,49 @@ static void barrier_result(store_log *log, store_append_req *r)
         r->result = (store_append_result){.stream_version = cur, .last_position = last};
 }
 
+/* Lays one append's frames out at log->batch_buf + *used, sealed with their positions
+ * and versions, or answers SK_ECONFLICT when its expected version does not match. */
+static int assemble_one(store_log *log, batch *b, store_append_req *r, uint64_t first_position,
+                        uint64_t *position, uint64_t offset, size_t *used)
+{
+    if (r->count == 0) {
+        barrier_result(log, r);
+        return 0;
+    }
+    store_stream *s = stream_for(log, r);
+    if (!s)
+        return -ENOMEM;
+    uint64_t last;
+    uint64_t cur = stream_now(log, s, &last);
+    if (r->expected_version != STORE_EXPECT_ANY && r->expected_version != cur) {
+        r->result = (store_append_result){.status = SK_ECONFLICT, .stream_version = cur};
+        return 0;
+    }
+    r->result = (store_append_result){.first_position = *position,
+                                      .first_version = cur + 1,
+                                      .count = r->count,
+                                      .stream_version = cur + r->count,
+                                      .last_position = *position + r->count - 1};
+    uint8_t *src = r->frames;
+    for (uint32_t i = 0; i < r->count; i++) {
+        size_t fsize = store_get_u32(src) + STORE_FRAME_HEADER_SIZE;
+        uint8_t flags = i + 1 == r->count ? STORE_FLAG_APPEND_END : 0;
+        store_record_seal(src, *position, cur + 1 + i, (uint32_t)(*position - first_position),
+                          flags);
+        memcpy(log->batch_buf + *used, src, fsize);
+        int rc = push_entry(b, s, cur + 1 + i, *position, offset + *used);
+        if (rc)
+            return rc;
+        *used += fsize;
+        src += fsize;
+        (*position)++;
+    }
+    s->pending_version = cur + r->count;
+    s->pending_last_position = *position - 1;
+    s->pending_epoch = b->epoch;
+    return 0;
+}
+
 /*
  * Assigns positions and versions and lays the frames out in log->batch_buf. Appends whose
  * expected version does not match get SK_ECONFLICT and take no room. Returns the number
@@ -440,9 +487,7 @@ static void barrier_result(store_log *log, store_append_req *r)
  */
 static ssize_t assemble(store_log *log, batch *b, uint64_t first_position, uint64_t offset)
 {
-    size_t need = 0;
-    for (store_append_req *r = b->reqs; r; r = r->next)
-        need += r->frames_size;
+    size_t need = b->frames_size;
     if (need > log->batch_cap) {
         uint8_t *n = realloc(log->batch_buf, need);
         if (!n)
@@ -453,41 +498,9 @@ static ssize_t assemble(store_log *log, batch *b, uint64_t first_position, uint6
     uint64_t position = first_position;
     size_t used = 0;
     for (store_append_req *r = b->reqs; r; r = r->next) {
-        if (r->count == 0) {
-            barrier_result(log, r);
-            continue;
-        }
-        store_stream *s = stream_for(log, r);
-        if (!s)
-            return -ENOMEM;
-        uint64_t last;
-        uint64_t cur = stream_now(log, s, &last);
-        if (r->expected_version != STORE_EXPECT_ANY && r->expected_version != cur) {
-            r->result = (store_append_result){.status = SK_ECONFLICT, .stream_version = cur};
-            continue;
-        }
-        r->result = (store_append_result){.first_position = position,
-                                          .first_version = cur + 1,
-                                          .count = r->count,
-                                          .stream_version = cur + r->count,
-                                          .last_position = position + r->count - 1};
-        uint8_t *src = r->frames;
-        for (uint32_t i = 0; i < r->count; i++) {
-            size_t fsize = store_get_u32(src) + STORE_FRAME_HEADER_SIZE;
-            uint8_t flags = i + 1 == r->count ? STORE_FLAG_APPEND_END : 0;
-            store_record_seal(src, position, cur + 1 + i, (uint32_t)(position - first_position),
-                              flags);
-            memcpy(log->batch_buf + used, src, fsize);
-            int rc = push_entry(b, s, cur + 1 + i, position, offset + used);
-            if (rc)
-                return rc;
-            used += fsize;
-            src += fsize;
-            position++;
-        }
-        s->pending_version = cur + r->count;
-        s->pending_last_position = position - 1;
-        s->pending_epoch = b->epoch;
+        int rc = assemble_one(log, b, r, first_position, &position, offset, &used);
+        if (rc)
+            return rc;
     }
     return (ssize_t)used;
 }
@@ -765,7 +778,8 @@ static int run_all(store_log *log, store_append_req *reqs, uint64_t *bytes)
     while (reqs) {
         uint32_t n = 0;
         store_append_req *last = NULL;
-        store_append_req *head = split_batch(log, &reqs, &n, &last);
+        size_t frames_size = 0;
+        store_append_req *head = split_batch(log, &reqs, &n, &last, &frames_size);
         total += (int)n;
         batch *b = batch_get(log);
         if (!b) {
@@ -777,6 +791,7 @@ static int run_all(store_log *log, store_append_req *reqs, uint64_t *bytes)
         b->reqs = head;
         b->last = last;
         b->appends = n;
+        b->frames_size = frames_size;
         b->epoch = log->batch_epoch; /* until assembly gives it its own */
         b->span = store_trace_commit_begin(head, n);
         written += write_batch(log, b);

@@ -243,7 +243,7 @@ typedef struct store_tail_entry {
 } store_tail_entry;
 
 typedef struct store_stream {
-    char *name;
+    char *name; /* NUL-terminated; allocated with the entry, right after it */
     uint32_t len;
     uint64_t hash;
     uint64_t version;       /* committed */

@@ -40,7 +40,6 @@ void store_streams_free(store_streams *t)
         store_stream *s = t->slots[i];
         if (s) {
             free(s->tail);
-            free(s->name);
             free(s);
         }
     }
@@ -107,15 +106,13 @@ store_stream *store_streams_get(store_streams *t, ev_str name, uint64_t hash)
             return NULL;
         i = slot_of(t, name, hash);
     }
-    store_stream *s = calloc(1, sizeof *s);
-    char *copy = malloc(name.len + 1u);
-    if (!s || !copy) {
-        free(s);
-        free(copy);
+    /* The name lives right after the entry, in the same block: one allocation, and a
+     * lookup reads one run of cache lines instead of following a second pointer. */
+    store_stream *s = calloc(1, sizeof *s + name.len + 1u);
+    if (!s)
         return NULL;
-    }
+    char *copy = (char *)(s + 1);
     memcpy(copy, name.ptr, name.len);
-    copy[name.len] = '\0';
     s->name = copy;
     s->len = name.len;
     s->hash = hash;
