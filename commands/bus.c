@@ -108,8 +108,7 @@ void cmd_outcome_clear(cmd_outcome *out)
     memset(out, 0, sizeof *out);
 }
 
-/* Events between snapshots for agg: its rule, else the bus's default; 0 = never. */
-static uint32_t snapshot_every(const cmd_bus *bus, const cmd_aggregate *agg)
+uint32_t cmd_snapshot_every(const cmd_bus *bus, const cmd_aggregate *agg)
 {
     if (!bus->snapshots)
         return 0;
@@ -234,7 +233,7 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
     }
     e->since_snapshot = replayed;
     /* a long replay (no snapshot, or an outdated one) is saved now: it is all durable */
-    uint32_t every = snapshot_every(bus, h->aggregate);
+    uint32_t every = cmd_snapshot_every(bus, h->aggregate);
     if (every && replayed >= every) {
         char *text = json_dumps(e->state, JSON_COMPACT | JSON_SORT_KEYS);
         sk_error err = {0};
@@ -279,7 +278,7 @@ static int encode_events(cmd_bus *bus, const cmd_context *ctx, const cmd_event *
 static char *snapshot_after(cmd_bus *bus, const cmd_cache_entry *e, const cmd_event *events,
                             size_t n)
 {
-    uint32_t every = snapshot_every(bus, e->agg);
+    uint32_t every = cmd_snapshot_every(bus, e->agg);
     if (!every || e->since_snapshot + n < every)
         return NULL;
     json_t *copy = json_deep_copy(e->state);

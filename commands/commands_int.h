@@ -98,8 +98,11 @@ struct cmd_bus {
         snapshot_failures;
 };
 
+/* Events between snapshots for agg: its rule, else the bus's default; 0 = never. */
+uint32_t cmd_snapshot_every(const cmd_bus *bus, const cmd_aggregate *agg);
 /* Loads a stream's state (snapshot + tail, or full replay); *replayed gets the number of
- * events applied after the snapshot (all of them without one). */
+ * events applied after the snapshot (all of them without one). A stream shorter than
+ * the aggregate's snapshot interval is replayed without looking for a snapshot. */
 int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, int use_snapshot,
                    json_t **state_out, uint64_t *version_out, uint64_t *replayed, sk_error *err);
 /* Saves state (serialized) as the stream's snapshot at version. */

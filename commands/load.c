@@ -52,12 +52,29 @@ static json_t *usable_snapshot(const cmd_aggregate *agg, const store_snapshot *s
     return state;
 }
 
+/*
+ * Whether a stream at stream_version may have a snapshot worth a lookup (a SQLite query
+ * and its file locks, on the HTTP thread, at every cache miss). The bus saves one only
+ * once `every` events were added, so a shorter stream has none; one an operator took
+ * with skaldctl is skipped too, which costs a replay of fewer than `every` events and
+ * never a different state. With snapshots off for the aggregate (0), ones saved under an
+ * earlier setting may still be there: look.
+ */
+static bool snapshot_possible(const cmd_bus *bus, const cmd_aggregate *agg, uint64_t stream_version)
+{
+    if (!bus->snapshots)
+        return false;
+    uint32_t every = cmd_snapshot_every(bus, agg);
+    return every == 0 || stream_version >= every;
+}
+
 int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, int use_snapshot,
                    json_t **state_out, uint64_t *version_out, uint64_t *replayed, sk_error *err)
 {
     json_t *state = NULL;
     uint64_t version = 0;
-    if (store_log_stream_version(bus->log, ev_str_of(stream_id)) == 0) {
+    uint64_t stream_version = store_log_stream_version(bus->log, ev_str_of(stream_id));
+    if (stream_version == 0) {
         /* a new stream (a PlaceOrder, a RegisterProduct): nothing to look up or read */
         state = agg->initial();
         if (!state)
@@ -68,12 +85,11 @@ int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id
             *replayed = 0;
         return 0;
     }
-    if (use_snapshot && bus->snapshots) {
+    if (use_snapshot && snapshot_possible(bus, agg, stream_version)) {
         store_snapshot snap;
         int loaded = store_snapshot_load(bus->snapshots, stream_id, &snap, err);
         if (loaded == 1) {
-            state = usable_snapshot(agg, &snap,
-                                    store_log_stream_version(bus->log, ev_str_of(stream_id)));
+            state = usable_snapshot(agg, &snap, stream_version);
             if (state) {
                 version = snap.version;
                 atomic_fetch_add(&bus->snapshot_loads, 1);
