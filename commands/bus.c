@@ -9,9 +9,9 @@
  *   5. check expected_version (SK_ECONFLICT with the current version);
  *   6. decide (SK_EREJECTED with the reason; a decider's own failure, such as -ENOMEM,
  *      is the command's error, never "done, nothing to change");
- *   7. encode the events, queue their append conditional on the version of step 4, and
- *      evolve the cached state with them before unlocking (no events: queue a barrier,
- *      so the answer waits for the appends its decision rests on).
+ *   7. encode the events, evolve the cached state with them, and queue their append
+ *      conditional on the version of step 4, before unlocking (no events: queue a
+ *      barrier, so the answer waits for the appends its decision rests on).
  *
  * Step 7 does not wait for the disk: the next command for the same stream decides on the
  * state the queued append leaves, and its own append is conditional on that version, so
@@ -211,7 +211,7 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
         return e;
     }
     atomic_fetch_add(&bus->cache_misses, 1);
-    json_t *state;
+    void *state;
     uint64_t version, replayed;
     int rc = cmd_load_state(bus, h->aggregate, stream, 1, &state, &version, &replayed, &out->err);
     if (rc) {
@@ -219,7 +219,7 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
         return NULL;
     }
     if (e) { /* reload in place: pending appends still point at it */
-        json_decref(e->state);
+        cmd_state_free(e->agg, e->state);
         e->state = state;
         e->version = version;
         atomic_fetch_add(&e->generation, 1);
@@ -235,7 +235,7 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
     /* a long replay (no snapshot, or an outdated one) is saved now: it is all durable */
     uint32_t every = cmd_snapshot_every(bus, h->aggregate);
     if (every && replayed >= every) {
-        char *text = json_dumps(e->state, JSON_COMPACT | JSON_SORT_KEYS);
+        char *text = cmd_state_dump(h->aggregate, e->state);
         sk_error err = {0};
         if (text && cmd_save_snapshot(bus, h->aggregate, stream, version, text, &err) == 0)
             e->since_snapshot = 0;
@@ -274,24 +274,29 @@ static int encode_events(cmd_bus *bus, const cmd_context *ctx, const cmd_event *
     return 0;
 }
 
-/* The state after events, serialized, when this append completes a snapshot interval. */
-static char *snapshot_after(cmd_bus *bus, const cmd_cache_entry *e, const cmd_event *events,
-                            size_t n)
+/*
+ * Moves e's state on by the decision's events, for the commands behind this one, before
+ * the append is queued: the append's snapshot (when it completes an interval) is the
+ * state after them. Should evolve fail (out of memory), the state is no longer the log's:
+ * the entry goes stale, to be reloaded from the log, which is the truth, and the command
+ * is not appended. A snapshot that cannot be written is left to the next interval.
+ */
+static int advance(cmd_bus *bus, cmd_cache_entry *e, const cmd_event *events, size_t n,
+                   pending_append *p, cmd_outcome *out)
 {
-    uint32_t every = cmd_snapshot_every(bus, e->agg);
-    if (!every || e->since_snapshot + n < every)
-        return NULL;
-    json_t *copy = json_deep_copy(e->state);
-    if (!copy)
-        return NULL; /* no snapshot this time: the next interval tries again */
-    for (size_t i = 0; i < n; i++)
-        if (e->agg->evolve(copy, events[i].type, events[i].payload) != 0) {
-            json_decref(copy);
-            return NULL;
+    for (size_t i = 0; i < n; i++) {
+        int rc = e->agg->evolve(e->state, events[i].type, events[i].payload);
+        if (rc) {
+            atomic_store(&e->stale, true);
+            return sk_error_set(&out->err, rc, "", "cannot apply %s to %s: %s", events[i].type,
+                                out->stream_id, sk_strerror(rc));
         }
-    char *text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(copy);
-    return text;
+    }
+    uint32_t every = cmd_snapshot_every(bus, e->agg);
+    if (every && e->since_snapshot + n >= every)
+        p->snapshot_json = cmd_state_dump(e->agg, e->state);
+    p->snapshot_version = e->version + n;
+    return 0;
 }
 
 /* The record of one append or barrier about to be queued for e: counted in e->pending,
@@ -341,12 +346,15 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
         rc = -ENOMEM;
     bool snapshotted = false;
     if (p) {
-        p->snapshot_json = snapshot_after(bus, e, events, n);
-        p->snapshot_version = e->version + n;
+        rc = advance(bus, e, events, n, p, out);
         snapshotted = p->snapshot_json != NULL;
-        p->wait_span = cmd_trace_wait_begin(out->stream_id, n);
-        rc = store_log_append_async(bus->log, ev_str_of(out->stream_id), e->version, evs, n,
-                                    append_done, p, &out->err);
+        if (rc == 0) {
+            p->wait_span = cmd_trace_wait_begin(out->stream_id, n);
+            rc = store_log_append_async(bus->log, ev_str_of(out->stream_id), e->version, evs, n,
+                                        append_done, p, &out->err);
+            if (rc) /* the state is ahead of the log now: reload it */
+                atomic_store(&e->stale, true);
+        }
         if (rc) {
             out->count = 0;
             pending_abandon(p);
@@ -355,14 +363,6 @@ static int queue_append(cmd_bus *bus, cmd_cache_entry *e, const cmd_context *ctx
     for (size_t i = 0; i < n; i++)
         ev_buf_free(&bufs[i]);
     if (rc == 0) {
-        /* queued: the state moves on now, for the commands behind this one. Should evolve
-         * fail (out of memory), the cached state is no longer the log's: the entry goes
-         * stale and the next command reloads it from the log, which is the truth. */
-        int erc = 0;
-        for (size_t i = 0; i < n && erc == 0; i++)
-            erc = e->agg->evolve(e->state, events[i].type, events[i].payload);
-        if (erc)
-            atomic_store(&e->stale, true);
         e->version += n;
         e->since_snapshot = snapshotted ? 0 : e->since_snapshot + n;
     }

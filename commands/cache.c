@@ -37,7 +37,7 @@ int cmd_cache_init(cmd_cache *cache, size_t capacity)
 
 static void entry_free(cmd_cache_entry *e)
 {
-    json_decref(e->state);
+    cmd_state_free(e->agg, e->state);
     free(e);
 }
 
@@ -145,11 +145,11 @@ static void evict_from(cmd_cache *cache, cmd_cache_list *l, const cmd_cache_entr
 }
 
 cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,
-                               json_t *state, uint64_t version)
+                               void *state, uint64_t version)
 {
     cmd_cache_entry *e = calloc(1, sizeof *e);
     if (!e) {
-        json_decref(state);
+        cmd_state_free(agg, state);
         return NULL;
     }
     snprintf(e->stream_id, sizeof e->stream_id, "%s", stream_id);

@@ -4,16 +4,17 @@
  * An aggregate is a decider: decide(state, command) -> events or a rejection, and
  * evolve(state, event) -> state. Both are pure: no I/O, no clock, no randomness, so the
  * same history and command always give the same answer (which is what makes replay,
- * snapshots and the saga's retries safe). State is a JSON object owned by the caller;
- * commands and events are the JSON shapes of their schemas.
+ * snapshots and the saga's retries safe). Commands and events are the JSON shapes of
+ * their schemas; the state is the aggregate's own C struct (typed: no JSON tree to build,
+ * walk and free on every command), with a JSON form for snapshots and tools.
  *
  * Calling sequence (what the command bus below does with each command):
  *   h = cmd_handler_find(cmd_domains, "ReserveStock")     unknown -> 404
  *   cmd_stream_id(h, cmd, buf, size)                      "product-SKU-1"
- *   state = h->aggregate->initial(); for each event: h->aggregate->evolve(state, ...)
+ *   state = cmd_state_new(h->aggregate); for each event: h->aggregate->evolve(state, ...)
  *                                                         (in place)
  *   h->decide(state, cmd, &result)                        events, or rejected + reason
- *   cmd_result_clear(&result)
+ *   cmd_result_clear(&result); cmd_state_free(h->aggregate, state)
  *
  * Engine and domain apart: the engine (bus.c, cache.c, load.c, result.c and this header)
  * knows no domain. A domain adds files (commands/product.c, ...) that export handler
@@ -57,16 +58,36 @@ void cmd_result_overflow(cmd_result *r, const char *field, const char *fmt, ...)
 /* Frees the payloads; the result may be reused. */
 void cmd_result_clear(cmd_result *r);
 
+/*
+ * An aggregate type. Its state is a struct of state_size bytes that the engine allocates
+ * zeroed; all-zero bytes must be the state of a stream with no events. Whatever the state
+ * points to (strings, tables) it owns, and release frees.
+ */
 typedef struct cmd_aggregate {
     const char *name;          /* "Product" */
     const char *stream_prefix; /* "product-" */
-    uint32_t state_version;    /* version of the state's shape, for snapshots */
-    json_t *(*initial)(void);  /* NULL when out of memory */
+    uint32_t state_version;    /* version of the state's JSON shape, for snapshots */
+    size_t state_size;         /* sizeof the state struct */
     /* Applies one event to state in place (state is owned by the caller). Unknown event
      * types leave it unchanged. 0, or -ENOMEM: then state is partly updated and must be
      * thrown away (the bus reloads the aggregate from the log). */
-    int (*evolve)(json_t *state, const char *type, const json_t *payload);
+    int (*evolve)(void *state, const char *type, const json_t *payload);
+    /* Frees what state owns, not state itself; NULL when it owns nothing. */
+    void (*release)(void *state);
+    /* The state's JSON form (snapshots, skaldctl): NULL when out of memory. */
+    json_t *(*to_json)(const void *state);
+    /* Fills a new (zeroed) state from its JSON form: 0, -ENOMEM, or SK_EBADINPUT when
+     * json is not the shape to_json makes (the caller then frees state either way). */
+    int (*from_json)(void *state, const json_t *json);
 } cmd_aggregate;
+
+/* A new stream's state of agg (zeroed state_size bytes), or NULL when out of memory. */
+void *cmd_state_new(const cmd_aggregate *agg);
+/* Frees a state made by cmd_state_new; accepts NULL. */
+void cmd_state_free(const cmd_aggregate *agg, void *state);
+/* The state's JSON form as compact text with sorted keys (a snapshot's), or NULL when out
+ * of memory; the caller frees it. */
+char *cmd_state_dump(const cmd_aggregate *agg, const void *state);
 
 typedef struct cmd_handler {
     const char *command; /* "RegisterProduct" */
@@ -76,7 +97,7 @@ typedef struct cmd_handler {
      * or with out->rejected set (a business rule: 422); or a negative code (-ENOMEM) when
      * the decision could not be made: the caller clears out and answers an error, never
      * "done, nothing to change". */
-    int (*decide)(const json_t *state, const json_t *cmd, cmd_result *out);
+    int (*decide)(const void *state, const json_t *cmd, cmd_result *out);
 } cmd_handler;
 
 /* The handlers of one aggregate. */
@@ -201,19 +222,20 @@ const cmd_aggregate *cmd_aggregate_find(const cmd_domain *const *domains, const 
 /*
  * Rebuilds a stream's state outside the cache: from its newest snapshot whose
  * state_version is current (when use_snapshot and the bus has snapshots), plus the events
- * after it; or from the first event. *state_out is the caller's; *version_out the
- * stream version it includes. For tools and benchmarks; commands use the cache.
+ * after it; or from the first event. *state_out is the state's JSON form (to_json),
+ * the caller's; *version_out the stream version it includes. For tools and benchmarks;
+ * commands use the cache.
  */
 int cmd_bus_load(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, int use_snapshot,
                  json_t **state_out, uint64_t *version_out, sk_error *err);
 /* Replays the stream from its first event and saves a snapshot of it now. */
 int cmd_bus_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, sk_error *err);
 
-/* Replays events (from a reader) into state with agg->evolve, decoding each payload
- * through events, up to and including version upto (0: to the end). *version_out gets
- * the last version applied (unchanged if none). */
+/* Replays events (from a reader) into state (agg's, from cmd_state_new) with agg->evolve,
+ * decoding each payload through events, up to and including version upto (0: to the end).
+ * *version_out gets the last version applied (unchanged if none). */
 int cmd_replay(const ev_registry *events, const cmd_aggregate *agg, store_reader *reader,
-               uint64_t upto, json_t *state, uint64_t *version_out, sk_error *err);
+               uint64_t upto, void *state, uint64_t *version_out, sk_error *err);
 
 typedef struct cmd_bus_stats {
     uint64_t cache_hits, cache_misses, snapshot_loads, snapshots_saved;

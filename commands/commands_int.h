@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 
 /*
  * One aggregate kept in memory: its state after every append queued so far (durable or
@@ -28,7 +30,7 @@ typedef struct cmd_cache_entry {
     struct cmd_cache_entry *prev, *next; /* its segment's recency list */
     bool protected_;                     /* in the protected segment (hit since added) */
     const cmd_aggregate *agg;
-    json_t *state;
+    void *state;             /* agg's typed state (cmd_state_new) */
     uint64_t version;        /* stream version the state includes */
     uint64_t since_snapshot; /* events added since the last snapshot (or the load) */
     atomic_uint pending;
@@ -79,7 +81,7 @@ void cmd_cache_mark_all_stale(cmd_cache *cache);
 /* Adds an entry holding state (taken) and evicts the least recent unpinned entries past
  * capacity. NULL on -ENOMEM (state is freed). */
 cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,
-                               json_t *state, uint64_t version);
+                               void *state, uint64_t version);
 
 #define CMD_STRIPES 64
 
@@ -104,7 +106,7 @@ uint32_t cmd_snapshot_every(const cmd_bus *bus, const cmd_aggregate *agg);
  * events applied after the snapshot (all of them without one). A stream shorter than
  * the aggregate's snapshot interval is replayed without looking for a snapshot. */
 int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, int use_snapshot,
-                   json_t **state_out, uint64_t *version_out, uint64_t *replayed, sk_error *err);
+                   void **state_out, uint64_t *version_out, uint64_t *replayed, sk_error *err);
 /* Saves state (serialized) as the stream's snapshot at version. */
 int cmd_save_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id,
                       uint64_t version, const char *state_json, sk_error *err);
@@ -125,25 +127,71 @@ static inline bool cmd_bool(const json_t *obj, const char *key)
     return json_is_true(json_object_get(obj, key));
 }
 
-/* The object under key, created empty if absent (state is built by evolve only); NULL
- * when out of memory. */
-static inline json_t *cmd_child(json_t *obj, const char *key)
+/* ---- typed state (state.c, amounts.c): what the domains' states are made of ---- */
+
+/* A state from snapshot text (its JSON form): 0, -ENOMEM, or SK_EBADINPUT when the text
+ * is not a state of agg. *out is the caller's (cmd_state_free). */
+int cmd_state_parse(const cmd_aggregate *agg, const char *text, void **out);
+
+/* Replaces the string *dst owns with a copy of src: 0, or -ENOMEM (*dst unchanged). */
+static inline int cmd_strset(char **dst, const char *src)
 {
-    json_t *c = json_object_get(obj, key);
-    if (!json_is_object(c)) {
-        c = json_object();
-        if (json_object_set_new(obj, key, c) != 0)
-            return NULL;
-    }
-    return c;
+    char *copy = strdup(src);
+    if (!copy)
+        return -ENOMEM;
+    free(*dst);
+    *dst = copy;
+    return 0;
 }
 
-/* json_object_set_new as an error code: 0, or -ENOMEM (value is freed either way, and a
- * NULL value -- a failed json_integer() -- is a failure too). */
-static inline int cmd_set(json_t *obj, const char *key, json_t *value)
+/* from_json readers: the value under key into *dst; SK_EBADINPUT when it is missing or
+ * of another type (a snapshot that is not this state's shape), -ENOMEM. */
+static inline int cmd_json_strset(char **dst, const json_t *obj, const char *key)
 {
-    return json_object_set_new(obj, key, value) == 0 ? 0 : -ENOMEM;
+    const char *s = json_string_value(json_object_get(obj, key));
+    return s ? cmd_strset(dst, s) : SK_EBADINPUT;
 }
+
+static inline int cmd_json_int(long long *dst, const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v))
+        return SK_EBADINPUT;
+    *dst = json_integer_value(v);
+    return 0;
+}
+
+static inline int cmd_json_bool(bool *dst, const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_boolean(v))
+        return SK_EBADINPUT;
+    *dst = json_is_true(v);
+    return 0;
+}
+
+/* Amounts by id (a product's reservations, a customer's payments); amounts.c. */
+typedef struct cmd_amount {
+    char *id; /* owned */
+    long long amount;
+} cmd_amount;
+typedef struct cmd_amounts {
+    cmd_amount *items;
+    size_t count, cap;
+} cmd_amounts;
+/* The item of id, or NULL. */
+const cmd_amount *cmd_amounts_get(const cmd_amounts *t, const char *id);
+/* Sets id's amount, adding id if absent: 0 or -ENOMEM (t unchanged). */
+int cmd_amounts_set(cmd_amounts *t, const char *id, long long amount);
+/* Removes id if present. */
+void cmd_amounts_del(cmd_amounts *t, const char *id);
+/* The sum of the amounts into *out; false if it overflows. */
+bool cmd_amounts_sum(const cmd_amounts *t, long long *out);
+void cmd_amounts_free(cmd_amounts *t);
+/* The table as a JSON object {id: amount}, or NULL when out of memory. */
+json_t *cmd_amounts_to_json(const cmd_amounts *t);
+/* Adds the members of a JSON object of integers: 0, -ENOMEM, or SK_EBADINPUT. */
+int cmd_amounts_from_json(cmd_amounts *t, const json_t *obj);
 
 /*
  * Checked arithmetic: every sum, difference and product a decider or an evolve makes over
@@ -197,21 +245,6 @@ static inline long long cmd_sub_sat(long long a, long long b)
     if (!__builtin_sub_overflow(a, b, &r))
         return r;
     return b < 0 ? LLONG_MAX : LLONG_MIN;
-}
-
-/* The sum of an object's integer values into *out; false if it overflows. */
-static inline bool cmd_sum(const json_t *obj, long long *out)
-{
-    long long total = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v)
-    {
-        if (!cmd_add(total, json_integer_value(v), &total))
-            return false;
-    }
-    *out = total;
-    return true;
 }
 
 /* ---- tracing.c: the bus's spans (docs/tracing.md); every call is cheap when off ---- */

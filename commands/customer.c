@@ -2,7 +2,8 @@
  * customer.c -- the Customer aggregate (sample domain): an account with a credit limit
  * and the payments authorized against it.
  *
- * State: {"exists", "customer_id", "name", "limit_cents", "payments": {order_id: amount}}.
+ * State: a customer_state; its JSON form (snapshots) is {"exists", "customer_id", "name",
+ * "limit_cents", "payments": {order_id: amount}}, the id and name only once opened.
  * Invariant: the sum of payments never exceeds the limit. Authorizing again for an order
  * that already holds a payment changes nothing (saga retries stay single). Every sum is
  * checked (commands_int.h): credit that would overflow is refused with `overflow`.
@@ -13,30 +14,66 @@
 #include <errno.h>
 #include <string.h>
 
-static json_t *initial(void)
-{
-    return json_pack("{s:b, s:I, s:{}}", "exists", 0, "limit_cents", (json_int_t)0, "payments");
-}
+typedef struct customer_state {
+    bool exists;
+    char *customer_id, *name; /* owned; NULL until opened */
+    long long limit_cents;
+    cmd_amounts payments; /* amount by order_id */
+} customer_state;
 
-static int evolve(json_t *st, const char *type, const json_t *ev)
+static int evolve(void *state, const char *type, const json_t *ev)
 {
-    json_t *payments = cmd_child(st, "payments");
-    if (!payments)
-        return -ENOMEM;
+    customer_state *st = state;
     int rc = 0;
     if (strcmp(type, "CustomerOpened") == 0) {
-        rc = cmd_set(st, "exists", json_true());
+        rc = cmd_strset(&st->customer_id, cmd_str(ev, "customer_id"));
         if (rc == 0)
-            rc = cmd_set(st, "customer_id", json_string(cmd_str(ev, "customer_id")));
-        if (rc == 0)
-            rc = cmd_set(st, "name", json_string(cmd_str(ev, "name")));
-        if (rc == 0)
-            rc = cmd_set(st, "limit_cents", json_integer(cmd_int(ev, "credit_limit_cents")));
+            rc = cmd_strset(&st->name, cmd_str(ev, "name"));
+        if (rc == 0) {
+            st->exists = true;
+            st->limit_cents = cmd_int(ev, "credit_limit_cents");
+        }
     } else if (strcmp(type, "PaymentAuthorized") == 0) {
-        rc = cmd_set(payments, cmd_str(ev, "order_id"), json_integer(cmd_int(ev, "amount_cents")));
+        rc = cmd_amounts_set(&st->payments, cmd_str(ev, "order_id"), cmd_int(ev, "amount_cents"));
     } else if (strcmp(type, "PaymentRefunded") == 0) {
-        json_object_del(payments, cmd_str(ev, "order_id"));
+        cmd_amounts_del(&st->payments, cmd_str(ev, "order_id"));
     }
+    return rc;
+}
+
+static void release_state(void *state)
+{
+    customer_state *st = state;
+    free(st->customer_id);
+    free(st->name);
+    cmd_amounts_free(&st->payments);
+}
+
+static json_t *to_json(const void *state)
+{
+    const customer_state *st = state;
+    json_t *payments = cmd_amounts_to_json(&st->payments);
+    if (!st->exists) /* "o" hands payments over, and frees it if json_pack fails */
+        return json_pack("{s:b, s:I, s:o}", "exists", 0, "limit_cents", (json_int_t)st->limit_cents,
+                         "payments", payments);
+    return json_pack("{s:b, s:s, s:s, s:I, s:o}", "exists", 1, "customer_id", st->customer_id,
+                     "name", st->name, "limit_cents", (json_int_t)st->limit_cents, "payments",
+                     payments);
+}
+
+static int from_json(void *state, const json_t *json)
+{
+    customer_state *st = state;
+    int rc = cmd_json_bool(&st->exists, json, "exists");
+    if (rc == 0 && st->exists) {
+        rc = cmd_json_strset(&st->customer_id, json, "customer_id");
+        if (rc == 0)
+            rc = cmd_json_strset(&st->name, json, "name");
+    }
+    if (rc == 0)
+        rc = cmd_json_int(&st->limit_cents, json, "limit_cents");
+    if (rc == 0)
+        rc = cmd_amounts_from_json(&st->payments, json_object_get(json, "payments"));
     return rc;
 }
 
@@ -44,13 +81,17 @@ static const cmd_aggregate customer = {
     .name = "Customer",
     .stream_prefix = "customer-",
     .state_version = 1,
-    .initial = initial,
+    .state_size = sizeof(customer_state),
     .evolve = evolve,
+    .release = release_state,
+    .to_json = to_json,
+    .from_json = from_json,
 };
 
-static int open_customer(const json_t *st, const json_t *cmd, cmd_result *out)
+static int open_customer(const void *state, const json_t *cmd, cmd_result *out)
 {
-    if (cmd_bool(st, "exists")) {
+    const customer_state *st = state;
+    if (st->exists) {
         cmd_result_reject(out, "already_exists", "customer %s already exists",
                           cmd_str(cmd, "customer_id"));
         return 0;
@@ -61,20 +102,20 @@ static int open_customer(const json_t *st, const json_t *cmd, cmd_result *out)
                                     (json_int_t)cmd_int(cmd, "credit_limit_cents")));
 }
 
-static int authorize(const json_t *st, const json_t *cmd, cmd_result *out)
+static int authorize(const void *state, const json_t *cmd, cmd_result *out)
 {
-    if (!cmd_bool(st, "exists")) {
+    const customer_state *st = state;
+    if (!st->exists) {
         cmd_result_reject(out, "not_found", "customer %s does not exist",
                           cmd_str(cmd, "customer_id"));
         return 0;
     }
     const char *order = cmd_str(cmd, "order_id");
-    const json_t *payments = json_object_get(st, "payments");
-    if (json_object_get(payments, order))
+    if (cmd_amounts_get(&st->payments, order))
         return 0; /* already authorized for this order */
     long long amount = cmd_int(cmd, "amount_cents");
-    long long used, left, limit = cmd_int(st, "limit_cents");
-    if (!cmd_sum(payments, &used) || !cmd_sub(limit, used, &left) ||
+    long long used, left, limit = st->limit_cents;
+    if (!cmd_amounts_sum(&st->payments, &used) || !cmd_sub(limit, used, &left) ||
         !cmd_add(used, amount, &used)) {
         cmd_result_overflow(out, "amount_cents",
                             "customer %s: authorizing %lld cents would overflow its credit",
@@ -92,16 +133,16 @@ static int authorize(const json_t *st, const json_t *cmd, cmd_result *out)
                                     "order_id", order, "amount_cents", (json_int_t)amount));
 }
 
-static int refund(const json_t *st, const json_t *cmd, cmd_result *out)
+static int refund(const void *state, const json_t *cmd, cmd_result *out)
 {
+    const customer_state *st = state;
     const char *order = cmd_str(cmd, "order_id");
-    const json_t *paid = json_object_get(json_object_get(st, "payments"), order);
+    const cmd_amount *paid = cmd_amounts_get(&st->payments, order);
     if (!paid)
         return 0; /* nothing authorized: nothing to refund */
     return cmd_result_add(out, "PaymentRefunded",
                           json_pack("{s:s, s:s, s:I}", "customer_id", cmd_str(cmd, "customer_id"),
-                                    "order_id", order, "amount_cents",
-                                    (json_int_t)json_integer_value(paid)));
+                                    "order_id", order, "amount_cents", (json_int_t)paid->amount));
 }
 
 static const cmd_handler handlers[] = {

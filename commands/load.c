@@ -15,7 +15,7 @@
 #include <string.h>
 
 int cmd_replay(const ev_registry *events, const cmd_aggregate *agg, store_reader *reader,
-               uint64_t upto, json_t *state, uint64_t *version_out, sk_error *err)
+               uint64_t upto, void *state, uint64_t *version_out, sk_error *err)
 {
     ev_event ev;
     int rc = 0;
@@ -37,19 +37,16 @@ int cmd_replay(const ev_registry *events, const cmd_aggregate *agg, store_reader
     return rc;
 }
 
-/* The snapshot's state if it is usable for agg at a stream of stream_version, else NULL. */
-static json_t *usable_snapshot(const cmd_aggregate *agg, const store_snapshot *snap,
-                               uint64_t stream_version)
+/* The snapshot's state if it is usable for agg at a stream of stream_version, else NULL
+ * (also when its text is not a state of agg: a replay from the first event replaces it). */
+static void *usable_snapshot(const cmd_aggregate *agg, const store_snapshot *snap,
+                             uint64_t stream_version)
 {
     if (strcmp(snap->aggregate, agg->name) != 0 || snap->state_version != agg->state_version ||
         snap->version > stream_version)
         return NULL;
-    json_t *state = json_loads(snap->state_json, 0, NULL);
-    if (state && !json_is_object(state)) {
-        json_decref(state);
-        state = NULL;
-    }
-    return state;
+    void *state = NULL;
+    return cmd_state_parse(agg, snap->state_json, &state) == 0 ? state : NULL;
 }
 
 /*
@@ -69,14 +66,14 @@ static bool snapshot_possible(const cmd_bus *bus, const cmd_aggregate *agg, uint
 }
 
 int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, int use_snapshot,
-                   json_t **state_out, uint64_t *version_out, uint64_t *replayed, sk_error *err)
+                   void **state_out, uint64_t *version_out, uint64_t *replayed, sk_error *err)
 {
-    json_t *state = NULL;
+    void *state = NULL;
     uint64_t version = 0;
     uint64_t stream_version = store_log_stream_version(bus->log, ev_str_of(stream_id));
     if (stream_version == 0) {
         /* a new stream (a PlaceOrder, a RegisterProduct): nothing to look up or read */
-        state = agg->initial();
+        state = cmd_state_new(agg);
         if (!state)
             return -ENOMEM;
         *state_out = state;
@@ -100,7 +97,7 @@ int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id
         sk_error_clear(err);
     }
     if (!state)
-        state = agg->initial();
+        state = cmd_state_new(agg);
     if (!state)
         return -ENOMEM;
     uint64_t from = version;
@@ -113,7 +110,7 @@ int cmd_load_state(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id
         sk_error_set(err, rc, "", "cannot read stream %s: %s", stream_id, sk_strerror(rc));
     }
     if (rc < 0) {
-        json_decref(state);
+        cmd_state_free(agg, state);
         return rc;
     }
     *state_out = state;
@@ -141,24 +138,30 @@ int cmd_save_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream
 int cmd_bus_load(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, int use_snapshot,
                  json_t **state_out, uint64_t *version_out, sk_error *err)
 {
-    return cmd_load_state(bus, agg, stream_id, use_snapshot, state_out, version_out, NULL, err);
+    void *state;
+    int rc = cmd_load_state(bus, agg, stream_id, use_snapshot, &state, version_out, NULL, err);
+    if (rc)
+        return rc;
+    *state_out = agg->to_json(state);
+    cmd_state_free(agg, state);
+    return *state_out ? 0 : -ENOMEM;
 }
 
 int cmd_bus_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, sk_error *err)
 {
     if (!bus->snapshots)
         return sk_error_set(err, SK_EBADINPUT, "", "the bus has no snapshot store");
-    json_t *state;
+    void *state;
     uint64_t version;
     int rc = cmd_load_state(bus, agg, stream_id, 0, &state, &version, NULL, err);
     if (rc)
         return rc;
     if (version == 0) {
-        json_decref(state);
+        cmd_state_free(agg, state);
         return sk_error_set(err, SK_ENOTFOUND, "", "stream %s has no events", stream_id);
     }
-    char *text = json_dumps(state, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(state);
+    char *text = cmd_state_dump(agg, state);
+    cmd_state_free(agg, state);
     if (!text)
         return -ENOMEM;
     rc = cmd_save_snapshot(bus, agg, stream_id, version, text, err);

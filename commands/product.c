@@ -2,7 +2,9 @@
  * product.c -- the Product aggregate (sample domain): register, restock, and the
  * reservations orders hold against its stock.
  *
- * State: {"exists", "sku", "name", "price_cents", "on_hand", "reserved": {order_id: qty}}.
+ * State: a product_state; its JSON form (snapshots) is {"exists", "sku", "name",
+ * "price_cents", "on_hand", "reserved": {order_id: qty}}, the three after "exists" only
+ * once registered.
  * Invariant: available = on_hand - sum(reserved) never goes negative; reserve checks it.
  * Re-reserving for an order that already holds a reservation changes nothing, so a saga
  * that retries a step does not reserve twice. Every sum is checked (commands_int.h): a
@@ -14,38 +16,74 @@
 #include <errno.h>
 #include <string.h>
 
-static json_t *initial(void)
-{
-    return json_pack("{s:b, s:I, s:{}}", "exists", 0, "on_hand", (json_int_t)0, "reserved");
-}
+typedef struct product_state {
+    bool exists;
+    char *sku, *name; /* owned; NULL until registered */
+    long long price_cents, on_hand;
+    cmd_amounts reserved; /* quantity by order_id */
+} product_state;
 
-static int evolve(json_t *st, const char *type, const json_t *ev)
+static int evolve(void *state, const char *type, const json_t *ev)
 {
-    json_t *reserved = cmd_child(st, "reserved");
-    if (!reserved)
-        return -ENOMEM;
+    product_state *st = state;
     const char *order = cmd_str(ev, "order_id");
     int rc = 0;
     if (strcmp(type, "ProductRegistered") == 0) {
-        rc = cmd_set(st, "exists", json_true());
+        rc = cmd_strset(&st->sku, cmd_str(ev, "sku"));
         if (rc == 0)
-            rc = cmd_set(st, "sku", json_string(cmd_str(ev, "sku")));
-        if (rc == 0)
-            rc = cmd_set(st, "name", json_string(cmd_str(ev, "name")));
-        if (rc == 0)
-            rc = cmd_set(st, "price_cents", json_integer(cmd_int(ev, "price_cents")));
+            rc = cmd_strset(&st->name, cmd_str(ev, "name"));
+        if (rc == 0) {
+            st->exists = true;
+            st->price_cents = cmd_int(ev, "price_cents");
+        }
     } else if (strcmp(type, "ProductRestocked") == 0) {
-        rc = cmd_set(st, "on_hand",
-                     json_integer(cmd_add_sat(cmd_int(st, "on_hand"), cmd_int(ev, "quantity"))));
+        st->on_hand = cmd_add_sat(st->on_hand, cmd_int(ev, "quantity"));
     } else if (strcmp(type, "StockReserved") == 0) {
-        rc = cmd_set(reserved, order, json_integer(cmd_int(ev, "quantity")));
+        rc = cmd_amounts_set(&st->reserved, order, cmd_int(ev, "quantity"));
     } else if (strcmp(type, "StockReleased") == 0) {
-        json_object_del(reserved, order);
+        cmd_amounts_del(&st->reserved, order);
     } else if (strcmp(type, "StockCommitted") == 0) {
-        rc = cmd_set(st, "on_hand",
-                     json_integer(cmd_sub_sat(cmd_int(st, "on_hand"), cmd_int(ev, "quantity"))));
-        json_object_del(reserved, order);
+        st->on_hand = cmd_sub_sat(st->on_hand, cmd_int(ev, "quantity"));
+        cmd_amounts_del(&st->reserved, order);
     }
+    return rc;
+}
+
+static void release_state(void *state)
+{
+    product_state *st = state;
+    free(st->sku);
+    free(st->name);
+    cmd_amounts_free(&st->reserved);
+}
+
+static json_t *to_json(const void *state)
+{
+    const product_state *st = state;
+    json_t *reserved = cmd_amounts_to_json(&st->reserved);
+    if (!st->exists) /* "o" hands reserved over, and frees it if json_pack fails */
+        return json_pack("{s:b, s:I, s:o}", "exists", 0, "on_hand", (json_int_t)st->on_hand,
+                         "reserved", reserved);
+    return json_pack("{s:b, s:s, s:s, s:I, s:I, s:o}", "exists", 1, "sku", st->sku, "name",
+                     st->name, "price_cents", (json_int_t)st->price_cents, "on_hand",
+                     (json_int_t)st->on_hand, "reserved", reserved);
+}
+
+static int from_json(void *state, const json_t *json)
+{
+    product_state *st = state;
+    int rc = cmd_json_bool(&st->exists, json, "exists");
+    if (rc == 0 && st->exists) {
+        rc = cmd_json_strset(&st->sku, json, "sku");
+        if (rc == 0)
+            rc = cmd_json_strset(&st->name, json, "name");
+        if (rc == 0)
+            rc = cmd_json_int(&st->price_cents, json, "price_cents");
+    }
+    if (rc == 0)
+        rc = cmd_json_int(&st->on_hand, json, "on_hand");
+    if (rc == 0)
+        rc = cmd_amounts_from_json(&st->reserved, json_object_get(json, "reserved"));
     return rc;
 }
 
@@ -53,21 +91,25 @@ static const cmd_aggregate product = {
     .name = "Product",
     .stream_prefix = "product-",
     .state_version = 1,
-    .initial = initial,
+    .state_size = sizeof(product_state),
     .evolve = evolve,
+    .release = release_state,
+    .to_json = to_json,
+    .from_json = from_json,
 };
 
-static bool missing(const json_t *st, const json_t *cmd, cmd_result *out)
+static bool missing(const product_state *st, const json_t *cmd, cmd_result *out)
 {
-    if (cmd_bool(st, "exists"))
+    if (st->exists)
         return false;
     cmd_result_reject(out, "not_found", "product %s is not registered", cmd_str(cmd, "sku"));
     return true;
 }
 
-static int register_product(const json_t *st, const json_t *cmd, cmd_result *out)
+static int register_product(const void *state, const json_t *cmd, cmd_result *out)
 {
-    if (cmd_bool(st, "exists")) {
+    const product_state *st = state;
+    if (st->exists) {
         cmd_result_reject(out, "already_exists", "product %s is already registered",
                           cmd_str(cmd, "sku"));
         return 0;
@@ -78,15 +120,16 @@ static int register_product(const json_t *st, const json_t *cmd, cmd_result *out
                                     (json_int_t)cmd_int(cmd, "price_cents")));
 }
 
-static int restock(const json_t *st, const json_t *cmd, cmd_result *out)
+static int restock(const void *state, const json_t *cmd, cmd_result *out)
 {
+    const product_state *st = state;
     if (missing(st, cmd, out))
         return 0;
     long long on_hand;
-    if (!cmd_add(cmd_int(st, "on_hand"), cmd_int(cmd, "quantity"), &on_hand)) {
+    if (!cmd_add(st->on_hand, cmd_int(cmd, "quantity"), &on_hand)) {
         cmd_result_overflow(out, "quantity",
                             "product %s has %lld on hand; %lld more would overflow",
-                            cmd_str(cmd, "sku"), cmd_int(st, "on_hand"), cmd_int(cmd, "quantity"));
+                            cmd_str(cmd, "sku"), st->on_hand, cmd_int(cmd, "quantity"));
         return 0;
     }
     return cmd_result_add(out, "ProductRestocked",
@@ -94,16 +137,16 @@ static int restock(const json_t *st, const json_t *cmd, cmd_result *out)
                                     (json_int_t)cmd_int(cmd, "quantity")));
 }
 
-static int reserve(const json_t *st, const json_t *cmd, cmd_result *out)
+static int reserve(const void *state, const json_t *cmd, cmd_result *out)
 {
+    const product_state *st = state;
     if (missing(st, cmd, out))
         return 0;
     const char *order = cmd_str(cmd, "order_id");
-    const json_t *reserved = json_object_get(st, "reserved");
-    if (json_object_get(reserved, order))
+    if (cmd_amounts_get(&st->reserved, order))
         return 0; /* already reserved for this order */
     long long want = cmd_int(cmd, "quantity"), held, available;
-    if (!cmd_sum(reserved, &held) || !cmd_sub(cmd_int(st, "on_hand"), held, &available) ||
+    if (!cmd_amounts_sum(&st->reserved, &held) || !cmd_sub(st->on_hand, held, &available) ||
         !cmd_add(held, want, &held)) {
         cmd_result_overflow(out, "quantity", "product %s: reserving %lld would overflow its stock",
                             cmd_str(cmd, "sku"), want);
@@ -120,21 +163,23 @@ static int reserve(const json_t *st, const json_t *cmd, cmd_result *out)
                                     order, "quantity", (json_int_t)want));
 }
 
-static int release(const json_t *st, const json_t *cmd, cmd_result *out)
+static int release(const void *state, const json_t *cmd, cmd_result *out)
 {
+    const product_state *st = state;
     const char *order = cmd_str(cmd, "order_id");
-    const json_t *held = json_object_get(json_object_get(st, "reserved"), order);
+    const cmd_amount *held = cmd_amounts_get(&st->reserved, order);
     if (!held)
         return 0; /* nothing reserved: nothing to release */
     return cmd_result_add(out, "StockReleased",
                           json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id",
-                                    order, "quantity", (json_int_t)json_integer_value(held)));
+                                    order, "quantity", (json_int_t)held->amount));
 }
 
-static int commit(const json_t *st, const json_t *cmd, cmd_result *out)
+static int commit(const void *state, const json_t *cmd, cmd_result *out)
 {
+    const product_state *st = state;
     const char *order = cmd_str(cmd, "order_id");
-    const json_t *held = json_object_get(json_object_get(st, "reserved"), order);
+    const cmd_amount *held = cmd_amounts_get(&st->reserved, order);
     if (!held) {
         cmd_result_reject(out, "no_reservation", "order %s holds no reservation of %s", order,
                           cmd_str(cmd, "sku"));
@@ -142,7 +187,7 @@ static int commit(const json_t *st, const json_t *cmd, cmd_result *out)
     }
     return cmd_result_add(out, "StockCommitted",
                           json_pack("{s:s, s:s, s:I}", "sku", cmd_str(cmd, "sku"), "order_id",
-                                    order, "quantity", (json_int_t)json_integer_value(held)));
+                                    order, "quantity", (json_int_t)held->amount));
 }
 
 static const cmd_handler handlers[] = {

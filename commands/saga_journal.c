@@ -8,8 +8,9 @@
  * state (completed, compensated, aborted) takes no further step or state change
  * (`finished`). A `stuck` saga is not terminal: an admin may retry or abort it.
  *
- * State: {"exists", "state"}. Each command's body becomes its event's payload unchanged
- * (the command and event schemas have the same fields).
+ * State: a journal_state; its JSON form (snapshots) is {"exists", "state"}. Each
+ * command's body becomes its event's payload unchanged (the command and event schemas
+ * have the same fields).
  */
 #include "commands/commands_int.h"
 #include "commands/saga_journal.h"
@@ -17,29 +18,57 @@
 #include <errno.h>
 #include <string.h>
 
-static json_t *initial(void)
+typedef struct journal_state {
+    bool exists;
+    char *state; /* owned; NULL: "none" */
+} journal_state;
+
+static const char *state_name(const journal_state *st)
 {
-    return json_pack("{s:b, s:s}", "exists", 0, "state", "none");
+    return st->state ? st->state : "none";
 }
 
-static int evolve(json_t *st, const char *type, const json_t *ev)
+static int evolve(void *state, const char *type, const json_t *ev)
 {
+    journal_state *st = state;
     if (strcmp(type, "SagaStarted") == 0) {
-        if (cmd_set(st, "exists", json_true()) != 0)
+        if (cmd_strset(&st->state, "running") != 0)
             return -ENOMEM;
-        return cmd_set(st, "state", json_string("running"));
+        st->exists = true;
+        return 0;
     }
     if (strcmp(type, "SagaStateChanged") == 0)
-        return cmd_set(st, "state", json_string(cmd_str(ev, "state")));
+        return cmd_strset(&st->state, cmd_str(ev, "state"));
     return 0;
+}
+
+static void release_state(void *state)
+{
+    free(((journal_state *)state)->state);
+}
+
+static json_t *to_json(const void *state)
+{
+    const journal_state *st = state;
+    return json_pack("{s:b, s:s}", "exists", st->exists, "state", state_name(st));
+}
+
+static int from_json(void *state, const json_t *json)
+{
+    journal_state *st = state;
+    int rc = cmd_json_bool(&st->exists, json, "exists");
+    return rc ? rc : cmd_json_strset(&st->state, json, "state");
 }
 
 static const cmd_aggregate journal = {
     .name = "SagaJournal",
     .stream_prefix = "$saga-",
     .state_version = 1,
-    .initial = initial,
+    .state_size = sizeof(journal_state),
     .evolve = evolve,
+    .release = release_state,
+    .to_json = to_json,
+    .from_json = from_json,
 };
 
 static int terminal(const char *state)
@@ -49,23 +78,24 @@ static int terminal(const char *state)
 }
 
 /* Refuses a command on a saga that does not exist or is over; 1 when refused. */
-static int refused(const json_t *st, const json_t *cmd, cmd_result *out)
+static int refused(const journal_state *st, const json_t *cmd, cmd_result *out)
 {
-    if (!cmd_bool(st, "exists")) {
+    if (!st->exists) {
         cmd_result_reject(out, "not_found", "saga %s does not exist", cmd_str(cmd, "saga_id"));
         return 1;
     }
-    if (terminal(cmd_str(st, "state"))) {
+    if (terminal(state_name(st))) {
         cmd_result_reject(out, "finished", "saga %s is %s", cmd_str(cmd, "saga_id"),
-                          cmd_str(st, "state"));
+                          state_name(st));
         return 1;
     }
     return 0;
 }
 
-static int start(const json_t *st, const json_t *cmd, cmd_result *out)
+static int start(const void *state, const json_t *cmd, cmd_result *out)
 {
-    if (cmd_bool(st, "exists")) {
+    const journal_state *st = state;
+    if (st->exists) {
         cmd_result_reject(out, "already_exists", "saga %s was already started",
                           cmd_str(cmd, "saga_id"));
         return 0;
@@ -73,23 +103,23 @@ static int start(const json_t *st, const json_t *cmd, cmd_result *out)
     return cmd_result_add(out, "SagaStarted", json_deep_copy(cmd));
 }
 
-static int step_start(const json_t *st, const json_t *cmd, cmd_result *out)
+static int step_start(const void *state, const json_t *cmd, cmd_result *out)
 {
-    if (refused(st, cmd, out))
+    if (refused(state, cmd, out))
         return 0;
     return cmd_result_add(out, "SagaStepStarted", json_deep_copy(cmd));
 }
 
-static int step_finish(const json_t *st, const json_t *cmd, cmd_result *out)
+static int step_finish(const void *state, const json_t *cmd, cmd_result *out)
 {
-    if (refused(st, cmd, out))
+    if (refused(state, cmd, out))
         return 0;
     return cmd_result_add(out, "SagaStepFinished", json_deep_copy(cmd));
 }
 
-static int change_state(const json_t *st, const json_t *cmd, cmd_result *out)
+static int change_state(const void *state, const json_t *cmd, cmd_result *out)
 {
-    if (refused(st, cmd, out))
+    if (refused(state, cmd, out))
         return 0;
     return cmd_result_add(out, "SagaStateChanged", json_deep_copy(cmd));
 }

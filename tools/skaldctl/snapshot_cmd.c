@@ -8,6 +8,7 @@
 #include "commands/commands.h"
 #include "tools/skaldctl/skaldctl.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -124,15 +125,17 @@ static json_t *replay(replayer *r, const cmd_aggregate *agg, const char *stream,
         sk_error_set(err, SK_ENOTFOUND, "", "cannot read stream %s", stream);
         return NULL;
     }
-    json_t *state = agg->initial();
+    void *state = cmd_state_new(agg);
     *version = 0;
-    int rc = cmd_replay(r->events, agg, reader, upto, state, version, err);
+    int rc = state ? cmd_replay(r->events, agg, reader, upto, state, version, err) : -ENOMEM;
     store_reader_close(reader);
-    if (rc < 0) {
-        json_decref(state);
-        return NULL;
-    }
-    return state;
+    json_t *json = rc < 0 ? NULL : agg->to_json(state);
+    cmd_state_free(agg, state);
+    if (rc >= 0 && !json)
+        sk_error_set(err, -ENOMEM, "", "out of memory");
+    else if (rc < 0 && !err->message[0])
+        sk_error_set(err, rc, "", "cannot replay %s: %s", stream, sk_strerror(rc));
+    return json;
 }
 
 /* ---- verify ---- */

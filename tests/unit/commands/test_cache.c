@@ -16,6 +16,10 @@
 
 #define NAMES 256
 
+/* The cache frees states through their aggregate: one whose state is a bare counter. */
+static const cmd_aggregate plain = {
+    .name = "Plain", .stream_prefix = "plain-", .state_size = sizeof(long long)};
+
 /* NAMES stream names that the bus puts in stripe 0 (the low bits of their hash are 0). */
 static void stripe0_names(char names[NAMES][64])
 {
@@ -48,7 +52,7 @@ static void test_one_stripe_spreads_over_the_buckets(void **state)
     cmd_cache c;
     assert_int_equal(cmd_cache_init(&c, NAMES), 0);
     for (unsigned i = 0; i < NAMES; i++)
-        assert_non_null(cmd_cache_add(&c, names[i], NULL, json_object(), i));
+        assert_non_null(cmd_cache_add(&c, names[i], &plain, cmd_state_new(&plain), i));
     assert_int_equal(cmd_cache_count(&c), NAMES);
     /* 256 entries in 512 buckets: a fair hash gives chains of a few entries; the low bits
      * alone (all equal within the stripe) used 8 buckets, with chains of 30 or more */
@@ -68,11 +72,11 @@ static void test_eviction_skips_pending_entries(void **state)
     (void)state;
     cmd_cache c;
     assert_int_equal(cmd_cache_init(&c, 2), 0);
-    cmd_cache_entry *a = cmd_cache_add(&c, "a", NULL, json_object(), 1);
+    cmd_cache_entry *a = cmd_cache_add(&c, "a", &plain, cmd_state_new(&plain), 1);
     assert_non_null(a);
     atomic_store(&a->pending, 1); /* an append in flight: a's state is ahead of the log */
-    assert_non_null(cmd_cache_add(&c, "b", NULL, json_object(), 1));
-    assert_non_null(cmd_cache_add(&c, "c", NULL, json_object(), 1));
+    assert_non_null(cmd_cache_add(&c, "b", &plain, cmd_state_new(&plain), 1));
+    assert_non_null(cmd_cache_add(&c, "c", &plain, cmd_state_new(&plain), 1));
     /* over capacity: b is the least recent without appends in flight */
     assert_non_null(cmd_cache_get(&c, "a"));
     assert_null(cmd_cache_get(&c, "b"));
@@ -90,13 +94,13 @@ static void test_reused_entries_survive_one_shot_ones(void **state)
     char name[32];
     for (int i = 0; i < 8; i++) { /* eight products, each used twice */
         snprintf(name, sizeof name, "product-%d", i);
-        assert_non_null(cmd_cache_add(&c, name, NULL, json_object(), 1));
+        assert_non_null(cmd_cache_add(&c, name, &plain, cmd_state_new(&plain), 1));
         assert_non_null(cmd_cache_get(&c, name));
     }
     assert_int_equal(c.protected_.count, 8);
     for (int i = 0; i < 100; i++) { /* a hundred orders, each used once */
         snprintf(name, sizeof name, "order-%d", i);
-        assert_non_null(cmd_cache_add(&c, name, NULL, json_object(), 1));
+        assert_non_null(cmd_cache_add(&c, name, &plain, cmd_state_new(&plain), 1));
         assert_true(cmd_cache_count(&c) <= 10);
     }
     for (int i = 0; i < 8; i++) {

@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -32,7 +33,8 @@ static const cmd_handler *decide(const char *command, const given *history, cons
 {
     const cmd_handler *h = find(command);
     assert_non_null(h);
-    json_t *state = h->aggregate->initial();
+    void *state = cmd_state_new(h->aggregate);
+    assert_non_null(state);
     for (const given *g = history; g && g->type; g++) {
         json_t *p = json_loads(g->payload, 0, NULL);
         assert_non_null(p);
@@ -44,7 +46,7 @@ static const cmd_handler *decide(const char *command, const given *history, cons
     memset(out, 0, sizeof *out);
     assert_int_equal(h->decide(state, c, out), 0);
     json_decref(c);
-    json_decref(state);
+    cmd_state_free(h->aggregate, state);
     return h;
 }
 
@@ -250,12 +252,14 @@ static void test_evolve_over_an_overflowing_log(void **state)
 {
     (void)state;
     const cmd_handler *h = find("RestockProduct");
-    json_t *st = h->aggregate->initial();
+    void *typed = cmd_state_new(h->aggregate);
     for (const given *g = lamp_past_max; g->type; g++) {
         json_t *p = json_loads(g->payload, 0, NULL);
-        assert_int_equal(h->aggregate->evolve(st, g->type, p), 0);
+        assert_int_equal(h->aggregate->evolve(typed, g->type, p), 0);
         json_decref(p);
     }
+    json_t *st = h->aggregate->to_json(typed);
+    cmd_state_free(h->aggregate, typed);
     assert_true(json_integer_value(json_object_get(st, "on_hand")) == LLONG_MAX);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(st, "reserved"), "o1")), 7);
     assert_string_equal(json_string_value(json_object_get(st, "name")), "Lamp");
@@ -315,7 +319,7 @@ static void test_decide_allocation_failures(void **state)
     for (size_t k = 0; k < sizeof accepted_cases / sizeof *accepted_cases; k++) {
         const accepted *a = &accepted_cases[k];
         const cmd_handler *h = find(a->command);
-        json_t *st = h->aggregate->initial();
+        void *st = cmd_state_new(h->aggregate);
         for (const given *g = a->history; g && g->type; g++) {
             json_t *p = json_loads(g->payload, 0, NULL);
             assert_int_equal(h->aggregate->evolve(st, g->type, p), 0);
@@ -344,7 +348,7 @@ static void test_decide_allocation_failures(void **state)
         }
         assert_true(failures > 0); /* every accepted decision allocates its event */
         json_decref(cmd);
-        json_decref(st);
+        cmd_state_free(h->aggregate, st);
     }
 }
 
@@ -360,7 +364,7 @@ static void test_evolve_allocation_failures(void **state)
         for (const given *g = histories[k]; g->type; g++) {
             json_t *p = json_loads(g->payload, 0, NULL);
             for (long n = 0;; n++) {
-                json_t *st = agg->initial();
+                void *st = cmd_state_new(agg);
                 for (const given *before = histories[k]; before != g; before++) {
                     json_t *bp = json_loads(before->payload, 0, NULL);
                     assert_int_equal(agg->evolve(st, before->type, bp), 0);
@@ -369,7 +373,7 @@ static void test_evolve_allocation_failures(void **state)
                 faultalloc_arm(n, 0);
                 int rc = agg->evolve(st, g->type, p);
                 int hit = faultalloc_disarm();
-                json_decref(st);
+                cmd_state_free(agg, st);
                 if (!hit) {
                     assert_int_equal(rc, 0);
                     break;
@@ -379,6 +383,78 @@ static void test_evolve_allocation_failures(void **state)
             }
             json_decref(p);
         }
+    }
+}
+
+/* The state's JSON form, which snapshots hold: the same text the JSON states of earlier
+ * releases wrote (a snapshot saved by one is still usable), read back into the same
+ * state, and a text of another shape refused. */
+typedef struct json_form {
+    const char *command; /* names the aggregate */
+    const given *history;
+    const char *text; /* compact, sorted keys */
+} json_form;
+
+static const json_form forms[] = {
+    {"RestockProduct", NULL, "{\"exists\":false,\"on_hand\":0,\"reserved\":{}}"},
+    {"RestockProduct", lamp,
+     "{\"exists\":true,\"name\":\"Lamp\",\"on_hand\":8,\"price_cents\":500,\"reserved\":{"
+     "\"o1\":4},\"sku\":\"L\"}"},
+    {"OpenCustomer", NULL, "{\"exists\":false,\"limit_cents\":0,\"payments\":{}}"},
+    {"OpenCustomer", ada,
+     "{\"customer_id\":\"c\",\"exists\":true,\"limit_cents\":1000,\"name\":\"Ada\","
+     "\"payments\":{\"o1\":600}}"},
+    {"PlaceOrder", NULL, "{\"status\":\"none\"}"},
+    {"PlaceOrder", cancelled,
+     "{\"customer_id\":\"c\",\"order_id\":\"o\",\"status\":\"cancelled\",\"total_cents\":7}"},
+    {"StartSaga", NULL, "{\"exists\":false,\"state\":\"none\"}"},
+};
+
+static void test_state_json_forms(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof forms / sizeof *forms; k++) {
+        const cmd_aggregate *agg = find(forms[k].command)->aggregate;
+        void *st = cmd_state_new(agg);
+        for (const given *g = forms[k].history; g && g->type; g++) {
+            json_t *p = json_loads(g->payload, 0, NULL);
+            assert_int_equal(agg->evolve(st, g->type, p), 0);
+            json_decref(p);
+        }
+        char *text = cmd_state_dump(agg, st);
+        assert_string_equal(text, forms[k].text);
+        cmd_state_free(agg, st);
+        /* read back: the same text again */
+        json_t *json = json_loads(forms[k].text, 0, NULL);
+        void *back = cmd_state_new(agg);
+        assert_int_equal(agg->from_json(back, json), 0);
+        char *again = cmd_state_dump(agg, back);
+        assert_string_equal(again, forms[k].text);
+        cmd_state_free(agg, back);
+        json_decref(json);
+        free(again);
+        free(text);
+    }
+    /* shapes that are not a state: refused, and what was read so far is freed */
+    static const struct {
+        const char *command, *text;
+    } bad[] = {
+        {"RestockProduct", "{\"exists\":1,\"on_hand\":0,\"reserved\":{}}"},
+        {"RestockProduct", "{\"exists\":true,\"sku\":\"L\",\"on_hand\":0,\"reserved\":{}}"},
+        {"RestockProduct", "{\"exists\":false,\"on_hand\":0,\"reserved\":{\"o1\":\"4\"}}"},
+        {"OpenCustomer", "{\"exists\":false,\"limit_cents\":0}"},
+        {"PlaceOrder", "{\"status\":\"shipped\"}"},
+        {"PlaceOrder", "{\"status\":\"placed\",\"order_id\":\"o\"}"},
+        {"StartSaga", "{\"exists\":true}"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        const cmd_aggregate *agg = find(bad[k].command)->aggregate;
+        json_t *json = json_loads(bad[k].text, 0, NULL);
+        void *st = cmd_state_new(agg);
+        if (agg->from_json(st, json) != SK_EBADINPUT)
+            fail_msg("%s: %s was read as a state", agg->name, bad[k].text);
+        cmd_state_free(agg, st);
+        json_decref(json);
     }
 }
 
@@ -428,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_evolve_over_an_overflowing_log),
         cmocka_unit_test(test_decide_allocation_failures),
         cmocka_unit_test(test_evolve_allocation_failures),
+        cmocka_unit_test(test_state_json_forms),
         cmocka_unit_test(test_lookup_and_stream_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
