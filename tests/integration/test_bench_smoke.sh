@@ -15,7 +15,7 @@ fail() { echo "FAIL: $*"; echo "--- stdout"; cat "$out"; echo "--- stderr"; cat 
 grep -q '^Usage: skald-bench' "$out" || fail "--help printed no usage on stdout"
 
 "$bench" list >"$out" 2>"$err" || fail "list exited $?"
-for name in log-append log-read stream-read http-commands traced-commands aggregate-load subscribe queries sse \
+for name in log-append log-read stream-read http-commands traced-commands command-path aggregate-load subscribe queries sse \
     projection-catchup rebuild idempotency saga; do
     grep -q "^$name " "$out" || fail "list does not name $name"
 done
@@ -55,6 +55,8 @@ check stream-read "us_200 us_2k us_20k growth" --events 20000 --runs 5
 check subscribe "subscribers events_per_s append_events_per_s ratio wake_p99_us" \
     --events 20000 --threads 4 --window 256 --streams 100 --subscribers 2
 check aggregate-load "snap_us_100 snap_us_1000 growth replay_us_1000" --history-max 1000 --runs 5
+check command-path "us_per_command baseline_us ratio errors" --events 4000 --streams 200
+echo "$last" | grep -q " errors=0$" || fail "command-path: commands failed: $last"
 check sse "clients events_per_s lag_p50_ms lag_p99_ms lag_max_ms errors" \
     --duration 1 --clients 3 --rate 200 --streams 50
 echo "$last" | grep -q " errors=0$" || fail "sse: events or commands were lost: $last"

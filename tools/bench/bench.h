@@ -85,6 +85,7 @@ int bench_stream_read(const bench_opts *opts);
 int bench_http_commands(const bench_opts *opts);
 int bench_traced_commands(const bench_opts *opts);
 int bench_aggregate_load(const bench_opts *opts);
+int bench_command_path(const bench_opts *opts);
 int bench_subscribe(const bench_opts *opts);
 int bench_uuid_text(const bench_opts *opts);
 int bench_queries(const bench_opts *opts);

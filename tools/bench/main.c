@@ -43,6 +43,10 @@ static const bench_def benches[] = {
     {"traced-commands", bench_traced_commands,
      "http-commands with every request traced (zipkin exporter, sample 1, to a local sink) "
      "against an untraced server, alternating --runs times (default 3)"},
+    {"command-path", bench_command_path,
+     "CPU per command of the thread that submits it, in-process (no HTTP): http-commands' "
+     "mix over --streams products, --connections in flight; baseline: making, parsing and "
+     "checking the same bodies"},
     {"aggregate-load", bench_aggregate_load,
      "microseconds to load an aggregate with a snapshot at histories of 100 .. "
      "--history-max events; must stay flat (a full replay shown beside it)"},
@@ -97,7 +101,7 @@ static void usage(FILE *out)
             "                       default: the current directory. The log and the raw\n"
             "                       baseline files both live there, so they share a file system.\n"
             "  --events N           events to append or read; for stream-read the largest log\n"
-            "                       (default 1000000; subscribe 5000000)\n"
+            "                       (default 1000000; subscribe 5000000); command-path: commands\n"
             "  --threads T          concurrent appenders, log-append and subscribe (default 8)\n"
             "  --subscribers S      subscribe: subscriber threads (default 8)\n"
             "  --window W           appends in flight per appender (default 4096)\n"
@@ -115,7 +119,8 @@ static void usage(FILE *out)
             "                       tools/kafka in the work directory, stopped at the end)\n"
             "  --skald PATH         http-commands, queries: the skald binary (default: the\n"
             "                       build tree's, found from skald-bench's own path)\n"
-            "  --connections C      http-commands, queries: wrk connections (default 64)\n"
+            "  --connections C      http-commands, queries: wrk connections (default 64);\n"
+            "                       command-path: commands in flight\n"
             "  --duration S         http-commands, queries: seconds per wrk run (default 10);\n"
             "                       subscribe: the appenders stop after S s (default 60)\n"
             "  --wrk-threads T      http-commands, queries: wrk threads (default 1)\n"
