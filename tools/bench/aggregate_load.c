@@ -20,68 +20,40 @@
 #define LENGTHS_MAX 8
 
 typedef struct agg_env {
-    store_log *log;
-    ev_registry *events;
-    store_snapshots *snaps;
-    cmd_bus *bus;
+    bench_bus b;
     const cmd_aggregate *product;
     ev_buf registered, restocked;
     uint32_t registered_id, restocked_id;
 } agg_env;
 
-static const char *source_dir(void)
-{
-    const char *s = getenv("SKALD_SOURCE_DIR");
-    return s ? s : SKALD_SOURCE_DIR;
-}
-
 static int env_open(agg_env *env, const char *work)
 {
     memset(env, 0, sizeof *env);
-    char schemas[BENCH_PATH_MAX], cmds[BENCH_PATH_MAX], path[BENCH_PATH_MAX];
-    snprintf(schemas, sizeof schemas, "%s/events/schemas", source_dir());
-    snprintf(cmds, sizeof cmds, "%s/commands/schemas", source_dir());
-    sk_error err = {0};
-    int rc = ev_registry_open(schemas, work, &env->events, &err);
-    if (rc == 0)
-        rc = bench_path_join(path, sizeof path, work, "log");
-    if (rc == 0)
-        rc = bench_log_open(path, STORE_FSYNC_NEVER, 0, &env->log);
-    if (rc == 0)
-        rc = bench_path_join(path, sizeof path, work, "snapshots.db");
-    if (rc == 0)
-        rc = store_snapshots_open(path, 0, &env->snaps, &err);
-    cmd_bus_config bc = {.log = env->log,
-                         .events = env->events,
-                         .command_schemas_dir = cmds,
-                         .domains = cmd_domains,
-                         .snapshots = env->snaps};
-    if (rc == 0)
-        rc = cmd_bus_create(&bc, &env->bus, &err);
-    if (rc == 0)
-        env->product = cmd_aggregate_find(cmd_domains, "Product");
+    int rc = bench_bus_open(&env->b, work, 0, 0, "aggregate-load");
+    if (rc)
+        return rc;
+    env->product = cmd_aggregate_find(cmd_domains, "Product");
     json_t *reg = json_pack("{s:s, s:s, s:i}", "sku", "x", "name", "bench", "price_cents", 100);
     json_t *res = json_pack("{s:s, s:i}", "sku", "x", "quantity", 3);
+    sk_error err = {0};
+    rc = ev_payload_from_json(env->b.events, "ProductRegistered", reg, &env->registered,
+                              &env->registered_id, &err);
     if (rc == 0)
-        rc = ev_payload_from_json(env->events, "ProductRegistered", reg, &env->registered,
-                                  &env->registered_id, &err);
-    if (rc == 0)
-        rc = ev_payload_from_json(env->events, "ProductRestocked", res, &env->restocked,
+        rc = ev_payload_from_json(env->b.events, "ProductRestocked", res, &env->restocked,
                                   &env->restocked_id, &err);
     json_decref(reg);
     json_decref(res);
-    if (rc)
+    if (rc) {
         fprintf(stderr, "skald-bench: aggregate-load set-up: %s\n",
                 err.message[0] ? err.message : sk_strerror(rc));
+        bench_bus_close(&env->b);
+    }
     return rc;
 }
 
 static void env_close(agg_env *env)
 {
-    cmd_bus_destroy(env->bus);
-    store_snapshots_close(env->snaps);
-    store_log_close(env->log);
-    ev_registry_destroy(env->events);
+    bench_bus_close(&env->b);
     ev_buf_free(&env->registered);
     ev_buf_free(&env->restocked);
 }
@@ -93,7 +65,7 @@ static int append_events(agg_env *env, const char *stream, uint64_t count)
     uint64_t done = 0;
     while (done < count) {
         size_t n = count - done < 1000 ? (size_t)(count - done) : 1000;
-        uint64_t version = store_log_stream_version(env->log, ev_str_of(stream));
+        uint64_t version = store_log_stream_version(env->b.log, ev_str_of(stream));
         for (size_t i = 0; i < n; i++) {
             int first = version == 0 && i == 0;
             memset(&evs[i], 0, sizeof evs[i]);
@@ -103,7 +75,7 @@ static int append_events(agg_env *env, const char *stream, uint64_t count)
             evs[i].payload_size = (uint32_t)(first ? env->registered.size : env->restocked.size);
         }
         sk_error err = {0};
-        int rc = store_log_append(env->log, ev_str_of(stream), version, evs, n, NULL, &err);
+        int rc = store_log_append(env->b.log, ev_str_of(stream), version, evs, n, NULL, &err);
         if (rc) {
             fprintf(stderr, "skald-bench: append: %s\n", err.message);
             return rc;
@@ -126,7 +98,7 @@ static int time_loads(agg_env *env, const char *stream, int use_snapshot, uint32
         uint64_t version = 0;
         sk_error err = {0};
         uint64_t t0 = bench_now_ns();
-        rc = cmd_bus_load(env->bus, env->product, stream, use_snapshot, &state, &version, &err);
+        rc = cmd_bus_load(env->b.bus, env->product, stream, use_snapshot, &state, &version, &err);
         ns[r] = bench_now_ns() - t0;
         if (rc)
             fprintf(stderr, "skald-bench: load %s: %s\n", stream, err.message);
@@ -165,7 +137,7 @@ int bench_aggregate_load(const bench_opts *opts)
         snprintf(stream, sizeof stream, "product-h%" PRIu64, lengths[i]);
         sk_error err = {0};
         rc = append_events(&env, stream, lengths[i]);
-        if (rc == 0 && (rc = cmd_bus_snapshot(env.bus, env.product, stream, &err)) != 0)
+        if (rc == 0 && (rc = cmd_bus_snapshot(env.b.bus, env.product, stream, &err)) != 0)
             fprintf(stderr, "skald-bench: snapshot: %s\n", err.message);
         if (rc == 0)
             rc = append_events(&env, stream, TAIL_EVENTS);

@@ -18,6 +18,7 @@
 #ifndef SKALD_BENCH_H
 #define SKALD_BENCH_H
 
+#include "commands/commands.h"
 #include "store/store.h"
 
 #include <pthread.h>
@@ -97,6 +98,23 @@ int bench_rebuild(const bench_opts *opts);
 int bench_idempotency(const bench_opts *opts);
 int bench_relay(const bench_opts *opts);
 int bench_saga(const bench_opts *opts);
+
+/* ---------------------------------------------------------------------------------------
+ * A command bus in-process (bus_env.c), for aggregate-load and command-path.
+ */
+typedef struct bench_bus {
+    ev_registry *events;
+    store_log *log; /* in <work>/log, fsync=never */
+    store_snapshots *snaps;
+    cmd_bus *bus; /* the sample domain (cmd_domains) */
+} bench_bus;
+/* The source tree: $SKALD_SOURCE_DIR, else the one skald-bench was built from. */
+const char *bench_source_dir(void);
+/* Opens all four in work; on failure prints what failed (name: the benchmark) and leaves
+ * nothing open. */
+int bench_bus_open(bench_bus *b, const char *work, uint32_t snapshot_every, uint32_t cache_max,
+                   const char *name);
+void bench_bus_close(bench_bus *b);
 
 /* ---------------------------------------------------------------------------------------
  * Work directory and environment (util.c).

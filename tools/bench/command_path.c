@@ -35,22 +35,14 @@ typedef struct cp_slot {
 } cp_slot;
 
 typedef struct cp_env {
-    ev_registry *events, *commands;
-    store_log *log;
-    store_snapshots *snaps;
-    cmd_bus *bus;
+    bench_bus b;
+    ev_registry *commands; /* the baseline's checks */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     uint32_t inflight;
     uint64_t failed;
     int first_failure;
 } cp_env;
-
-static const char *source_dir(void)
-{
-    const char *s = getenv("SKALD_SOURCE_DIR");
-    return s ? s : SKALD_SOURCE_DIR;
-}
 
 static double thread_cpu_s(void)
 {
@@ -61,43 +53,24 @@ static double thread_cpu_s(void)
 
 static int env_open(cp_env *env, const char *work)
 {
-    char schemas[BENCH_PATH_MAX], cmds[BENCH_PATH_MAX], path[BENCH_PATH_MAX];
-    snprintf(schemas, sizeof schemas, "%s/events/schemas", source_dir());
-    snprintf(cmds, sizeof cmds, "%s/commands/schemas", source_dir());
-    sk_error err = {0};
-    int rc = ev_registry_open(schemas, work, &env->events, &err);
-    if (rc == 0)
-        rc = ev_registry_open(cmds, NULL, &env->commands, &err);
-    if (rc == 0)
-        rc = bench_path_join(path, sizeof path, work, "log");
-    if (rc == 0)
-        rc = bench_log_open(path, STORE_FSYNC_NEVER, 0, &env->log);
-    if (rc == 0)
-        rc = bench_path_join(path, sizeof path, work, "snapshots.db");
-    if (rc == 0)
-        rc = store_snapshots_open(path, 0, &env->snaps, &err);
-    cmd_bus_config bc = {.log = env->log,
-                         .events = env->events,
-                         .command_schemas_dir = cmds,
-                         .domains = cmd_domains,
-                         .snapshots = env->snaps,
-                         .snapshot_every = SNAPSHOT_EVERY,
-                         .cache_max = CACHE_MAX};
-    if (rc == 0)
-        rc = cmd_bus_create(&bc, &env->bus, &err);
+    int rc = bench_bus_open(&env->b, work, SNAPSHOT_EVERY, CACHE_MAX, "command-path");
     if (rc)
-        fprintf(stderr, "skald-bench: command-path set-up: %s\n",
-                err.message[0] ? err.message : sk_strerror(rc));
+        return rc;
+    char cmds[BENCH_PATH_MAX];
+    snprintf(cmds, sizeof cmds, "%s/commands/schemas", bench_source_dir());
+    sk_error err = {0};
+    rc = ev_registry_open(cmds, NULL, &env->commands, &err);
+    if (rc) {
+        fprintf(stderr, "skald-bench: command-path set-up: %s\n", err.message);
+        bench_bus_close(&env->b);
+    }
     return rc;
 }
 
 static void env_close(cp_env *env)
 {
-    cmd_bus_destroy(env->bus);
-    store_snapshots_close(env->snaps);
-    store_log_close(env->log);
     ev_registry_destroy(env->commands);
-    ev_registry_destroy(env->events);
+    bench_bus_close(&env->b);
 }
 
 static void done(void *ctx, cmd_outcome *out)
@@ -147,7 +120,7 @@ static int run_one(cp_env *env, const char *command, const char *text)
     if (!body)
         return -ENOMEM;
     cmd_outcome out;
-    int rc = cmd_bus_execute(env->bus, command, body, STORE_EXPECT_ANY, NULL, &out);
+    int rc = cmd_bus_execute(env->b.bus, command, body, STORE_EXPECT_ANY, NULL, &out);
     cmd_outcome_clear(&out);
     json_decref(body);
     return rc;
@@ -205,7 +178,7 @@ static double command_slice(cp_env *env, cp_slot *slots, uint32_t window, uint64
         pthread_mutex_lock(&env->mu);
         env->inflight++;
         pthread_mutex_unlock(&env->mu);
-        cmd_bus_submit(env->bus, command, s->body, STORE_EXPECT_ANY, NULL, &s->out, done, env);
+        cmd_bus_submit(env->b.bus, command, s->body, STORE_EXPECT_ANY, NULL, &s->out, done, env);
     }
     wait_below(env, 0);
     return thread_cpu_s() - t0;
@@ -230,7 +203,7 @@ int bench_command_path(const bench_opts *opts)
     uint64_t refused = 0;
     cmd_bus_stats before = {0}, after = {0};
     if (rc == 0) {
-        cmd_bus_get_stats(env.bus, &before);
+        cmd_bus_get_stats(env.b.bus, &before);
         uint64_t n = opts->events;
         for (int s = 0; s < SLICES; s++) {
             uint64_t from = n * (uint64_t)s / SLICES, to = n * (uint64_t)(s + 1) / SLICES;
@@ -238,7 +211,7 @@ int bench_command_path(const bench_opts *opts)
             base_s += baseline_slice(&env, from, to, opts->streams, seed, &refused);
             cmd_s += command_slice(&env, slots, window, from, to, opts->streams, seed);
         }
-        cmd_bus_get_stats(env.bus, &after);
+        cmd_bus_get_stats(env.b.bus, &after);
     }
     for (uint32_t i = 0; slots && i < window; i++)
         if (slots[i].used) {
@@ -246,8 +219,7 @@ int bench_command_path(const bench_opts *opts)
             json_decref(slots[i].body);
         }
     free(slots);
-    if (env.bus)
-        env_close(&env);
+    env_close(&env); /* also after a failed or skipped open: all of it accepts NULL */
     pthread_mutex_destroy(&env.mu);
     pthread_cond_destroy(&env.cv);
     if (rc == 0) {
