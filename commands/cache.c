@@ -9,7 +9,6 @@
 #include "commands/commands_int.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,7 +151,8 @@ cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cm
         cmd_state_free(agg, state);
         return NULL;
     }
-    snprintf(e->stream_id, sizeof e->stream_id, "%s", stream_id);
+    size_t len = strnlen(stream_id, sizeof e->stream_id - 1);
+    memcpy(e->stream_id, stream_id, len); /* calloc'd: the terminator is there */
     e->agg = agg;
     e->state = state;
     e->version = version;
