@@ -485,6 +485,23 @@ static void test_lookup_and_stream_ids(void **state)
     cmd = json_pack("{s:s}", "sku", "A-z.0_9~!$&'()*+,;=:@");
     assert_int_equal(cmd_stream_id(h, cmd, id, sizeof id), 0);
     json_decref(cmd);
+    /* the longest id that fits the stream id limit with its prefix, and one byte more */
+    char sku[EV_STREAM_ID_MAX + 2];
+    size_t fits = EV_STREAM_ID_MAX - strlen("product-");
+    memset(sku, 'k', fits);
+    sku[fits] = '\0';
+    cmd = json_pack("{s:s}", "sku", sku);
+    assert_int_equal(cmd_stream_id(h, cmd, id, sizeof id), 0);
+    assert_int_equal(strlen(id), EV_STREAM_ID_MAX);
+    assert_int_equal(strncmp(id, "product-kkk", 11), 0);
+    char small[16];
+    assert_int_equal(cmd_stream_id(h, cmd, small, sizeof small), SK_ETOOBIG);
+    json_decref(cmd);
+    sku[fits] = 'k';
+    sku[fits + 1] = '\0';
+    cmd = json_pack("{s:s}", "sku", sku);
+    assert_int_equal(cmd_stream_id(h, cmd, id, sizeof id), SK_ETOOBIG);
+    json_decref(cmd);
     /* All eleven commands of the contract table are there. */
     const char *all[] = {"RegisterProduct", "RestockProduct", "ReserveStock",     "ReleaseStock",
                          "CommitStock",     "OpenCustomer",   "AuthorizePayment", "RefundPayment",
