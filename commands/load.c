@@ -46,7 +46,12 @@ static void *usable_snapshot(const cmd_aggregate *agg, const store_snapshot *sna
         snap->version > stream_version)
         return NULL;
     void *state = NULL;
-    return cmd_state_parse(agg, snap->state_json, &state) == 0 ? state : NULL;
+    int rc = cmd_state_parse(agg, snap->state_json, &state);
+    if (rc == SK_EBADINPUT) /* its state_version is current: damage, or a shape changed
+                               without a bump of state_version */
+        sk_log(SK_LOG_WARN, "commands", "ignoring a snapshot that is not a state of its aggregate",
+               "stream", snap->stream_id, "aggregate", agg->name, SK_LOG_END);
+    return rc == 0 ? state : NULL;
 }
 
 /*
@@ -144,7 +149,9 @@ int cmd_bus_load(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, 
         return rc;
     *state_out = agg->to_json(state);
     cmd_state_free(agg, state);
-    return *state_out ? 0 : -ENOMEM;
+    if (!*state_out)
+        return sk_error_set(err, -ENOMEM, "", "out of memory writing %s as JSON", stream_id);
+    return 0;
 }
 
 int cmd_bus_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_id, sk_error *err)
@@ -163,7 +170,7 @@ int cmd_bus_snapshot(cmd_bus *bus, const cmd_aggregate *agg, const char *stream_
     char *text = cmd_state_dump(agg, state);
     cmd_state_free(agg, state);
     if (!text)
-        return -ENOMEM;
+        return sk_error_set(err, -ENOMEM, "", "out of memory writing %s as JSON", stream_id);
     rc = cmd_save_snapshot(bus, agg, stream_id, version, text, err);
     free(text);
     return rc;
