@@ -97,11 +97,6 @@ void cmd_bus_get_stats(cmd_bus *bus, cmd_bus_stats *out)
     out->snapshot_failures = atomic_load(&bus->snapshot_failures);
 }
 
-static unsigned stripe_of(const char *stream)
-{
-    return (unsigned)(ev_hash_str(stream) % CMD_STRIPES);
-}
-
 void cmd_outcome_clear(cmd_outcome *out)
 {
     cmd_result_clear(&out->decision);
@@ -203,9 +198,9 @@ static void append_done(void *ctx, const store_append_result *res)
  * conflict and mark the entry stale, so no wrong event can be written from it.
  */
 static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h,
-                                  const char *stream, cmd_outcome *out)
+                                  const char *stream, uint64_t hash, cmd_outcome *out)
 {
-    cmd_cache_entry *e = cmd_cache_get(cache, stream);
+    cmd_cache_entry *e = cmd_cache_get(cache, stream, hash);
     if (e && !atomic_load(&e->stale)) {
         atomic_fetch_add(&bus->cache_hits, 1);
         return e;
@@ -225,7 +220,7 @@ static cmd_cache_entry *entry_for(cmd_bus *bus, cmd_cache *cache, const cmd_hand
         atomic_fetch_add(&e->generation, 1);
         atomic_store(&e->stale, false);
     } else {
-        e = cmd_cache_add(cache, stream, h->aggregate, state, version);
+        e = cmd_cache_add(cache, stream, hash, h->aggregate, state, version);
         if (!e) {
             out->status = sk_error_set(&out->err, -ENOMEM, "", "out of memory");
             return NULL;
@@ -393,11 +388,11 @@ static int queue_barrier(cmd_bus *bus, cmd_cache_entry *e, cmd_outcome *out, cmd
 
 /* Steps 4-7 under the stripe lock. Returns 1 if an append or a barrier was queued (done will run
  * later), else 0 with out->status set. */
-static int decide_locked(cmd_bus *bus, cmd_cache *cache, const cmd_handler *h, const json_t *body,
-                         uint64_t expected_version, const cmd_context *ctx, cmd_outcome *out,
-                         cmd_done_cb done, void *cb_ctx)
+static int decide_locked(cmd_bus *bus, cmd_cache *cache, uint64_t hash, const cmd_handler *h,
+                         const json_t *body, uint64_t expected_version, const cmd_context *ctx,
+                         cmd_outcome *out, cmd_done_cb done, void *cb_ctx)
 {
-    cmd_cache_entry *e = entry_for(bus, cache, h, out->stream_id, out);
+    cmd_cache_entry *e = entry_for(bus, cache, h, out->stream_id, hash, out);
     if (!e)
         return 0;
     out->stream_version = e->version;
@@ -457,11 +452,13 @@ int cmd_bus_submit(cmd_bus *bus, const char *command, const json_t *body, uint64
     out->command_id = ctx ? ctx->command_id : (ev_uuid){{0}};
     if (ev_uuid_is_nil(&out->command_id))
         ev_uuid_generate(&out->command_id);
-    unsigned s = stripe_of(out->stream_id);
+    /* one hash picks the stripe and, in its cache, the bucket */
+    uint64_t hash = ev_hash_str(out->stream_id);
+    unsigned s = (unsigned)(hash % CMD_STRIPES);
     cmd_trace_begin(ctx, command);
     pthread_mutex_lock(&bus->stripes[s]);
-    int queued =
-        decide_locked(bus, &bus->caches[s], h, body, expected_version, ctx, out, done, cb_ctx);
+    int queued = decide_locked(bus, &bus->caches[s], hash, h, body, expected_version, ctx, out,
+                               done, cb_ctx);
     pthread_mutex_unlock(&bus->stripes[s]);
     cmd_trace_finish(queued ? NULL : out); /* once queued, out is the completion's */
     if (!queued)

@@ -16,9 +16,9 @@
  * stripe's cache has the same low bits: the bucket comes from the bits above them. (The
  * low bits used 1 bucket in 64, and lookups walked long chains; FNV-1a's high half is
  * poorly mixed for names that differ in their last characters.) */
-static size_t hash_of(const char *s)
+static size_t bucket_of(const cmd_cache *cache, uint64_t hash)
 {
-    return (size_t)(ev_hash_str(s) / CMD_STRIPES);
+    return (size_t)(hash / CMD_STRIPES) & (cache->nbuckets - 1);
 }
 
 int cmd_cache_init(cmd_cache *cache, size_t capacity)
@@ -103,9 +103,9 @@ static void promote(cmd_cache *cache, cmd_cache_entry *e)
     }
 }
 
-cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id)
+cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id, uint64_t hash)
 {
-    cmd_cache_entry *e = cache->buckets[hash_of(stream_id) & (cache->nbuckets - 1)];
+    cmd_cache_entry *e = cache->buckets[bucket_of(cache, hash)];
     while (e && strcmp(e->stream_id, stream_id) != 0)
         e = e->hnext;
     if (e && e != cache->protected_.head)
@@ -123,7 +123,7 @@ void cmd_cache_mark_all_stale(cmd_cache *cache)
 
 static void remove_entry(cmd_cache *cache, cmd_cache_entry *e)
 {
-    cmd_cache_entry **p = &cache->buckets[hash_of(e->stream_id) & (cache->nbuckets - 1)];
+    cmd_cache_entry **p = &cache->buckets[bucket_of(cache, e->hash)];
     while (*p != e)
         p = &(*p)->hnext;
     *p = e->hnext;
@@ -143,8 +143,8 @@ static void evict_from(cmd_cache *cache, cmd_cache_list *l, const cmd_cache_entr
     }
 }
 
-cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,
-                               void *state, uint64_t version)
+cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, uint64_t hash,
+                               const cmd_aggregate *agg, void *state, uint64_t version)
 {
     cmd_cache_entry *e = calloc(1, sizeof *e);
     if (!e) {
@@ -153,13 +153,14 @@ cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cm
     }
     size_t len = strnlen(stream_id, sizeof e->stream_id - 1);
     memcpy(e->stream_id, stream_id, len); /* calloc'd: the terminator is there */
+    e->hash = hash;
     e->agg = agg;
     e->state = state;
     e->version = version;
     atomic_init(&e->pending, 0);
     atomic_init(&e->stale, false);
     atomic_init(&e->generation, 0);
-    size_t b = hash_of(stream_id) & (cache->nbuckets - 1);
+    size_t b = bucket_of(cache, hash);
     e->hnext = cache->buckets[b];
     cache->buckets[b] = e;
     list_push_head(&cache->probation, e);

@@ -29,6 +29,7 @@ typedef struct cmd_cache_entry {
     struct cmd_cache_entry *hnext;       /* hash chain */
     struct cmd_cache_entry *prev, *next; /* its segment's recency list */
     bool protected_;                     /* in the protected segment (hit since added) */
+    uint64_t hash;                       /* ev_hash_str(stream_id): its stripe and bucket */
     const cmd_aggregate *agg;
     void *state;             /* agg's typed state (cmd_state_new) */
     uint64_t version;        /* stream version the state includes */
@@ -74,14 +75,15 @@ static inline size_t cmd_cache_count(const cmd_cache *cache)
 
 int cmd_cache_init(cmd_cache *cache, size_t capacity); /* 0 or -ENOMEM */
 void cmd_cache_free(cmd_cache *cache);
-/* The entry of stream_id (now the most recent), or NULL. */
-cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id);
+/* The entry of stream_id, whose ev_hash_str is hash (the bus has it from choosing the
+ * stripe), now the most recent; or NULL. */
+cmd_cache_entry *cmd_cache_get(cmd_cache *cache, const char *stream_id, uint64_t hash);
 /* Marks every entry stale, so each is reloaded from the log before its next use. */
 void cmd_cache_mark_all_stale(cmd_cache *cache);
 /* Adds an entry holding state (taken) and evicts the least recent unpinned entries past
  * capacity. NULL on -ENOMEM (state is freed). */
-cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, const cmd_aggregate *agg,
-                               void *state, uint64_t version);
+cmd_cache_entry *cmd_cache_add(cmd_cache *cache, const char *stream_id, uint64_t hash,
+                               const cmd_aggregate *agg, void *state, uint64_t version);
 
 #define CMD_STRIPES 64
 

@@ -52,7 +52,8 @@ static void test_one_stripe_spreads_over_the_buckets(void **state)
     cmd_cache c;
     assert_int_equal(cmd_cache_init(&c, NAMES), 0);
     for (unsigned i = 0; i < NAMES; i++)
-        assert_non_null(cmd_cache_add(&c, names[i], &plain, cmd_state_new(&plain), i));
+        assert_non_null(
+            cmd_cache_add(&c, names[i], ev_hash_str(names[i]), &plain, cmd_state_new(&plain), i));
     assert_int_equal(cmd_cache_count(&c), NAMES);
     /* 256 entries in 512 buckets: a fair hash gives chains of a few entries; the low bits
      * alone (all equal within the stripe) used 8 buckets, with chains of 30 or more */
@@ -60,7 +61,7 @@ static void test_one_stripe_spreads_over_the_buckets(void **state)
     print_message("longest chain: %zu of %zu buckets\n", longest, c.nbuckets);
     assert_true(longest <= 8);
     for (unsigned i = 0; i < NAMES; i++) {
-        cmd_cache_entry *e = cmd_cache_get(&c, names[i]);
+        cmd_cache_entry *e = cmd_cache_get(&c, names[i], ev_hash_str(names[i]));
         assert_non_null(e);
         assert_int_equal(e->version, i);
     }
@@ -72,15 +73,15 @@ static void test_eviction_skips_pending_entries(void **state)
     (void)state;
     cmd_cache c;
     assert_int_equal(cmd_cache_init(&c, 2), 0);
-    cmd_cache_entry *a = cmd_cache_add(&c, "a", &plain, cmd_state_new(&plain), 1);
+    cmd_cache_entry *a = cmd_cache_add(&c, "a", ev_hash_str("a"), &plain, cmd_state_new(&plain), 1);
     assert_non_null(a);
     atomic_store(&a->pending, 1); /* an append in flight: a's state is ahead of the log */
-    assert_non_null(cmd_cache_add(&c, "b", &plain, cmd_state_new(&plain), 1));
-    assert_non_null(cmd_cache_add(&c, "c", &plain, cmd_state_new(&plain), 1));
+    assert_non_null(cmd_cache_add(&c, "b", ev_hash_str("b"), &plain, cmd_state_new(&plain), 1));
+    assert_non_null(cmd_cache_add(&c, "c", ev_hash_str("c"), &plain, cmd_state_new(&plain), 1));
     /* over capacity: b is the least recent without appends in flight */
-    assert_non_null(cmd_cache_get(&c, "a"));
-    assert_null(cmd_cache_get(&c, "b"));
-    assert_non_null(cmd_cache_get(&c, "c"));
+    assert_non_null(cmd_cache_get(&c, "a", ev_hash_str("a")));
+    assert_null(cmd_cache_get(&c, "b", ev_hash_str("b")));
+    assert_non_null(cmd_cache_get(&c, "c", ev_hash_str("c")));
     atomic_store(&a->pending, 0);
     cmd_cache_free(&c);
 }
@@ -94,21 +95,23 @@ static void test_reused_entries_survive_one_shot_ones(void **state)
     char name[32];
     for (int i = 0; i < 8; i++) { /* eight products, each used twice */
         snprintf(name, sizeof name, "product-%d", i);
-        assert_non_null(cmd_cache_add(&c, name, &plain, cmd_state_new(&plain), 1));
-        assert_non_null(cmd_cache_get(&c, name));
+        assert_non_null(
+            cmd_cache_add(&c, name, ev_hash_str(name), &plain, cmd_state_new(&plain), 1));
+        assert_non_null(cmd_cache_get(&c, name, ev_hash_str(name)));
     }
     assert_int_equal(c.protected_.count, 8);
     for (int i = 0; i < 100; i++) { /* a hundred orders, each used once */
         snprintf(name, sizeof name, "order-%d", i);
-        assert_non_null(cmd_cache_add(&c, name, &plain, cmd_state_new(&plain), 1));
+        assert_non_null(
+            cmd_cache_add(&c, name, ev_hash_str(name), &plain, cmd_state_new(&plain), 1));
         assert_true(cmd_cache_count(&c) <= 10);
     }
     for (int i = 0; i < 8; i++) {
         snprintf(name, sizeof name, "product-%d", i);
-        assert_non_null(cmd_cache_get(&c, name));
+        assert_non_null(cmd_cache_get(&c, name, ev_hash_str(name)));
     }
-    assert_non_null(cmd_cache_get(&c, "order-99"));
-    assert_null(cmd_cache_get(&c, "order-97"));
+    assert_non_null(cmd_cache_get(&c, "order-99", ev_hash_str("order-99")));
+    assert_null(cmd_cache_get(&c, "order-97", ev_hash_str("order-97")));
     /* a ninth reused entry pushes the least recent protected one back to probation */
     assert_int_equal(c.protected_.count, 8);
     assert_true(c.probation.tail && !c.probation.tail->protected_);
