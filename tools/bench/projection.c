@@ -42,12 +42,6 @@ static uint64_t cpu_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static const char *source_dir(void)
-{
-    const char *s = getenv("SKALD_SOURCE_DIR");
-    return s ? s : SKALD_SOURCE_DIR;
-}
-
 typedef struct proj_env {
     char work[BENCH_PATH_MAX];
     char proj_dir[BENCH_PATH_MAX];
@@ -120,8 +114,8 @@ static int env_open(proj_env *env, const bench_opts *opts, const char *name)
     printf("%s: %" PRIu64 " events of the sample domain\n", name, opts->events);
     bench_print_where("work dir", env->work);
     char schemas[BENCH_PATH_MAX], log_dir[BENCH_PATH_MAX];
-    snprintf(schemas, sizeof schemas, "%s/events/schemas", source_dir());
-    snprintf(env->models_dir, sizeof env->models_dir, "%s/projections/models", source_dir());
+    snprintf(schemas, sizeof schemas, "%s/events/schemas", bench_source_dir());
+    snprintf(env->models_dir, sizeof env->models_dir, "%s/projections/models", bench_source_dir());
     sk_error err;
     sk_error_clear(&err);
     rc = ev_registry_open(schemas, env->work, &env->events, &err);
