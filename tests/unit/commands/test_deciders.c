@@ -172,6 +172,17 @@ static void test_order(void **state)
                         "\"quantity\":2,\"unit_price_cents\":150},{\"sku\":\"b\",\"quantity\":1,"
                         "\"unit_price_cents\":99}]}";
     expect_event("PlaceOrder", NULL, place, "OrderPlaced", "total_cents", 399);
+    /* the event's lines are the command's (shared, not copied): still whole once the
+     * command is freed, which decide() does before this looks */
+    cmd_result r;
+    decide("PlaceOrder", NULL, place, &r);
+    json_t *want = json_loads("[{\"sku\":\"a\",\"quantity\":2,\"unit_price_cents\":150},"
+                              "{\"sku\":\"b\",\"quantity\":1,\"unit_price_cents\":99}]",
+                              0, NULL);
+    assert_int_equal(r.count, 1);
+    assert_true(json_equal(json_object_get(r.events[0].payload, "lines"), want));
+    json_decref(want);
+    cmd_result_clear(&r);
     expect_reject("PlaceOrder", placed, place, "already_exists");
     expect_reject("PlaceOrder", NULL,
                   "{\"order_id\":\"o\",\"customer_id\":\"c\",\"lines\":[{\"sku\":\"a\","
