@@ -314,6 +314,25 @@ static void test_bounds_check_refuses_hostile_binary(void **state)
     ev_buf_free(&nul);
 }
 
+/* Every byte value, alone and after a valid prefix: an id takes exactly the bytes of
+ * EV_ID_CHARS, and a refusal names the first byte outside it. */
+static void test_id_alphabet_byte_by_byte(void **state)
+{
+    (void)state;
+    for (int c = 0; c < 256; c++) {
+        char id[3] = {'a', '7', (char)c};
+        bool allowed = c != 0 && strchr(EV_ID_CHARS, c) != NULL;
+        size_t bad = 99;
+        assert_int_equal(ev_id_check(id + 2, 1, &bad), allowed ? 0 : SK_EBADINPUT);
+        assert_int_equal(ev_id_check(id, 3, &bad), allowed ? 0 : SK_EBADINPUT);
+        if (!allowed)
+            assert_int_equal(bad, 2);
+    }
+    size_t bad = 99;
+    assert_int_equal(ev_id_check("", 0, &bad), SK_EBADINPUT);
+    assert_int_equal(bad, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +341,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_payloads_name_the_field, setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_bounds_check_refuses_hostile_binary, setup,
                                         tu_teardown),
+        cmocka_unit_test(test_id_alphabet_byte_by_byte),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
