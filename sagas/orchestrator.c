@@ -1088,7 +1088,14 @@ int saga_engine_open(const saga_config *cfg, saga_engine **out, sk_error *err)
                "error", serr.message, SK_LOG_END);
         e->snaps = NULL;
     }
-    e->src = (saga_source){cfg->log, cfg->events, e->snaps, cfg->defs, cfg->extra_defs};
+    e->src = (saga_source){
+        .log = cfg->log,
+        .events = cfg->events,
+        .snaps = e->snaps,
+        .defs = cfg->defs,
+        .extra = cfg->extra_defs,
+        .snapshot_every = cfg->snapshot_every ? cfg->snapshot_every : SAGA_SNAPSHOT_EVERY_DEFAULT,
+    };
     size_t i;
     json_t *v;
     json_array_foreach(open, i, v)

@@ -34,13 +34,15 @@ static int load_snapshot(const saga_source *src, const char *stream, saga_rt *s)
 {
     if (!src->snaps)
         return 0;
+    uint64_t stream_version = store_log_stream_version(src->log, ev_str_of(stream));
+    if (stream_version < src->snapshot_every)
+        return 0;
     store_snapshot snap;
     sk_error err = {0};
     if (store_snapshot_load(src->snaps, stream, &snap, &err) != 1)
         return 0;
     int used = 0;
-    if (snap.version <= store_log_stream_version(src->log, ev_str_of(stream)) &&
-        strcmp(snap.aggregate, SAGA_SNAPSHOT_AGGREGATE) == 0 &&
+    if (snap.version <= stream_version && strcmp(snap.aggregate, SAGA_SNAPSHOT_AGGREGATE) == 0 &&
         snap.state_version == SAGA_SNAPSHOT_STATE_VERSION) {
         json_t *j = json_loads(snap.state_json, 0, NULL);
         used = j && saga_fold_from_json(s, src->defs, src->extra, j) == 0 &&

@@ -117,6 +117,10 @@ typedef struct saga_source {
     const ev_registry *events;
     store_snapshots *snaps;
     const saga_def *const *defs, *const *extra;
+    /* The orchestrator saves a snapshot only once a stream has grown by this many events,
+     * so a shorter stream is read without the snapshot lookup, a SQLite query (0: always
+     * look, for snapshots saved under another setting). */
+    uint32_t snapshot_every;
 } saga_source;
 /* Replays `$saga-<id>` into s (fresh from saga_rt_create): from its snapshot, if a usable
  * one exists, and the events after it; else from its first event. *replayed_out (may be
