@@ -23,8 +23,8 @@
 #define CKP_HEADER 32
 #define CKP_FILE   "checkpoint"
 
-int store_checkpoint_write(const store_io *io, const char *dir, uint64_t position,
-                           const store_streams *t)
+int store_checkpoint_build(uint64_t position, const store_streams *t, uint8_t **buf_out,
+                           size_t *size_out)
 {
     size_t size = CKP_HEADER + 4, count = 0;
     for (size_t i = 0; i < t->cap; i++) {
@@ -56,8 +56,26 @@ int store_checkpoint_write(const store_io *io, const char *dir, uint64_t positio
     }
     store_put_u32(p, store_crc32c(0, buf, (size_t)(p - buf)));
     SK_ASSERT((size_t)(p - buf) + 4 == size);
-    int rc = store_io_write_file_atomic(io, dir, CKP_FILE, buf, size);
-    free(buf);
+    *buf_out = buf;
+    *size_out = size;
+    return 0;
+}
+
+int store_checkpoint_save(const store_io *io, const char *dir, const uint8_t *buf, size_t size)
+{
+    return store_io_write_file_atomic(io, dir, CKP_FILE, buf, size);
+}
+
+int store_checkpoint_write(const store_io *io, const char *dir, uint64_t position,
+                           const store_streams *t)
+{
+    uint8_t *buf;
+    size_t size;
+    int rc = store_checkpoint_build(position, t, &buf, &size);
+    if (rc == 0) {
+        rc = store_checkpoint_save(io, dir, buf, size);
+        free(buf);
+    }
     return rc;
 }
 

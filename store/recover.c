@@ -397,6 +397,7 @@ int store_log_load(store_log *log, sk_error *err)
         return rc;
     store_segment *active = log->segments[log->segment_count - 1];
     if (c != active->first_position && !log->cfg.read_only) {
+        store_seal_wait(log); /* a roll's checkpoint must not land after this one */
         rc = store_checkpoint_write(log->io, log->dir, active->first_position, &log->streams);
         if (rc)
             return sk_error_set(err, rc, "", "cannot write the checkpoint in %s: %s", log->dir,
@@ -473,10 +474,26 @@ static void seal_write(store_log *log, store_segment *seg)
     pthread_mutex_unlock(&log->mu);
 }
 
+/* Writes the checkpoint a roll built. A write that fails puts the log in the failed
+ * state, as it did when the roll wrote it: the disk refused a write, and appends stop
+ * until a recovery (which writes the checkpoint again at its open). */
+static int checkpoint_save(store_log *log)
+{
+    if (!log->sealing_ckp)
+        return 0;
+    int rc = store_checkpoint_save(log->io, log->dir, log->sealing_ckp, log->sealing_ckp_size);
+    if (rc != 0)
+        store_log_set_failed(log, "cannot write the stream-table checkpoint", rc);
+    free(log->sealing_ckp);
+    log->sealing_ckp = NULL;
+    return rc;
+}
+
 static void *sealer_main(void *arg)
 {
     store_log *log = arg;
     seal_write(log, log->sealing);
+    checkpoint_save(log);
     return NULL;
 }
 
@@ -489,20 +506,25 @@ void store_seal_wait(store_log *log)
     log->sealing = NULL;
 }
 
-/* The index files are written by a thread of their own, so appends go on into the new
- * segment meanwhile (a 64 MiB segment's stream index is 8 MB, and writing it held every
- * append back for tens of milliseconds). Manual-commit mode writes them here, so a run
- * depends only on its calls. */
-static void seal_start(store_log *log, store_segment *seg)
+/* The index files and the checkpoint are written by a thread of their own, so appends go
+ * on into the new segment meanwhile (a 64 MiB segment's stream index is 8 MB, and writing
+ * it held every append back for tens of milliseconds; the checkpoint of 185,000 streams,
+ * another 8 MB, 17 ms). Manual-commit mode writes them here, so a run depends only on its
+ * calls. ckp (NULL: none) is the checkpoint's bytes, freed here. Returns what writing
+ * it here returned (0 when the sealer thread writes it). */
+static int seal_start(store_log *log, store_segment *seg, uint8_t *ckp, size_t ckp_size)
 {
     store_seal_wait(log);
     log->sealing = seg;
+    log->sealing_ckp = ckp;
+    log->sealing_ckp_size = ckp_size;
     if (!log->cfg.manual_commit && pthread_create(&log->sealer, NULL, sealer_main, log) == 0) {
         log->sealer_running = true;
-        return;
+        return 0;
     }
     seal_write(log, seg);
     log->sealing = NULL;
+    return checkpoint_save(log);
 }
 
 int store_log_roll(store_log *log)
@@ -544,8 +566,12 @@ int store_log_roll(store_log *log)
         io->close(io->ctx, fd);
         return rc;
     }
-    seal_start(log, old);
     /* The old segment is only read from now on; the stream table as of the new
-     * segment's start bounds the next start-up's scan. */
-    return store_checkpoint_write(io, log->dir, old->next_position, &log->streams);
+     * segment's start bounds the next start-up's scan. Its bytes are taken now, before
+     * any append to the new segment changes the table; the sealer writes them. */
+    uint8_t *ckp = NULL;
+    size_t ckp_size = 0;
+    int built = store_checkpoint_build(old->next_position, &log->streams, &ckp, &ckp_size);
+    rc = seal_start(log, old, ckp, ckp_size);
+    return built ? built : rc;
 }

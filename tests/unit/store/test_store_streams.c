@@ -93,10 +93,63 @@ static void test_stream_reads_across_rollover(void **state)
     free(dir);
 }
 
+/* Thousands of streams, two events each, over segments of a few hundred streams: each
+ * sealed segment's stream index (sorted by hash at its roll) finds every stream's events,
+ * in version order, before and after a reopen. */
+#define MANY 3000
+
+static void check_many(store_log *log)
+{
+    for (int k = 0; k < MANY; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "m-%d", k);
+        assert_int_equal(store_log_stream_version(log, ev_str_of(name)), 2);
+        store_reader *r;
+        assert_int_equal(store_reader_open_stream(log, ev_str_of(name), 1, &r), 0);
+        ev_event ev;
+        sk_error err;
+        for (uint64_t v = 1; v <= 2; v++) {
+            assert_int_equal(store_reader_next(r, &ev, &err), 1);
+            assert_true(ev_str_eq(ev.stream_id, name));
+            assert_int_equal(ev.version, v);
+            assert_int_equal(ev.position, (v - 1) * MANY + (uint64_t)k);
+        }
+        assert_int_equal(store_reader_next(r, &ev, &err), 0);
+        store_reader_close(r);
+    }
+}
+
+static void test_many_streams_per_segment(void **state)
+{
+    (void)state;
+    char *dir = st_tempdir();
+    store_log *log = st_open(dir, 64 * 1024);
+    sk_error err;
+    for (uint64_t i = 0; i < 2 * MANY; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "m-%d", (int)(i % MANY));
+        st_event e;
+        st_make(&e, "m", i, 20);
+        assert_int_equal(
+            store_log_append(log, ev_str_of(name), STORE_EXPECT_ANY, &e.ev, 1, NULL, &err), 0);
+    }
+    store_log_stats st;
+    store_log_get_stats(log, &st);
+    assert_true(st.segments > 4);
+    check_many(log);
+    store_log_close(log);
+    log = st_open(dir, 64 * 1024);
+    check_many(log);
+    store_log_close(log);
+    st_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_reads_across_rollover),
+        cmocka_unit_test(test_many_streams_per_segment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
