@@ -96,7 +96,8 @@ static void test_stream_reads_across_rollover(void **state)
 /* Thousands of streams, two events each, over segments of a few hundred streams: each
  * sealed segment's stream index (sorted by hash at its roll) finds every stream's events,
  * in version order, before and after a reopen. */
-#define MANY 3000
+#define MANY           3000
+#define MANY_SEG_BYTES ((uint64_t)64 << 10)
 
 static void check_many(store_log *log)
 {
@@ -123,9 +124,9 @@ static void test_many_streams_per_segment(void **state)
 {
     (void)state;
     char *dir = st_tempdir();
-    store_log *log = st_open(dir, 64 * 1024);
+    store_log *log = st_open(dir, MANY_SEG_BYTES);
     sk_error err;
-    for (uint64_t i = 0; i < 2 * MANY; i++) {
+    for (uint64_t i = 0; i < (uint64_t)MANY * 2; i++) {
         char name[16];
         snprintf(name, sizeof name, "m-%d", (int)(i % MANY));
         st_event e;
@@ -138,7 +139,7 @@ static void test_many_streams_per_segment(void **state)
     assert_true(st.segments > 4);
     check_many(log);
     store_log_close(log);
-    log = st_open(dir, 64 * 1024);
+    log = st_open(dir, MANY_SEG_BYTES);
     check_many(log);
     store_log_close(log);
     st_rmrf(dir);
