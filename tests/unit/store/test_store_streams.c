@@ -59,19 +59,25 @@ static void check_all(store_log *log)
     assert_int_equal(store_log_stream_version(log, ev_str_of("nobody")), 0);
 }
 
+/* Appends event i to stream "<prefix>-<i mod streams>", its payload made from prefix. */
+static void append_nth(store_log *log, const char *prefix, uint64_t i, uint64_t streams)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%s-%d", prefix, (int)(i % streams));
+    st_event e;
+    st_make(&e, prefix, i, 20);
+    sk_error err;
+    assert_int_equal(store_log_append(log, ev_str_of(name), STORE_EXPECT_ANY, &e.ev, 1, NULL, &err),
+                     0);
+}
+
 static void test_stream_reads_across_rollover(void **state)
 {
     (void)state;
     char *dir = st_tempdir();
     store_log *log = st_open(dir, 4096);
-    sk_error err;
     for (uint64_t i = 0; i < EVENTS; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "st-%d", (int)(i % STREAMS));
-        st_event e;
-        st_make(&e, "st", i, 20);
-        assert_int_equal(
-            store_log_append(log, ev_str_of(name), STORE_EXPECT_ANY, &e.ev, 1, NULL, &err), 0);
+        append_nth(log, "st", i, STREAMS);
         if (i % 500 == 0) /* reads while the log grows see exactly what is committed */
             for (int s = 0; s < STREAMS; s++)
                 check_stream_after(log, s, 1, i + 1);
@@ -125,15 +131,8 @@ static void test_many_streams_per_segment(void **state)
     (void)state;
     char *dir = st_tempdir();
     store_log *log = st_open(dir, MANY_SEG_BYTES);
-    sk_error err;
-    for (uint64_t i = 0; i < (uint64_t)MANY * 2; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "m-%d", (int)(i % MANY));
-        st_event e;
-        st_make(&e, "m", i, 20);
-        assert_int_equal(
-            store_log_append(log, ev_str_of(name), STORE_EXPECT_ANY, &e.ev, 1, NULL, &err), 0);
-    }
+    for (uint64_t i = 0; i < (uint64_t)MANY * 2; i++)
+        append_nth(log, "m", i, MANY);
     store_log_stats st;
     store_log_get_stats(log, &st);
     assert_true(st.segments > 4);
