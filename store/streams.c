@@ -165,8 +165,10 @@ typedef struct hashed_stream {
 
 /* Sorts by hash: a radix sort, one byte a pass from the lowest, so the eight passes leave
  * the result in a. A roll sorts every stream written in the segment while appends wait
- * (185,000 streams in a 64 MiB segment of the command benchmark): qsort over the streams
- * took 70-80 ms there, comparing through a pointer each time; this takes about 6. */
+ * (185,000 streams in a 64 MiB segment of the command benchmark). With qsort over
+ * pointers to the streams, two cache misses a comparison, building the index took 76-78
+ * ms there; with this, 24 ms in all. The sort alone: about 6 ms for 185,000 pairs in a
+ * microbenchmark, against 35 ms for qsort of the same pairs. */
 static void sort_by_hash(hashed_stream *a, hashed_stream *tmp, size_t n)
 {
     for (unsigned shift = 0; shift < 64; shift += 8) {
